@@ -1,0 +1,1 @@
+"""Bundles: a thread exported as a zipped RO-Crate, and its import and merge."""

@@ -1,0 +1,3 @@
+"""Core commands."""
+import click
+COMMANDS: list[click.Command] = []

@@ -1,0 +1,5 @@
+"""CLI commands (placeholder until this area's commands land)."""
+
+import click
+
+COMMANDS: list[click.Command] = []

@@ -1,0 +1,81 @@
+"""The lwfm home: where the store, the graph, job logs and ``lwfm.toml`` live.
+
+``LWFM_HOME`` (default ``~/.lwfm``) holds ``lwfm.toml``::
+
+    [store]
+    url = "postgresql+psycopg://user@host/db"   # default: SQLite (WAL) in the home
+
+    [sites.hpc]
+    driver = "ssh"          # an entry point name in the ``lwfm.sites`` group
+    host = "login.lab.example"
+
+A site section without ``driver`` uses its own name as the driver (so ``[sites.local]``
+just configures the ``local`` driver). ``local`` is always available.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+CONFIG_FILE = "lwfm.toml"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("LWFM_HOME") or Path.home() / ".lwfm").expanduser()
+
+
+@dataclass
+class Config:
+    home: Path
+    store_url: str
+    sites: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def graph_path(self) -> Path:
+        return self.home / "graph"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    def job_dir(self, job_id: str) -> Path:
+        """Per-job files (stdout/stderr, exit code); sharded to keep directories small."""
+        return self.logs_dir / job_id[:2] / job_id
+
+    def site_config(self, name: str) -> dict[str, Any]:
+        if name in self.sites:
+            return dict(self.sites[name])
+        if name == "local":
+            return {"driver": "local"}
+        known = ", ".join(sorted(set(self.sites) | {"local"}))
+        raise ConfigError(f"unknown site {name!r}; configured sites: {known} "
+                          f"(add a [sites.{name}] section to {self.home / CONFIG_FILE})")
+
+
+def load(home: str | os.PathLike[str] | None = None) -> Config:
+    """Read the configuration of ``home`` (creating the directory if needed)."""
+    h = Path(home).expanduser() if home else default_home()
+    h.mkdir(parents=True, exist_ok=True)
+    raw: dict[str, Any] = {}
+    f = h / CONFIG_FILE
+    if f.exists():
+        try:
+            raw = tomllib.loads(f.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{f} is not valid TOML: {e}") from None
+    store = raw.get("store", {})
+    url = os.environ.get("LWFM_STORE_URL") or store.get("url") or f"sqlite:///{h / 'lwfm.db'}"
+    sites = raw.get("sites", {})
+    if not isinstance(sites, dict) or not all(isinstance(v, dict) for v in sites.values()):
+        raise ConfigError(f"{f}: [sites.NAME] sections must be tables")
+    return Config(home=h, store_url=url, sites=sites)

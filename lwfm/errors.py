@@ -1,0 +1,37 @@
+"""Exceptions. Each message should tell the user what to do next."""
+
+
+class LwfmError(Exception):
+    """Base of every error lwfm raises on purpose; the CLI prints it and exits 1."""
+
+
+class NotFound(LwfmError):
+    """An unknown job, workflow, data object, site or trigger id."""
+
+
+class ConfigError(LwfmError):
+    """The lwfm home or a site's configuration is wrong."""
+
+
+class SiteError(LwfmError):
+    """A site could not do what was asked (and says why)."""
+
+
+class NotSupported(SiteError):
+    """A pillar operation this site cannot perform (e.g. Spin on a laptop)."""
+
+
+class AuthError(SiteError):
+    """Login failed or credentials are missing; never carries the secret itself."""
+
+
+class ChecksumMismatch(LwfmError):
+    """A transferred file's sha256 differs between its two ends."""
+
+
+class QueryError(LwfmError):
+    """A SPARQL query is malformed or not allowed (updates are refused)."""
+
+
+class BundleError(LwfmError):
+    """A bundle is malformed, hostile, or conflicts with the local store."""

@@ -1,0 +1,337 @@
+"""The lwfm data model: jobs, their statuses, workflows, data notations and triggers.
+
+Everything here is a plain dataclass that round-trips through JSON (``to_dict`` /
+``from_dict``), because every record is persisted as SQL rows and shipped in bundles
+as JSON-LD: nothing is ever pickled. This module is stdlib-only on purpose, so a
+site driver running inside a foreign virtualenv can import it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+
+def new_id() -> str:
+    """A globally unique id: lwfm instances merge their threads by these."""
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(t: datetime | None) -> str | None:
+    return None if t is None else t.astimezone(timezone.utc).isoformat()
+
+
+def parse_time(v: str | datetime | None) -> datetime | None:
+    if v is None or isinstance(v, datetime):
+        return v if v is None or v.tzinfo else v.replace(tzinfo=timezone.utc)
+    t = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+class State(str, enum.Enum):
+    """Canonical job states; site-native states map onto these."""
+
+    READY = "READY"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    INFO = "INFO"
+    FINISHING = "FINISHING"
+    COMPLETE = "COMPLETE"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+    @property
+    def rank(self) -> int | None:
+        """Progress order; INFO and UNKNOWN carry no progress and never move a job."""
+        return _RANK.get(self)
+
+
+TERMINAL = frozenset({State.COMPLETE, State.FAILED, State.CANCELLED})
+_RANK = {State.READY: 0, State.PENDING: 1, State.RUNNING: 2, State.FINISHING: 3,
+         State.COMPLETE: 4, State.FAILED: 4, State.CANCELLED: 4}
+
+
+def advance(current: State | None, new: State) -> State | None:
+    """The job's state after ``new`` is reported, given ``current``.
+
+    A job's current state never goes backwards: INFO/UNKNOWN leave it as it is (unless
+    there is none yet), a late or out-of-order status is kept in history only, and a
+    terminal state is final.
+    """
+    if current is None:
+        return new
+    if current.terminal:
+        return current
+    if new.rank is None:
+        return current if current.rank is not None else new
+    if current.rank is None or new.rank >= current.rank:
+        return new
+    return current
+
+
+class EntryKind(str, enum.Enum):
+    """What a job's entry point is."""
+
+    ARGV = "argv"        # ["prog", "arg", ...]
+    SHELL = "shell"      # "a | shell && string"
+    PYTHON = "python"    # "package.module:function"
+    PAYLOAD = "payload"  # a site-specific JSON payload (a circuit, a batch script, ...)
+
+
+class Direction(str, enum.Enum):
+    PUT = "put"
+    GET = "get"
+
+
+class _Record:
+    """JSON round-trip for the dataclasses below (enums by value, datetimes ISO 8601)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            if isinstance(v, enum.Enum):
+                v = v.value
+            elif isinstance(v, datetime):
+                v = iso(v)
+            elif isinstance(v, _Record):
+                v = v.to_dict()
+            out[f.name] = v
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]):
+        names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(d) - set(names)
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}")
+        kw = {k: cls._coerce(k, v) for k, v in d.items()}
+        return cls(**kw)
+
+    @classmethod
+    def _coerce(cls, name: str, v: Any) -> Any:
+        return v
+
+
+@dataclass
+class JobDefn(_Record):
+    """What to run and where. ``entry`` is interpreted according to ``kind``."""
+
+    entry: str | list[str] | dict[str, Any]
+    kind: EntryKind = EntryKind.ARGV
+    name: str = ""
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    site: str = "local"
+    compute_type: str | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.kind = EntryKind(self.kind)
+        if self.kind is EntryKind.ARGV:
+            if isinstance(self.entry, str):
+                self.entry = [self.entry]
+            if not isinstance(self.entry, list) or not self.entry or not all(
+                    isinstance(a, str) for a in self.entry):
+                raise ValueError("an argv job needs a non-empty list of strings as entry")
+        elif self.kind in (EntryKind.SHELL, EntryKind.PYTHON):
+            if not isinstance(self.entry, str) or not self.entry.strip():
+                raise ValueError(f"a {self.kind.value} job needs a non-empty string entry")
+            if self.kind is EntryKind.PYTHON and ":" not in self.entry:
+                raise ValueError("a python job's entry is 'package.module:function'")
+        if not all(isinstance(a, str) for a in self.args):
+            raise ValueError("job args must be strings")
+        if not self.name:
+            self.name = self.display_name()
+
+    def display_name(self) -> str:
+        if self.kind is EntryKind.ARGV:
+            return " ".join(self.entry)[:80]  # type: ignore[arg-type]
+        if self.kind is EntryKind.PAYLOAD:
+            return str(self.entry.get("name", "payload"))[:80] if isinstance(self.entry, dict) else "payload"
+        return str(self.entry)[:80]
+
+
+@dataclass
+class JobContext(_Record):
+    """Where a job sits in the thread. Ids are UUIDs, unique across instances."""
+
+    job_id: str = field(default_factory=new_id)
+    parent_id: str | None = None
+    originator_id: str | None = None
+    workflow_id: str | None = None
+    site: str = "local"
+    native_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.originator_id is None:
+            self.originator_id = self.job_id
+
+    def child(self, site: str | None = None) -> "JobContext":
+        """The context of a job launched from this one."""
+        return JobContext(parent_id=self.job_id, originator_id=self.originator_id,
+                          workflow_id=self.workflow_id, site=site or self.site)
+
+
+@dataclass
+class JobStatus(_Record):
+    """One status report; a job's history is the list of these."""
+
+    job_id: str
+    state: State
+    native_state: str | None = None
+    info: str | None = None
+    time: datetime = field(default_factory=utcnow)
+    exit_code: int | None = None
+
+    def __post_init__(self) -> None:
+        self.state = State(self.state)
+        self.time = parse_time(self.time)  # type: ignore[assignment]
+
+
+@dataclass
+class Job(_Record):
+    """A job as the store knows it: definition, context and current state."""
+
+    defn: JobDefn
+    context: JobContext
+    state: State | None = None
+    exit_code: int | None = None
+    created: datetime = field(default_factory=utcnow)
+    started: datetime | None = None
+    ended: datetime | None = None
+    triggered_by: str | None = None
+    instance_id: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.context.job_id
+
+    @classmethod
+    def _coerce(cls, name: str, v: Any) -> Any:
+        if name == "defn" and isinstance(v, Mapping):
+            return JobDefn.from_dict(v)
+        if name == "context" and isinstance(v, Mapping):
+            return JobContext.from_dict(v)
+        if name == "state" and v is not None:
+            return State(v)
+        if name in ("created", "started", "ended"):
+            return parse_time(v)
+        return v
+
+
+@dataclass
+class Workflow(_Record):
+    """A named group of jobs: the unit a user thinks, queries and exports in."""
+
+    name: str = ""
+    description: str = ""
+    props: dict[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=new_id)
+    created: datetime = field(default_factory=utcnow)
+    instance_id: str | None = None
+
+    @classmethod
+    def _coerce(cls, name: str, v: Any) -> Any:
+        return parse_time(v) if name == "created" else v
+
+
+@dataclass
+class DataObject(_Record):
+    """A metasheet: one put or get of a piece of data, by a job, on a site.
+
+    ``derived_from`` links a copy to its original (e.g. the remote file an SFTP get
+    fetched), so lineage crosses sites.
+    """
+
+    url: str
+    site: str = "local"
+    direction: Direction = Direction.PUT
+    metadata: dict[str, Any] = field(default_factory=dict)
+    size: int | None = None
+    sha256: str | None = None
+    media_type: str | None = None
+    job_id: str | None = None
+    workflow_id: str | None = None
+    derived_from: str | None = None
+    id: str = field(default_factory=new_id)
+    time: datetime = field(default_factory=utcnow)
+    instance_id: str | None = None
+
+    def __post_init__(self) -> None:
+        self.direction = Direction(self.direction)
+        self.time = parse_time(self.time)  # type: ignore[assignment]
+
+
+class TriggerKind(str, enum.Enum):
+    JOB = "job"          # one job reaches one of ``states``
+    ALL = "all"          # every job in ``watch`` reaches one of ``states``
+    ANY = "any"          # any job in ``watch`` reaches one of ``states``
+    DATA = "data"        # a data object whose metadata matches ``pattern`` is put
+
+
+class TriggerStatus(str, enum.Enum):
+    PENDING = "pending"
+    FIRED = "fired"
+    DEAD = "dead"        # can no longer fire; ``reason`` says why
+
+
+@dataclass
+class Trigger(_Record):
+    """Run ``defn`` when a condition holds. Persisted; fires exactly once."""
+
+    kind: TriggerKind
+    defn: JobDefn
+    watch: list[str] = field(default_factory=list)
+    states: list[State] = field(default_factory=lambda: [State.COMPLETE])
+    pattern: dict[str, Any] = field(default_factory=dict)
+    parent_id: str | None = None
+    workflow_id: str | None = None
+    id: str = field(default_factory=new_id)
+    status: TriggerStatus = TriggerStatus.PENDING
+    job_id: str = field(default_factory=new_id)   # the id the fired job will carry
+    fired_by: str | None = None                    # job or data id that fired it
+    reason: str | None = None
+    created: datetime = field(default_factory=utcnow)
+    fired_at: datetime | None = None
+    instance_id: str | None = None
+
+    def __post_init__(self) -> None:
+        self.kind = TriggerKind(self.kind)
+        self.status = TriggerStatus(self.status)
+        self.states = [State(s) for s in self.states]
+        if self.kind is TriggerKind.DATA and not self.pattern:
+            raise ValueError("a data trigger needs a metadata pattern")
+        if self.kind is not TriggerKind.DATA and not self.watch:
+            raise ValueError("a job trigger needs at least one job to watch")
+
+    @classmethod
+    def _coerce(cls, name: str, v: Any) -> Any:
+        if name == "defn" and isinstance(v, Mapping):
+            return JobDefn.from_dict(v)
+        if name in ("created", "fired_at"):
+            return parse_time(v)
+        return v
+
+
+@dataclass
+class LogRecord(_Record):
+    message: str
+    level: str = "INFO"
+    job_id: str | None = None
+    workflow_id: str | None = None
+    time: datetime = field(default_factory=utcnow)

@@ -1,0 +1,356 @@
+"""Persistent store over SQLAlchemy Core: SQLite (WAL) by default, any URL by config.
+
+Safe for many processes at once: job processes record their own statuses and data
+notations while their parent runs. Writes on SQLite take the database lock up front
+(``BEGIN IMMEDIATE``) so read-then-write transactions never deadlock; on PostgreSQL
+the job row is locked with ``SELECT ... FOR UPDATE``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Mapping
+
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
+
+from ..errors import NotFound
+from ..model import (DataObject, Job, JobContext, JobDefn, JobStatus, LogRecord, State, Trigger,
+                     TriggerStatus, Workflow, advance, iso, new_id, parse_time, utcnow)
+from . import schema as t
+
+__all__ = ["Store", "t"]
+
+
+def _engine(url: str) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True, future=True)
+    eng = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+    @event.listens_for(eng, "connect")
+    def _on_connect(dbapi_conn, _rec):  # noqa: ANN001
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.close()
+
+    @event.listens_for(eng, "begin")
+    def _on_begin(conn):  # noqa: ANN001
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write")
+                             else "BEGIN")
+
+    return eng
+
+
+class Store:
+    """Typed access to lwfm's tables. The Manager is the usual caller."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = _engine(url)
+        self.sqlite = url.startswith("sqlite")
+        t.metadata.create_all(self.engine)
+        with self.write() as c:
+            row = c.execute(select(t.meta.c.value).where(t.meta.c.key == "instance_id")).first()
+            if row is None:
+                self._instance_id = new_id()
+                c.execute(insert(t.meta), [{"key": "instance_id", "value": self._instance_id},
+                                           {"key": "schema_version", "value": t.SCHEMA_VERSION}])
+            else:
+                self._instance_id = row[0]
+
+    @property
+    def instance_id(self) -> str:
+        """This store's lwfm instance: the named graph its own facts go into."""
+        return self._instance_id
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- transactions -----------------------------------------------------------------
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(write=True) as c, c.begin():
+            yield c
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as c, c.begin():
+            yield c
+
+    @staticmethod
+    def journal(c: Connection, kind: str, refs: Iterable[str]) -> None:
+        rows = [{"kind": kind, "ref": r} for r in refs]
+        if rows:
+            c.execute(insert(t.events), rows)
+
+    # -- workflows --------------------------------------------------------------------
+    def add_workflow(self, wf: Workflow) -> Workflow:
+        wf.instance_id = wf.instance_id or self.instance_id
+        with self.write() as c:
+            c.execute(insert(t.workflows).values(
+                id=wf.id, name=wf.name, description=wf.description, props=wf.props,
+                created=iso(wf.created), instance_id=wf.instance_id))
+            self.journal(c, "workflow", [wf.id])
+        return wf
+
+    def get_workflow(self, wf_id: str) -> Workflow:
+        with self.read() as c:
+            r = c.execute(select(t.workflows).where(t.workflows.c.id == wf_id)).mappings().first()
+        if r is None:
+            raise NotFound(f"no workflow with id {wf_id!r} (lwfm workflows lists them)")
+        return Workflow.from_dict(dict(r))
+
+    def find_workflows(self, name: str | None = None) -> list[Workflow]:
+        q = select(t.workflows).order_by(t.workflows.c.created)
+        if name:
+            q = q.where(t.workflows.c.name == name)
+        with self.read() as c:
+            return [Workflow.from_dict(dict(r)) for r in c.execute(q).mappings()]
+
+    # -- jobs -------------------------------------------------------------------------
+    @staticmethod
+    def job_row(job: Job) -> dict[str, Any]:
+        ctx = job.context
+        return dict(id=ctx.job_id, name=job.defn.name, defn=job.defn.to_dict(),
+                    parent_id=ctx.parent_id, originator_id=ctx.originator_id,
+                    workflow_id=ctx.workflow_id, site=ctx.site, native_id=ctx.native_id,
+                    state=job.state.value if job.state else None, exit_code=job.exit_code,
+                    created=iso(job.created), started=iso(job.started), ended=iso(job.ended),
+                    triggered_by=job.triggered_by, instance_id=job.instance_id)
+
+    @staticmethod
+    def job_from_row(r: Mapping[str, Any]) -> Job:
+        ctx = JobContext(job_id=r["id"], parent_id=r["parent_id"],
+                         originator_id=r["originator_id"], workflow_id=r["workflow_id"],
+                         site=r["site"], native_id=r["native_id"])
+        return Job(defn=JobDefn.from_dict(r["defn"]), context=ctx,
+                   state=State(r["state"]) if r["state"] else None, exit_code=r["exit_code"],
+                   created=parse_time(r["created"]), started=parse_time(r["started"]),
+                   ended=parse_time(r["ended"]), triggered_by=r["triggered_by"],
+                   instance_id=r["instance_id"])
+
+    def add_job(self, job: Job, status: JobStatus | None = None,
+                c: Connection | None = None) -> None:
+        """Insert a new job, optionally with its first status, in one transaction."""
+        job.instance_id = job.instance_id or self.instance_id
+        if c is None:
+            with self.write() as c2:
+                return self.add_job(job, status, c2)
+        c.execute(insert(t.jobs).values(**self.job_row(job)))
+        self.journal(c, "job", [job.id])
+        if status is not None:
+            self._status(c, status, job.state)
+
+    def get_job(self, job_id: str) -> Job:
+        with self.read() as c:
+            r = c.execute(select(t.jobs).where(t.jobs.c.id == job_id)).mappings().first()
+        if r is None:
+            raise NotFound(f"no job with id {job_id!r} (lwfm jobs lists them)")
+        return self.job_from_row(r)
+
+    def resolve_job_id(self, prefix: str) -> str:
+        """Accept a unique id prefix, as users copy short ids from tables."""
+        with self.read() as c:
+            ids = c.execute(select(t.jobs.c.id).where(t.jobs.c.id.like(
+                prefix.replace("%", "").replace("_", r"\_") + "%", escape="\\")).limit(2)).scalars().all()
+        if len(ids) == 1:
+            return ids[0]
+        if not ids:
+            raise NotFound(f"no job with id {prefix!r} (lwfm jobs lists them)")
+        raise NotFound(f"job id prefix {prefix!r} is ambiguous; give more characters")
+
+    def find_jobs(self, workflow_id: str | None = None, site: str | None = None,
+                  state: State | str | None = None, parent_id: str | None = None,
+                  limit: int | None = None) -> list[Job]:
+        q = select(t.jobs).order_by(t.jobs.c.created)
+        for col, v in (("workflow_id", workflow_id), ("site", site), ("parent_id", parent_id)):
+            if v is not None:
+                q = q.where(t.jobs.c[col] == v)
+        if state is not None:
+            q = q.where(t.jobs.c.state == State(state).value)
+        if limit:
+            q = q.limit(limit)
+        with self.read() as c:
+            return [self.job_from_row(r) for r in c.execute(q).mappings()]
+
+    def set_native_id(self, job_id: str, native_id: str) -> None:
+        with self.write() as c:
+            c.execute(update(t.jobs).where(t.jobs.c.id == job_id).values(native_id=native_id))
+            self.journal(c, "job", [job_id])
+
+    # -- statuses ---------------------------------------------------------------------
+    def record_status(self, st: JobStatus) -> tuple[State | None, bool]:
+        """Append ``st`` to the job's history; returns (current state, whether it changed)."""
+        with self.write() as c:
+            q = select(t.jobs.c.state).where(t.jobs.c.id == st.job_id)
+            if not self.sqlite:
+                q = q.with_for_update()
+            row = c.execute(q).first()
+            if row is None:
+                raise NotFound(f"no job with id {st.job_id!r}")
+            cur = State(row[0]) if row[0] else None
+            return self._status(c, st, cur)
+
+    def _status(self, c: Connection, st: JobStatus, cur: State | None) -> tuple[State | None, bool]:
+        seq = c.execute(insert(t.statuses).values(
+            job_id=st.job_id, state=st.state.value, native_state=st.native_state,
+            info=st.info, time=iso(st.time), exit_code=st.exit_code)).inserted_primary_key[0]
+        self.journal(c, "status", [str(seq)])
+        new = advance(cur, st.state)
+        if new == cur and cur is not None:
+            return cur, False
+        vals: dict[str, Any] = {"state": new.value if new else None}
+        if new is State.RUNNING:
+            vals["started"] = iso(st.time)
+        if new is not None and new.terminal:
+            vals["ended"] = iso(st.time)
+            vals["exit_code"] = st.exit_code
+        c.execute(update(t.jobs).where(t.jobs.c.id == st.job_id).values(**vals))
+        return new, True
+
+    def history(self, job_id: str) -> list[JobStatus]:
+        q = select(t.statuses).where(t.statuses.c.job_id == job_id).order_by(t.statuses.c.seq)
+        with self.read() as c:
+            rows = c.execute(q).mappings().all()
+        if not rows:
+            self.get_job(job_id)  # raises NotFound for an unknown id
+        return [JobStatus.from_dict({k: v for k, v in r.items() if k != "seq"}) for r in rows]
+
+    # -- data -------------------------------------------------------------------------
+    @staticmethod
+    def meta_rows(d: DataObject) -> list[dict[str, str]]:
+        return [{"data_id": d.id, "key": str(k),
+                 "value": v if isinstance(v, str) else json.dumps(v, sort_keys=True)}
+                for k, v in d.metadata.items()]
+
+    def add_data(self, d: DataObject) -> DataObject:
+        d.instance_id = d.instance_id or self.instance_id
+        with self.write() as c:
+            row = d.to_dict()
+            c.execute(insert(t.data).values(**row))
+            if d.metadata:
+                c.execute(insert(t.data_meta), self.meta_rows(d))
+            self.journal(c, "data", [d.id])
+        return d
+
+    def get_data(self, data_id: str) -> DataObject:
+        with self.read() as c:
+            r = c.execute(select(t.data).where(t.data.c.id == data_id)).mappings().first()
+        if r is None:
+            raise NotFound(f"no data object with id {data_id!r} (lwfm find lists them)")
+        return DataObject.from_dict(dict(r))
+
+    def find_data(self, pattern: Mapping[str, Any] | None = None, *, job_id: str | None = None,
+                  workflow_id: str | None = None, url: str | None = None) -> list[DataObject]:
+        """Data whose metadata matches every field of ``pattern`` (AND).
+
+        A value with ``*``, ``?`` or ``[`` is a glob over that field's value; anything
+        else must be equal. Non-string values are compared as canonical JSON.
+        """
+        q = select(t.data).order_by(t.data.c.time)
+        globs: dict[str, str] = {}
+        for k, v in (pattern or {}).items():
+            sv = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+            sub = select(t.data_meta.c.data_id).where(t.data_meta.c.key == str(k))
+            if isinstance(v, str) and any(ch in v for ch in "*?["):
+                globs[str(k)] = v
+            else:
+                sub = sub.where(t.data_meta.c.value == sv)
+            q = q.where(t.data.c.id.in_(sub))
+        for col, v in (("job_id", job_id), ("workflow_id", workflow_id), ("url", url)):
+            if v is not None:
+                q = q.where(t.data.c[col] == v)
+        with self.read() as c:
+            found = [DataObject.from_dict(dict(r)) for r in c.execute(q).mappings()]
+        return [d for d in found if all(matches(d.metadata.get(k), g) for k, g in globs.items())]
+
+    # -- triggers ---------------------------------------------------------------------
+    def add_trigger(self, tr: Trigger) -> Trigger:
+        tr.instance_id = tr.instance_id or self.instance_id
+        with self.write() as c:
+            c.execute(insert(t.triggers).values(
+                id=tr.id, kind=tr.kind.value, status=tr.status.value, body=tr.to_dict(),
+                job_id=tr.job_id, fired_by=None, reason=None, fired_at=None))
+            if tr.watch:
+                c.execute(insert(t.trigger_watch), [{"trigger_id": tr.id, "job_id": j}
+                                                    for j in tr.watch])
+            self.journal(c, "trigger", [tr.id])
+        return tr
+
+    def _trigger(self, r: Mapping[str, Any]) -> Trigger:
+        body = dict(r["body"])
+        body.update(status=r["status"], fired_by=r["fired_by"], reason=r["reason"],
+                    fired_at=r["fired_at"])
+        return Trigger.from_dict(body)
+
+    def get_trigger(self, trigger_id: str) -> Trigger:
+        with self.read() as c:
+            r = c.execute(select(t.triggers).where(t.triggers.c.id == trigger_id)).mappings().first()
+        if r is None:
+            raise NotFound(f"no trigger with id {trigger_id!r}")
+        return self._trigger(r)
+
+    def triggers(self, status: TriggerStatus | None = None, kind: str | None = None,
+                 watching: str | None = None) -> list[Trigger]:
+        q = select(t.triggers)
+        if status is not None:
+            q = q.where(t.triggers.c.status == TriggerStatus(status).value)
+        if kind is not None:
+            q = q.where(t.triggers.c.kind == kind)
+        if watching is not None:
+            q = q.where(t.triggers.c.id.in_(select(t.trigger_watch.c.trigger_id).where(
+                t.trigger_watch.c.job_id == watching)))
+        with self.read() as c:
+            return [self._trigger(r) for r in c.execute(q).mappings()]
+
+    def settle_trigger(self, trigger_id: str, status: TriggerStatus, *, fired_by: str | None = None,
+                       reason: str | None = None) -> bool:
+        """Move a pending trigger to fired/dead. True only for the one caller that won."""
+        with self.write() as c:
+            n = c.execute(update(t.triggers).where(t.triggers.c.id == trigger_id,
+                                                   t.triggers.c.status == "pending").values(
+                status=TriggerStatus(status).value, fired_by=fired_by, reason=reason,
+                fired_at=iso(utcnow()))).rowcount
+            if n:
+                self.journal(c, "trigger", [trigger_id])
+        return n == 1
+
+    # -- logs -------------------------------------------------------------------------
+    def add_log(self, rec: LogRecord) -> None:
+        with self.write() as c:
+            c.execute(insert(t.logs).values(time=iso(rec.time), level=rec.level,
+                                            message=rec.message, job_id=rec.job_id,
+                                            workflow_id=rec.workflow_id))
+
+    def logs(self, job_id: str | None = None, workflow_id: str | None = None) -> list[LogRecord]:
+        q = select(t.logs).order_by(t.logs.c.seq)
+        if job_id:
+            q = q.where(t.logs.c.job_id == job_id)
+        if workflow_id:
+            q = q.where(t.logs.c.workflow_id == workflow_id)
+        with self.read() as c:
+            return [LogRecord.from_dict({k: v for k, v in r.items() if k != "seq"})
+                    for r in c.execute(q).mappings()]
+
+    # -- journal ----------------------------------------------------------------------
+    def events_after(self, seq: int, limit: int = 100_000) -> list[tuple[int, str, str]]:
+        q = select(t.events.c.seq, t.events.c.kind, t.events.c.ref).where(
+            t.events.c.seq > seq).order_by(t.events.c.seq).limit(limit)
+        with self.read() as c:
+            return [tuple(r) for r in c.execute(q)]  # type: ignore[misc]
+
+    def last_event(self) -> int:
+        with self.read() as c:
+            return int(c.execute(select(func.coalesce(func.max(t.events.c.seq), 0))).scalar_one())
+
+
+def matches(value: Any, glob: str) -> bool:
+    """Case-sensitive glob match of one metadata value."""
+    if value is None:
+        return False
+    return fnmatch.fnmatchcase(value if isinstance(value, str) else json.dumps(value, sort_keys=True), glob)
+

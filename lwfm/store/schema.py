@@ -1,0 +1,148 @@
+"""SQL tables: the source of truth for everything lwfm records.
+
+The RDF graph (``lwfm.provenance``) is a projection of these rows, fed by the
+``events`` journal: every write appends ``(seq, kind, ref)`` in the same transaction,
+and the projector applies events past its watermark. ``lwfm reindex`` rebuilds the
+graph from the rows alone.
+
+Times are ISO 8601 UTC strings (``lwfm.model.iso``): they sort, compare and survive
+both SQLite and PostgreSQL unchanged. JSON columns hold model ``to_dict`` output.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (JSON, BigInteger, Column, Index, Integer, MetaData, String, Table,
+                        Text)
+
+SCHEMA_VERSION = "1"
+
+metadata = MetaData()
+
+# Integer primary keys autoincrement on SQLite (rowid) and PostgreSQL (identity).
+_Seq = BigInteger().with_variant(Integer(), "sqlite")
+
+meta = Table(
+    "lwfm_meta", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+workflows = Table(
+    "workflows", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", Text, nullable=False, default=""),
+    Column("description", Text, nullable=False, default=""),
+    Column("props", JSON, nullable=False, default=dict),
+    Column("created", String(40), nullable=False),
+    Column("instance_id", String(64), nullable=False),
+)
+
+jobs = Table(
+    "jobs", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("defn", JSON, nullable=False),
+    Column("parent_id", String(64), index=True),
+    Column("originator_id", String(64), index=True),
+    Column("workflow_id", String(64), index=True),
+    Column("site", String(128), nullable=False, index=True),
+    Column("native_id", Text),
+    Column("state", String(16), index=True),
+    Column("exit_code", Integer),
+    Column("created", String(40), nullable=False, index=True),
+    Column("started", String(40)),
+    Column("ended", String(40)),
+    Column("triggered_by", String(64)),
+    Column("instance_id", String(64), nullable=False),
+)
+
+statuses = Table(
+    "statuses", metadata,
+    Column("seq", _Seq, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), nullable=False, index=True),
+    Column("state", String(16), nullable=False),
+    Column("native_state", Text),
+    Column("info", Text),
+    Column("time", String(40), nullable=False),
+    Column("exit_code", Integer),
+)
+
+data = Table(
+    "data", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("site", String(128), nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("metadata", JSON, nullable=False, default=dict),
+    Column("size", BigInteger),
+    Column("sha256", String(64), index=True),
+    Column("media_type", String(255)),
+    Column("job_id", String(64), index=True),
+    Column("workflow_id", String(64), index=True),
+    Column("derived_from", String(64), index=True),
+    Column("time", String(40), nullable=False),
+    Column("instance_id", String(64), nullable=False),
+)
+
+# One row per (data object, metadata key) so find() matches fields, not serialized text.
+data_meta = Table(
+    "data_meta", metadata,
+    Column("data_id", String(64), nullable=False, index=True),
+    Column("key", String(255), nullable=False),
+    Column("value", Text, nullable=False),
+    Index("ix_data_meta_key_value", "key", "value"),
+)
+
+triggers = Table(
+    "triggers", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("status", String(8), nullable=False, index=True),
+    Column("body", JSON, nullable=False),   # Trigger.to_dict()
+    Column("job_id", String(64), nullable=False),
+    Column("fired_by", String(64)),
+    Column("reason", Text),
+    Column("fired_at", String(40)),
+)
+
+# Which pending trigger waits on which job: lets a status find its triggers by index.
+trigger_watch = Table(
+    "trigger_watch", metadata,
+    Column("trigger_id", String(64), nullable=False, index=True),
+    Column("job_id", String(64), nullable=False, index=True),
+)
+
+logs = Table(
+    "logs", metadata,
+    Column("seq", _Seq, primary_key=True, autoincrement=True),
+    Column("time", String(40), nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("job_id", String(64), index=True),
+    Column("workflow_id", String(64), index=True),
+)
+
+bundles = Table(
+    "bundles", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("origin_instance", String(64), nullable=False, index=True),
+    Column("file_name", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("imported_at", String(40), nullable=False),
+    Column("summary", JSON, nullable=False, default=dict),
+)
+
+# Which bundle brought which record (kind: workflow/job/data/trigger/status).
+bundle_items = Table(
+    "bundle_items", metadata,
+    Column("bundle_id", String(64), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("ref", String(64), nullable=False),
+)
+
+events = Table(
+    "events", metadata,
+    Column("seq", _Seq, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),   # workflow|job|status|data|trigger|bundle
+    Column("ref", String(64), nullable=False),    # id, or status seq as text
+)

@@ -1,0 +1,1 @@
+"""Site drivers shipped with lwfm, imported as ``lwfm.sites.<name>``."""
