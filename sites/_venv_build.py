@@ -1,0 +1,133 @@
+"""Build a site's virtualenv once and reuse it.
+
+The venv is keyed by a hash of (requirements, base python version) kept in a marker
+file inside it: the marker is written last, so a venv without a matching marker is
+incomplete or stale and gets rebuilt. A file lock next to the venv keeps two processes
+from building the same one at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from lwfm.errors import ConfigError, SiteError
+
+MARKER = ".lwfm-venv.json"
+_TAIL = 3000
+
+
+def venv_python(path: Path) -> Path:
+    return path / "bin" / "python"
+
+
+def python_version(python: str) -> str:
+    """The full version string of the base interpreter (part of the venv's key)."""
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        return sys.version
+    try:
+        out = subprocess.run([python, "-c", "import sys; print(sys.version)"],
+                             capture_output=True, text=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise ConfigError(f"base python {python!r} of the venv site does not run: {e}") from None
+    return out.stdout.strip()
+
+
+def spec_key(requirements: list[str], version: str) -> str:
+    blob = json.dumps({"requirements": requirements, "python": version}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def read_marker(path: Path) -> dict | None:
+    try:
+        return json.loads((path / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_current(path: Path, key: str) -> bool:
+    m = read_marker(path)
+    return bool(m) and m.get("key") == key and venv_python(path).exists()
+
+
+def ensure_venv(path: Path, requirements: list[str], python: str, *,
+                site: str = "", timeout: float = 900) -> bool:
+    """Make ``path`` a venv holding ``requirements``; True if it had to be (re)built."""
+    key = spec_key(requirements, python_version(python))
+    if is_current(path, key):
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if is_current(path, key):     # another process built it meanwhile
+                return False
+            _build(path, requirements, python, key, site, timeout)
+            return True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _clear(path: Path) -> None:
+    """Remove a stale venv, refusing to delete a directory that is not one."""
+    if not path.exists():
+        return
+    if not (path / "pyvenv.cfg").exists() and any(path.iterdir()):
+        raise ConfigError(f"venv_dir {path} exists and is not a virtualenv; "
+                          f"point venv_dir at a new or empty directory")
+    shutil.rmtree(path)
+
+
+def _host_pip_usable() -> bool:
+    """pip >= 22.3 can install into another interpreter (``--python``), which
+    skips the slow ensurepip step of every venv build."""
+    if importlib.util.find_spec("pip") is None:
+        return False
+    try:
+        import pip
+        major, minor = (int(x) for x in pip.__version__.split(".")[:2])
+    except (ImportError, ValueError):
+        return False
+    return (major, minor) >= (22, 3)
+
+
+def _run(cmd: list[str], what: str, site: str, timeout: float) -> None:
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise SiteError(f"venv site {site!r}: {what} took longer than {timeout:.0f}s") from None
+    except OSError as e:
+        raise SiteError(f"venv site {site!r}: {what} could not start: {e}") from None
+    if p.returncode != 0:
+        tail = (p.stdout + p.stderr)[-_TAIL:]
+        raise SiteError(f"venv site {site!r}: {what} failed (exit {p.returncode}); "
+                        f"fix the site's requirements in lwfm.toml. Output tail:\n{tail}")
+
+
+def _build(path: Path, requirements: list[str], python: str, key: str,
+           site: str, timeout: float) -> None:
+    _clear(path)
+    host_pip = _host_pip_usable() and bool(requirements)
+    cmd = [python, "-m", "venv"] + (["--without-pip"] if host_pip else []) + [str(path)]
+    try:
+        _run(cmd, "creating the virtualenv", site, timeout)
+        if requirements:
+            pip = ([sys.executable, "-m", "pip", "--python", str(venv_python(path))] if host_pip
+                   else [str(venv_python(path)), "-m", "pip"])
+            _run(pip + ["install", "--disable-pip-version-check", "--no-input", *requirements],
+                 "pip install " + " ".join(requirements), site, timeout)
+        marker = {"key": key, "requirements": requirements, "python": python}
+        tmp = path / f"{MARKER}.tmp"
+        tmp.write_text(json.dumps(marker, indent=1))
+        os.replace(tmp, path / MARKER)
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)   # never leave a half-built venv behind
+        raise

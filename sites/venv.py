@@ -1,0 +1,275 @@
+"""The ``venv`` site: like ``local``, but inside a virtualenv built from a requirement list.
+
+Two venv sites can hold incompatible versions of one library side by side. Configure::
+
+    [sites.old]
+    driver = "venv"
+    requirements = ["six==1.15.0"]
+    # python = "/usr/bin/python3.11"        base interpreter (default: lwfm's own)
+    # venv_dir = "/path/to/venv"            default: <lwfm home>/venvs/<site name>
+    # driver_class = "mypkg.drv:Driver"     importable in the venv; methods via VenvSite.call
+    # driver_options = {key = "value"}      keyword arguments of driver_class
+    # compute_types = ["cpu"]
+
+The venv is built once (see ``_venv_build``) and reused. Jobs and the driver's own
+calls go through one long-lived worker interpreter in the venv (``_venv_worker``);
+its exit events report completion. Status and cancel also work from any other process,
+from the native id ``pid:start_time`` and the exit-code file the worker writes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from lwfm.errors import ConfigError, NotSupported, SiteError
+from lwfm.model import EntryKind, JobContext, JobDefn, JobStatus, State
+from lwfm.site import NoAuth, Repo, Run, Site, SiteHost, StaticSpin
+
+from . import _venv_build as build
+from ._venv_client import WORKER_SCRIPT, WorkerClient, worker_env
+from .local import LocalRepo
+from ._venv_worker import CANCEL_FILE, EXIT_FILE, proc_start_time, write_atomic
+
+CANCEL_GRACE = 3.0   # seconds between SIGTERM and SIGKILL of a cancelled job's group
+
+
+def _str_list(v: Any, what: str) -> list[str]:
+    if v is None:
+        return []
+    if not isinstance(v, list) or not all(isinstance(x, str) and x.strip() for x in v):
+        raise ConfigError(f"{what} must be a list of non-empty strings, got {v!r}")
+    return list(v)
+
+
+def parse_native(native_id: str | None) -> tuple[int, str | None] | None:
+    """``"pid:start"`` -> (pid, start); None if absent or malformed."""
+    if not native_id:
+        return None
+    pid, _, start = native_id.partition(":")
+    return (int(pid), start or None) if pid.isdigit() else None
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    return data[data.rfind(")") + 2:].split()[0]
+
+
+def process_alive(native_id: str | None) -> bool:
+    """Whether the job's process still runs: same pid AND same start time (pid reuse)."""
+    parsed = parse_native(native_id)
+    if parsed is None:
+        return False
+    pid, start = parsed
+    st = proc_start_time(pid)
+    if st is None or (start is not None and st != start):
+        return False
+    return _proc_state(pid) not in (None, "Z", "X")
+
+
+def terminal_status(job_id: str, code: int, cancelled: bool) -> JobStatus:
+    """How an exit code maps to canonical states (as on ``local``: killed by
+    SIGTERM/SIGKILL counts as cancelled, e.g. by a cancel from another host process)."""
+    if cancelled or (code < 0 and -code in (signal.SIGTERM, signal.SIGKILL)):
+        state = State.CANCELLED
+    else:
+        state = State.COMPLETE if code == 0 else State.FAILED
+    info = f"killed by signal {-code}" if code < 0 else None
+    return JobStatus(job_id, state, native_state=f"exit {code}", info=info, exit_code=code)
+
+
+class VenvRun(Run):
+    """Jobs are children of the worker (in the venv), each in its own session."""
+
+    poll_interval = 1.0
+
+    def __init__(self, site: "VenvSite"):
+        self.site = site
+
+    def _argv(self, defn: JobDefn) -> list[str]:
+        if defn.kind is EntryKind.ARGV:
+            return list(defn.entry) + list(defn.args)  # type: ignore[arg-type]
+        if defn.kind is EntryKind.SHELL:
+            return ["/bin/sh", "-c", str(defn.entry), "lwfm-job", *defn.args]
+        if defn.kind is EntryKind.PYTHON:
+            return [str(build.venv_python(self.site.venv_dir)), str(WORKER_SCRIPT),
+                    "--call", str(defn.entry), *defn.args]
+        raise NotSupported(f"venv site {self.site.name!r} runs argv, shell and python jobs, "
+                           f"not {defn.kind.value!r}")
+
+    def submit(self, defn: JobDefn, ctx: JobContext) -> JobStatus:
+        types = self.site.spin.compute_types()
+        if defn.compute_type and types and defn.compute_type not in types:
+            raise SiteError(f"venv site {self.site.name!r} has no compute type "
+                            f"{defn.compute_type!r}; it has {', '.join(types)}")
+        argv = self._argv(defn)
+        env = dict(defn.env)
+        env.update({"LWFM_JOB_ID": ctx.job_id, "LWFM_HOME": str(self.site.host.home),
+                    "LWFM_SITE": self.site.name})
+        if ctx.workflow_id:
+            env["LWFM_WORKFLOW_ID"] = ctx.workflow_id
+        if ctx.parent_id:
+            env["LWFM_PARENT_ID"] = ctx.parent_id
+        job_dir = self.site.host.job_dir(ctx.job_id)
+        worker = self.site.worker()
+        self.site.spawned.add(ctx.job_id)
+        try:
+            res = worker.request("spawn", {"job": ctx.job_id, "argv": argv, "job_dir": str(job_dir),
+                                           "env": env, "cwd": defn.cwd})
+        except BaseException:
+            self.site.spawned.discard(ctx.job_id)
+            raise
+        ctx.native_id = f"{res['pid']}:{res['start']}"
+        return JobStatus(ctx.job_id, State.RUNNING, native_state="running",
+                         info=f"pid {res['pid']} in venv {self.site.venv_dir}")
+
+    def status(self, ctx: JobContext) -> JobStatus:
+        if not ctx.native_id:
+            return JobStatus(ctx.job_id, State.PENDING)
+        job_dir = self.site.host.job_dir(ctx.job_id)
+        st = self._from_exit_file(ctx.job_id, job_dir)
+        if st is not None:
+            return st
+        if process_alive(ctx.native_id):
+            return JobStatus(ctx.job_id, State.RUNNING, native_state="running")
+        if self.supervises(ctx.job_id):
+            return JobStatus(ctx.job_id, State.RUNNING, native_state="running")
+        if (job_dir / CANCEL_FILE).exists():
+            return terminal_status(ctx.job_id, -signal.SIGTERM, True)
+        # like local: UNKNOWN lets the Manager grant the worker a grace period
+        return JobStatus(ctx.job_id, State.UNKNOWN, native_state="gone",
+                         info="the process ended without an exit code recorded "
+                              "(was its venv worker killed?)")
+
+    def supervises(self, job_id: str) -> bool:
+        """Whether this process's worker will report the job's end (no polling needed)."""
+        w = self.site.existing_worker()
+        return job_id in self.site.spawned and w is not None and w.pid is not None
+
+    @staticmethod
+    def _from_exit_file(job_id: str, job_dir: Path) -> JobStatus | None:
+        try:
+            code = int((job_dir / EXIT_FILE).read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return terminal_status(job_id, code, (job_dir / CANCEL_FILE).exists())
+
+    def cancel(self, ctx: JobContext) -> bool:
+        job_dir = self.site.host.job_dir(ctx.job_id)
+        if (job_dir / EXIT_FILE).exists():
+            return False
+        w = self.site.existing_worker()
+        if w is not None and ctx.job_id in self.site.spawned:
+            return bool(w.request("cancel", {"job": ctx.job_id, "job_dir": str(job_dir),
+                                             "grace": CANCEL_GRACE}))
+        # another process started it: signal its process group directly
+        if not process_alive(ctx.native_id):
+            return False
+        pid = parse_native(ctx.native_id)[0]  # type: ignore[index]
+        write_atomic(str(job_dir / CANCEL_FILE), "1\n")
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return False
+        threading.Thread(target=_escalate, args=(ctx.native_id, pid), daemon=True).start()
+        return True
+
+    def log(self, ctx: JobContext) -> str:
+        job_dir = self.site.host.job_dir(ctx.job_id)
+        parts = []
+        for name in ("stdout", "stderr"):
+            f = job_dir / name
+            if f.exists():
+                parts.append(f.read_text(errors="replace"))
+        return "".join(parts)
+
+
+def _escalate(native_id: str, pid: int) -> None:
+    deadline = time.monotonic() + CANCEL_GRACE
+    while time.monotonic() < deadline:
+        if not process_alive(native_id):
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class VenvSite(Site):
+    """A local site whose jobs and driver calls run in the site's own virtualenv."""
+
+    def __init__(self, host: SiteHost):
+        super().__init__(host)
+        cfg = host.config
+        self.requirements = _str_list(cfg.get("requirements"), f"[sites.{host.name}] requirements")
+        self.python = str(cfg.get("python") or sys.executable)
+        self.venv_dir = Path(cfg.get("venv_dir") or host.home / "venvs" / host.name).expanduser()
+        self.driver_class = cfg.get("driver_class")
+        self.driver_options = cfg.get("driver_options") or {}
+        if self.driver_class is not None and (not isinstance(self.driver_class, str)
+                                              or ":" not in self.driver_class):
+            raise ConfigError(f"[sites.{host.name}] driver_class must be 'module:Class'")
+        if not isinstance(self.driver_options, dict):
+            raise ConfigError(f"[sites.{host.name}] driver_options must be a table")
+        self.build_timeout = float(cfg.get("build_timeout", 900))
+        self.auth = NoAuth()
+        self.run = VenvRun(self)
+        self.repo = LocalRepo(host)
+        self.spin = StaticSpin(_str_list(cfg.get("compute_types"),
+                                         f"[sites.{host.name}] compute_types"))
+        self.spawned: set[str] = set()     # job ids this process's worker started
+        self._worker: WorkerClient | None = None
+        self._lock = threading.Lock()
+        self.rebuilt = False
+
+    def ensure(self) -> bool:
+        """Build the venv unless a current one exists; True if it was (re)built."""
+        self.rebuilt = build.ensure_venv(self.venv_dir, self.requirements, self.python,
+                                         site=self.name, timeout=self.build_timeout)
+        return self.rebuilt
+
+    def existing_worker(self) -> WorkerClient | None:
+        return self._worker
+
+    def worker(self) -> WorkerClient:
+        """The site's worker, building the venv and starting it on first use."""
+        with self._lock:
+            if self._worker is None:
+                self.ensure()
+                self._worker = WorkerClient(
+                    build.venv_python(self.venv_dir), worker_env(self.venv_dir),
+                    self.venv_dir / "worker.log", self._on_event, site=self.name)
+            return self._worker
+
+    def _on_event(self, msg: dict[str, Any]) -> None:
+        if msg.get("event") == "exit" and isinstance(msg.get("job"), str):
+            self.spawned.discard(msg["job"])
+            self.host.report(terminal_status(msg["job"], int(msg.get("code", -1)),
+                                             bool(msg.get("cancelled"))))
+
+    def ping(self, *distributions: str) -> dict[str, Any]:
+        """Where the driver's calls run: python version, sys.prefix, worker pid, dist versions."""
+        return self.worker().request("ping", {"distributions": list(distributions)})
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a public method of the configured ``driver_class`` inside the venv (JSON in/out)."""
+        if not self.driver_class:
+            raise NotSupported(f"venv site {self.name!r} has no driver_class configured")
+        return self.worker().request("call", {
+            "driver_class": self.driver_class, "method": method, "args": list(args),
+            "kwargs": kwargs, "options": self.driver_options})
+
+    def close(self) -> None:
+        w, self._worker = self._worker, None
+        if w is not None:
+            w.close()
