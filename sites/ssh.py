@@ -1,0 +1,345 @@
+"""The ``ssh`` site: run jobs and move data on a remote lab reached only over SSH.
+
+Configured by a ``[sites.NAME]`` table in ``lwfm.toml``::
+
+    [sites.lab]
+    driver = "ssh"
+    host = "login.lab.example"
+    port = 22
+    user = "me"
+    key_file = "~/.ssh/id_ed25519"        # optional; else the SSH agent / default keys
+    known_hosts = "~/.ssh/known_hosts"    # the host key must be listed here ...
+    trust_new_host_key = false            # ... unless you opt in to trusting a new one
+    passphrase_env = "LWFM_SSH_PASSPHRASE"  # env var holding the key's passphrase, if any
+    remote_home = "/home/me/.lwfm"        # the lab's own lwfm home (jobs record there)
+    workdir = "/scratch/me"               # default cwd and base for relative paths
+    lwfm_command = "lwfm"                 # how to run the lab's lwfm CLI
+    python_command = "python3"            # for "module:function" jobs
+    compute_types = ["cpu", "gpu"]
+
+Jobs run detached (own session and process group, stdio to files) under a small
+wrapper that writes the exit code atomically, so they outlive the SSH connection and
+the driver can pick up their state after any reconnect. The remote job sees the
+SAME job id as the local record (``LWFM_JOB_ID``) and the lab's lwfm home, so what it
+records there joins the local thread after ``lwfm pull``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import uuid
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable
+from urllib.parse import urlparse
+
+from lwfm.errors import ChecksumMismatch, ConfigError, NotFound, NotSupported, SiteError
+from lwfm.model import DataObject, Direction, EntryKind, JobContext, JobDefn, JobStatus, State
+from lwfm.site import Auth, Repo, Run, Site, SiteHost, StaticSpin
+
+from ._ssh_conn import Connection, SshConfig
+
+q = shlex.quote
+
+# The detached wrapper. $1 = job dir, $2 = cwd, the rest = the job's argv (with `env`
+# assignments in front). TERM is caught (not ignored, so the job itself still dies of
+# it) so the wrapper survives a cancel long enough to record the exit code.
+_WRAPPER = r'''
+d=$1; cwd=$2; shift 2
+echo $$ > "$d/pid.tmp" && mv -f "$d/pid.tmp" "$d/pid"
+trap 'true' TERM
+if cd "$cwd"; then "$@" > "$d/stdout" 2> "$d/stderr" < /dev/null; rc=$?
+else rc=127; echo "lwfm: cannot cd to $cwd" > "$d/stderr"; fi
+echo $rc > "$d/exit.tmp" && mv -f "$d/exit.tmp" "$d/exit"
+'''
+
+# Idempotent launch: `mkdir` claims the job dir, so re-sending the command after a
+# dropped connection never starts a second copy; it just reports the first one's pid.
+_LAUNCH = r'''
+d={d}
+mkdir -p "$(dirname "$d")" || exit 3
+if mkdir "$d" 2>/dev/null; then
+  setsid /bin/sh -c {wrapper} lwfm-job "$d" {cwd} {argv} < /dev/null > /dev/null 2>&1 &
+fi
+i=0
+while [ ! -s "$d/pid" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+[ -s "$d/pid" ] && cat "$d/pid" || {{ echo "job did not start" >&2; exit 4; }}
+'''
+
+_STATUS = r'''
+d={d}
+if [ -e "$d/cancelled" ]; then echo cancelled $(cat "$d/exit" 2>/dev/null)
+elif [ -e "$d/exit" ]; then echo exit $(cat "$d/exit")
+elif [ -s "$d/pid" ] && kill -0 -$(cat "$d/pid") 2>/dev/null; then echo running
+elif [ -e "$d/exit" ]; then echo exit $(cat "$d/exit")
+elif [ -s "$d/pid" ]; then echo vanished
+elif [ -d "$d" ]; then echo starting
+else echo missing; fi
+'''
+
+_CANCEL = r'''
+d={d}
+[ -s "$d/pid" ] || {{ echo missing; exit 0; }}
+[ -e "$d/exit" ] && {{ echo done; exit 0; }}
+pg=$(cat "$d/pid")
+touch "$d/cancelled"
+kill -TERM -$pg 2>/dev/null
+i=0
+while [ ! -e "$d/exit" ] && kill -0 -$pg 2>/dev/null && [ $i -lt {ticks} ]; do sleep 0.1; i=$((i+1)); done
+[ -e "$d/exit" ] || kill -KILL -$pg 2>/dev/null
+echo cancelled
+'''
+
+
+def _remote_path(cfg: dict[str, Any], key: str) -> str | None:
+    v = cfg.get(key)
+    return None if v in (None, "") else str(v)
+
+
+class SSHAuth(Auth):
+    """Key or agent login; the connection itself is the credential."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    def login(self, force: bool = False) -> None:
+        if force:
+            self.conn.close()
+        self.conn.client()
+
+    def is_current(self) -> bool:
+        return self.conn._alive()
+
+
+class SSHRun(Run):
+    poll_interval = 0.5
+
+    def __init__(self, site: "SSHSite"):
+        self.site = site
+        self.conn = site.conn
+
+    def job_dir(self, job_id: str) -> str:
+        return f"{self.site.base}/jobs/{job_id}"
+
+    def _argv(self, defn: JobDefn) -> list[str]:
+        if defn.kind is EntryKind.ARGV:
+            return [*defn.entry, *defn.args]  # type: ignore[misc]
+        if defn.kind is EntryKind.SHELL:
+            return ["/bin/sh", "-c", str(defn.entry), "sh", *defn.args]
+        if defn.kind is EntryKind.PYTHON:
+            py = shlex.split(str(self.site.cfg.get("python_command", "python3")))
+            return [*py, "-m", "lwfm._pycall", str(defn.entry), *defn.args]
+        raise NotSupported(f"site {self.site.name!r} runs argv, shell and python jobs, "
+                           f"not site payloads")
+
+    def submit(self, defn: JobDefn, ctx: JobContext) -> JobStatus:
+        types = self.site.spin.compute_types()
+        if defn.compute_type and types and defn.compute_type not in types:
+            raise SiteError(f"site {self.site.name!r} has no compute type {defn.compute_type!r} "
+                            f"(configured: {', '.join(types)})")
+        env = {**{k: str(v) for k, v in (self.site.cfg.get("env") or {}).items()},
+               "LWFM_JOB_ID": ctx.job_id, "LWFM_WORKFLOW_ID": ctx.workflow_id or "",
+               "LWFM_PARENT_ID": ctx.parent_id or "",
+               "LWFM_ORIGINATOR_ID": ctx.originator_id or "",
+               "LWFM_SITE": self.site.name, "LWFM_ORIGIN_INSTANCE": self.site.host.instance_id,
+               **({"LWFM_HOME": self.site.remote_home} if self.site.remote_home else {}),
+               **defn.env}
+        for k in env:
+            if not k.replace("_", "a").isalnum() or k[0].isdigit():
+                raise ValueError(f"not a valid environment variable name: {k!r}")
+        argv = ["env", *(f"{k}={v}" for k, v in env.items()), *self._argv(defn)]
+        cwd = defn.cwd or self.site.workdir
+        script = _LAUNCH.format(d=q(self.job_dir(ctx.job_id)), wrapper=q(_WRAPPER), cwd=q(cwd),
+                                argv=" ".join(q(a) for a in argv))
+        out = self.conn.check(script, f"submitting job {ctx.job_id}", timeout=60)
+        pid = out.strip().splitlines()[-1] if out.strip() else ""
+        if not pid.isdigit():
+            raise SiteError(f"site {self.site.name!r}: launch printed no pid ({out.strip()!r})")
+        ctx.native_id = pid
+        return JobStatus(ctx.job_id, State.RUNNING, native_state=f"pid {pid}",
+                         info=f"{self.site.name}:{self.job_dir(ctx.job_id)}")
+
+    def status(self, ctx: JobContext) -> JobStatus:
+        out = self.conn.check(_STATUS.format(d=q(self.job_dir(ctx.job_id))),
+                              f"status of job {ctx.job_id}").split()
+        word = out[0] if out else "missing"
+        code = int(out[1]) if len(out) > 1 and out[1].lstrip("-").isdigit() else None
+        if word == "cancelled":
+            return JobStatus(ctx.job_id, State.CANCELLED, native_state="cancelled", exit_code=code)
+        if word == "exit" and code is not None:
+            state = State.COMPLETE if code == 0 else State.FAILED
+            return JobStatus(ctx.job_id, state, native_state=f"exit {code}", exit_code=code)
+        if word in ("running", "starting"):
+            return JobStatus(ctx.job_id, State.RUNNING, native_state=word)
+        if word == "vanished":
+            return JobStatus(ctx.job_id, State.FAILED, native_state="vanished",
+                             info="the job's processes are gone and left no exit code "
+                                  "(killed from outside, or the host rebooted)")
+        return JobStatus(ctx.job_id, State.UNKNOWN, native_state=word,
+                         info=f"no job directory {self.job_dir(ctx.job_id)} on {self.site.name}")
+
+    def cancel(self, ctx: JobContext) -> bool:
+        out = self.conn.check(_CANCEL.format(d=q(self.job_dir(ctx.job_id)), ticks=50),
+                              f"cancelling job {ctx.job_id}").strip()
+        return out == "cancelled"
+
+    def log(self, ctx: JobContext) -> str:
+        d = self.job_dir(ctx.job_id)
+
+        def read(sftp) -> str:
+            parts = []
+            for name in ("stdout", "stderr"):
+                try:
+                    with sftp.open(f"{d}/{name}", "rb") as f:
+                        parts.append(f.read().decode(errors="replace"))
+                except FileNotFoundError:
+                    pass
+            return "".join(parts)
+        return self.conn.sftp_call(f"reading the log of job {ctx.job_id}", read)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class SSHRepo(Repo):
+    """SFTP put/get: temp name, sha256 on both ends, then rename."""
+
+    def __init__(self, site: "SSHSite"):
+        self.site = site
+        self.conn = site.conn
+        # test hooks: called with the remote temp path after upload / local temp after download
+        self.after_upload: Callable[[str], None] | None = None
+        self.after_download: Callable[[Path], None] | None = None
+
+    def url(self, path: str) -> str:
+        c = self.site.conn.cfg
+        return f"ssh://{c.host}{'' if c.port == 22 else f':{c.port}'}{path}"
+
+    def path_of(self, target: str) -> str:
+        """A remote absolute path from a path, ``ssh://host[:port]/path`` or a relative path."""
+        u = urlparse(target)
+        if u.scheme == "ssh":
+            c = self.site.conn.cfg
+            if u.hostname != c.host or (u.port or 22) != c.port:
+                raise SiteError(f"{target!r} is not on site {self.site.name!r} ({c.host_label})")
+            return u.path
+        if u.scheme not in ("", "file"):
+            raise SiteError(f"site {self.site.name!r} cannot address {target!r}")
+        p = u.path if u.scheme else target
+        return p if p.startswith("/") else f"{self.site.workdir}/{p}"
+
+    def remote_sha256(self, path: str) -> str:
+        out = self.conn.check(f"sha256sum -- {q(path)}", f"sha256 of {path}")
+        return out.split()[0]
+
+    def put(self, local_path: Path, dest: str, ctx: JobContext | None) -> DataObject:
+        src = Path(local_path)
+        if not src.is_file():
+            raise NotFound(f"no such file: {src}")
+        path = self.path_of(dest)
+        tmp = f"{path}.lwfm-tmp-{uuid.uuid4().hex[:12]}"
+        want = sha256_file(src)
+        self.conn.check(f"mkdir -p -- {q(str(PurePosixPath(path).parent))}", "creating a directory")
+
+        def up(sftp) -> int:
+            sftp.put(str(src), tmp, confirm=True)
+            return sftp.stat(tmp).st_size
+        size = self.conn.sftp_call(f"uploading {src}", up)
+        try:
+            if self.after_upload:
+                self.after_upload(tmp)
+            got = self.remote_sha256(tmp)
+            if got != want:
+                raise ChecksumMismatch(f"upload of {src} to {self.site.name}:{path} is corrupt "
+                                       f"(local sha256 {want}, remote {got}); nothing was stored")
+            self.conn.sftp_call("renaming the upload", lambda s: s.posix_rename(tmp, path))
+        except BaseException:
+            self.conn.exec(f"rm -f -- {q(tmp)}")
+            raise
+        return DataObject(url=self.url(path), site=self.site.name, direction=Direction.PUT,
+                          size=size, sha256=want, job_id=ctx.job_id if ctx else None,
+                          workflow_id=ctx.workflow_id if ctx else None,
+                          metadata={"local_source": src.resolve().as_uri()})
+
+    def get(self, source: str, local_path: Path, ctx: JobContext | None,
+            expected_sha256: str | None = None) -> DataObject:
+        """Fetch; ``metadata.remote_url`` names the original so the Manager can link the copy."""
+        path = self.path_of(source)
+        dst = Path(local_path).resolve()
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(f".{dst.name}.lwfm-tmp-{uuid.uuid4().hex[:12]}")
+        try:
+            remote = self.remote_sha256(path)
+        except SiteError as e:
+            raise NotFound(f"cannot read {self.site.name}:{path}: {e}") from None
+        if expected_sha256 and remote != expected_sha256:
+            raise ChecksumMismatch(f"{self.site.name}:{path} has sha256 {remote}, expected "
+                                   f"{expected_sha256}; not fetched")
+        try:
+            self.conn.sftp_call(f"downloading {path}", lambda s: s.get(path, str(tmp)))
+            if self.after_download:
+                self.after_download(tmp)
+            got = sha256_file(tmp)
+            if got != remote:
+                raise ChecksumMismatch(f"download of {self.site.name}:{path} is corrupt (remote "
+                                       f"sha256 {remote}, local {got}); {dst} left untouched")
+            tmp.replace(dst)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return DataObject(url=dst.as_uri(), site="local", direction=Direction.GET,
+                          size=dst.stat().st_size, sha256=remote,
+                          job_id=ctx.job_id if ctx else None,
+                          workflow_id=ctx.workflow_id if ctx else None,
+                          metadata={"remote_url": self.url(path), "remote_site": self.site.name})
+
+    def find(self, pattern: str) -> list[str]:
+        import fnmatch
+        path = PurePosixPath(self.path_of(pattern))
+        parent, name = str(path.parent), path.name
+
+        def ls(sftp) -> list[str]:
+            try:
+                names = sftp.listdir(parent)
+            except FileNotFoundError:
+                return []
+            return sorted(self.url(f"{parent}/{n}") for n in names if fnmatch.fnmatch(n, name))
+        return self.conn.sftp_call(f"listing {parent}", ls)
+
+
+class SSHSite(Site):
+    """A remote host over SSH (see the module docstring for its configuration)."""
+
+    def __init__(self, host: SiteHost):
+        super().__init__(host)
+        self.cfg = dict(host.config)
+        self.conn = Connection(SshConfig.from_table(host.name, self.cfg))
+        self.remote_home = _remote_path(self.cfg, "remote_home")
+        self.workdir = _remote_path(self.cfg, "workdir") or self.remote_home
+        if not self.workdir:
+            raise ConfigError(f"[sites.{host.name}] needs remote_home or workdir "
+                              f"(absolute remote paths)")
+        for k, v in (("remote_home", self.remote_home), ("workdir", self.workdir)):
+            if v and not v.startswith("/"):
+                raise ConfigError(f"[sites.{host.name}] {k} must be an absolute remote path, "
+                                  f"not {v!r}")
+        self.base = self.remote_home or self.workdir
+        self.auth = SSHAuth(self.conn)
+        self.run = SSHRun(self)
+        self.repo = SSHRepo(self)
+        types = self.cfg.get("compute_types", ["default"])
+        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+            raise ConfigError(f"[sites.{host.name}] compute_types must be a list of strings")
+        self.spin = StaticSpin(types)
+
+    def lwfm_argv(self) -> list[str]:
+        """How to run the lab's lwfm CLI."""
+        cmd = self.cfg.get("lwfm_command", "lwfm")
+        return list(cmd) if isinstance(cmd, list) else shlex.split(str(cmd))
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,210 @@
+"""The ssh driver against a real sshd: run, repo, host keys, drops, secrets."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from lwfm.errors import AuthError, ChecksumMismatch, ConfigError
+from lwfm.model import EntryKind, JobContext, JobDefn, State
+from lwfm.site import SiteHost
+from lwfm.sites.ssh import SSHSite, sha256_file
+
+pytestmark = [pytest.mark.slow, pytest.mark.ssh]
+
+
+def make_site(srv, tmp_path: Path, **extra) -> SSHSite:
+    return SSHSite(SiteHost(name="lab", home=tmp_path / "home", config=srv.site_config(**extra)))
+
+
+def wait_terminal(site: SSHSite, ctx: JobContext, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = site.run.status(ctx)
+        if st.state.terminal:
+            return st
+        time.sleep(0.1)
+    raise AssertionError(f"job {ctx.job_id} not terminal after {timeout} s: {st}")
+
+
+def test_submit_status_log_env(live_sshd, tmp_path):
+    site = make_site(live_sshd, tmp_path)
+    ctx = JobContext(workflow_id="wf-1", site="lab")
+    defn = JobDefn(entry='echo "id=$LWFM_JOB_ID home=$LWFM_HOME wf=$LWFM_WORKFLOW_ID x=$X"; '
+                         'echo oops >&2; pwd', kind=EntryKind.SHELL, env={"X": "it's $quoted"})
+    first = site.run.submit(defn, ctx)
+    assert first.state is State.RUNNING and ctx.native_id and ctx.native_id.isdigit()
+    st = wait_terminal(site, ctx)
+    assert st.state is State.COMPLETE and st.exit_code == 0
+    log = site.run.log(ctx)
+    assert f"id={ctx.job_id} home={live_sshd.remote_home} wf=wf-1 x=it's $quoted" in log
+    assert "oops" in log and str(live_sshd.remote_home / "work") in log
+    site.close()
+
+
+def test_failed_exit_code_and_argv_quoting(live_sshd, tmp_path):
+    site = make_site(live_sshd, tmp_path)
+    ctx = JobContext(site="lab")
+    site.run.submit(JobDefn(entry=["/bin/sh", "-c", "echo \"$1\"; exit 3", "x", "a b; rm -rf /"]), ctx)
+    st = wait_terminal(site, ctx)
+    assert st.state is State.FAILED and st.exit_code == 3
+    assert site.run.log(ctx).strip() == "a b; rm -rf /"
+    site.close()
+
+
+def test_cancel_kills_process_group(live_sshd, tmp_path):
+    site = make_site(live_sshd, tmp_path)
+    ctx = JobContext(site="lab")
+    marker = f"lwfm-cancel-{ctx.job_id[:8]}"
+    site.run.submit(JobDefn(entry=f"sleep 300 & sleep 301; echo {marker}", kind=EntryKind.SHELL), ctx)
+    assert site.run.status(ctx).state is State.RUNNING
+    assert site.run.cancel(ctx) is True
+    st = site.run.status(ctx)
+    assert st.state is State.CANCELLED
+    pg = int(ctx.native_id)
+    with pytest.raises(ProcessLookupError):   # same machine: the whole group is gone
+        for _ in range(50):
+            os.killpg(pg, 0)
+            time.sleep(0.1)
+    assert site.run.cancel(ctx) is False or site.run.status(ctx).state is State.CANCELLED
+    site.close()
+
+
+def test_put_get_roundtrip(live_sshd, tmp_path):
+    site = make_site(live_sshd, tmp_path)
+    src = tmp_path / "in.bin"
+    src.write_bytes(os.urandom(300_000))
+    d = site.repo.put(src, "data/in.bin", None)
+    remote = live_sshd.remote_home / "work" / "data" / "in.bin"
+    assert remote.read_bytes() == src.read_bytes()
+    assert d.sha256 == sha256_file(src) and d.size == 300_000 and d.url.endswith(str(remote))
+    assert not list(remote.parent.glob("*lwfm-tmp*"))
+    back = site.repo.get(d.url, tmp_path / "out" / "copy.bin", None)
+    assert (tmp_path / "out" / "copy.bin").read_bytes() == src.read_bytes()
+    assert back.sha256 == d.sha256 and back.metadata["remote_url"] == d.url
+    assert site.repo.find("data/*.bin") == [d.url]
+    site.close()
+
+
+def test_put_checksum_mismatch_detected(live_sshd, tmp_path):
+    site = make_site(live_sshd, tmp_path)
+    src = tmp_path / "in.txt"
+    src.write_text("hello lab\n")
+    site.repo.after_upload = lambda tmp: (Path(tmp).write_text("tampered\n"))  # same machine
+    with pytest.raises(ChecksumMismatch, match="corrupt"):
+        site.repo.put(src, "bad/in.txt", None)
+    bad = live_sshd.remote_home / "work" / "bad"
+    assert not (bad / "in.txt").exists() and not list(bad.glob("*"))
+    site.close()
+
+
+def test_get_checksum_mismatch_detected(live_sshd, tmp_path):
+    site = make_site(live_sshd, tmp_path)
+    remote = live_sshd.remote_home / "work" / "g.txt"
+    remote.write_text("original\n")
+    dst = tmp_path / "g.txt"
+    site.repo.after_download = lambda p: p.write_text("flipped\n")
+    with pytest.raises(ChecksumMismatch):
+        site.repo.get(str(remote), dst, None)
+    assert not dst.exists() and not list(tmp_path.glob(".g.txt*"))
+    site.repo.after_download = None
+    with pytest.raises(ChecksumMismatch, match="expected"):
+        site.repo.get(str(remote), dst, None, expected_sha256="0" * 64)
+    assert site.repo.get(str(remote), dst, None).sha256 == sha256_file(remote)
+    site.close()
+
+
+def test_unknown_host_key_refused_then_opt_in(live_sshd, tmp_path):
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    site = make_site(live_sshd, tmp_path, known_hosts=str(kh))
+    with pytest.raises(AuthError, match="not in .*trust_new_host_key"):
+        site.auth.login()
+    assert kh.read_text() == ""
+    trusting = make_site(live_sshd, tmp_path, known_hosts=str(kh), trust_new_host_key=True)
+    trusting.auth.login()
+    assert live_sshd.host_pub in kh.read_text()
+    trusting.close()
+    strict = make_site(live_sshd, tmp_path, known_hosts=str(kh))   # now known: plain reject policy
+    strict.auth.login()
+    assert strict.auth.is_current()
+    strict.close()
+    kh.write_text(f"[{live_sshd.host}]:{live_sshd.port} ssh-ed25519 "
+                  "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n")
+    with pytest.raises(AuthError, match="CHANGED"):
+        make_site(live_sshd, tmp_path, known_hosts=str(kh), trust_new_host_key=True).auth.login()
+
+
+def test_encrypted_key_passphrase_from_env(live_sshd, tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.delenv("LWFM_SSH_live_sshd.passphrase", raising=False)
+    site = make_site(live_sshd, tmp_path, key_file=str(live_sshd.enc_key), passphrase_env="LAB_PW")
+    with pytest.raises(AuthError, match=r"\$LAB_PW") as e:
+        site.auth.login()
+    assert live_sshd.passphrase not in str(e.value)
+    monkeypatch.setenv("LAB_PW", live_sshd.passphrase)
+    site.auth.login()
+    ctx = JobContext(site="lab")
+    site.run.submit(JobDefn(entry=["true"]), ctx)
+    assert wait_terminal(site, ctx).state is State.COMPLETE
+    assert live_sshd.passphrase not in caplog.text
+    assert live_sshd.passphrase not in repr(site.__dict__) + repr(site.conn.__dict__) + repr(site.conn.cfg)
+    site.close()
+    with pytest.raises(ConfigError, match="passphrase_env"):
+        make_site(live_sshd, tmp_path, passphrase="x")
+
+
+def test_spin_compute_types(live_sshd, tmp_path):
+    site = make_site(live_sshd, tmp_path)
+    assert site.spin.compute_types() == ["cpu", "bigmem"]
+    from lwfm.errors import SiteError
+    with pytest.raises(SiteError, match="no compute type"):
+        site.run.submit(JobDefn(entry=["true"], compute_type="gpu"), JobContext(site="lab"))
+
+
+def test_connection_drop_mid_job(live_sshd, tmp_path):
+    site = make_site(live_sshd, tmp_path, reconnect_timeout=30)
+    ctx = JobContext(site="lab")
+    tag = f"lwfm-drop-{ctx.job_id[:8]}"
+    site.run.submit(JobDefn(entry=f"sleep 2; echo {tag}", kind=EntryKind.SHELL), ctx)
+    assert site.run.status(ctx).state is State.RUNNING
+    assert site.conn.connects == 1
+    live_sshd.stop()
+    time.sleep(0.5)
+    import threading
+    t = threading.Timer(1.5, live_sshd.start)
+    t.start()
+    try:
+        st = site.run.status(ctx)         # reconnects (retrying) once sshd is back
+    finally:
+        t.join()
+    assert st.state in (State.RUNNING, State.COMPLETE)
+    assert site.conn.connects == 2
+    st = wait_terminal(site, ctx)
+    assert st.state is State.COMPLETE
+    assert site.run.log(ctx).count(tag) == 1          # the job ran exactly once
+    # re-sending the same submit (as after a drop mid-submit) does not start a second copy
+    pid = ctx.native_id
+    again = JobContext(job_id=ctx.job_id, site="lab")
+    site.run.submit(JobDefn(entry=f"echo {tag}", kind=EntryKind.SHELL), again)
+    assert again.native_id == pid and site.run.log(ctx).count(tag) == 1
+    site.close()
+
+
+def test_lab_runs_in_its_own_network_namespace(live_sshd, tmp_path, record_property):
+    record_property("ssh_network_mode", live_sshd.mode)
+    if os.environ.get("LWFM_TEST_SSH_LOOPBACK"):
+        pytest.skip("loopback mode requested")
+    assert live_sshd.mode == "netns", "ip netns is available here; the lab should be a 2nd host"
+    assert live_sshd.host.startswith("10.231.")
+    assert os.readlink(f"/proc/{live_sshd.proc.pid}/ns/net") != os.readlink("/proc/self/ns/net")
+    site = make_site(live_sshd, tmp_path)
+    ctx = JobContext(site="lab")
+    site.run.submit(JobDefn(entry="readlink /proc/self/ns/net", kind=EntryKind.SHELL), ctx)
+    wait_terminal(site, ctx)
+    assert site.run.log(ctx).strip() == os.readlink(f"/proc/{live_sshd.proc.pid}/ns/net")
+    site.close()
