@@ -115,8 +115,9 @@ def _run(cmd: list[str], what: str, site: str, timeout: float) -> None:
 def _build(path: Path, requirements: list[str], python: str, key: str,
            site: str, timeout: float) -> None:
     _clear(path)
-    host_pip = _host_pip_usable() and bool(requirements)
-    cmd = [python, "-m", "venv"] + (["--without-pip"] if host_pip else []) + [str(path)]
+    host_pip = _host_pip_usable()
+    no_pip = host_pip or not requirements     # nothing for the venv's own pip to do
+    cmd = [python, "-m", "venv"] + (["--without-pip"] if no_pip else []) + [str(path)]
     try:
         _run(cmd, "creating the virtualenv", site, timeout)
         if requirements:

@@ -9,6 +9,7 @@ Two venv sites can hold incompatible versions of one library side by side. Confi
     # venv_dir = "/path/to/venv"            default: <lwfm home>/venvs/<site name>
     # driver_class = "mypkg.drv:Driver"     importable in the venv; methods via VenvSite.call
     # driver_options = {key = "value"}      keyword arguments of driver_class
+    # pythonpath = ["src"]                   extra import dirs for worker and jobs (relative: to the home)
     # compute_types = ["cpu"]
 
 The venv is built once (see ``_venv_build``) and reused. Jobs and the driver's own
@@ -221,11 +222,13 @@ class VenvSite(Site):
             raise ConfigError(f"[sites.{host.name}] driver_class must be 'module:Class'")
         if not isinstance(self.driver_options, dict):
             raise ConfigError(f"[sites.{host.name}] driver_options must be a table")
+        self.pythonpath = [str((host.home / Path(p).expanduser()).resolve()) for p in
+                           _str_list(cfg.get("pythonpath"), f"[sites.{host.name}] pythonpath")]
         self.build_timeout = float(cfg.get("build_timeout", 900))
         self.auth = NoAuth()
         self.run = VenvRun(self)
         self.repo = LocalRepo(host)
-        self.spin = StaticSpin(_str_list(cfg.get("compute_types"),
+        self.spin = StaticSpin(_str_list(cfg.get("compute_types", ["default"]),
                                          f"[sites.{host.name}] compute_types"))
         self.spawned: set[str] = set()     # job ids this process's worker started
         self._worker: WorkerClient | None = None
@@ -246,8 +249,12 @@ class VenvSite(Site):
         with self._lock:
             if self._worker is None:
                 self.ensure()
+                env = worker_env(self.venv_dir)
+                if self.pythonpath:
+                    env["PYTHONPATH"] = os.pathsep.join(
+                        self.pythonpath + [p for p in [env.get("PYTHONPATH")] if p])
                 self._worker = WorkerClient(
-                    build.venv_python(self.venv_dir), worker_env(self.venv_dir),
+                    build.venv_python(self.venv_dir), env,
                     self.venv_dir / "worker.log", self._on_event, site=self.name)
             return self._worker
 
