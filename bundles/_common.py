@@ -1,0 +1,136 @@
+"""Shared vocabulary, limits and result types of bundle export and import.
+
+A bundle is a zipped RO-Crate. Everything lwfm needs to rebuild its SQL rows
+exactly rides along in ``lwfm:record`` (canonical row JSON); the schema.org /
+Workflow Run Crate properties are there so other tools understand the crate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+BUNDLE_FORMAT = "1"
+METADATA = "ro-crate-metadata.json"
+LWFM_NS = "https://w3id.org/lwfm/ns#"
+RO_CRATE_1_1 = "https://w3id.org/ro/crate/1.1/context"
+# The only @context documents an import accepts; all are resolved locally, never fetched.
+ACCEPTED_CONTEXTS = frozenset({
+    "https://w3id.org/ro/crate/1.1/context", "https://w3id.org/ro/crate/1.2/context",
+    "http://w3id.org/ro/crate/1.1/context", "http://w3id.org/ro/crate/1.2/context",
+    "https://w3id.org/ro/crate/1.1/context/", "https://w3id.org/ro/crate/1.2/context/",
+    "https://w3id.org/lwfm/context", "https://w3id.org/lwfm/context.jsonld",
+})
+# The inline context lwfm writes: a prefix only, so no term of RO-Crate is redefined.
+LWFM_CONTEXT = {"lwfm": LWFM_NS}
+PROCESS_RUN_CRATE = "https://w3id.org/ro/wfrun/process/0.5"
+LICENSE = "https://spdx.org/licenses/CC-BY-4.0"
+# Namespace for ids lwfm derives (payload copies, foreign crate entities): stable across runs.
+ID_NS = uuid.UUID("6f1d1c2e-3b4a-5c6d-8e7f-90a1b2c3d4e5")
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass
+class Limits:
+    """Caps an import enforces before trusting a byte of the bundle."""
+
+    max_entries: int = 500_000
+    max_total_bytes: int = 8 * 1024 ** 3
+    max_metadata_bytes: int = 1536 * 1024 ** 2
+    max_ratio: float = 200.0          # uncompressed / compressed, for entries > ratio_floor
+    ratio_floor: int = 1024 ** 2
+    max_literal: int = 1024 ** 2      # longest string anywhere in the metadata
+    max_entities: int = 5_000_000
+
+
+def urn(id_: str) -> str:
+    return f"urn:uuid:{id_}"
+
+
+def from_urn(iri: Any) -> str | None:
+    """The uuid of a ``urn:uuid:`` IRI (canonical form), else None."""
+    if not isinstance(iri, str) or not iri.lower().startswith("urn:uuid:"):
+        return None
+    try:
+        return str(uuid.UUID(iri[9:]))
+    except ValueError:
+        return None
+
+
+def derived_id(*parts: str) -> str:
+    return str(uuid.uuid5(ID_NS, "\x1f".join(parts)))
+
+
+def site_iri(instance_id: str, site: str) -> str:
+    return f"urn:lwfm:site:{instance_id}:{site}"
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    h, n = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            n += len(chunk)
+    return h.hexdigest(), n
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    sha256: str
+    instance_id: str
+    selection: dict[str, Any]
+    counts: dict[str, int]
+    payload_files: int = 0
+    bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        return d
+
+
+@dataclass
+class Conflict:
+    """One contradicting single-valued fact: same record, two different values."""
+
+    kind: str
+    id: str
+    field: str
+    local: Any
+    theirs: Any
+    resolution: str = "refused"
+
+    def __str__(self) -> str:
+        return (f"{self.kind} {self.id} {self.field}: local={self.local!r} "
+                f"bundle={self.theirs!r} ({self.resolution})")
+
+
+@dataclass
+class ImportReport:
+    file: str
+    sha256: str
+    origin_instance: str
+    foreign: bool = False
+    dry_run: bool = False
+    bundle_id: str | None = None
+    added: dict[str, int] = field(default_factory=dict)
+    updated: dict[str, int] = field(default_factory=dict)
+    unchanged: dict[str, int] = field(default_factory=dict)
+    conflicts: list[Conflict] = field(default_factory=list)
+    unmapped: list[str] = field(default_factory=list)
+    payload_files: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return any(self.added.values()) or any(self.updated.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["conflicts"] = [asdict(c) for c in self.conflicts]
+        d["changed"] = self.changed
+        return d

@@ -1,0 +1,189 @@
+"""RO-Crates written by other workflow systems (cwltool/runcrate, nf-prov, Galaxy, ...).
+
+What maps becomes lwfm rows: each CreateAction (or Activate/UpdateAction) a job
+on the pseudo-site ``imported``, the File/Dataset entities it used (``object``)
+or made (``result``) data gets/puts, the crate one workflow, people noted on it.
+Step runs of a Provenance Run Crate become children of the workflow run (via its
+OrganizeAction and ControlActions). Everything else is listed in the report.
+Ids are derived deterministically, so importing the same crate twice adds nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from lwfm.model import JobDefn, iso, parse_time
+
+from ._common import derived_id, from_urn
+from ._reader import Incoming, check_row
+
+ACTIONS = {"CreateAction", "ActivateAction", "UpdateAction"}
+DATA_TYPES = {"File", "Dataset", "MediaObject"}
+_EPOCH = "1970-01-01T00:00:00+00:00"
+_STATE = {"CompletedActionStatus": "COMPLETE", "FailedActionStatus": "FAILED",
+          "ActiveActionStatus": "RUNNING", "PotentialActionStatus": "READY"}
+_KNOWN_ACTION_PROPS = {"@id", "@type", "name", "description", "instrument", "object", "result",
+                       "agent", "startTime", "endTime", "actionStatus", "error", "exitCode"}
+_NOTED_TYPES = {"Person", "Organization", "CreativeWork", "SoftwareApplication",
+                "ComputationalWorkflow", "SoftwareSourceCode", "OrganizeAction", "ControlAction"}
+
+
+def _ids(v: Any) -> list[str]:
+    items = v if isinstance(v, list) else [v]
+    return [x["@id"] for x in items if isinstance(x, dict) and isinstance(x.get("@id"), str)]
+
+
+def _str(v: Any, cap: int | None = None) -> str | None:
+    if isinstance(v, list) and v:
+        v = v[0]
+    if isinstance(v, dict):
+        v = v.get("@id")
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        v = str(v)
+    if not isinstance(v, str) or not v:
+        return None
+    return v[:cap] if cap else v
+
+
+def _time(v: Any) -> str | None:
+    s = _str(v)
+    try:
+        return iso(parse_time(s)) if s else None
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _types(e: dict[str, Any]) -> set[str]:
+    ty = e.get("@type")
+    return {ty} if isinstance(ty, str) else set(ty or [])
+
+
+def read_foreign(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: str,
+                 sha256: str) -> Incoming:
+    """Map a foreign crate's actions, files and people to lwfm rows."""
+    key = _str(root.get("identifier")) or (root["@id"] if ":" in root["@id"] else f"sha256:{sha256}")
+    origin = derived_id("rocrate", key)
+    inc = Incoming(origin=origin, foreign=True, info={"crate": key})
+    when = _time(root.get("datePublished")) or _EPOCH
+    wf_id = derived_id(key, "workflow")
+    people = sorted({_str(by_id[i].get("name")) or i for e in by_id.values()
+                     for i in _ids(e.get("agent")) + _ids(e.get("author"))
+                     if i in by_id and "Person" in _types(by_id[i])})
+    conforms = sorted(_ids(root.get("conformsTo")))
+    inc.workflows.append(check_row("workflow", {
+        "id": wf_id, "name": _str(root.get("name")) or "imported RO-Crate",
+        "description": _str(root.get("description")) or "",
+        "props": {"rocrate": {"crate": key, "conformsTo": conforms, "agents": people}},
+        "created": when, "instance_id": origin}, where))
+    actions = {i: e for i, e in by_id.items() if _types(e) & ACTIONS}
+    job_of = {i: from_urn(i) or derived_id(key, "action", i) for i in actions}
+    parent = _parents(by_id, actions)
+    used: set[str] = {root["@id"]} | set(actions)
+    odd_props: Counter = Counter()
+    for aid, e in sorted(actions.items()):
+        jid = job_of[aid]
+        app = by_id.get(next(iter(_ids(e.get("instrument"))), ""), {})
+        used.add(app.get("@id", ""))
+        name = _str(e.get("name")) or _str(app.get("name")) or _str(app.get("@id")) or aid
+        defn = JobDefn(entry={"name": name[:200], "instrument": _str(app.get("@id")),
+                              "types": sorted(_types(app))},
+                       kind="payload", name=name[:80], site="imported").to_dict()
+        start, end = _time(e.get("startTime")), _time(e.get("endTime"))
+        status = (_str(e.get("actionStatus")) or "").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+        state = _STATE.get(status) or ("COMPLETE" if end else "UNKNOWN")
+        exit_code = e.get("exitCode") if isinstance(e.get("exitCode"), int) and \
+            not isinstance(e.get("exitCode"), bool) and abs(e["exitCode"]) < 2 ** 31 else None
+        created = start or end or when
+        sts = []
+        if start:
+            sts.append({"state": "RUNNING", "native_state": status or None, "info": None,
+                        "time": start, "exit_code": None})
+        if state != "RUNNING" or not start:
+            sts.append({"state": state, "native_state": status or None,
+                        "info": _str(e.get("error"), 4000), "time": end or created,
+                        "exit_code": exit_code})
+        par = job_of.get(parent.get(aid, ""))
+        top = aid
+        for _ in range(len(actions)):
+            if top not in parent:
+                break
+            top = parent[top]
+        inc.jobs.append(check_row("job", {
+            "id": jid, "name": name, "defn": defn, "parent_id": par, "originator_id": job_of[top],
+            "workflow_id": wf_id, "site": "imported", "native_id": aid, "state": state,
+            "exit_code": exit_code, "created": created, "started": start,
+            "ended": end if state in ("COMPLETE", "FAILED", "CANCELLED") else None,
+            "triggered_by": None, "instance_id": origin}, where))
+        inc.statuses[jid] = [check_row("status", s, where) for s in sts]
+        odd_props.update(set(e) - _KNOWN_ACTION_PROPS)
+        for direction, prop in (("get", "object"), ("put", "result")):
+            for did in dict.fromkeys(_ids(e.get(prop))):
+                d = by_id.get(did)
+                if d is None or not (_types(d) & DATA_TYPES):
+                    what = "missing entity" if d is None else "/".join(sorted(_types(d))) or "untyped"
+                    inc.unmapped.append(f"{prop} {did[:100]} of action {aid[:100]} ({what}) not mapped")
+                    continue
+                used.add(did)
+                inc.data.append(check_row("data", _data_row(key, origin, wf_id, jid, aid, d, direction,
+                                                            end if direction == "put" else created),
+                                          where))
+    _report_rest(by_id, used, odd_props, inc, root)
+    return inc
+
+
+def _data_row(key: str, origin: str, wf_id: str, jid: str, aid: str, d: dict[str, Any],
+              direction: str, when: str) -> dict[str, Any]:
+    did = d["@id"]
+    sha = _str(d.get("sha256"))
+    sha = sha.lower() if sha and len(sha) == 64 and all(c in "0123456789abcdefABCDEF" for c in sha) else None
+    try:
+        size = int(_str(d.get("contentSize")) or "")
+        size = size if 0 <= size < 2 ** 62 else None
+    except ValueError:
+        size = None
+    md = {"rocrate_id": did}
+    name = _str(d.get("name"))
+    if name:
+        md["name"] = name[:1000]
+    return {"id": derived_id(key, "data", aid, did, direction),
+            "url": _str(d.get("contentUrl")) or did, "site": "imported", "direction": direction,
+            "metadata": md, "size": size, "sha256": sha,
+            "media_type": _str(d.get("encodingFormat"), 255), "job_id": jid, "workflow_id": wf_id,
+            "derived_from": None, "time": when, "instance_id": origin}
+
+
+def _parents(by_id: dict[str, dict[str, Any]], actions: dict[str, Any]) -> dict[str, str]:
+    """Step action -> workflow run action, from OrganizeAction/ControlAction links."""
+    out: dict[str, str] = {}
+    for e in by_id.values():
+        if "OrganizeAction" not in _types(e):
+            continue
+        runs = [r for r in _ids(e.get("result")) if r in actions]
+        if not runs:
+            continue
+        for ctl in _ids(e.get("object")):
+            for step in _ids(by_id.get(ctl, {}).get("object")):
+                if step in actions and step != runs[0]:
+                    out[step] = runs[0]
+    return out
+
+
+def _report_rest(by_id: dict[str, dict[str, Any]], used: set[str], odd: Counter,
+                 inc: Incoming, root: dict[str, Any]) -> None:
+    rest: Counter = Counter()
+    noted: Counter = Counter()
+    for i, e in by_id.items():
+        if i in used or i.endswith("ro-crate-metadata.json"):
+            continue
+        ty = "/".join(sorted(_types(e))) or "untyped"
+        (noted if _types(e) & _NOTED_TYPES else rest)[ty] += 1
+    for ty, n in sorted(rest.items()):
+        inc.unmapped.append(f"{n} entit{'y' if n == 1 else 'ies'} of type {ty} not mapped")
+    for ty, n in sorted(noted.items()):
+        inc.unmapped.append(f"{n} {ty} entit{'y' if n == 1 else 'ies'} noted only "
+                            "(people on the workflow; tools in job definitions)")
+    for prop, n in sorted(odd.items()):
+        inc.unmapped.append(f"action property {prop!r} ({n}x) not mapped")
+    if any(not (":" in i or i.startswith("#") or i == "./") for i in used - {root["@id"]}):
+        inc.unmapped.append("payload files of foreign crates are referenced, not copied")

@@ -1,0 +1,253 @@
+"""Merge incoming rows into the store: identity by id, joins, conflicts, bulk writes.
+
+A record already known locally (e.g. a job launched from here on a remote site,
+which the remote instance recorded under the same id) stays one record: missing
+fields are filled in, statuses not yet present are appended, and the job's state
+advances as ``lwfm.model.advance`` allows. Contradicting single-valued facts (two
+terminal states, two exit codes, two checksums, ...) are conflicts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from lwfm.model import State, advance
+from lwfm.store import Store, t
+
+from ._common import Conflict
+from ._reader import Incoming
+from ._select import chunks
+
+IMPORTED_MARK = "imported from lwfm instance {}: it fires only at its origin"
+_JOB_FILL = ("parent_id", "originator_id", "workflow_id", "native_id", "started", "ended",
+             "triggered_by", "exit_code")
+_DATA_CONFLICT = ("url", "direction", "sha256", "size")
+_DATA_FILL = ("sha256", "size", "media_type", "job_id", "workflow_id", "derived_from")
+
+
+@dataclass
+class Plan:
+    inserts: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {
+        k: [] for k in ("workflow", "job", "status", "data", "data_meta", "trigger", "watch")})
+    updates: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: {
+        k: {} for k in ("workflow", "job", "data", "trigger")})
+    meta_replace: list[dict[str, str]] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+    unchanged: Counter = field(default_factory=Counter)
+
+    def added(self) -> dict[str, int]:
+        return {k: len(self.inserts[k]) for k in ("workflow", "job", "status", "data", "trigger")}
+
+    def updated(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.updates.items()}
+
+    @property
+    def empty(self) -> bool:
+        return not any(self.added().values()) and not any(self.updated().values())
+
+
+def _existing(c: Connection, table: Any, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for ch in chunks(sorted(set(ids))):
+        for r in c.execute(select(table).where(table.c.id.in_(ch))).mappings():
+            out[r["id"]] = dict(r)
+    return out
+
+
+def _status_key(s: dict[str, Any]) -> tuple:
+    return (s["state"], s["native_state"], s["info"], s["time"], s["exit_code"])
+
+
+def plan_merge(c: Connection, inc: Incoming, mode: str) -> Plan:
+    """Compare the bundle with the store, inside the caller's transaction."""
+    p = Plan()
+    theirs_wins = mode == "theirs"
+    for w in _merge_rows(c, t.workflows, inc.workflows, p, "workflow"):
+        L, T = w
+        upd = {k: T[k] for k in ("name", "description") if not L[k] and T[k]}
+        props = {**T["props"], **L["props"]}
+        if props != L["props"]:
+            upd["props"] = props
+        _record_update(p, "workflow", L["id"], upd)
+    local_jobs = _existing(c, t.jobs, (j["id"] for j in inc.jobs))
+    local_hist: dict[str, Counter] = {}
+    for ch in chunks(sorted(local_jobs)):
+        for r in c.execute(select(t.statuses).where(t.statuses.c.job_id.in_(ch))).mappings():
+            local_hist.setdefault(r["job_id"], Counter())[_status_key(r)] += 1
+    for T in inc.jobs:
+        L = local_jobs.get(T["id"])
+        sts = inc.statuses.get(T["id"], [])
+        if L is None:
+            p.inserts["job"].append(T)
+            p.inserts["status"] += [{"job_id": T["id"], **s} for s in sts]
+            continue
+        kept_state = _merge_job(L, T, p, theirs_wins)
+        have = local_hist.get(T["id"], Counter())
+        for s in sts:
+            k = _status_key(s)
+            if have[k] > 0:
+                have[k] -= 1
+                continue
+            st = State(s["state"])
+            if kept_state is not None and st.terminal and st.value != kept_state:
+                continue  # 'keep' refused this contradicting end state
+            p.inserts["status"].append({"job_id": T["id"], **s})
+    _plan_data(c, inc, p, theirs_wins)
+    _plan_triggers(c, inc, p, theirs_wins)
+    return p
+
+
+def _merge_rows(c: Connection, table: Any, rows: list[dict[str, Any]], p: Plan, kind: str):
+    local = _existing(c, table, (r["id"] for r in rows))
+    for T in rows:
+        L = local.get(T["id"])
+        if L is None:
+            p.inserts[kind].append(T)
+        else:
+            yield L, T
+
+
+def _record_update(p: Plan, kind: str, id_: str, upd: dict[str, Any]) -> None:
+    if upd:
+        p.updates[kind][id_] = upd
+    else:
+        p.unchanged[kind] += 1
+
+
+def _merge_job(L: dict[str, Any], T: dict[str, Any], p: Plan, theirs_wins: bool) -> str | None:
+    """Plan the update of one known job; returns the state 'keep' protects, if any."""
+    ls = State(L["state"]) if L["state"] else None
+    ts = State(T["state"]) if T["state"] else None
+    found = []
+    if ls and ts and ls.terminal and ts.terminal and ls != ts:
+        found.append(("state", L["state"], T["state"]))
+    if L["exit_code"] is not None and T["exit_code"] is not None and L["exit_code"] != T["exit_code"]:
+        found.append(("exit_code", L["exit_code"], T["exit_code"]))
+    res = "theirs" if theirs_wins else "kept local"
+    p.conflicts += [Conflict("job", T["id"], f, lv, tv, res) for f, lv, tv in found]
+    upd: dict[str, Any] = {}
+    if found and theirs_wins:
+        upd.update(state=T["state"], exit_code=T["exit_code"], ended=T["ended"] or L["ended"])
+    elif not found and ts is not None:
+        new = advance(ls, ts)
+        if new != ls and new is not None:
+            upd["state"] = new.value
+            if new.terminal:
+                upd.update(ended=T["ended"], exit_code=T["exit_code"])
+    for k in _JOB_FILL:
+        if found and not theirs_wins and k in ("exit_code", "ended"):
+            continue
+        if L[k] is None and T[k] is not None and k not in upd:
+            upd[k] = T[k]
+    upd = {k: v for k, v in upd.items() if L[k] != v}
+    _record_update(p, "job", L["id"], upd)
+    return L["state"] if found and not theirs_wins else None
+
+
+def _meta_rows(data_id: str, md: dict[str, Any]) -> list[dict[str, str]]:
+    from lwfm.model import DataObject
+    return Store.meta_rows(DataObject(url="-", id=data_id, metadata=md))
+
+
+def _plan_data(c: Connection, inc: Incoming, p: Plan, theirs_wins: bool) -> None:
+    res = "theirs" if theirs_wins else "kept local"
+    for L, T in _merge_rows(c, t.data, inc.data, p, "data"):
+        upd: dict[str, Any] = {}
+        for k in _DATA_CONFLICT:
+            if L[k] is not None and T[k] is not None and L[k] != T[k]:
+                p.conflicts.append(Conflict("data", T["id"], k, L[k], T[k], res))
+                if theirs_wins:
+                    upd[k] = T[k]
+        for k in _DATA_FILL:
+            if L[k] is None and T[k] is not None:
+                upd[k] = T[k]
+        md = dict(L["metadata"])
+        for k, v in T["metadata"].items():
+            if k not in md:
+                md[k] = v
+                p.inserts["data_meta"] += _meta_rows(L["id"], {k: v})
+            elif md[k] != v:
+                p.conflicts.append(Conflict("data", T["id"], f"metadata.{k}", md[k], v, res))
+                if theirs_wins:
+                    md[k] = v
+                    p.meta_replace.append({"data_id": L["id"], "key": str(k)})
+                    p.inserts["data_meta"] += _meta_rows(L["id"], {k: v})
+        if md != L["metadata"]:
+            upd["metadata"] = md
+        _record_update(p, "data", L["id"], upd)
+    for d in p.inserts["data"]:
+        p.inserts["data_meta"] += _meta_rows(d["id"], d["metadata"])
+
+
+def _plan_triggers(c: Connection, inc: Incoming, p: Plan, theirs_wins: bool) -> None:
+    mark = IMPORTED_MARK.format(inc.origin)
+    rows = []
+    for tr in inc.triggers:
+        row = {k: v for k, v in tr.items() if k != "watch"}
+        if row["status"] == "pending":
+            # A trigger pending at its origin must not fire here too; a later bundle settles it.
+            row.update(status="dead", reason=mark)
+        rows.append(row)
+    watch = {tr["id"]: tr["watch"] for tr in inc.triggers}
+    for L, T in _merge_rows(c, t.triggers, rows, p, "trigger"):
+        upd: dict[str, Any] = {}
+        settled = T["reason"] != mark
+        if L["reason"] == mark and settled:
+            upd = {k: T[k] for k in ("status", "fired_by", "reason", "fired_at", "body")}
+        elif settled and L["reason"] != mark and (L["status"], L["fired_by"]) != (T["status"], T["fired_by"]) \
+                and L["status"] != "pending":
+            p.conflicts.append(Conflict("trigger", T["id"], "status", L["status"], T["status"],
+                                        "theirs" if theirs_wins else "kept local"))
+            if theirs_wins:
+                upd = {k: T[k] for k in ("status", "fired_by", "reason", "fired_at")}
+        elif settled and L["status"] == "pending" and T["status"] != "pending":
+            upd = {k: T[k] for k in ("status", "fired_by", "reason", "fired_at")}
+        _record_update(p, "trigger", L["id"], {k: v for k, v in upd.items() if L[k] != v})
+    for row in p.inserts["trigger"]:
+        p.inserts["watch"] += [{"trigger_id": row["id"], "job_id": j} for j in watch[row["id"]]]
+
+
+_TABLES = {"workflow": t.workflows, "job": t.jobs, "data": t.data, "trigger": t.triggers}
+
+
+def apply_plan(c: Connection, store: Store, p: Plan) -> list[dict[str, str]]:
+    """Write the plan with bulk statements; returns (kind, ref) items for bundle_items."""
+    items: list[dict[str, str]] = []
+    for kind in ("workflow", "job", "data", "trigger"):
+        rows = p.inserts[kind]
+        if rows:
+            c.execute(insert(_TABLES[kind]), rows)
+        for id_, upd in sorted(p.updates[kind].items()):
+            c.execute(update(_TABLES[kind]).where(_TABLES[kind].c.id == id_).values(**upd))
+        refs = [r["id"] for r in rows] + sorted(p.updates[kind])
+        store.journal(c, kind, refs)
+        items += [{"kind": kind, "ref": r} for r in refs]
+    for m in p.meta_replace:
+        c.execute(delete(t.data_meta).where(t.data_meta.c.data_id == m["data_id"],
+                                            t.data_meta.c.key == m["key"]))
+    if p.inserts["data_meta"]:
+        c.execute(insert(t.data_meta), p.inserts["data_meta"])
+    if p.inserts["watch"]:
+        c.execute(insert(t.trigger_watch), p.inserts["watch"])
+    seqs = _insert_statuses(c, store, p.inserts["status"])
+    store.journal(c, "status", seqs)
+    items += [{"kind": "status", "ref": s} for s in seqs]
+    return items
+
+
+def _insert_statuses(c: Connection, store: Store, rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    if store.sqlite:
+        # BEGIN IMMEDIATE holds the write lock: explicit seqs after the current max are ours.
+        base = int(c.execute(select(func.coalesce(func.max(t.statuses.c.seq), 0))).scalar_one())
+        for i, r in enumerate(rows, 1):
+            r["seq"] = base + i
+        c.execute(insert(t.statuses), rows)
+        return [str(base + i) for i in range(1, len(rows) + 1)]
+    res = c.execute(insert(t.statuses).returning(t.statuses.c.seq, sort_by_parameter_order=True), rows)
+    return [str(s) for s in res.scalars()]

@@ -1,0 +1,227 @@
+"""Turn a vetted crate document into the SQL rows it stands for.
+
+lwfm's own bundles carry each row as canonical JSON in ``lwfm:record``; every row
+is checked against the column types of the schema (lengths, nullability) and the
+model (states, directions, job definitions) before the merge may look at it.
+Crates from other systems go through :mod:`._foreign`.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Integer, String, Table, Text
+
+from lwfm.errors import BundleError
+from lwfm.model import JobDefn, State, Trigger, TriggerStatus, iso, parse_time
+from lwfm.store import t
+
+from ._common import METADATA, from_urn
+from ._safety import check_name
+
+_SHA = frozenset("0123456789abcdef")
+_BOUND = {"int": 2 ** 63, "int32": 2 ** 31}
+
+
+@dataclass
+class Payload:
+    data_id: str
+    member: str      # zip entry name
+    sha256: str
+    size: int
+
+
+@dataclass
+class Incoming:
+    """What a bundle says, as rows ready to merge."""
+
+    origin: str
+    foreign: bool
+    info: dict[str, Any] = field(default_factory=dict)
+    workflows: list[dict[str, Any]] = field(default_factory=list)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    data: list[dict[str, Any]] = field(default_factory=list)
+    triggers: list[dict[str, Any]] = field(default_factory=list)
+    payload: list[Payload] = field(default_factory=list)
+    unmapped: list[str] = field(default_factory=list)
+
+
+def _checker(table: Table, skip: tuple[str, ...] = ()) -> list[tuple[str, str, int | None, bool]]:
+    out = []
+    for col in table.columns:
+        if col.name in skip:
+            continue
+        ty = col.type
+        if isinstance(ty, JSON):
+            kind = "json"
+        elif isinstance(ty, Integer):
+            kind = "int" if isinstance(ty, BigInteger) else "int32"
+        elif isinstance(ty, (String, Text)):
+            kind = "str"
+        else:
+            kind = "str"
+        length = getattr(ty, "length", None)
+        out.append((col.name, kind, length, bool(col.nullable) and not col.primary_key))
+    return out
+
+
+_COLS = {"workflow": _checker(t.workflows), "job": _checker(t.jobs), "data": _checker(t.data),
+         "trigger": _checker(t.triggers), "status": _checker(t.statuses, ("seq", "job_id"))}
+_TIMES = {"workflow": ("created",), "job": ("created", "started", "ended"), "data": ("time",),
+          "trigger": ("fired_at",), "status": ("time",)}
+
+
+def check_row(kind: str, row: Any, where: str) -> dict[str, Any]:
+    """The row if every column has its schema type; times normalised to ISO UTC."""
+    cols = _COLS[kind]
+    if not isinstance(row, dict) or len(row) != len(cols):
+        raise BundleError(f"{where}: {kind} record does not have the {kind} columns")
+    for name, ty, length, nullable in cols:
+        if name not in row:
+            raise BundleError(f"{where}: {kind} record lacks {name!r}")
+        v = row[name]
+        if v is None:
+            if not nullable:
+                raise BundleError(f"{where}: {kind} record has no {name!r}")
+            continue
+        ok = (isinstance(v, dict) if ty == "json" else
+              isinstance(v, int) and not isinstance(v, bool) and
+              -_BOUND[ty] <= v < _BOUND[ty] if ty in _BOUND else isinstance(v, str) and (length is None or len(v) <= length))
+        if not ok:
+            raise BundleError(f"{where}: {kind} record field {name!r} has a wrong type or length")
+    for name in _TIMES[kind]:
+        if row[name] is not None:
+            try:
+                row[name] = iso(parse_time(row[name]))
+            except (ValueError, TypeError):
+                raise BundleError(f"{where}: {kind} record {name!r} is not an ISO time") from None
+    return row
+
+
+def _record(e: dict[str, Any], where: str) -> Any:
+    rec = e.get("lwfm:record")
+    if not isinstance(rec, str):
+        raise BundleError(f"{where}: lwfm entity without an lwfm:record string")
+    try:
+        return json.loads(rec)
+    except (ValueError, RecursionError):
+        raise BundleError(f"{where}: lwfm:record is not valid JSON") from None
+
+
+def _types(e: dict[str, Any]) -> set[str]:
+    ty = e.get("@type")
+    return {ty} if isinstance(ty, str) else set(ty or [])
+
+
+def entities(doc: dict[str, Any], where: str) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Entities by @id and the root data entity (found via the metadata descriptor)."""
+    by_id = {e["@id"]: e for e in doc["@graph"]}
+    desc = by_id.get(METADATA) or next((e for i, e in by_id.items() if i.endswith("/" + METADATA)), None)
+    about = desc.get("about") if desc else None
+    root_id = about.get("@id") if isinstance(about, dict) else None
+    if not isinstance(root_id, str) or root_id not in by_id:
+        raise BundleError(f"{where}: the metadata descriptor does not point (about) to a root "
+                          "data entity in @graph; not an RO-Crate")
+    return by_id, by_id[root_id]
+
+
+def read_lwfm(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: str,
+              members: set[str]) -> Incoming:
+    """Rows of an lwfm bundle, every record validated."""
+    if root.get("lwfm:bundleFormat") != "1":
+        raise BundleError(f"{where}: unsupported lwfm bundle format "
+                          f"{root.get('lwfm:bundleFormat')!r} (this lwfm reads format 1)")
+    origin = from_urn((root.get("lwfm:exportingInstance") or {}).get("@id")
+                      if isinstance(root.get("lwfm:exportingInstance"), dict) else None)
+    if origin is None:
+        raise BundleError(f"{where}: root entity lacks a valid lwfm:exportingInstance")
+    inc = Incoming(origin=origin, foreign=False, info={
+        "selection": root.get("lwfm:selection"), "lwfm_version": root.get("lwfm:lwfmVersion"),
+        "export_time": root.get("lwfm:exportTime")})
+    for eid, e in by_id.items():
+        types = _types(e)
+        uid = from_urn(eid)
+        w = f"{where}: entity {eid[:100]}"
+        if "lwfm:Workflow" in types:
+            row = check_row("workflow", _record(e, w), w)
+            _same(row["id"], uid, w)
+            inc.workflows.append(row)
+        elif "CreateAction" in types and "lwfm:record" in e:
+            rec = _record(e, w)
+            if not isinstance(rec, dict) or set(rec) != {"job", "statuses"} or \
+                    not isinstance(rec["statuses"], list):
+                raise BundleError(f"{w}: job record is malformed")
+            row = check_row("job", rec["job"], w)
+            _same(row["id"], uid, w)
+            try:
+                if row["state"] is not None:
+                    State(row["state"])
+                JobDefn.from_dict(row["defn"])
+            except (ValueError, TypeError, KeyError, AttributeError) as ex:
+                raise BundleError(f"{w}: job record is malformed ({ex})") from None
+            sts = [check_row("status", s, w) for s in rec["statuses"]]
+            for s in sts:
+                try:
+                    State(s["state"])
+                except ValueError:
+                    raise BundleError(f"{w}: status with unknown state {s['state']!r}") from None
+            inc.jobs.append(row)
+            inc.statuses[row["id"]] = sts
+        elif "lwfm:Trigger" in types:
+            rec = _record(e, w)
+            watch = rec.pop("watch", None) if isinstance(rec, dict) else None
+            row = check_row("trigger", rec, w)
+            _same(row["id"], uid, w)
+            if not isinstance(watch, list) or not all(isinstance(j, str) and len(j) <= 64
+                                                      for j in watch):
+                raise BundleError(f"{w}: trigger record has a malformed watch list")
+            try:
+                tr = Trigger.from_dict(row["body"])
+                TriggerStatus(row["status"])
+            except (ValueError, TypeError, KeyError, AttributeError) as ex:
+                raise BundleError(f"{w}: trigger record is malformed ({ex})") from None
+            if tr.id != row["id"] or tr.kind.value != row["kind"] or tr.job_id != row["job_id"]:
+                raise BundleError(f"{w}: trigger record contradicts itself")
+            row["watch"] = watch
+            inc.triggers.append(row)
+        elif "File" in types and "lwfm:record" in e:
+            row = check_row("data", _record(e, w), w)
+            _same(row["id"], uid, w)
+            if row["direction"] not in ("put", "get"):
+                raise BundleError(f"{w}: data direction must be put or get")
+            inc.data.append(row)
+        elif "File" in types and "lwfm:payloadOf" in e:
+            inc.payload.append(_payload(e, w, members))
+    known = {d["id"] for d in inc.data}
+    for p in inc.payload:
+        if p.data_id not in known:
+            raise BundleError(f"{where}: payload {p.member} belongs to no data record")
+    return inc
+
+
+def _same(row_id: str, uid: str | None, where: str) -> None:
+    if uid is None or row_id != uid:
+        raise BundleError(f"{where}: record id does not match the entity's urn:uuid @id")
+
+
+def _payload(e: dict[str, Any], where: str, members: set[str]) -> Payload:
+    name = e["@id"]
+    of = e.get("lwfm:payloadOf")
+    data_id = from_urn(of.get("@id") if isinstance(of, dict) else None)
+    sha = e.get("sha256")
+    size = e.get("contentSize")
+    if check_name(name) or posixpath.normpath(name) != name or not name.startswith("data/"):
+        raise BundleError(f"{where}: payload path is not a plain data/... path")
+    if data_id is None or not isinstance(sha, str) or len(sha) != 64 or not set(sha) <= _SHA:
+        raise BundleError(f"{where}: payload lacks its data id or a sha256")
+    try:
+        n = int(size)
+    except (TypeError, ValueError):
+        raise BundleError(f"{where}: payload contentSize is not an integer") from None
+    if name not in members:
+        raise BundleError(f"{where}: payload file {name} is listed but not in the bundle")
+    return Payload(data_id, name, sha, n)

@@ -1,0 +1,201 @@
+"""Reading an untrusted bundle: zip and JSON checks before anything is believed.
+
+Every entry is vetted from the central directory first (names, types, sizes,
+ratios), and reads are bounded by the declared sizes, which zipfile enforces
+together with each entry's CRC. The metadata must be strict JSON with a flat
+``@graph`` and only the @contexts lwfm knows, resolved locally, never fetched.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+
+from lwfm.errors import BundleError
+
+from ._common import ACCEPTED_CONTEXTS, METADATA, Limits
+
+_ALLOWED_MODES = {0, stat.S_IFREG, stat.S_IFDIR}
+
+
+def _fail(path: Path | str, why: str) -> BundleError:
+    return BundleError(f"{path}: refused: {why}")
+
+
+def check_name(name: str) -> str | None:
+    """Why an entry name is unsafe (zip-slip, absolute, odd characters), or None."""
+    if not name or len(name) > 1024 or "\x00" in name or "\\" in name:
+        return f"entry name {name[:80]!r} is empty, too long or has NUL/backslash"
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return f"entry {name[:80]!r} has an absolute path"
+    if any(part in ("..", "") for part in PurePosixPath(name.rstrip("/")).parts) or \
+            ".." in name.split("/"):
+        return f"entry {name[:80]!r} escapes the bundle (..)"
+    return None
+
+
+@dataclass
+class SafeZip:
+    """A vetted zip: entries by name, opened with checked sizes."""
+
+    path: Path
+    zf: zipfile.ZipFile
+    entries: dict[str, zipfile.ZipInfo]
+
+    def read(self, name: str, limit: int) -> bytes:
+        info = self.entries.get(name)
+        if info is None:
+            raise _fail(self.path, f"entry {name!r} is missing")
+        if info.file_size > limit:
+            raise _fail(self.path, f"entry {name!r} is larger than {limit} bytes")
+        try:
+            with self.zf.open(info) as f:
+                data = f.read(limit + 1)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
+                NotImplementedError, RuntimeError) as e:
+            raise _fail(self.path, f"entry {name!r} is corrupt ({e})") from None
+        if len(data) > limit or len(data) != info.file_size:
+            raise _fail(self.path, f"entry {name!r} does not have its declared size")
+        return data
+
+    def open(self, name: str) -> BinaryIO:
+        """A stream of one entry; zipfile stops at the declared size and checks the CRC."""
+        try:
+            return self.zf.open(self.entries[name])  # type: ignore[return-value]
+        except (zipfile.BadZipFile, zlib.error, OSError, ValueError, NotImplementedError,
+                RuntimeError) as e:
+            raise _fail(self.path, f"entry {name!r} is corrupt ({e})") from None
+
+    def close(self) -> None:
+        self.zf.close()
+
+
+def open_zip(path: Path, limits: Limits) -> SafeZip:
+    """Open and vet a bundle; raises BundleError for anything hostile or malformed."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise BundleError(f"{path}: no such bundle file") from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
+        raise _fail(path, f"not a zip file ({e})") from None
+    try:
+        infos = zf.infolist()
+        if len(infos) > limits.max_entries:
+            raise _fail(path, f"{len(infos)} entries (limit {limits.max_entries})")
+        entries: dict[str, zipfile.ZipInfo] = {}
+        total = 0
+        for info in infos:
+            name = info.filename
+            why = check_name(name)
+            if why:
+                raise _fail(path, why)
+            mode = (info.external_attr >> 16) & 0o170000
+            if info.create_system == 3 and mode not in _ALLOWED_MODES:
+                kind = "symlink" if stat.S_ISLNK(mode) else "device or special file"
+                raise _fail(path, f"entry {name!r} is a {kind}")
+            if info.flag_bits & 0x1:
+                raise _fail(path, f"entry {name!r} is encrypted")
+            if name in entries:
+                raise _fail(path, f"entry {name!r} appears twice")
+            total += info.file_size
+            if total > limits.max_total_bytes:
+                raise _fail(path, f"uncompressed size exceeds {limits.max_total_bytes} bytes")
+            if info.file_size > limits.ratio_floor and \
+                    info.file_size > limits.max_ratio * max(info.compress_size, 1):
+                raise _fail(path, f"entry {name!r} compresses {info.file_size}:{info.compress_size}"
+                                  f" (ratio limit {limits.max_ratio:g}); looks like a zip bomb")
+            entries[name] = info
+        if METADATA not in entries:
+            raise _fail(path, f"no {METADATA} at the bundle root; not an RO-Crate")
+        return SafeZip(path, zf, entries)
+    except BaseException:
+        zf.close()
+        raise
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def parse_metadata(raw: bytes, where: str, limits: Limits) -> dict[str, Any]:
+    """Strict JSON -> the crate document, with a flat @graph of entities by @id."""
+    try:
+        doc = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise BundleError(f"{where}: {METADATA} is not valid JSON ({str(e)[:200]})") from None
+    if not isinstance(doc, dict):
+        raise BundleError(f"{where}: {METADATA} must be a JSON object")
+    check_context(doc.get("@context"), where)
+    graph = doc.get("@graph")
+    if not isinstance(graph, list) or not graph:
+        raise BundleError(f"{where}: {METADATA} has no flat @graph list of entities")
+    if len(graph) > limits.max_entities:
+        raise BundleError(f"{where}: {len(graph)} entities (limit {limits.max_entities})")
+    seen: set[str] = set()
+    for e in graph:
+        if not isinstance(e, dict):
+            raise BundleError(f"{where}: an @graph member is not a JSON object")
+        eid = e.get("@id")
+        if not isinstance(eid, str) or not eid or len(eid) > 2048:
+            raise BundleError(f"{where}: an entity has no usable string @id")
+        if eid in seen:
+            raise BundleError(f"{where}: entity {eid[:100]!r} appears twice in @graph")
+        seen.add(eid)
+        typ = e.get("@type")
+        if typ is not None and not (isinstance(typ, str) or (
+                isinstance(typ, list) and all(isinstance(x, str) for x in typ))):
+            raise BundleError(f"{where}: entity {eid[:100]!r} has a malformed @type")
+        if "@context" in e or "@graph" in e:
+            raise BundleError(f"{where}: entity {eid[:100]!r} nests @context/@graph; "
+                              "only flat crates are accepted")
+        _check_literals(e, eid, where, limits.max_literal)
+    return doc
+
+
+def _check_literals(e: Any, eid: str, where: str, cap: int) -> None:
+    stack = [(e, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > 8:
+            raise BundleError(f"{where}: entity {eid[:100]!r} nests values too deeply")
+        if isinstance(v, str):
+            if len(v) > cap:
+                raise BundleError(f"{where}: entity {eid[:100]!r} has a literal of {len(v)} "
+                                  f"characters (limit {cap})")
+        elif isinstance(v, dict):
+            stack.extend((x, depth + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, depth + 1) for x in v)
+
+
+def check_context(ctx: Any, where: str) -> None:
+    """Accept only the RO-Crate contexts (1.1/1.2), lwfm's, and plain inline term maps."""
+    if ctx is None:
+        raise BundleError(f"{where}: {METADATA} has no @context")
+    items = ctx if isinstance(ctx, list) else [ctx]
+    if not items:
+        raise BundleError(f"{where}: empty @context")
+    for item in items:
+        if isinstance(item, str):
+            if item not in ACCEPTED_CONTEXTS:
+                raise BundleError(f"{where}: remote or unknown @context {item[:200]!r}; accepted: "
+                                  "the RO-Crate 1.1/1.2 context and lwfm's (resolved locally)")
+        elif isinstance(item, dict):
+            for k, v in item.items():
+                if not isinstance(k, str) or k.startswith("@"):
+                    raise BundleError(f"{where}: inline @context keyword {str(k)[:50]!r} "
+                                      "is not accepted (only term and prefix definitions)")
+                if isinstance(v, dict):
+                    if not set(v) <= {"@id", "@type", "@container"} or \
+                            not all(isinstance(x, str) for x in v.values()):
+                        raise BundleError(f"{where}: inline @context term {k[:50]!r} "
+                                          "is not a plain term definition")
+                elif not isinstance(v, str):
+                    raise BundleError(f"{where}: inline @context term {k[:50]!r} is malformed")
+        else:
+            raise BundleError(f"{where}: malformed @context")
