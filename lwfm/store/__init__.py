@@ -133,17 +133,9 @@ class Store:
                    ended=parse_time(r["ended"]), triggered_by=r["triggered_by"],
                    instance_id=r["instance_id"])
 
-    def add_job(self, job: Job, status: JobStatus | None = None,
-                c: Connection | None = None) -> None:
+    def add_job(self, job: Job, status: JobStatus | None = None) -> None:
         """Insert a new job, optionally with its first status, in one transaction."""
-        job.instance_id = job.instance_id or self.instance_id
-        if c is None:
-            with self.write() as c2:
-                return self.add_job(job, status, c2)
-        c.execute(insert(t.jobs).values(**self.job_row(job)))
-        self.journal(c, "job", [job.id])
-        if status is not None:
-            self._status(c, status, job.state)
+        self.write_batch([("job", (job, status))])
 
     def get_job(self, job_id: str) -> Job:
         with self.read() as c:
@@ -183,34 +175,86 @@ class Store:
             self.journal(c, "job", [job_id])
 
     # -- statuses ---------------------------------------------------------------------
-    def record_status(self, st: JobStatus) -> tuple[State | None, bool]:
+    def record_status(self, st: JobStatus, native_id: str | None = None) -> tuple[State | None, bool]:
         """Append ``st`` to the job's history; returns (current state, whether it changed)."""
-        with self.write() as c:
-            q = select(t.jobs.c.state).where(t.jobs.c.id == st.job_id)
-            if not self.sqlite:
-                q = q.with_for_update()
-            row = c.execute(q).first()
-            if row is None:
-                raise NotFound(f"no job with id {st.job_id!r}")
-            cur = State(row[0]) if row[0] else None
-            return self._status(c, st, cur)
+        _, state, changed = self.write_batch([("status", (st, native_id))])[0]
+        return state, changed
 
-    def _status(self, c: Connection, st: JobStatus, cur: State | None) -> tuple[State | None, bool]:
-        seq = c.execute(insert(t.statuses).values(
-            job_id=st.job_id, state=st.state.value, native_state=st.native_state,
-            info=st.info, time=iso(st.time), exit_code=st.exit_code)).inserted_primary_key[0]
-        self.journal(c, "status", [str(seq)])
-        new = advance(cur, st.state)
-        if new == cur and cur is not None:
-            return cur, False
-        vals: dict[str, Any] = {"state": new.value if new else None}
-        if new is State.RUNNING:
-            vals["started"] = iso(st.time)
-        if new is not None and new.terminal:
-            vals["ended"] = iso(st.time)
-            vals["exit_code"] = st.exit_code
-        c.execute(update(t.jobs).where(t.jobs.c.id == st.job_id).values(**vals))
-        return new, True
+    def write_batch(self, ops: list[tuple[str, tuple[Any, Any]]]) -> list[tuple[str, State | None, bool]]:
+        """Apply new jobs and status reports in order, in ONE transaction (group commit).
+
+        ``ops`` items are ``("job", (Job, first JobStatus | None))`` or
+        ``("status", (JobStatus, native_id | None))``. Returns, per status op (and per job
+        op with a status), ``(job_id, current state, changed)``.
+        """
+        out: list[tuple[str, State | None, bool]] = []
+        with self.write() as c:
+            i = 0
+            while i < len(ops):
+                kind = ops[i][0]
+                j = i
+                while j < len(ops) and ops[j][0] == kind:
+                    j += 1
+                run = [op[1] for op in ops[i:j]]
+                out += self._insert_jobs(c, run) if kind == "job" else self._statuses(c, run)
+                i = j
+        return out
+
+    def _insert_jobs(self, c: Connection, run: list[tuple[Job, JobStatus | None]]):
+        rows = []
+        for job, st in run:
+            job.instance_id = job.instance_id or self.instance_id
+            if st is not None:
+                job.state = advance(job.state, st.state) if job.state is None else job.state
+            rows.append(self.job_row(job))
+        c.execute(insert(t.jobs), rows)
+        self.journal(c, "job", [r["id"] for r in rows])
+        sts = [st for _, st in run if st is not None]
+        self._insert_statuses(c, sts)
+        return [(st.job_id, job.state, True) for job, st in run if st is not None]
+
+    def _insert_statuses(self, c: Connection, sts: list[JobStatus]) -> None:
+        if not sts:
+            return
+        rows = [dict(job_id=st.job_id, state=st.state.value, native_state=st.native_state,
+                     info=st.info, time=iso(st.time), exit_code=st.exit_code) for st in sts]
+        seqs = c.execute(insert(t.statuses).returning(t.statuses.c.seq, sort_by_parameter_order=True),
+                         rows).scalars().all()
+        self.journal(c, "status", [str(q) for q in seqs])
+
+    def _statuses(self, c: Connection, run: list[tuple[JobStatus, str | None]]):
+        ids = sorted({st.job_id for st, _ in run})
+        q = select(t.jobs.c.id, t.jobs.c.state).where(t.jobs.c.id.in_(ids))
+        if not self.sqlite:
+            q = q.with_for_update()
+        cur: dict[str, State | None] = {r[0]: State(r[1]) if r[1] else None for r in c.execute(q)}
+        missing = [i for i in ids if i not in cur]
+        if missing:
+            raise NotFound(f"no job with id {missing[0]!r}")
+        changes: dict[str, dict[str, Any]] = {}
+        out = []
+        for st, native_id in run:
+            vals = changes.setdefault(st.job_id, {})
+            if native_id is not None:
+                vals["native_id"] = native_id
+            before = cur[st.job_id]
+            new = advance(before, st.state)
+            changed = new != before
+            if changed:
+                cur[st.job_id] = new
+                vals["state"] = new.value if new else None
+                if new is State.RUNNING:
+                    vals["started"] = iso(st.time)
+                if new is not None and new.terminal:
+                    vals["ended"] = iso(st.time)
+                    vals["exit_code"] = st.exit_code
+            out.append((st.job_id, new, changed))
+        self._insert_statuses(c, [st for st, _ in run])
+        for job_id, vals in changes.items():
+            if vals:
+                c.execute(update(t.jobs).where(t.jobs.c.id == job_id).values(**vals))
+        self.journal(c, "job", [j for j, v in changes.items() if "native_id" in v])
+        return out
 
     def history(self, job_id: str) -> list[JobStatus]:
         q = select(t.statuses).where(t.statuses.c.job_id == job_id).order_by(t.statuses.c.seq)
@@ -295,8 +339,8 @@ class Store:
         return self._trigger(r)
 
     def triggers(self, status: TriggerStatus | None = None, kind: str | None = None,
-                 watching: str | None = None) -> list[Trigger]:
-        q = select(t.triggers)
+                 watching: str | None = None, limit: int | None = None) -> list[Trigger]:
+        q = select(t.triggers).limit(limit)
         if status is not None:
             q = q.where(t.triggers.c.status == TriggerStatus(status).value)
         if kind is not None:

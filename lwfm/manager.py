@@ -1,0 +1,418 @@
+"""The Manager: one Python facade over sites, the store, triggers and the graph.
+
+A Manager is cheap to open and safe to open in many processes at once over the same
+home: the submitting workflow, the jobs it starts (which find their context in
+``LWFM_JOB_ID``), ``lwfm serve``, and the CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from . import config as _config
+from .errors import LwfmError, NotFound, SiteError
+from .model import (DataObject, Direction, Job, JobContext, JobDefn, JobStatus, LogRecord, State,
+                    Trigger, TriggerKind, Workflow)
+from .recorder import Recorder
+from .registry import make_site
+from .site import Site, SiteHost
+from .store import Store
+from .triggers import TriggerEngine
+
+if TYPE_CHECKING:
+    from .provenance import ProvenanceGraph
+
+log = logging.getLogger("lwfm")
+_GRACE_S = 10.0  # how long a vanished process may wait for its supervisor's report
+
+
+class Manager:
+    """Submit, track and link jobs and data across sites."""
+
+    def __init__(self, home: str | os.PathLike[str] | None = None):
+        self.config = _config.load(home)
+        self.store = Store(self.config.store_url)
+        self.triggers = TriggerEngine(self)
+        self._sites: dict[str, Site] = {}
+        self._changed = threading.Condition()
+        self._inflight: dict[str, list[JobStatus]] = {}
+        self._lock = threading.RLock()
+        self._loop: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._graph: ProvenanceGraph | None = None
+        self._rec = Recorder(self.store, self._written)
+        self.context = self._adopt_context()
+
+    @property
+    def instance_id(self) -> str:
+        return self.store.instance_id
+
+    @property
+    def home(self) -> Path:
+        return self.config.home
+
+    # -- sites ------------------------------------------------------------------------
+    def site(self, name: str) -> Site:
+        with self._lock:
+            if name not in self._sites:
+                host = SiteHost(name=name, home=self.home, config=self.config.site_config(name),
+                                report=self._report, instance_id=self.instance_id)
+                self._sites[name] = make_site(self.config, name, host)
+            return self._sites[name]
+
+    def site_names(self) -> list[str]:
+        return sorted(set(self.config.sites) | {"local"})
+
+    # -- context ----------------------------------------------------------------------
+    def _adopt_context(self) -> JobContext | None:
+        """The job we run inside, if any. A job launched by another lwfm instance (same
+        id, e.g. over SSH) is recorded here too, so what it does links to it after import."""
+        job_id = os.environ.get("LWFM_JOB_ID")
+        if not job_id:
+            return None
+        wf_id = os.environ.get("LWFM_WORKFLOW_ID") or None
+        # Launched by this instance: the submitter's group commit may be a moment behind.
+        ours = os.environ.get("LWFM_INSTANCE_ID") == self.instance_id
+        deadline = time.monotonic() + (10.0 if ours else 0.0)
+        while True:
+            try:
+                return self.store.get_job(job_id).context
+            except NotFound:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.01)
+        if wf_id:
+            try:
+                self.store.get_workflow(wf_id)
+            except NotFound:
+                self.store.add_workflow(Workflow(name=os.environ.get("LWFM_WORKFLOW_NAME", ""),
+                                                 id=wf_id))
+        parent = os.environ.get("LWFM_PARENT_ID") or None
+        ctx = JobContext(job_id=job_id, parent_id=parent,
+                         originator_id=os.environ.get("LWFM_ORIGINATOR_ID") or job_id,
+                         workflow_id=wf_id, site=os.environ.get("LWFM_SITE", "remote"))
+        defn = JobDefn(entry=["(launched by another lwfm instance)"], site=ctx.site,
+                       name=os.environ.get("LWFM_JOB_NAME", "adopted job"))
+        try:
+            self.store.add_job(Job(defn=defn, context=ctx, state=State.RUNNING),
+                               JobStatus(job_id, State.RUNNING, info="adopted from environment"))
+        except Exception:  # another process adopted it first
+            return self.store.get_job(job_id).context
+        return ctx
+
+    # -- run --------------------------------------------------------------------------
+    def submit(self, defn: JobDefn, *, parent_id: str | None = None, workflow_id: str | None = None,
+               job_id: str | None = None, triggered_by: str | None = None) -> Job:
+        """Record and start a job on ``defn.site``; returns it (state RUNNING or later)."""
+        site = self.site(defn.site)
+        if parent_id is None and self.context is not None:
+            parent_id = self.context.job_id
+        originator = None
+        if parent_id is not None:
+            self._rec.flush()
+            parent = self.store.get_job(parent_id).context
+            originator = parent.originator_id
+            workflow_id = workflow_id or parent.workflow_id
+        if workflow_id is not None:
+            self.store.get_workflow(workflow_id)
+        ctx = JobContext(parent_id=parent_id, originator_id=originator, workflow_id=workflow_id,
+                         site=defn.site, **({"job_id": job_id} if job_id else {}))
+        job = Job(defn=defn, context=ctx, triggered_by=triggered_by)
+        with self._lock:
+            self._inflight[ctx.job_id] = []
+        try:
+            self._rec.put(("job", (job, JobStatus(ctx.job_id, State.PENDING))))
+            try:
+                st = site.run.submit(defn, ctx)
+            except Exception as e:
+                self._rec.put(("status", (JobStatus(ctx.job_id, State.FAILED,
+                                                    info=f"could not start: {e}"), None)))
+                self._rec.flush()
+                if isinstance(e, LwfmError):
+                    raise
+                raise SiteError(f"site {defn.site!r} could not start the job: {e}") from e
+            self._rec.put(("status", (st, ctx.native_id)))
+        finally:
+            with self._lock:
+                late = self._inflight.pop(ctx.job_id, [])
+        for s_ in late:
+            self._rec.put(("status", (s_, None)))
+        job.context = ctx
+        job.state = st.state
+        return job
+
+    def _report(self, st: JobStatus) -> None:
+        """Drivers call this (from any thread) when a job moves."""
+        with self._lock:
+            if st.job_id in self._inflight:  # its submit() is still recording; keep order
+                self._inflight[st.job_id].append(st)
+                return
+        self._rec.put(("status", (st, None)))
+
+    def _record(self, st: JobStatus) -> None:
+        """Record a status and wait until it is written (callers read it back)."""
+        self._rec.put(("status", (st, None)))
+        self._rec.flush()
+
+    def _written(self, results: list[tuple[str, State | None, bool]]) -> None:
+        """After each group commit: wake waiters, then fire what the changes enable."""
+        with self._changed:
+            self._changed.notify_all()
+        if self.triggers.any_pending():
+            for job_id in dict.fromkeys(j for j, _, changed in results if changed):
+                self.triggers.on_job_change(job_id)
+
+    def flush(self) -> None:
+        """Wait until this process's queued writes are in the store."""
+        self._rec.flush()
+
+    def report_status(self, state: State | str, info: str | None = None,
+                      job_id: str | None = None) -> None:
+        """Record a status (e.g. INFO progress) for a job, by default the one we run in."""
+        jid = job_id or (self.context.job_id if self.context else None)
+        if jid is None:
+            raise LwfmError("report_status needs a job id outside an lwfm job")
+        self._record(JobStatus(jid, State(state), info=info))
+
+    def _states(self, job_ids: Iterable[str]) -> dict[str, State | None]:
+        out: dict[str, State | None] = {}
+        for j in job_ids:
+            try:
+                out[j] = self.store.get_job(j).state
+            except NotFound:
+                out[j] = None
+        return out
+
+    def status(self, job_id: str) -> Job:
+        """The job as recorded, refreshed from its site when nothing else will report it."""
+        self._rec.flush()
+        job = self.store.get_job(job_id)
+        if job.state is None or not job.state.terminal:
+            self._refresh(job)
+            job = self.store.get_job(job_id)
+        return job
+
+    def _refresh(self, job: Job) -> None:
+        try:
+            site = self.site(job.context.site)
+        except LwfmError:
+            return  # a site configured elsewhere (imported job): nothing to ask
+        if getattr(site.run, "supervises", lambda _j: False)(job.id) or not job.context.native_id:
+            return
+        st = site.run.status(job.context)
+        if st.state is job.state:
+            return
+        if st.state is State.UNKNOWN and job.started and (
+                time.time() - job.started.timestamp() < _GRACE_S):
+            return  # its supervisor may not have recorded the exit yet
+        self._record(st)
+
+    def history(self, job_id: str) -> list[JobStatus]:
+        self._rec.flush()
+        return self.store.history(job_id)
+
+    def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Block until the job is terminal. Event-driven for jobs this process runs; others
+        are polled with a backoff bounded by their site's poll interval."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.005
+        self._ensure_loop()
+        while True:
+            job = self.status(job_id)
+            if job.state is not None and job.state.terminal:
+                return job
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(f"job {job_id} is still {job.state.value if job.state else '?'} "
+                                   f"after {timeout} s")
+            step = delay if left is None else min(delay, left)
+            with self._changed:
+                self._changed.wait(step)
+            try:
+                cap = self.site(job.context.site).run.poll_interval
+            except LwfmError:
+                cap = 1.0
+            delay = min(delay * 2, cap)
+
+    def wait_all(self, job_ids: Iterable[str], timeout: float | None = None) -> list[Job]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return [self.wait(j, None if deadline is None else max(0.0, deadline - time.monotonic()))
+                for j in job_ids]
+
+    def cancel(self, job_id: str) -> bool:
+        """Stop a job on its site and record CANCELLED. False if it had already ended."""
+        self._rec.flush()
+        job = self.store.get_job(job_id)
+        if job.state is not None and job.state.terminal:
+            return False
+        stopped = True
+        if job.context.native_id:
+            stopped = self.site(job.context.site).run.cancel(job.context)
+        if stopped:
+            self._record(JobStatus(job_id, State.CANCELLED, info="cancelled by user"))
+        return stopped
+
+    def log(self, job_id: str) -> str:
+        self._rec.flush()
+        job = self.store.get_job(job_id)
+        return self.site(job.context.site).run.log(job.context)
+
+    # -- data -------------------------------------------------------------------------
+    def _data_context(self, job_id: str | None) -> tuple[JobContext | None, str | None]:
+        jid = job_id or (self.context.job_id if self.context else None)
+        if jid is None:
+            return None, None
+        self._rec.flush()
+        ctx = self.store.get_job(jid).context
+        return ctx, ctx.workflow_id
+
+    def put(self, local_file: str | os.PathLike[str], dest: str, *, site: str = "local",
+            metadata: Mapping[str, Any] | None = None, job_id: str | None = None) -> DataObject:
+        """Copy a file to a site and record it as produced by the job (default: ours)."""
+        ctx, wf = self._data_context(job_id)
+        d = self.site(site).repo.put(Path(local_file), dest, ctx)
+        return self._notate(d, metadata, ctx, wf)
+
+    def get(self, source: str, local_file: str | os.PathLike[str], *, site: str = "local",
+            metadata: Mapping[str, Any] | None = None, job_id: str | None = None) -> DataObject:
+        """Fetch a file from a site and record it as used by the job (default: ours)."""
+        ctx, wf = self._data_context(job_id)
+        d = self.site(site).repo.get(source, Path(local_file), ctx)
+        return self._notate(d, metadata, ctx, wf)
+
+    def notate(self, path_or_url: str | os.PathLike[str], *, direction: Direction | str = "put",
+               site: str = "local", metadata: Mapping[str, Any] | None = None,
+               job_id: str | None = None, derived_from: str | None = None) -> DataObject:
+        """Record a put or get done by other means (a job wrote a file itself)."""
+        from lwfm.sites.local import local_path, sha256_file  # the checksum helpers live there
+        ctx, wf = self._data_context(job_id)
+        url, size, digest = str(path_or_url), None, None
+        if site == "local":
+            p = local_path(url)
+            if not p.is_file():
+                raise NotFound(f"no such file: {p}")
+            url, size, digest = p.as_uri(), p.stat().st_size, sha256_file(p)
+        d = DataObject(url=url, site=site, direction=Direction(direction), size=size,
+                       sha256=digest, derived_from=derived_from)
+        return self._notate(d, metadata, ctx, wf)
+
+    def _notate(self, d: DataObject, metadata: Mapping[str, Any] | None, ctx: JobContext | None,
+                wf: str | None) -> DataObject:
+        d.metadata = {**d.metadata, **dict(metadata or {})}
+        d.job_id = ctx.job_id if ctx else d.job_id
+        d.workflow_id = wf or d.workflow_id
+        self.store.add_data(d)
+        self.triggers.on_data(d)
+        return d
+
+    def find(self, pattern: Mapping[str, Any] | None = None, **filters: Any) -> list[DataObject]:
+        """Data by metadata: exact or glob per field, AND across fields."""
+        return self.store.find_data(pattern, **filters)
+
+    # -- workflows and logs -----------------------------------------------------------
+    def create_workflow(self, name: str, description: str = "",
+                        props: Mapping[str, Any] | None = None) -> Workflow:
+        return self.store.add_workflow(Workflow(name=name, description=description,
+                                                props=dict(props or {})))
+
+    def workflows(self, name: str | None = None) -> list[Workflow]:
+        return self.store.find_workflows(name)
+
+    def record_log(self, message: str, level: str = "INFO", job_id: str | None = None,
+                   workflow_id: str | None = None) -> None:
+        """A log line linked to a job and workflow (default: the job we run in)."""
+        if job_id is None and self.context is not None:
+            job_id, workflow_id = self.context.job_id, workflow_id or self.context.workflow_id
+        self.store.add_log(LogRecord(message=message, level=level.upper(), job_id=job_id,
+                                     workflow_id=workflow_id))
+        log.log(logging.getLevelName(level.upper()) if isinstance(
+            logging.getLevelName(level.upper()), int) else logging.INFO, message)
+
+    # -- triggers ---------------------------------------------------------------------
+    def _add_trigger(self, tr: Trigger) -> Trigger:
+        self._rec.flush()
+        for j in tr.watch:
+            self.store.get_job(j)  # unknown ids are an error now, not a trigger that never fires
+        if tr.workflow_id is None and tr.watch:
+            tr.workflow_id = self.store.get_job(tr.watch[0]).context.workflow_id
+        if tr.workflow_id is None and self.context is not None:
+            tr.workflow_id = self.context.workflow_id
+        self.store.add_trigger(tr)
+        self.triggers.added()
+        self.triggers.evaluate(tr)  # its condition may already hold
+        return self.store.get_trigger(tr.id)
+
+    def on(self, job_id: str, defn: JobDefn, states: Iterable[State | str] = (State.COMPLETE,),
+           **kw: Any) -> Trigger:
+        """Run ``defn`` when ``job_id`` reaches one of ``states`` ("terminal" = any end)."""
+        return self._add_trigger(Trigger(kind=TriggerKind.JOB, watch=[job_id], defn=defn,
+                                         states=_states(states), **kw))
+
+    def on_all(self, job_ids: Iterable[str], defn: JobDefn,
+               states: Iterable[State | str] = (State.COMPLETE,), **kw: Any) -> Trigger:
+        """Join: run ``defn`` when every job reaches one of ``states``."""
+        return self._add_trigger(Trigger(kind=TriggerKind.ALL, watch=list(job_ids), defn=defn,
+                                         states=_states(states), **kw))
+
+    def on_any(self, job_ids: Iterable[str], defn: JobDefn,
+               states: Iterable[State | str] = (State.COMPLETE,), **kw: Any) -> Trigger:
+        return self._add_trigger(Trigger(kind=TriggerKind.ANY, watch=list(job_ids), defn=defn,
+                                         states=_states(states), **kw))
+
+    def on_data(self, pattern: Mapping[str, Any], defn: JobDefn, **kw: Any) -> Trigger:
+        """Run ``defn`` when data whose metadata matches ``pattern`` is put."""
+        return self._add_trigger(Trigger(kind=TriggerKind.DATA, pattern=dict(pattern), defn=defn,
+                                         **kw))
+
+    # -- the manager loop -------------------------------------------------------------
+    def _ensure_loop(self) -> None:
+        with self._lock:
+            if self._loop is None:
+                self._loop = threading.Thread(target=self.serve, kwargs={"stop": self._stop},
+                                              name="lwfm-manager-loop", daemon=True)
+                self._loop.start()
+
+    def serve(self, stop: threading.Event | None = None, interval: float = 0.05) -> None:
+        """Pick up what other processes recorded: fire triggers, poll jobs no one reports."""
+        from .loop import ManagerLoop
+        ManagerLoop(self, interval).run(stop or threading.Event())
+
+    # -- provenance -------------------------------------------------------------------
+    @property
+    def graph(self) -> "ProvenanceGraph":
+        """The provenance graph, synced with the store before it is returned."""
+        if self._graph is None:
+            from .provenance import ProvenanceGraph
+            self._graph = ProvenanceGraph(self.config, self.store)
+        self._graph.sync()
+        return self._graph
+
+    def close(self) -> None:
+        self._rec.close()
+        self._stop.set()
+        for s in self._sites.values():
+            s.close()
+        if self._graph is not None:
+            self._graph.close()
+        self.store.close()
+
+    def __enter__(self) -> "Manager":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _states(states: Iterable[State | str]) -> list[State]:
+    out: list[State] = []
+    for s in ([states] if isinstance(states, (str, State)) else states):
+        if str(getattr(s, "value", s)).lower() == "terminal":
+            out += [State.COMPLETE, State.FAILED, State.CANCELLED]
+        else:
+            out.append(State(s))
+    return out

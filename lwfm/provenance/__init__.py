@@ -1,0 +1,44 @@
+"""The provenance graph: every fact lwfm records, as PROV-O / RO-Crate linked data.
+
+Design
+------
+* **SQL is the source of truth; the graph is a projection.** Jobs, statuses, data,
+  workflows and triggers are written as SQL rows (by the Manager and by job processes,
+  many at once). Every write also appends ``(seq, kind, ref)`` to the ``events``
+  journal in the same transaction. :meth:`ProvenanceGraph.sync` applies the journal
+  past its watermark to an rdflib ``Dataset`` backed by Oxigraph (oxrdflib) under
+  ``<home>/graph``; ``lwfm reindex`` (:meth:`ProvenanceGraph.reindex`) drops the graph
+  and rebuilds it from the rows alone with Oxigraph's bulk loader. The watermark is in
+  ``<home>/graph.state.json``, next to the graph it describes.
+* **Idempotent.** Applying an event re-projects the current row it names: a job's
+  current-state facts (actionStatus, endTime, lwfm:state, exit code, ...) are replaced,
+  status reports and data are add-only. Re-applying is harmless, which is what makes the
+  PostgreSQL case safe: sequence values become visible in commit order, not seq order,
+  so the projector re-reads the holes below its watermark on every sync
+  (:mod:`lwfm.provenance.journal`).
+* **One writer.** Oxigraph (RocksDB) allows one read-write process; opening takes a
+  ``fcntl`` lock on ``<home>/graph.lock`` and a second opener waits, then fails with a
+  clear :class:`GraphBusy`. Job processes never open the graph.
+* **Named graphs.** Facts go into ``urn:lwfm:graph:<instance_id>`` of the instance that
+  recorded the row (imported rows keep their origin); queries see the union.
+* **Vocabulary.** A job is a ``prov:Activity`` and ``schema:CreateAction``; a data object
+  a ``prov:Entity`` and ``schema:MediaObject``; a site a ``prov:Agent``. The IRI scheme is
+  in :mod:`lwfm.provenance.vocab`; terms beyond schema.org / PROV-O in ``ontology/lwfm.ttl``
+  with a JSON-LD context (``ontology/lwfm-context.jsonld``) and SHACL shapes
+  (``ontology/shapes.ttl``). Lineage is the SPARQL property path ``vocab.UP_PATH``.
+
+Outgrowing one machine
+----------------------
+The projection only needs an rdflib store that accepts quads and answers SPARQL. For a
+shared, multi-user graph run a SPARQL 1.1 server (Oxigraph server, Fuseki, GraphDB) and
+point rdflib's ``SPARQLUpdateStore`` at its query/update endpoints: the N-Quads lines
+of :mod:`lwfm.provenance.project` go there unchanged as ``INSERT DATA`` per named graph
+(or via the Graph Store Protocol for a reindex), and every query in this package is
+plain SPARQL 1.1. That path is documented, not wired in: this machine has no endpoint
+to test it against.
+"""
+
+from .check import check_consistency
+from .graph import GraphBusy, ProvenanceGraph
+
+__all__ = ["GraphBusy", "ProvenanceGraph", "check_consistency"]

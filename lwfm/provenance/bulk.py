@@ -1,0 +1,66 @@
+"""Stream every SQL row as N-Quads lines, for ``reindex`` (bulk load into Oxigraph).
+
+Rows are read in primary-key order with server-side batching so memory stays flat on
+any size of store; status ordinals come from reading each job's statuses in seq order,
+exactly as the incremental sync numbers them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from sqlalchemy import Text, cast, select
+
+from ..store import Store
+from ..store import schema as t
+from .project import Emitter
+
+YIELD = 20_000
+
+
+def _rows(c, q) -> Iterator[Any]:
+    return c.execution_options(yield_per=YIELD).execute(q).mappings()
+
+
+def iter_lines(store: Store) -> Iterator[str]:
+    em = Emitter()
+    extra: list[str] = []
+    with store.read() as c:
+        for r in _rows(c, select(t.workflows).order_by(t.workflows.c.id)):
+            yield from em.workflow(r)
+        cols = [col if col.name != "defn" else cast(col, Text).label("defn") for col in t.jobs.c]
+        for r in _rows(c, select(*cols).order_by(t.jobs.c.id)):
+            yield from em.job(r, extra)
+            if extra:
+                yield from extra
+                extra.clear()
+        q = (select(t.statuses, t.jobs.c.instance_id.label("instance_id"))
+             .join(t.jobs, t.jobs.c.id == t.statuses.c.job_id)
+             .order_by(t.statuses.c.job_id, t.statuses.c.seq))
+        job, n = None, 0
+        for r in _rows(c, q):
+            if r["job_id"] != job:
+                job, n = r["job_id"], 0
+            yield from em.status(r, n, r["instance_id"])
+            n += 1
+        q = (select(t.data, t.data_meta.c.key.label("_key"), t.data_meta.c.value.label("_value"))
+             .outerjoin(t.data_meta, t.data_meta.c.data_id == t.data.c.id)
+             .order_by(t.data.c.id, t.data_meta.c.key))
+        cur, entries = None, []
+        for r in _rows(c, q):   # one row per (data, metadata entry): group by data id
+            if cur is not None and r["id"] != cur["id"]:
+                yield from _data(em, cur, entries, extra)
+                entries = []
+            cur = r
+            if r["_key"] is not None:
+                entries.append((r["_key"], r["_value"]))
+        if cur is not None:
+            yield from _data(em, cur, entries, extra)
+        for r in _rows(c, select(t.triggers).order_by(t.triggers.c.id)):
+            yield from em.trigger(r, store.instance_id)
+
+
+def _data(em: Emitter, r: Any, entries: list[tuple[str, str]], extra: list[str]) -> Iterator[str]:
+    yield from em.data(r, entries, extra)
+    yield from extra
+    extra.clear()

@@ -1,0 +1,270 @@
+"""ProvenanceGraph: the rdflib Dataset over Oxigraph that projects the SQL store.
+
+One process at a time may hold Oxigraph's RocksDB directory read-write, so opening
+takes an exclusive ``fcntl`` lock on ``<home>/graph.lock`` and a second opener waits
+(up to ``lock_timeout``) instead of crashing. Job processes never open the graph; they
+write SQL, and whoever opens the graph next catches up from the journal.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gc
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import pyoxigraph as ox
+from rdflib import Dataset
+from sqlalchemy import Text, cast, select
+
+from ..config import Config
+from ..errors import LwfmError
+from ..store import Store
+from ..store import schema as t
+from .journal import JournalState
+from .project import JOB_OWNED, Emitter, Lines
+from .vocab import PREFIXES, node_iri, status_iri
+
+BATCH_EVENTS = 5000
+_CHUNK = 500          # ids per SQL IN (...) clause
+
+
+class GraphBusy(LwfmError):
+    """Another process holds the provenance graph open."""
+
+
+def _lock(path: Path, timeout: float) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise GraphBusy(
+                    f"the provenance graph {path.parent / 'graph'} is open in another lwfm "
+                    f"process (pid {holder}); waited {timeout:g}s. Retry when it is done, or "
+                    f"stop it (e.g. a running `lwfm serve`).") from None
+            time.sleep(0.05)
+
+
+def _chunks(items: Sequence[Any], n: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+class ProvenanceGraph:
+    """The provenance graph of one lwfm home: sync, reindex, query, lineage, thread."""
+
+    def __init__(self, config: Config, store: Store, *, lock_timeout: float = 30.0):
+        self.config, self.store = config, store
+        self.path = Path(config.graph_path)
+        self.state_path = self.path.parent / "graph.state.json"
+        self._fd: int | None = _lock(config.home / "graph.lock", lock_timeout)
+        try:
+            fresh = not self.path.exists()
+            self.dataset = Dataset(store="Oxigraph", default_union=True)
+            self._open_store()
+            for p, ns in PREFIXES.items():
+                self.dataset.bind(p, ns, override=True, replace=True)
+            self.ox: ox.Store = self.dataset.store._inner   # type: ignore[attr-defined]
+            st = None if fresh else JournalState.load(self.state_path, store.instance_id)
+            self._stale = st is None and not fresh   # graph from another store or state lost
+            self.state = st or JournalState(store.instance_id)
+        except BaseException:
+            self._unlock()
+            raise
+
+    def _open_store(self) -> None:
+        for attempt in range(20):   # a just-closed store may linger until collected
+            try:
+                self.dataset.open(str(self.path))
+                return
+            except OSError as e:
+                if "lock" not in str(e).lower() or attempt == 19:
+                    raise LwfmError(f"cannot open the provenance graph at {self.path}: {e}") from e
+                gc.collect()
+                time.sleep(0.1)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.ox.flush()
+        finally:
+            self.dataset.close()
+            del self.ox
+            self.dataset = None  # type: ignore[assignment]
+            gc.collect()
+            self._unlock()
+
+    def _unlock(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "ProvenanceGraph":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return len(self.ox)
+
+    # -- incremental projection -----------------------------------------------------------
+    def sync(self, batch: int = BATCH_EVENTS) -> int:
+        """Apply journal events past the watermark (and late ones in holes); returns count."""
+        if self._stale or self.store.last_event() < self.state.watermark:
+            self.reindex()   # graph belongs to another store, or the store was recreated
+            return 0
+        applied = 0
+        while True:
+            with self.store.read() as c:
+                events = [tuple(r) for r in c.execute(self.state.pending_query(batch))]
+            if not events:
+                break
+            self.apply(events)
+            self.state.advance([int(e[0]) for e in events])
+            self.state.save(self.state_path)
+            applied += len(events)
+            if len(events) < batch:
+                break
+        return applied
+
+    def apply(self, events: Iterable[tuple[int, str, str]]) -> None:
+        """Re-project the current rows the events name. Idempotent."""
+        refs: dict[str, set[str]] = defaultdict(set)
+        for _, kind, ref in events:
+            refs[kind].add(ref)
+        with self.store.read() as c:
+            job_ids = set(refs["job"])
+            seqs = sorted(int(s) for s in refs["status"])
+            for ch in _chunks(seqs):
+                job_ids.update(c.execute(select(t.statuses.c.job_id).where(
+                    t.statuses.c.seq.in_(ch))).scalars())
+            rows = _fetch(c, job_ids, refs["data"], refs["workflow"], refs["trigger"])
+        em = Emitter()
+        extra: Lines = []
+        owned: list[tuple[str, Lines, frozenset[str] | None]] = []
+        inst_of: dict[str, str] = {}
+        for r in rows["jobs"]:
+            inst_of[r["id"]] = r["instance_id"]
+            owned.append((node_iri(r["id"]), em.job(r, extra), JOB_OWNED))
+        n: dict[str, int] = defaultdict(int)
+        for r in rows["statuses"]:
+            i = n[r["job_id"]]
+            n[r["job_id"]] = i + 1
+            owned.append((status_iri(r["job_id"], i),
+                          em.status(r, i, inst_of[r["job_id"]]), None))
+        for r in rows["data"]:
+            owned.append((node_iri(r["id"]), em.data(r, rows["meta"].get(r["id"], ()), extra),
+                          None))
+        for r in rows["workflows"]:
+            owned.append((node_iri(r["id"]), em.workflow(r), None))
+        for r in rows["triggers"]:
+            owned.append((node_iri(r["id"]), em.trigger(r, self.store.instance_id), None))
+        lines: Lines = []
+        for subject, new, only in owned:
+            self._drop_stale(subject, new, only)
+            lines += new
+        lines += extra
+        if lines:
+            self.ox.load(input="".join(lines), format=ox.RdfFormat.N_QUADS)
+
+    def _drop_stale(self, subject: str, new: Lines, only: frozenset[str] | None) -> None:
+        """Remove the facts a row no longer states (e.g. the previous actionStatus)."""
+        keep = {ln[:-3] for ln in new}   # strip " .\n": matches str(ox.Quad)
+        for q in self.ox.quads_for_pattern(ox.NamedNode(subject), None, None, None):
+            if only is not None and q.predicate.value not in only:
+                continue
+            if str(q) not in keep:
+                self.ox.remove(q)
+
+    # -- bulk rebuild ---------------------------------------------------------------------
+    def reindex(self, chunk_lines: int = 400_000) -> int:
+        """Drop the graph and rebuild it from the SQL rows alone; returns lines loaded."""
+        from .bulk import iter_lines
+        watermark = self.store.last_event()
+        self.ox.clear()
+        total = 0
+        buf: Lines = []
+        for ln in iter_lines(self.store):
+            buf.append(ln)
+            if len(buf) >= chunk_lines:
+                total += self._bulk(buf)
+                buf = []
+        total += self._bulk(buf)
+        self.ox.optimize()
+        self.state = JournalState(self.store.instance_id)
+        self.state.watermark = watermark
+        self.state.save(self.state_path)
+        self._stale = False
+        return total
+
+    def _bulk(self, buf: Lines) -> int:
+        if buf:
+            self.ox.bulk_load(input="".join(buf).encode(), format=ox.RdfFormat.N_QUADS)
+        return len(buf)
+
+    # -- reading --------------------------------------------------------------------------
+    def query(self, sparql: str, fmt: str | None = None) -> Any:
+        """Run a read-only SPARQL query (see :mod:`lwfm.provenance.query`)."""
+        from .query import run_query
+        return run_query(self, sparql, fmt)
+
+    def select(self, sparql: str) -> list[tuple[Any, ...]]:
+        """Internal fast path: SELECT over the union graph, rows of pyoxigraph terms."""
+        from .vocab import SPARQL_PREFIXES
+        res = self.ox.query(SPARQL_PREFIXES + sparql, use_default_graph_as_union=True)
+        return [tuple(s) for s in res]
+
+    def lineage(self, node_id: str, direction: str = "up", depth: int | None = None):
+        from .lineage import lineage
+        return lineage(self, node_id, direction, depth)
+
+    def thread(self, workflow_id: str):
+        from .thread import thread
+        return thread(self, workflow_id)
+
+    def check(self) -> list[str]:
+        """Facts in SQL missing from (or contradicted in) the graph; empty when in sync."""
+        from .check import check_consistency
+        return check_consistency(self)
+
+
+def _fetch(c, job_ids: set[str], data_ids: set[str], wf_ids: set[str],
+           trig_ids: set[str]) -> dict[str, Any]:
+    """The current rows behind a batch of events (chunked IN lists)."""
+    out: dict[str, Any] = {"jobs": [], "statuses": [], "data": [], "meta": defaultdict(list),
+                           "workflows": [], "triggers": []}
+    jobs_cols = [col if col.name != "defn" else cast(col, Text).label("defn") for col in t.jobs.c]
+    for ch in _chunks(sorted(job_ids)):
+        out["jobs"] += c.execute(select(*jobs_cols).where(t.jobs.c.id.in_(ch))).mappings().all()
+    known = sorted(r["id"] for r in out["jobs"])
+    for ch in _chunks(known):
+        out["statuses"] += c.execute(select(t.statuses).where(t.statuses.c.job_id.in_(ch))
+                                     .order_by(t.statuses.c.job_id, t.statuses.c.seq)
+                                     ).mappings().all()
+    for ch in _chunks(sorted(data_ids)):
+        out["data"] += c.execute(select(t.data).where(t.data.c.id.in_(ch))).mappings().all()
+        for m in c.execute(select(t.data_meta).where(t.data_meta.c.data_id.in_(ch))
+                           .order_by(t.data_meta.c.data_id, t.data_meta.c.key)).mappings():
+            out["meta"][m["data_id"]].append((m["key"], m["value"]))
+    for ch in _chunks(sorted(wf_ids)):
+        out["workflows"] += c.execute(select(t.workflows).where(t.workflows.c.id.in_(ch))
+                                      ).mappings().all()
+    for ch in _chunks(sorted(trig_ids)):
+        out["triggers"] += c.execute(select(t.triggers).where(t.triggers.c.id.in_(ch))
+                                     ).mappings().all()
+    return out

@@ -1,0 +1,310 @@
+"""SQL rows -> N-Quads lines: the one mapping from lwfm's tables to its linked data.
+
+Both the incremental sync and the bulk reindex go through these functions, so the two
+paths cannot drift apart. Lines (not rdflib or pyoxigraph term objects) because
+formatting text is several times faster than building term objects in Python, and
+Oxigraph's N-Quads parser then loads them at native speed.
+
+Each function returns ``(owned, extra)``: ``owned`` are the lines whose subject is the
+row's own node and whose predicate the row alone decides (replaced when the row
+changes); ``extra`` are add-only facts about shared nodes (sites, the instance, entry
+points) or links a row adds to another node (a data row's ``job schema:result data``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Mapping
+
+from .vocab import (ACTION_STATUS, LWFM, PROV, RDF, SCHEMA, XSD, entry_text, graph_iri,
+                    node_iri, site_iri, software_iri, status_iri)
+
+Row = Mapping[str, Any]
+Lines = list[str]
+
+_ESC = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+_TYPE = f"<{RDF.type}>"
+_DT = f"^^<{XSD.dateTime}>"
+_INT = f"^^<{XSD.integer}>"
+
+
+def _p(ns: Any, name: str) -> str:
+    return f"<{ns[name]}>"
+
+
+# predicates, pre-formatted once
+P = {n: _p(SCHEMA, n) for n in (
+    "name", "description", "startTime", "endTime", "actionStatus", "agent", "instrument",
+    "object", "result", "isPartOf", "contentUrl", "contentSize", "encodingFormat",
+    "dateCreated", "additionalProperty", "value", "identifier", "propertyID")}
+P.update({"prov_" + n: _p(PROV, n) for n in (
+    "startedAtTime", "endedAtTime", "wasAssociatedWith", "used", "wasGeneratedBy",
+    "wasDerivedFrom", "wasInformedBy", "atTime", "actedOnBehalfOf")})
+P.update({"lwfm_" + n: _p(LWFM, n) for n in (
+    "state", "exitCode", "nativeId", "parentJob", "originator", "workflow", "triggeredBy",
+    "firedBy", "fires", "watches", "triggerKind", "triggerStatus", "triggerStates", "pattern",
+    "reason", "firedAt", "statusOf", "nativeState", "info", "created", "computeType",
+    "arguments", "entryKind", "entryPoint", "sha256", "direction", "site", "instance",
+    "props", "seq")})
+C = {
+    "Activity": _p(PROV, "Activity"), "Entity": _p(PROV, "Entity"), "Agent": _p(PROV, "Agent"),
+    "CreateAction": _p(SCHEMA, "CreateAction"), "MediaObject": _p(SCHEMA, "MediaObject"),
+    "SoftwareApplication": _p(SCHEMA, "SoftwareApplication"),
+    "PropertyValue": _p(SCHEMA, "PropertyValue"), "Organization": _p(SCHEMA, "Organization"),
+    "Job": _p(LWFM, "Job"), "Data": _p(LWFM, "DataObject"), "Site": _p(LWFM, "Site"),
+    "Instance": _p(LWFM, "Instance"), "Workflow": _p(LWFM, "Workflow"),
+    "Trigger": _p(LWFM, "Trigger"), "StatusReport": _p(LWFM, "StatusReport"),
+}
+_STATUS_OBJ = {k: f"<{SCHEMA[v]}>" for k, v in ACTION_STATUS.items()}
+
+
+def dt(v: str) -> str:
+    """An xsd:dateTime literal in Oxigraph's canonical form (``Z``, no trailing zeros).
+
+    Canonical, so a fact re-projected from an unchanged row is the very same quad and
+    the stale-fact diff in the incremental sync removes nothing.
+    """
+    if v.endswith("+00:00"):
+        v = v[:-6] + "Z"
+    dot = v.find(".")
+    if dot > 0:
+        end = dot + 1
+        while end < len(v) and v[end].isdigit():
+            end += 1
+        frac = v[dot + 1:end].rstrip("0")
+        v = v[:dot] + ("." + frac if frac else "") + v[end:]
+    return f'"{v}"{_DT}'
+
+
+def lit(s: Any) -> str:
+    """An N-Quads string literal."""
+    return '"' + str(s).translate(_ESC) + '"'
+
+
+def _json(v: Any) -> str:
+    return lit(json.dumps(v, sort_keys=True))
+
+
+def _defn(v: Any) -> dict[str, Any]:
+    return json.loads(v) if isinstance(v, (str, bytes)) else dict(v or {})
+
+
+class Emitter:
+    """Collects lines for one named graph, remembering shared nodes already written."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()   # site/instance/software IRIs emitted in this batch
+        self._defns: dict[str, dict[str, Any]] = {}   # JSON text -> parsed (repeats a lot)
+
+    def _defn(self, raw: Any) -> dict[str, Any]:
+        if not isinstance(raw, str):
+            return _defn(raw)
+        d = self._defns.get(raw)
+        if d is None:
+            if len(self._defns) > 4096:
+                self._defns.clear()
+            d = self._defns[raw] = json.loads(raw)
+        return d
+
+    # -- shared, add-only nodes --------------------------------------------------------
+    def instance(self, out: Lines, inst: str, g: str) -> str:
+        i = node_iri(inst)
+        if i not in self.seen:
+            self.seen.add(i)
+            out += (f"<{i}> {_TYPE} {C['Agent']} {g} .\n",
+                    f"<{i}> {_TYPE} {C['Instance']} {g} .\n",
+                    f"<{i}> {P['identifier']} {lit(inst)} {g} .\n")
+        return i
+
+    def site(self, out: Lines, inst: str, name: str, g: str) -> str:
+        s = site_iri(inst, name)
+        if s not in self.seen:
+            self.seen.add(s)
+            i = self.instance(out, inst, g)
+            out += (f"<{s}> {_TYPE} {C['Agent']} {g} .\n",
+                    f"<{s}> {_TYPE} {C['Site']} {g} .\n",
+                    f"<{s}> {_TYPE} {C['Organization']} {g} .\n",
+                    f"<{s}> {P['name']} {lit(name)} {g} .\n",
+                    f"<{s}> {P['lwfm_instance']} <{i}> {g} .\n",
+                    f"<{s}> {P['prov_actedOnBehalfOf']} <{i}> {g} .\n")
+        return s
+
+    def software(self, out: Lines, kind: str, entry: Any, g: str) -> str:
+        sw = software_iri(kind, entry)
+        if sw not in self.seen:
+            self.seen.add(sw)
+            text = entry_text(entry)
+            label = " ".join(map(str, entry)) if isinstance(entry, list) else text
+            out += (f"<{sw}> {_TYPE} {C['SoftwareApplication']} {g} .\n",
+                    f"<{sw}> {P['name']} {lit(label[:80])} {g} .\n",
+                    f"<{sw}> {P['lwfm_entryKind']} {lit(kind)} {g} .\n",
+                    f"<{sw}> {P['lwfm_entryPoint']} {lit(text)} {g} .\n")
+        return sw
+
+    # -- rows --------------------------------------------------------------------------
+    def job(self, r: Row, extra: Lines) -> Lines:
+        g = f"<{graph_iri(r['instance_id'])}>"
+        j = f"<{node_iri(r['id'])}>"
+        d = self._defn(r["defn"])
+        site = self.site(extra, r["instance_id"], r["site"], g)
+        sw = self.software(extra, str(d.get("kind", "argv")), d.get("entry", ""), g)
+        o = [f"{j} {_TYPE} {C['Activity']} {g} .\n",
+             f"{j} {_TYPE} {C['CreateAction']} {g} .\n",
+             f"{j} {_TYPE} {C['Job']} {g} .\n",
+             f"{j} {P['name']} {lit(r['name'])} {g} .\n",
+             f"{j} {P['lwfm_created']} {dt(r['created'])} {g} .\n",
+             f"{j} {P['agent']} <{site}> {g} .\n",
+             f"{j} {P['prov_wasAssociatedWith']} <{site}> {g} .\n",
+             f"{j} {P['instrument']} <{sw}> {g} .\n"]
+        st = r["state"]
+        if st:
+            o.append(f"{j} {P['lwfm_state']} \"{st}\" {g} .\n")
+            o.append(f"{j} {P['actionStatus']} {_STATUS_OBJ[st]} {g} .\n")
+        if r["started"]:
+            o.append(f"{j} {P['startTime']} {dt(r['started'])} {g} .\n")
+            o.append(f"{j} {P['prov_startedAtTime']} {dt(r['started'])} {g} .\n")
+        if r["ended"]:
+            o.append(f"{j} {P['endTime']} {dt(r['ended'])} {g} .\n")
+            o.append(f"{j} {P['prov_endedAtTime']} {dt(r['ended'])} {g} .\n")
+        if r["exit_code"] is not None:
+            o.append(f"{j} {P['lwfm_exitCode']} \"{int(r['exit_code'])}\"{_INT} {g} .\n")
+        if r["native_id"]:
+            o.append(f"{j} {P['lwfm_nativeId']} {lit(r['native_id'])} {g} .\n")
+        if r["parent_id"]:
+            p = node_iri(r["parent_id"])
+            o.append(f"{j} {P['lwfm_parentJob']} <{p}> {g} .\n")
+            o.append(f"{j} {P['prov_wasInformedBy']} <{p}> {g} .\n")
+        if r["originator_id"]:
+            o.append(f"{j} {P['lwfm_originator']} <{node_iri(r['originator_id'])}> {g} .\n")
+        if r["workflow_id"]:
+            w = node_iri(r["workflow_id"])
+            o.append(f"{j} {P['lwfm_workflow']} <{w}> {g} .\n")
+            o.append(f"{j} {P['isPartOf']} <{w}> {g} .\n")
+        if r["triggered_by"]:
+            o.append(f"{j} {P['lwfm_triggeredBy']} <{node_iri(r['triggered_by'])}> {g} .\n")
+        if d.get("compute_type"):
+            o.append(f"{j} {P['lwfm_computeType']} {lit(d['compute_type'])} {g} .\n")
+        if d.get("args"):
+            o.append(f"{j} {P['lwfm_arguments']} {_json(d['args'])} {g} .\n")
+        return o
+
+    @staticmethod
+    def status(r: Row, n: int, instance_id: str) -> Lines:
+        """One status report; ``n`` is its position in the job's history."""
+        g = f"<{graph_iri(instance_id)}>"
+        s = f"<{status_iri(r['job_id'], n)}>"
+        o = [f"{s} {_TYPE} {C['StatusReport']} {g} .\n",
+             f"{s} {P['lwfm_statusOf']} <{node_iri(r['job_id'])}> {g} .\n",
+             f"{s} {P['lwfm_state']} \"{r['state']}\" {g} .\n",
+             f"{s} {P['prov_atTime']} {dt(r['time'])} {g} .\n"]
+        if r["native_state"]:
+            o.append(f"{s} {P['lwfm_nativeState']} {lit(r['native_state'])} {g} .\n")
+        if r["info"]:
+            o.append(f"{s} {P['lwfm_info']} {lit(r['info'])} {g} .\n")
+        if r["exit_code"] is not None:
+            o.append(f"{s} {P['lwfm_exitCode']} \"{int(r['exit_code'])}\"{_INT} {g} .\n")
+        return o
+
+    def data(self, r: Row, meta: Iterable[tuple[str, str]], extra: Lines) -> Lines:
+        g = f"<{graph_iri(r['instance_id'])}>"
+        did = r["id"]
+        d = f"<{node_iri(did)}>"
+        site = self.site(extra, r["instance_id"], r["site"], g)
+        url = r["url"]
+        o = [f"{d} {_TYPE} {C['Entity']} {g} .\n",
+             f"{d} {_TYPE} {C['MediaObject']} {g} .\n",
+             f"{d} {_TYPE} {C['Data']} {g} .\n",
+             f"{d} {P['contentUrl']} {lit(url)} {g} .\n",
+             f"{d} {P['name']} {lit(url.rstrip('/').rsplit('/', 1)[-1] or url)} {g} .\n",
+             f"{d} {P['lwfm_direction']} \"{r['direction']}\" {g} .\n",
+             f"{d} {P['lwfm_site']} <{site}> {g} .\n",
+             f"{d} {P['dateCreated']} {dt(r['time'])} {g} .\n"]
+        if r["size"] is not None:
+            o.append(f"{d} {P['contentSize']} \"{int(r['size'])}\"{_INT} {g} .\n")
+        if r["sha256"]:
+            o.append(f"{d} {P['lwfm_sha256']} {lit(r['sha256'])} {g} .\n")
+        if r["media_type"]:
+            o.append(f"{d} {P['encodingFormat']} {lit(r['media_type'])} {g} .\n")
+        if r["workflow_id"]:
+            w = node_iri(r["workflow_id"])
+            o.append(f"{d} {P['lwfm_workflow']} <{w}> {g} .\n")
+            o.append(f"{d} {P['isPartOf']} <{w}> {g} .\n")
+        if r["derived_from"]:
+            o.append(f"{d} {P['prov_wasDerivedFrom']} <{node_iri(r['derived_from'])}> {g} .\n")
+        for key, value in meta:
+            pv = f"<urn:lwfm:meta:{did}:{_meta_key(key)}>"
+            o.append(f"{d} {P['additionalProperty']} {pv} {g} .\n")
+            extra += (f"{pv} {_TYPE} {C['PropertyValue']} {g} .\n",
+                      f"{pv} {P['propertyID']} {lit(key)} {g} .\n",
+                      f"{pv} {P['name']} {lit(key)} {g} .\n",
+                      f"{pv} {P['value']} {lit(value)} {g} .\n")
+        if r["job_id"]:
+            j = f"<{node_iri(r['job_id'])}>"
+            if r["direction"] == "get":
+                extra += (f"{j} {P['prov_used']} {d} {g} .\n",
+                          f"{j} {P['object']} {d} {g} .\n")
+            else:
+                o.append(f"{d} {P['prov_wasGeneratedBy']} {j} {g} .\n")
+                extra.append(f"{j} {P['result']} {d} {g} .\n")
+        return o
+
+    @staticmethod
+    def workflow(r: Row) -> Lines:
+        g = f"<{graph_iri(r['instance_id'])}>"
+        w = f"<{node_iri(r['id'])}>"
+        o = [f"{w} {_TYPE} {C['Workflow']} {g} .\n",
+             f"{w} {_TYPE} {C['Entity']} {g} .\n",
+             f"{w} {P['name']} {lit(r['name'] or '')} {g} .\n",
+             f"{w} {P['dateCreated']} {dt(r['created'])} {g} .\n"]
+        if r["description"]:
+            o.append(f"{w} {P['description']} {lit(r['description'])} {g} .\n")
+        props = _defn(r["props"])
+        if props:
+            o.append(f"{w} {P['lwfm_props']} {_json(props)} {g} .\n")
+        return o
+
+    @staticmethod
+    def trigger(r: Row, default_instance: str) -> Lines:
+        body = _defn(r["body"])
+        g = f"<{graph_iri(body.get('instance_id') or default_instance)}>"
+        t = f"<{node_iri(r['id'])}>"
+        o = [f"{t} {_TYPE} {C['Trigger']} {g} .\n",
+             f"{t} {_TYPE} {C['Entity']} {g} .\n",
+             f"{t} {P['lwfm_triggerKind']} {lit(r['kind'])} {g} .\n",
+             f"{t} {P['lwfm_triggerStatus']} {lit(r['status'])} {g} .\n",
+             f"{t} {P['lwfm_fires']} <{node_iri(r['job_id'])}> {g} .\n"]
+        if body.get("created"):
+            o.append(f"{t} {P['dateCreated']} {dt(body['created'])} {g} .\n")
+        for w in body.get("watch") or []:
+            o.append(f"{t} {P['lwfm_watches']} <{node_iri(w)}> {g} .\n")
+        for s in body.get("states") or []:
+            o.append(f"{t} {P['lwfm_triggerStates']} {lit(s)} {g} .\n")
+        if body.get("pattern"):
+            o.append(f"{t} {P['lwfm_pattern']} {_json(body['pattern'])} {g} .\n")
+        if body.get("workflow_id"):
+            o.append(f"{t} {P['lwfm_workflow']} <{node_iri(body['workflow_id'])}> {g} .\n")
+        if r["fired_by"]:
+            o.append(f"{t} {P['lwfm_firedBy']} <{node_iri(r['fired_by'])}> {g} .\n")
+        if r["reason"]:
+            o.append(f"{t} {P['lwfm_reason']} {lit(r['reason'])} {g} .\n")
+        if r["fired_at"]:
+            o.append(f"{t} {P['lwfm_firedAt']} {dt(r['fired_at'])} {g} .\n")
+        return o
+
+
+def _meta_key(key: str) -> str:
+    from .vocab import _part
+    return _part(key)
+
+
+# Predicates a job row owns on its own node (replaced when the row changes). A data
+# row adds job --schema:result/object, prov:used--> data links; those are not here.
+JOB_OWNED = frozenset(
+    s[1:-1] for s in (_TYPE, P["name"], P["lwfm_created"], P["agent"],
+                      P["prov_wasAssociatedWith"], P["instrument"], P["lwfm_state"],
+                      P["actionStatus"], P["startTime"], P["prov_startedAtTime"], P["endTime"],
+                      P["prov_endedAtTime"], P["lwfm_exitCode"], P["lwfm_nativeId"],
+                      P["lwfm_parentJob"], P["prov_wasInformedBy"], P["lwfm_originator"],
+                      P["lwfm_workflow"], P["isPartOf"], P["lwfm_triggeredBy"],
+                      P["lwfm_computeType"], P["lwfm_arguments"]))

@@ -1,0 +1,104 @@
+"""The IRI scheme and namespaces of lwfm's linked data, shared by the graph and bundles.
+
+Every node has a stable, global IRI derived from the UUID ids of the core, so two
+instances that recorded the same job or data object name the same node and their
+threads merge by IRI alone:
+
+* job, data object, workflow, trigger, instance: ``urn:uuid:<id>``
+* site: ``urn:lwfm:site:<instance_id>:<site name>`` (a site name means something only
+  inside the instance whose ``lwfm.toml`` configures it)
+* status report: ``urn:lwfm:status:<job_id>:<n>`` (n = 0-based position in the job's
+  history as the recording store ordered it)
+* entry point (``schema:instrument``): ``urn:lwfm:software:<sha256 of kind+entry>``,
+  so every run of the same program points at one SoftwareApplication node
+* named graph of an instance's facts: ``urn:lwfm:graph:<instance_id>``
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+from urllib.parse import quote
+
+from rdflib import Namespace, URIRef
+from rdflib.namespace import OWL, PROV, RDF, RDFS, XSD
+
+LWFM = Namespace("https://w3id.org/lwfm/ns#")
+SCHEMA = Namespace("http://schema.org/")   # RO-Crate maps schema.org with http://
+
+PREFIXES: dict[str, str] = {
+    "lwfm": str(LWFM), "schema": str(SCHEMA), "prov": str(PROV), "rdf": str(RDF),
+    "rdfs": str(RDFS), "xsd": str(XSD), "owl": str(OWL),
+}
+
+SPARQL_PREFIXES = "".join(f"PREFIX {p}: <{ns}>\n" for p, ns in PREFIXES.items())
+
+# Canonical lwfm state -> schema.org ActionStatusType (RO-Crate Workflow Run Crate usage).
+ACTION_STATUS: dict[str, str] = {
+    "COMPLETE": "CompletedActionStatus",
+    "FAILED": "FailedActionStatus",
+    "CANCELLED": "FailedActionStatus",
+    "RUNNING": "ActiveActionStatus",
+    "FINISHING": "ActiveActionStatus",
+    "INFO": "ActiveActionStatus",
+    "READY": "PotentialActionStatus",
+    "PENDING": "PotentialActionStatus",
+    "UNKNOWN": "PotentialActionStatus",
+}
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def _part(s: str) -> str:
+    """An id or name as an IRI segment: uuids pass unchanged, anything else is escaped."""
+    return s if _SAFE_ID.fullmatch(s) else quote(s, safe="")
+
+
+def node_iri(node_id: str) -> str:
+    """IRI (as a string) of a job, data object, workflow, trigger or instance."""
+    return "urn:uuid:" + _part(node_id)
+
+
+def node_id(iri: str) -> str | None:
+    """The lwfm id inside a ``urn:uuid:`` IRI, else None."""
+    return iri[9:] if iri.startswith("urn:uuid:") else None
+
+
+def site_iri(instance_id: str, site: str) -> str:
+    return f"urn:lwfm:site:{_part(instance_id)}:{_part(site)}"
+
+
+def status_iri(job_id: str, n: int) -> str:
+    return f"urn:lwfm:status:{_part(job_id)}:{n}"
+
+
+def graph_iri(instance_id: str) -> str:
+    return "urn:lwfm:graph:" + _part(instance_id)
+
+
+def software_iri(kind: str, entry: Any) -> str:
+    digest = hashlib.sha256((kind + "\x00" + entry_text(entry)).encode()).hexdigest()[:32]
+    return "urn:lwfm:software:" + digest
+
+
+def entry_text(entry: Any) -> str:
+    """The entry point as text: a shell string/callable as is, argv and payloads as JSON."""
+    return entry if isinstance(entry, str) else json.dumps(entry, sort_keys=True)
+
+
+def uri(iri: str) -> URIRef:
+    return URIRef(iri)
+
+
+# Edges of the lineage walk, all pointing "up" (from an effect to its cause):
+# data --prov:wasGeneratedBy--> job --prov:used--> data --prov:wasDerivedFrom--> data,
+# job --prov:wasInformedBy--> parent job, job --lwfm:triggeredBy/lwfm:firedBy--> job|data.
+UP_PREDICATES = (PROV.wasGeneratedBy, PROV.used, PROV.wasDerivedFrom, PROV.wasInformedBy)
+UP_PATH = ("(prov:wasGeneratedBy|prov:used|prov:wasDerivedFrom|prov:wasInformedBy"
+           "|(lwfm:triggeredBy/lwfm:firedBy))")
+
+__all__ = ["ACTION_STATUS", "LWFM", "OWL", "PREFIXES", "PROV", "RDF", "RDFS", "SCHEMA",
+           "SPARQL_PREFIXES", "UP_PATH", "UP_PREDICATES", "XSD", "entry_text", "graph_iri",
+           "node_id", "node_iri", "site_iri", "software_iri", "status_iri", "uri"]

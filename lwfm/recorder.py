@@ -1,0 +1,115 @@
+"""Group commit: one writer thread per Manager turns many small writes into few transactions.
+
+Job inserts and status reports from any thread of the process (the submitter, the
+local reaper, site pollers) go into one FIFO; the writer drains whatever has queued
+and applies it with :meth:`Store.write_batch` in a single transaction. Under load a
+transaction carries many jobs; when idle, a report is written within a millisecond.
+Readers in the same process call :meth:`flush` first so they see their own writes.
+``close`` (and interpreter exit) drains the queue, so nothing reported is lost.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from typing import Any, Callable
+
+from .errors import LwfmError
+from .store import Store
+
+log = logging.getLogger("lwfm.recorder")
+_BATCH = 2000
+_LINGER_S = 0.002  # let a batch gather: one wake-up per batch, not one per write
+
+Op = tuple[str, tuple[Any, Any]]
+Results = list[tuple[str, Any, bool]]
+
+
+class Recorder:
+    def __init__(self, store: Store, on_written: Callable[[Results], None]):
+        self.store = store
+        self.on_written = on_written
+        self._q: deque[Op] = deque()
+        self._cv = threading.Condition()
+        self._queued = 0      # ops ever queued
+        self._done = 0        # ops ever written (or failed)
+        self._errors: list[LwfmError] = []
+        self._closed = False
+        self._idle = False
+        self._thread = threading.Thread(target=self._run, name="lwfm-recorder", daemon=True)
+        self._thread.start()
+        ref = weakref.ref(self)
+        atexit.register(lambda: (r := ref()) is not None and r.close())
+
+    def put(self, op: Op) -> None:
+        with self._cv:
+            if self._closed:
+                raise LwfmError("the Manager is closed")
+            self._q.append(op)
+            self._queued += 1
+            if self._idle:
+                self._cv.notify_all()
+
+    def flush(self, timeout: float | None = 60.0) -> None:
+        """Wait until everything queued so far is written; raise what failed."""
+        if threading.current_thread() is self._thread:
+            return
+        with self._cv:
+            target = self._queued
+            self._cv.notify_all()
+            if not self._cv.wait_for(lambda: self._done >= target, timeout):
+                raise LwfmError(f"the store did not accept writes within {timeout} s")
+            errors, self._errors = self._errors, []
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        with self._cv:
+            if self._closed:
+                return
+        try:
+            self.flush()
+        except LwfmError as e:
+            log.error("writes lost at close: %s", e)
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                self._idle = True
+                self._cv.wait_for(lambda: self._q or self._closed)
+                self._idle = False
+                if not self._q and self._closed:
+                    return
+            time.sleep(_LINGER_S)
+            with self._cv:
+                ops = [self._q.popleft() for _ in range(min(len(self._q), _BATCH))]
+            results = self._write(ops)
+            with self._cv:
+                self._done += len(ops)
+                self._cv.notify_all()
+            if results:
+                try:
+                    self.on_written(results)
+                except Exception:  # a failing trigger must not stop recording
+                    log.exception("after-write hook failed")
+
+    def _write(self, ops: list[Op]) -> Results:
+        try:
+            return self.store.write_batch(ops)
+        except Exception as e:
+            if len(ops) > 1:  # isolate the bad op; the others still land
+                return [r for op in ops for r in self._write([op])]
+            err = e if isinstance(e, LwfmError) else LwfmError(
+                f"could not record {ops[0][0]} for job {getattr(ops[0][1][0], 'job_id', '?')}: {e}")
+        log.error("%s", err)
+        with self._cv:
+            self._errors.append(err)
+        return []

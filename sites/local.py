@@ -1,0 +1,280 @@
+"""The ``local`` site: jobs as real child processes on this machine.
+
+Two ways to run, one contract:
+
+* **supervised** (default): the submitting process spawns the job directly and a
+  reaper thread waits on a pidfd per job, so completion is an event, not a poll;
+  the exit code is reported the moment the process ends.
+* **detached** (``detach = true`` in the site table, or ``LocalSite.detach``): the
+  job runs under ``/bin/sh`` that writes its exit code to ``<job id>.exit`` beside its
+  log, so any later process (``lwfm status``, ``lwfm serve``) can learn how
+  it ended after the submitter has gone. It costs one extra exec per job.
+
+``native_id`` is ``"<pid>:<start ticks>[:x]"``: the start time guards cancel against
+pid reuse; ``:x`` marks a detached job with an exit file. Cancel signals the job's
+process group, so it works from any process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+from lwfm.errors import NotFound, SiteError
+from lwfm.model import DataObject, Direction, EntryKind, JobContext, JobDefn, JobStatus, State
+from lwfm.site import NoAuth, Repo, Run, Site, SiteHost, StaticSpin
+
+_WRAP = '"$@"; rc=$?; echo $rc > "$LWFM_EXIT_FILE"; exit $rc'
+
+
+def job_argv(defn: JobDefn) -> list[str]:
+    """The argv that runs ``defn`` (argv, shell or Python ``module:function``)."""
+    if defn.kind is EntryKind.ARGV:
+        return [*defn.entry, *defn.args]  # type: ignore[misc]
+    if defn.kind is EntryKind.SHELL:
+        return ["/bin/sh", "-c", str(defn.entry), "sh", *defn.args]
+    if defn.kind is EntryKind.PYTHON:
+        return [sys.executable, "-m", "lwfm._pycall", str(defn.entry), *defn.args]
+    raise SiteError("the local site runs argv, shell and python jobs, not site payloads")
+
+
+def _spawn(argv: list[str], env: dict[str, str], log: Path, cwd: str | None) -> int:
+    """Start argv in its own process group with stdin from /dev/null and stdout+stderr to
+    ``log`` (one per job, interleaved as batch systems do). posix_spawn lets the child
+    open its own log and skips subprocess's per-call set-up: it is the hot path."""
+    if cwd:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
+                                    cwd=cwd, env=env, process_group=0).pid
+        except OSError as e:
+            raise SiteError(f"cannot start {argv[0]!r} in {cwd}: {e.strerror or e}") from None
+        finally:
+            os.close(fd)
+    try:
+        return os.posix_spawnp(argv[0], argv, env, setpgroup=0, file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+            (os.POSIX_SPAWN_DUP2, 1, 2)])
+    except OSError as e:
+        raise SiteError(f"cannot start {argv[0]!r}: {e.strerror or e}") from None
+
+
+def _start_ticks(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _alive(native_id: str) -> bool:
+    pid, ticks = native_id.split(":")[:2]
+    return _start_ticks(int(pid)) == ticks
+
+
+def exit_status(job_id: str, code: int | None, cancelled: bool = False) -> JobStatus:
+    if cancelled or (code is not None and code < 0 and -code in (signal.SIGTERM, signal.SIGKILL)):
+        return JobStatus(job_id, State.CANCELLED, native_state=f"exit {code}", exit_code=code)
+    state = State.COMPLETE if code == 0 else State.FAILED
+    return JobStatus(job_id, state, native_state=f"exit {code}", exit_code=code)
+
+
+class _Reaper(threading.Thread):
+    """Waits on a pidfd per supervised child and reports each exit as it happens.
+
+    Registering a pidfd with epoll from the submitting thread needs no wake-up of
+    this thread (epoll_ctl is thread-safe), so submitting costs no thread switch.
+    """
+
+    def __init__(self, run: "LocalRun"):
+        super().__init__(name="lwfm-local-reaper", daemon=True)
+        self.run_ = run
+        self.ep = select.epoll()
+        self.jobs: dict[int, tuple[int, str]] = {}   # pidfd -> (pid, job id)
+
+    def watch(self, pid: int, job_id: str) -> None:
+        fd = os.pidfd_open(pid)
+        self.jobs[fd] = (pid, job_id)
+        self.ep.register(fd, select.EPOLLIN)
+
+    def run(self) -> None:
+        while True:
+            for fd, _ in self.ep.poll():
+                self.ep.unregister(fd)
+                pid, job_id = self.jobs.pop(fd)
+                os.close(fd)
+                _, status = os.waitpid(pid, 0)
+                self.run_._finished(job_id, os.waitstatus_to_exitcode(status))
+
+
+class LocalRun(Run):
+    poll_interval = 0.5
+
+    def __init__(self, host: SiteHost, detach: bool):
+        self.host = host
+        self.detach = detach
+        self._procs: dict[str, int] = {}
+        self._cancelled: set[str] = set()
+        self._reaper: _Reaper | None = None
+        self._lock = threading.Lock()
+        self._shards: set[Path] = set()
+
+    def _file(self, job_id: str, suffix: str) -> Path:
+        """Per-job files sit flat in a shard directory: one mkdir per 256 jobs, not two per job."""
+        shard = self.host.home / "logs" / job_id[:2]
+        if shard not in self._shards:
+            shard.mkdir(parents=True, exist_ok=True)
+            self._shards.add(shard)
+        return shard / f"{job_id}.{suffix}"
+
+    def submit(self, defn: JobDefn, ctx: JobContext) -> JobStatus:
+        env = {**os.environ, **defn.env, "LWFM_JOB_ID": ctx.job_id, "LWFM_HOME": str(self.host.home),
+               "LWFM_WORKFLOW_ID": ctx.workflow_id or "", "LWFM_SITE": self.host.name,
+               "LWFM_INSTANCE_ID": self.host.instance_id}
+        argv = job_argv(defn)
+        if self.detach:
+            env["LWFM_EXIT_FILE"] = str(self._file(ctx.job_id, "exit"))
+            argv = ["/bin/sh", "-c", _WRAP, "sh", *argv]
+        pid = _spawn(argv, env, self._file(ctx.job_id, "log"), defn.cwd)
+        ctx.native_id = f"{pid}:{_start_ticks(pid)}" + (":x" if self.detach else "")
+        if not self.detach:
+            with self._lock:
+                self._procs[ctx.job_id] = pid
+                if self._reaper is None:
+                    self._reaper = _Reaper(self)
+                    self._reaper.start()
+            self._reaper.watch(pid, ctx.job_id)
+        else:  # still our child: reap it when it ends so it leaves no zombie
+            threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True).start()
+        return JobStatus(ctx.job_id, State.RUNNING, native_state=f"pid {pid}")
+
+    def _finished(self, job_id: str, code: int) -> None:
+        with self._lock:
+            self._procs.pop(job_id, None)
+            cancelled = job_id in self._cancelled
+            self._cancelled.discard(job_id)
+        self.host.report(exit_status(job_id, code, cancelled))
+
+    def supervises(self, job_id: str) -> bool:
+        """Whether this process will report the job's end by itself (no polling needed)."""
+        return job_id in self._procs
+
+    def status(self, ctx: JobContext) -> JobStatus:
+        if not ctx.native_id:
+            return JobStatus(ctx.job_id, State.PENDING)
+        try:
+            text = self._file(ctx.job_id, "exit").read_text()
+        except FileNotFoundError:
+            text = ""
+        cancelled = self._file(ctx.job_id, "cancelled").exists()
+        if text.endswith("\n"):
+            return exit_status(ctx.job_id, int(text), cancelled)
+        if _alive(ctx.native_id) or self.supervises(ctx.job_id):
+            return JobStatus(ctx.job_id, State.RUNNING, native_state="alive")
+        if cancelled:
+            return exit_status(ctx.job_id, None, cancelled=True)
+        return JobStatus(ctx.job_id, State.UNKNOWN, native_state="gone",
+                         info="the process ended while no lwfm process supervised it; "
+                              "its exit code was not recorded")
+
+    def cancel(self, ctx: JobContext) -> bool:
+        if not ctx.native_id or not _alive(ctx.native_id):
+            return False
+        pid = int(ctx.native_id.split(":")[0])
+        with self._lock:
+            self._cancelled.add(ctx.job_id)
+        self._file(ctx.job_id, "cancelled").touch()
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return False
+        threading.Timer(5.0, _kill_if_alive, (pid, ctx.native_id)).start()
+        return True
+
+    def log(self, ctx: JobContext) -> str:
+        try:
+            return self._file(ctx.job_id, "log").read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+def _kill_if_alive(pid: int, native_id: str) -> None:
+    if _alive(native_id):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def local_path(url: str) -> Path:
+    """A local path from a path or ``file://`` URL."""
+    u = urlparse(url)
+    if u.scheme in ("", "file"):
+        return Path(u.path if u.scheme else url).expanduser().resolve()
+    raise SiteError(f"{url!r} is not a local path or file:// URL")
+
+
+class LocalRepo(Repo):
+    """Data on this machine's filesystem; copies are checksummed."""
+
+    def __init__(self, host: SiteHost):
+        self.host = host
+
+    def _copy(self, src: Path, dst: Path, direction: Direction) -> DataObject:
+        if not src.is_file():
+            raise NotFound(f"no such file: {src}")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src != dst:
+            tmp = dst.with_name(f".{dst.name}.lwfm-tmp")
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        return DataObject(url=dst.as_uri(), site=self.host.name, direction=direction,
+                          size=dst.stat().st_size, sha256=sha256_file(dst))
+
+    def put(self, local_file: Path, dest: str, ctx: JobContext | None) -> DataObject:
+        return self._copy(Path(local_file).resolve(), local_path(dest), Direction.PUT)
+
+    def get(self, source: str, local_file: Path, ctx: JobContext | None) -> DataObject:
+        return self._copy(local_path(source), Path(local_file).resolve(), Direction.GET)
+
+    def find(self, pattern: str) -> list[str]:
+        base = Path(pattern).expanduser()
+        root = Path(base.anchor or ".")
+        return sorted(p.resolve().as_uri() for p in root.glob(str(base.relative_to(root)))
+                      if p.is_file())
+
+
+class LocalSite(Site):
+    """This machine. Config: ``detach`` (bool), ``compute_types`` (list)."""
+
+    def __init__(self, host: SiteHost):
+        super().__init__(host)
+        self.auth = NoAuth()
+        self.run = LocalRun(host, detach=bool(host.config.get("detach", False)))
+        self.repo = LocalRepo(host)
+        self.spin = StaticSpin(host.config.get("compute_types", ["default"]))
+
+    @property
+    def detach(self) -> bool:
+        return self.run.detach
+
+    @detach.setter
+    def detach(self, value: bool) -> None:
+        self.run.detach = value
