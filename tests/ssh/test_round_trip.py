@@ -1,0 +1,80 @@
+"""The remote-lab round trip: home job -> lab workflow -> pull -> one SPARQL query."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lwfm import Manager
+from lwfm.model import State
+
+from ._toml import write_sites
+
+pytestmark = [pytest.mark.slow, pytest.mark.ssh]
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "remote_lab"
+LWFM = str(Path(sys.executable).with_name("lwfm"))
+
+
+@pytest.fixture
+def lab_home(live_sshd, home):
+    write_sites(home, {"lab": live_sshd.site_config(reconnect_timeout=30)})
+    return home
+
+
+def _round_trip():
+    sys.path.insert(0, str(EXAMPLE))
+    try:
+        import round_trip
+        return round_trip.main("lab")
+    finally:
+        sys.path.remove(str(EXAMPLE))
+
+
+def test_round_trip_spans_both_instances(lab_home, live_sshd):
+    res = _round_trip()
+    assert "lab workflow done" in res["lab_log"]
+    with Manager(lab_home) as m:
+        local_instance = m.instance_id
+        root = m.status(res["root_job"])
+        assert root.state is State.COMPLETE and root.instance_id == local_instance
+        kids = [j for j in m.store.find_jobs(workflow_id=res["workflow"])
+                if j.context.parent_id == root.id] if hasattr(m.store, "find_jobs") else []
+    with Manager(live_sshd.remote_home) as lab:
+        lab_instance = lab.instance_id
+        remote_root = lab.store.get_job(res["root_job"])          # same id at the lab
+        lab_kids = {j.defn.name: j for j in lab.store.find_jobs(workflow_id=res["workflow"])
+                    if j.context.parent_id == res["root_job"]}
+    assert lab_instance != local_instance and remote_root.context.workflow_id == res["workflow"]
+    assert set(lab_kids) == {"simulate", "analyse"}
+    assert sum(res["first_pull_added"].values()) >= 3          # 2 jobs + data at least
+    assert res["second_pull_changed"] is False                  # re-pull: nothing new
+    if kids:
+        assert {k.defn.name for k in kids} == {"simulate", "analyse"}
+    rows = res["lineage"]
+    assert len(rows) == 1, rows
+    row = rows[0]
+    assert row["name"] == "simulate" and row["child"] == f"urn:uuid:{lab_kids['simulate'].id}"
+    assert row["home_graph"] == f"urn:lwfm:graph:{local_instance}"
+    assert row["lab_graph"] == f"urn:lwfm:graph:{lab_instance}"
+    assert row["url"].endswith(".txt") and "result-" in row["url"]
+
+
+def test_pull_cli_and_example_script(lab_home, live_sshd):
+    env = {**os.environ, "LWFM_HOME": str(lab_home)}
+    out = subprocess.run([sys.executable, str(EXAMPLE / "round_trip.py")], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["lineage"] and res["second_pull_changed"] is False
+    cli = subprocess.run([LWFM, "pull", "lab", "--json"], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    assert json.loads(cli.stdout)["site"] == "lab"
+    bad = subprocess.run([LWFM, "pull", "nosuch"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "nosuch" in bad.stderr
