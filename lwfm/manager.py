@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from . import config as _config
 from .errors import LwfmError, NotFound, SiteError
 from .model import (DataObject, Direction, Job, JobContext, JobDefn, JobStatus, LogRecord, State,
-                    Trigger, TriggerKind, Workflow)
+                    Trigger, TriggerKind, TriggerStatus, Workflow)
 from .recorder import Recorder
 from .registry import make_site
 from .site import Site, SiteHost
@@ -180,13 +180,28 @@ class Manager:
         self._record(JobStatus(jid, State(state), info=info))
 
     def _states(self, job_ids: Iterable[str]) -> dict[str, State | None]:
+        """Current states; a job whose trigger is dead will never run: CANCELLED."""
         out: dict[str, State | None] = {}
         for j in job_ids:
             try:
                 out[j] = self.store.get_job(j).state
             except NotFound:
-                out[j] = None
+                tr = self.store.trigger_for_job(j)
+                out[j] = State.CANCELLED if tr and tr.status is TriggerStatus.DEAD else None
         return out
+
+    def _job_or_future(self, job_id: str) -> Job | None:
+        """The job, or None while a pending trigger has yet to start it."""
+        try:
+            return self.store.get_job(job_id)
+        except NotFound:
+            tr = self.store.trigger_for_job(job_id)
+            if tr is None:
+                raise
+            if tr.status is TriggerStatus.DEAD:
+                raise LwfmError(f"job {job_id} will never run: its trigger {tr.id} is dead "
+                                f"({tr.reason})") from None
+            return None
 
     def status(self, job_id: str) -> Job:
         """The job as recorded, refreshed from its site when nothing else will report it."""
@@ -223,18 +238,21 @@ class Manager:
         delay = 0.005
         self._ensure_loop()
         while True:
-            job = self.status(job_id)
-            if job.state is not None and job.state.terminal:
-                return job
+            self._rec.flush()
+            job = self._job_or_future(job_id)
+            if job is not None:
+                job = self.status(job_id)
+                if job.state is not None and job.state.terminal:
+                    return job
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                raise TimeoutError(f"job {job_id} is still {job.state.value if job.state else '?'} "
-                                   f"after {timeout} s")
+                now = job.state.value if job and job.state else "waiting for its trigger"
+                raise TimeoutError(f"job {job_id} is still {now} after {timeout} s")
             step = delay if left is None else min(delay, left)
             with self._changed:
                 self._changed.wait(step)
             try:
-                cap = self.site(job.context.site).run.poll_interval
+                cap = self.site(job.context.site).run.poll_interval if job else 0.5
             except LwfmError:
                 cap = 1.0
             delay = min(delay * 2, cap)
@@ -336,10 +354,12 @@ class Manager:
     # -- triggers ---------------------------------------------------------------------
     def _add_trigger(self, tr: Trigger) -> Trigger:
         self._rec.flush()
-        for j in tr.watch:
-            self.store.get_job(j)  # unknown ids are an error now, not a trigger that never fires
+        for j in tr.watch:  # unknown ids are an error now, not a trigger that never fires
+            self._job_or_future(j)
         if tr.workflow_id is None and tr.watch:
-            tr.workflow_id = self.store.get_job(tr.watch[0]).context.workflow_id
+            first = self._job_or_future(tr.watch[0])
+            tr.workflow_id = (first.context.workflow_id if first else
+                              self.store.trigger_for_job(tr.watch[0]).workflow_id)  # type: ignore[union-attr]
         if tr.workflow_id is None and self.context is not None:
             tr.workflow_id = self.context.workflow_id
         self.store.add_trigger(tr)

@@ -106,6 +106,7 @@ class TriggerEngine:
             log.info("trigger %s can no longer fire: %s", tr.id, reason)
             self.m.record_log(f"trigger {tr.id} can no longer fire: {reason}", level="WARNING",
                               workflow_id=tr.workflow_id)
+            self.on_job_change(tr.job_id)  # triggers chained on the job it would have run
 
     def evaluate_all(self) -> None:
         """Catch up on every pending trigger (after a restart, or at loop start)."""

@@ -139,7 +139,8 @@ class LocalRun(Run):
     def submit(self, defn: JobDefn, ctx: JobContext) -> JobStatus:
         env = {**os.environ, **defn.env, "LWFM_JOB_ID": ctx.job_id, "LWFM_HOME": str(self.host.home),
                "LWFM_WORKFLOW_ID": ctx.workflow_id or "", "LWFM_SITE": self.host.name,
-               "LWFM_INSTANCE_ID": self.host.instance_id}
+               "LWFM_INSTANCE_ID": self.host.instance_id, "LWFM_PARENT_ID": ctx.parent_id or "",
+               "LWFM_ORIGINATOR_ID": ctx.originator_id or "", "LWFM_JOB_NAME": defn.name}
         argv = job_argv(defn)
         if self.detach:
             env["LWFM_EXIT_FILE"] = str(self._file(ctx.job_id, "exit"))

@@ -1,3 +1,299 @@
-"""Core commands."""
+"""Core commands: run and track jobs, move and find data, list sites, serve, demo."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
 import click
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import LwfmError
+from ..model import EntryKind, Job, JobDefn, State
+from ._common import echo_json, json_option, with_manager
+
 COMMANDS: list[click.Command] = []
+
+
+def command(*a: Any, **kw: Any):
+    def deco(f):
+        cmd = click.command(*a, **kw)(f)
+        COMMANDS.append(cmd)
+        return cmd
+    return deco
+
+
+def parse_pairs(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
+    """``key=value`` pairs; a value that is valid JSON (number, true, [..]) keeps its type."""
+    out: dict[str, Any] = {}
+    for p in pairs:
+        key, sep, value = p.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{p!r} is not KEY=VALUE", param_hint=what)
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def job_dict(job: Job) -> dict[str, Any]:
+    return {"id": job.id, "name": job.defn.name, "site": job.context.site,
+            "state": job.state.value if job.state else None, "exit_code": job.exit_code,
+            "workflow_id": job.context.workflow_id, "parent_id": job.context.parent_id,
+            "originator_id": job.context.originator_id, "native_id": job.context.native_id,
+            "created": job.created.isoformat(), "triggered_by": job.triggered_by,
+            "started": job.started.isoformat() if job.started else None,
+            "ended": job.ended.isoformat() if job.ended else None}
+
+
+def jobs_table(jobs: list[Job]) -> None:
+    t = Table("id", "name", "site", "state", "exit", "created")
+    for j in jobs:
+        t.add_row(j.id[:8], j.defn.name, j.context.site, j.state.value if j.state else "-",
+                  "" if j.exit_code is None else str(j.exit_code), j.created.strftime("%Y-%m-%d %H:%M:%S"))
+    Console().print(t)
+
+
+@command("run", context_settings={"ignore_unknown_options": True})
+@click.option("--site", default="local", show_default=True, help="Configured site to run on.")
+@click.option("--shell", "kind", flag_value="shell", help="COMMAND is one shell string.")
+@click.option("--python", "kind", flag_value="python", help="COMMAND is package.module:function.")
+@click.option("--name", default="", help="A name for the job.")
+@click.option("--workflow", "workflow_id", help="Workflow id the job belongs to.")
+@click.option("--parent", "parent_id", help="Parent job id.")
+@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment variable.")
+@click.option("--cwd", type=click.Path(file_okay=False), help="Working directory.")
+@click.option("--wait", "do_wait", is_flag=True, help="Wait for the job to end; exit 1 unless COMPLETE.")
+@json_option
+@click.argument("command_", nargs=-1, required=True, type=click.UNPROCESSED, metavar="COMMAND...")
+@with_manager
+def run_cmd(m, site: str, kind: str | None, name: str, workflow_id: str | None,
+            parent_id: str | None, env: tuple[str, ...], cwd: str | None, do_wait: bool,
+            as_json: bool, command_: tuple[str, ...]) -> None:
+    """Run COMMAND as a job (use -- before a command with options)."""
+    k = EntryKind(kind or "argv")
+    entry: Any = list(command_) if k is EntryKind.ARGV else " ".join(command_)
+    defn = JobDefn(entry=entry, kind=k, name=name, site=site, cwd=cwd,
+                   env={k_: str(v) for k_, v in parse_pairs(env, "--env").items()})
+    target = m.site(site)
+    if not do_wait and getattr(target, "detach", None) is False:
+        target.detach = True  # this process exits now; the job must record its own end
+    job = m.submit(defn, parent_id=parent_id, workflow_id=workflow_id)
+    if do_wait:
+        job = m.wait(job.id)
+    if as_json:
+        echo_json(job_dict(job))
+    else:
+        click.echo(job.id if not do_wait else f"{job.id} {job.state.value}")
+    if do_wait and job.state is not State.COMPLETE:
+        raise SystemExit(1)
+
+
+@command("status")
+@click.argument("job_id")
+@click.option("--history", is_flag=True, help="Show every status report.")
+@json_option
+@with_manager
+def status_cmd(m, job_id: str, history: bool, as_json: bool) -> None:
+    """Show a job's current state (and its history)."""
+    job = m.status(m.store.resolve_job_id(job_id))
+    hist = m.history(job.id) if history else []
+    if as_json:
+        d = job_dict(job)
+        if history:
+            d["history"] = [s.to_dict() for s in hist]
+        echo_json(d)
+        return
+    click.echo(f"{job.id}  {job.state.value if job.state else '-'}  {job.defn.name}  "
+               f"site={job.context.site}" + ("" if job.exit_code is None else f"  exit={job.exit_code}"))
+    for s in hist:
+        click.echo(f"  {s.time.isoformat()}  {s.state.value:<9} {s.info or s.native_state or ''}")
+
+
+@command("jobs")
+@click.option("--workflow", "workflow_id")
+@click.option("--site")
+@click.option("--state", type=click.Choice([s.value for s in State], case_sensitive=False))
+@click.option("--limit", type=int, default=None)
+@json_option
+@with_manager
+def jobs_cmd(m, workflow_id: str | None, site: str | None, state: str | None,
+             limit: int | None, as_json: bool) -> None:
+    """List jobs, filtered by workflow, site or state."""
+    m.flush()
+    jobs = m.store.find_jobs(workflow_id=workflow_id, site=site,
+                             state=state.upper() if state else None, limit=limit)
+    if as_json:
+        echo_json([job_dict(j) for j in jobs])
+    else:
+        jobs_table(jobs)
+
+
+@command("wait")
+@click.argument("job_ids", nargs=-1, required=True)
+@click.option("--timeout", type=float, default=None, help="Seconds to wait at most.")
+@json_option
+@with_manager
+def wait_cmd(m, job_ids: tuple[str, ...], timeout: float | None, as_json: bool) -> None:
+    """Wait for jobs to end; exit 1 unless all COMPLETE."""
+    try:
+        jobs = m.wait_all([m.store.resolve_job_id(j) for j in job_ids], timeout=timeout)
+    except TimeoutError as e:
+        raise LwfmError(str(e)) from None
+    if as_json:
+        echo_json([job_dict(j) for j in jobs])
+    else:
+        for j in jobs:
+            click.echo(f"{j.id} {j.state.value}")
+    if any(j.state is not State.COMPLETE for j in jobs):
+        raise SystemExit(1)
+
+
+@command("cancel")
+@click.argument("job_id")
+@with_manager
+def cancel_cmd(m, job_id: str) -> None:
+    """Cancel a job (works from any process)."""
+    jid = m.store.resolve_job_id(job_id)
+    click.echo(f"{jid} {'cancelled' if m.cancel(jid) else 'had already ended'}")
+
+
+@command("log")
+@click.argument("job_id")
+@with_manager
+def log_cmd(m, job_id: str) -> None:
+    """Print a job's output (stdout and stderr) and its lwfm log lines."""
+    jid = m.store.resolve_job_id(job_id)
+    click.echo(m.log(jid), nl=False)
+    for rec in m.store.logs(job_id=jid):
+        click.echo(f"[lwfm {rec.time.isoformat()} {rec.level}] {rec.message}", err=True)
+
+
+def _meta_options(f):
+    f = click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE",
+                     help="Metadata field (repeatable).")(f)
+    f = click.option("--site", default="local", show_default=True)(f)
+    f = click.option("--job", "job_id", help="Job the data belongs to (default: $LWFM_JOB_ID).")(f)
+    return json_option(f)
+
+
+@command("put")
+@click.argument("local_file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("dest")
+@_meta_options
+@with_manager
+def put_cmd(m, local_file: str, dest: str, meta: tuple[str, ...], site: str,
+            job_id: str | None, as_json: bool) -> None:
+    """Copy LOCAL_FILE to DEST on a site and record it with metadata."""
+    d = m.put(local_file, dest, site=site, metadata=parse_pairs(meta, "--meta"),
+              job_id=m.store.resolve_job_id(job_id) if job_id else None)
+    echo_json(d.to_dict()) if as_json else click.echo(f"{d.id} {d.url} sha256={d.sha256}")
+
+
+@command("get")
+@click.argument("source")
+@click.argument("local_file", type=click.Path(dir_okay=False))
+@_meta_options
+@with_manager
+def get_cmd(m, source: str, local_file: str, meta: tuple[str, ...], site: str,
+            job_id: str | None, as_json: bool) -> None:
+    """Copy SOURCE from a site to LOCAL_FILE and record it."""
+    d = m.get(source, local_file, site=site, metadata=parse_pairs(meta, "--meta"),
+              job_id=m.store.resolve_job_id(job_id) if job_id else None)
+    echo_json(d.to_dict()) if as_json else click.echo(f"{d.id} {d.url} sha256={d.sha256}")
+
+
+@command("find")
+@click.argument("pattern", nargs=-1)
+@click.option("--workflow", "workflow_id")
+@click.option("--job", "job_id")
+@json_option
+@with_manager
+def find_cmd(m, pattern: tuple[str, ...], workflow_id: str | None, job_id: str | None,
+             as_json: bool) -> None:
+    """Find data by metadata: KEY=VALUE (exact) or KEY='glob*' per field, ANDed."""
+    found = m.find(parse_pairs(pattern, "PATTERN"), workflow_id=workflow_id, job_id=job_id)
+    if as_json:
+        echo_json([d.to_dict() for d in found])
+        return
+    t = Table("id", "url", "site", "dir", "job", "metadata")
+    for d in found:
+        t.add_row(d.id[:8], d.url, d.site, d.direction.value, (d.job_id or "")[:8],
+                  json.dumps(d.metadata, sort_keys=True))
+    Console().print(t)
+
+
+@command("sites")
+@json_option
+@with_manager
+def sites_cmd(m, as_json: bool) -> None:
+    """List configured sites and installed site drivers."""
+    from ..registry import drivers
+    rows = [{"name": n, "driver": str(m.config.site_config(n).get("driver", n))}
+            for n in m.site_names()]
+    if as_json:
+        echo_json({"sites": rows, "drivers": sorted(drivers())})
+        return
+    t = Table("site", "driver")
+    for r in rows:
+        t.add_row(r["name"], r["driver"])
+    Console().print(t)
+    click.echo("installed drivers: " + ", ".join(sorted(drivers())))
+
+
+@command("workflows")
+@json_option
+@with_manager
+def workflows_cmd(m, as_json: bool) -> None:
+    """List workflows."""
+    wfs = m.workflows()
+    if as_json:
+        echo_json([w.to_dict() for w in wfs])
+        return
+    t = Table("id", "name", "description", "created")
+    for w in wfs:
+        t.add_row(w.id, w.name, w.description, w.created.strftime("%Y-%m-%d %H:%M:%S"))
+    Console().print(t)
+
+
+@command("triggers")
+@click.option("--status", type=click.Choice(["pending", "fired", "dead"]))
+@json_option
+@with_manager
+def triggers_cmd(m, status: str | None, as_json: bool) -> None:
+    """List triggers; dead ones say why they can no longer fire."""
+    trs = m.store.triggers(status=status)
+    if as_json:
+        echo_json([tr.to_dict() for tr in trs])
+        return
+    t = Table("id", "kind", "status", "watch/pattern", "fires job", "reason")
+    for tr in trs:
+        what = ",".join(w[:8] for w in tr.watch) if tr.watch else json.dumps(tr.pattern)
+        t.add_row(tr.id[:8], tr.kind.value, tr.status.value, what, tr.job_id[:8], tr.reason or "")
+    Console().print(t)
+
+
+@command("serve")
+@click.option("--interval", type=float, default=0.05, show_default=True,
+              help="Seconds between journal reads.")
+@with_manager
+def serve_cmd(m, interval: float) -> None:
+    """Run the manager loop: fire pending triggers, track jobs (Ctrl-C to stop)."""
+    click.echo(f"lwfm serving {m.home} (instance {m.instance_id}); Ctrl-C to stop", err=True)
+    stop = threading.Event()
+    try:
+        m.serve(stop=stop, interval=interval)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@command("demo")
+@click.option("--quiet", is_flag=True, help="Print only the final summary.")
+@with_manager
+def demo_cmd(m, quiet: bool) -> None:
+    """Run a small end-to-end workflow and show its digital thread."""
+    from ..demo import run_demo
+    run_demo(m, echo=(lambda *_: None) if quiet else click.echo)

@@ -338,6 +338,12 @@ class Store:
             raise NotFound(f"no trigger with id {trigger_id!r}")
         return self._trigger(r)
 
+    def trigger_for_job(self, job_id: str) -> Trigger | None:
+        """The trigger that will start (or started) ``job_id``, if any."""
+        with self.read() as c:
+            r = c.execute(select(t.triggers).where(t.triggers.c.job_id == job_id)).mappings().first()
+        return None if r is None else self._trigger(r)
+
     def triggers(self, status: TriggerStatus | None = None, kind: str | None = None,
                  watching: str | None = None, limit: int | None = None) -> list[Trigger]:
         q = select(t.triggers).limit(limit)
