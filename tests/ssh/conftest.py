@@ -9,6 +9,7 @@ and a passphrase-protected one, both in authorized_keys; known_hosts lists the h
 
 from __future__ import annotations
 
+import getpass
 import os
 import random
 import shutil
@@ -143,7 +144,7 @@ class SshServer:
     def site_config(self, **extra) -> dict:
         """A [sites.lab] table for this server."""
         lwfm_script = Path(sys.executable).with_name("lwfm")
-        cfg = {"driver": "ssh", "host": self.host, "port": self.port, "user": "root",
+        cfg = {"driver": "ssh", "host": self.host, "port": self.port, "user": getpass.getuser(),
                "key_file": str(self.user_key), "known_hosts": str(self.known_hosts),
                "remote_home": str(self.remote_home), "workdir": str(self.remote_home / "work"),
                "lwfm_command": str(lwfm_script) if lwfm_script.exists() else
@@ -201,7 +202,10 @@ def sshd(tmp_path_factory) -> SshServer:
     user_pub = _keygen(root / "id_ed25519")
     enc_pub = _keygen(root / "id_enc", PASSPHRASE)
     (root / "authorized_keys").write_text(f"{user_pub}\n{enc_pub}\n")
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)   # sshd's privilege-separation dir
+    try:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)   # sshd's privilege-separation dir
+    except PermissionError:
+        pass                                                 # not root: sshd runs unprivileged
     netns = None
     if _netns_possible():
         try:

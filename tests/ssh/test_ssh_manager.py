@@ -81,14 +81,25 @@ def test_secrets_never_in_store_or_logs(live_sshd, home, tmp_path, monkeypatch):
     write_sites(home, {"lab": live_sshd.site_config(key_file=str(live_sshd.enc_key),
                                                     passphrase_env="LAB_KEY_PW")})
     with Manager(home) as m:
-        job = m.submit(JobDefn(entry="env; echo done", kind=EntryKind.SHELL, site="lab"))
+        job = m.submit(JobDefn(entry="env; echo done", kind=EntryKind.SHELL, site="lab",
+                               name="visible-marker-8f2c"))
         assert m.wait(job.id, timeout=30).state is State.COMPLETE
         src = tmp_path / "s.txt"
         src.write_text("x")
         m.put(src, "s.txt", site="lab")
         m.record_log("ran the secret test", job_id=job.id)
         assert "LAB_KEY_PW" not in m.log(job.id)   # the passphrase variable never goes remote
+        assert len(m.graph) > 0                     # the graph is built, so it is grepped too
+        from lwfm.bundles import export_bundle
+        export_bundle(m.store, m.config, home / "exported.zip", all=True)
     secret = live_sshd.passphrase.encode()
-    for root in (home, live_sshd.remote_home):
-        hits = [p for p in Path(root).rglob("*") if p.is_file() and secret in p.read_bytes()]
-        assert hits == []
+    import zipfile
+    with zipfile.ZipFile(home / "exported.zip") as z:
+        assert all(secret not in z.read(n) for n in z.namelist())
+    files = [p for root in (home, live_sshd.remote_home) for p in Path(root).rglob("*") if p.is_file()]
+    assert any(p.name.endswith(".db") for p in files) and any("graph" in p.parts for p in files)
+    assert [p for p in files if secret in p.read_bytes()] == []
+    # the grep can see what IS stored: a job name shows up in the store and the graph
+    seen = [p for p in files if b"visible-marker-8f2c" in p.read_bytes()]
+    assert any(p.name.endswith(".db") or ".db-" in p.name for p in seen)
+    assert any("graph" in p.parts for p in seen), seen
