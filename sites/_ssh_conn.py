@@ -113,6 +113,7 @@ class Connection:
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._lock = threading.RLock()
+        self._sftp_lock = threading.Lock()   # one SFTP request stream at a time
         self.connects = 0            # how many times we (re)connected; tests look at it
 
     # -- connecting ---------------------------------------------------------------------
@@ -173,14 +174,14 @@ class Connection:
         self.connects += 1
         return client
 
-    def _alive(self) -> bool:
+    def alive(self) -> bool:
         tr = self._client.get_transport() if self._client else None
         return bool(tr and tr.is_active())
 
     def client(self) -> paramiko.SSHClient:
         """The live client, (re)connecting with bounded backoff when needed."""
         with self._lock:
-            if self._alive():
+            if self.alive():
                 return self._client  # type: ignore[return-value]
             self._drop()
             deadline = time.monotonic() + self.cfg.reconnect_timeout
@@ -271,7 +272,8 @@ class Connection:
                 if self._sftp is None or self._sftp.get_channel().closed:
                     self._sftp = client.open_sftp()
                 sftp = self._sftp
-            return fn(sftp)
+            with self._sftp_lock:
+                return fn(sftp)
         return self._retrying(what, go)
 
 

@@ -108,7 +108,7 @@ class SSHAuth(Auth):
         self.conn.client()
 
     def is_current(self) -> bool:
-        return self.conn._alive()
+        return self.conn.alive()
 
 
 class SSHRun(Run):

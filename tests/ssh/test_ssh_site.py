@@ -208,3 +208,29 @@ def test_lab_runs_in_its_own_network_namespace(live_sshd, tmp_path, record_prope
     wait_terminal(site, ctx)
     assert site.run.log(ctx).strip() == os.readlink(f"/proc/{live_sshd.proc.pid}/ns/net")
     site.close()
+
+
+def test_python_entry_runs_with_remote_python(live_sshd, tmp_path):
+    site = make_site(live_sshd, tmp_path)
+    ctx = JobContext(site="lab")
+    site.run.submit(JobDefn(entry="builtins:print", kind=EntryKind.PYTHON, args=["hi", "lab"]), ctx)
+    assert wait_terminal(site, ctx).state is State.COMPLETE
+    assert site.run.log(ctx).strip() == "hi lab"
+    bad = JobContext(site="lab")
+    site.run.submit(JobDefn(entry="no_such_module_xyz:f", kind=EntryKind.PYTHON), bad)
+    st = wait_terminal(site, bad)
+    assert st.state is State.FAILED and "no_such_module_xyz" in site.run.log(bad)
+    site.close()
+
+
+def test_unreachable_host_gives_clear_error(tmp_path):
+    from lwfm.errors import SiteError
+    cfg = {"host": "127.0.0.1", "port": 1, "user": "x", "known_hosts": str(tmp_path / "kh"),
+           "remote_home": "/tmp/x", "reconnect_timeout": 1, "connect_timeout": 1}
+    site = SSHSite(SiteHost(name="gone", home=tmp_path, config=cfg))
+    with pytest.raises(SiteError, match="cannot reach 127.0.0.1:1|cannot reach \\[127.0.0.1\\]:1"):
+        site.run.status(JobContext(site="gone"))
+    with pytest.raises(ConfigError, match="absolute"):
+        SSHSite(SiteHost(name="rel", home=tmp_path, config={**cfg, "remote_home": "lab"}))
+    with pytest.raises(ConfigError, match="needs host"):
+        SSHSite(SiteHost(name="nohost", home=tmp_path, config={"remote_home": "/x"}))
