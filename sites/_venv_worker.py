@@ -57,6 +57,7 @@ class Worker:
         self._jobs_lock = threading.Lock()
         self._driver: Any = None
         self._after_send: Any = None
+        self._waiters: list[threading.Thread] = []
 
     # -- plumbing ---------------------------------------------------------
     def send(self, msg: dict[str, Any]) -> None:
@@ -121,9 +122,13 @@ class Worker:
         start = proc_start_time(proc.pid)
         # the waiter starts only after the response went out, so the host sees
         # the spawn result before the exit event
-        self._after_send = lambda: threading.Thread(
-            target=self._wait, args=(job, proc, job_dir), daemon=True).start()
-        return {"pid": proc.pid, "start": start}
+        self._after_send = lambda: self._start_waiter(job, proc, job_dir)
+        return {"pid": proc.pid, "start": start, "worker": os.getpid()}
+
+    def _start_waiter(self, job: str, proc: subprocess.Popen, job_dir: str) -> None:
+        t = threading.Thread(target=self._wait, args=(job, proc, job_dir), daemon=True)
+        self._waiters = [w for w in self._waiters if w.is_alive()] + [t]
+        t.start()
 
     def _wait(self, job: str, proc: subprocess.Popen, job_dir: str) -> None:
         code = proc.wait()
@@ -170,10 +175,8 @@ class Worker:
 
     def wait_jobs(self) -> None:
         """After the host has gone: keep recording exit files until every job ended."""
-        with self._jobs_lock:
-            procs = list(self._jobs.values())
-        for p in procs:
-            p.wait()
+        for t in list(self._waiters):
+            t.join()
 
 
 def _escalate(proc: subprocess.Popen, grace: float) -> None:

@@ -115,20 +115,26 @@ class VenvRun(Run):
         argv = self._argv(defn)
         env = dict(defn.env)
         env.update({"LWFM_JOB_ID": ctx.job_id, "LWFM_HOME": str(self.site.host.home),
-                    "LWFM_SITE": self.site.name})
+                    "LWFM_SITE": self.site.name, "LWFM_ORIGINATOR_ID": ctx.originator_id or ""})
         if ctx.workflow_id:
             env["LWFM_WORKFLOW_ID"] = ctx.workflow_id
         if ctx.parent_id:
             env["LWFM_PARENT_ID"] = ctx.parent_id
         job_dir = self.site.host.job_dir(ctx.job_id)
         worker = self.site.worker()
-        self.site.spawned.add(ctx.job_id)
+        spawned, lock = self.site.spawned, self.site.spawned_lock
+        with lock:
+            spawned[ctx.job_id] = None      # its exit event may beat the response
         try:
             res = worker.request("spawn", {"job": ctx.job_id, "argv": argv, "job_dir": str(job_dir),
                                            "env": env, "cwd": defn.cwd})
         except BaseException:
-            self.site.spawned.discard(ctx.job_id)
+            with lock:
+                spawned.pop(ctx.job_id, None)
             raise
+        with lock:
+            if ctx.job_id in spawned:       # not ended yet: this worker will report it
+                spawned[ctx.job_id] = res["worker"]
         ctx.native_id = f"{res['pid']}:{res['start']}"
         return JobStatus(ctx.job_id, State.RUNNING, native_state="running",
                          info=f"pid {res['pid']} in venv {self.site.venv_dir}")
@@ -154,7 +160,8 @@ class VenvRun(Run):
     def supervises(self, job_id: str) -> bool:
         """Whether this process's worker will report the job's end (no polling needed)."""
         w = self.site.existing_worker()
-        return job_id in self.site.spawned and w is not None and w.pid is not None
+        owner = self.site.spawned.get(job_id)
+        return owner is not None and w is not None and w.pid == owner
 
     @staticmethod
     def _from_exit_file(job_id: str, job_dir: Path) -> JobStatus | None:
@@ -169,7 +176,7 @@ class VenvRun(Run):
         if (job_dir / EXIT_FILE).exists():
             return False
         w = self.site.existing_worker()
-        if w is not None and ctx.job_id in self.site.spawned:
+        if w is not None and self.supervises(ctx.job_id):
             return bool(w.request("cancel", {"job": ctx.job_id, "job_dir": str(job_dir),
                                              "grace": CANCEL_GRACE}))
         # another process started it: signal its process group directly
@@ -230,7 +237,8 @@ class VenvSite(Site):
         self.repo = LocalRepo(host)
         self.spin = StaticSpin(_str_list(cfg.get("compute_types", ["default"]),
                                          f"[sites.{host.name}] compute_types"))
-        self.spawned: set[str] = set()     # job ids this process's worker started
+        self.spawned: dict[str, int | None] = {}   # running job id -> pid of the worker running it
+        self.spawned_lock = threading.Lock()
         self._worker: WorkerClient | None = None
         self._lock = threading.Lock()
         self.rebuilt = False
@@ -260,7 +268,8 @@ class VenvSite(Site):
 
     def _on_event(self, msg: dict[str, Any]) -> None:
         if msg.get("event") == "exit" and isinstance(msg.get("job"), str):
-            self.spawned.discard(msg["job"])
+            with self.spawned_lock:
+                self.spawned.pop(msg["job"], None)
             self.host.report(terminal_status(msg["job"], int(msg.get("code", -1)),
                                              bool(msg.get("cancelled"))))
 
@@ -279,4 +288,4 @@ class VenvSite(Site):
     def close(self) -> None:
         w, self._worker = self._worker, None
         if w is not None:
-            w.close()
+            w.close(timeout=0.0 if self.spawned else 2.0)

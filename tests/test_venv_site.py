@@ -206,7 +206,23 @@ def test_failing_jobs_fail_with_their_exit_code(make_site):
     assert other.existing_worker() is None
 
 
-def _group_gone(pgid: int, timeout: float = 10) -> bool:
+def _group_members(pgid: int) -> list[str]:
+    """'pid state comm' of every process in group ``pgid`` (for failure messages)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            rest = stat[stat.rfind(")") + 2:].split()
+            if int(rest[2]) == pgid:
+                out.append(f"{d.name} {rest[0]} {stat[stat.find('(') + 1:stat.rfind(')')]}")
+    return out
+
+
+def _group_gone(pgid: int, timeout: float = 20) -> bool:
+    """Whether every process of the group has ended and been reaped (zombies count as alive)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -214,7 +230,7 @@ def _group_gone(pgid: int, timeout: float = 10) -> bool:
         except ProcessLookupError:
             return True
         time.sleep(0.05)
-    return False
+    raise AssertionError(f"process group {pgid} still has {_group_members(pgid)}")
 
 
 def test_cancel_kills_the_process_group(make_site):
@@ -311,3 +327,39 @@ def test_repo_put_get_checksums(make_site, tmp_path: Path):
     assert put.sha256 == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     got = site.repo.get(put.url, tmp_path / "back.txt", None)
     assert got.sha256 == put.sha256 and (tmp_path / "back.txt").read_bytes() == b"abc"
+
+
+def _write_config(home: Path, venv_cache: Path, code_dir: Path) -> None:
+    (home / "lwfm.toml").write_text(
+        f'[sites.old]\ndriver = "venv"\nrequirements = ["{OLD}"]\n'
+        f'venv_dir = "{venv_cache / "old"}"\npythonpath = ["{code_dir}"]\n')
+
+
+def test_through_the_manager(home: Path, venv_cache: Path, code_dir: Path, tmp_path: Path):
+    from lwfm import Manager
+    _write_config(home, venv_cache, code_dir)
+    out = tmp_path / "rec.json"
+    with Manager(home) as m:
+        job = m.submit(JobDefn(entry="sixjob:record", kind="python", site="old", args=[str(out)]))
+        done = m.wait(job.id, timeout=120)
+        assert (done.state, done.exit_code) == (State.COMPLETE, 0)
+        assert json.loads(out.read_text())["six"] == "1.15.0"
+        assert [s.state for s in m.history(job.id)][-1] is State.COMPLETE
+        bad = m.submit(JobDefn(entry=["python", "-c", "import six, sys; sys.exit(int(six.PY3) + 4)"],
+                               site="old"))
+        bad_done = m.wait(bad.id, timeout=120)
+        assert (bad_done.state, bad_done.exit_code) == (State.FAILED, 5)
+        long = m.submit(JobDefn(entry=["sleep", "60"], site="old"))
+        assert m.cancel(long.id) is True
+        assert m.wait(long.id, timeout=30).state is State.CANCELLED
+        assert _group_gone(int(m.status(long.id).context.native_id.split(":")[0]))
+
+
+def test_example_venv_job(tmp_path: Path, home: Path):
+    proc = subprocess.run([sys.executable, str(EXAMPLE / "run.py")], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "LWFM_HOME": str(home)})
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["state"] == "COMPLETE"
+    assert out["job_six"] == out["driver_six"] == "1.15.0" != out["host_six"]
+    assert Path(out["job_prefix"]) == home / "venvs" / "old-six"
