@@ -172,7 +172,7 @@ def _merge_all(store: Store, path: Path, inc: Incoming, rep: ImportReport,
                 return rep
             try:
                 items = _merge.apply_plan(c, store, plan)
-            except (IntegrityError, DataError, StatementError) as e:
+            except (IntegrityError, DataError, StatementError, UnicodeError) as e:
                 raise BundleError(f"{path}: the store refused the bundle's rows "
                                   f"({str(e.orig if hasattr(e, 'orig') else e)[:300]})") from None
             rep.bundle_id = str(uuid.uuid4())
@@ -181,9 +181,8 @@ def _merge_all(store: Store, path: Path, inc: Incoming, rep: ImportReport,
             c.execute(insert(t.bundles).values(
                 id=rep.bundle_id, origin_instance=inc.origin, file_name=path.name[:1000],
                 sha256=rep.sha256, imported_at=iso(utcnow()), summary=summary))
-            for ch in range(0, len(items), 50_000):
-                c.execute(insert(t.bundle_items), [{"bundle_id": rep.bundle_id, **it}
-                                                    for it in items[ch:ch + 50_000]])
+            _merge.bulk_insert(c, store, t.bundle_items,
+                               [{"bundle_id": rep.bundle_id, **it} for it in items])
             store.journal(c, "bundle", [rep.bundle_id])
             if progress:
                 progress("import", 2, 3)

@@ -28,7 +28,7 @@ from lwfm.store import Store, t
 
 from ._common import (BUNDLE_FORMAT, LICENSE, LWFM_CONTEXT, METADATA, PROCESS_RUN_CRATE,
                       RO_CRATE_1_1, ExportResult, ProgressFn, site_iri, urn)
-from ._select import Selection, chunks, select_closure
+from ._select import Selection, chunks, fetch_in, select_closure
 
 _STATUS = {"COMPLETE": "CompletedActionStatus", "FAILED": "FailedActionStatus",
            "CANCELLED": "FailedActionStatus", "RUNNING": "ActiveActionStatus",
@@ -110,9 +110,9 @@ def export_bundle(store: Store, config: Any, out: Path, *, workflow_id: str | No
     try:
         with zipfile.ZipFile(tmp, "w", compresslevel=1, allowZip64=True) as zf:
             payload = _write_payload(store, sel, zf) if with_data else {}
-            with zf.open(_zinfo(METADATA), "w", force_zip64=True) as fh:
+            with zf.open(_zinfo(METADATA), "w", force_zip64=True) as fh, store.read() as c:
                 w = _Writer(fh)
-                _write_metadata(store, sel, w, payload, progress)
+                _write_metadata(c, store.instance_id, sel, w, payload, progress)
                 w.flush()
         os.replace(tmp, out)
     except BaseException:
@@ -151,24 +151,19 @@ def _write_payload(store: Store, sel: Selection, zf: zipfile.ZipFile) -> dict[st
     return out
 
 
-def _rows(store: Store, table: Any, ids: list[str], key: Any, order: Any) -> Iterator[dict[str, Any]]:
+def _rows(c: Any, table: Any, ids: list[str]) -> Iterator[dict[str, Any]]:
+    """Rows by id, in the (sorted) order of ``ids``."""
     for ch in chunks(ids):
-        with store.read() as c:
-            yield from (dict(r) for r in c.execute(
-                select(table).where(key.in_(ch)).order_by(*order)).mappings())
+        yield from sorted(fetch_in(c, table, "id", ch), key=lambda r: r["id"])
 
 
-def _write_metadata(store: Store, sel: Selection, w: _Writer, payload: dict[str, dict[str, Any]],
-                    progress: ProgressFn | None) -> None:
-    inst = store.instance_id
+def _write_metadata(c: Any, inst: str, sel: Selection, w: _Writer,
+                    payload: dict[str, dict[str, Any]], progress: ProgressFn | None) -> None:
     now = iso(utcnow())
     io_map: dict[str, tuple[list[str], list[str]]] = {}
-    with store.read() as c:
-        for ch in chunks(sel.data):
-            for did, jid, direction in c.execute(select(t.data.c.id, t.data.c.job_id,
-                                                        t.data.c.direction).where(t.data.c.id.in_(ch))):
-                if jid:
-                    io_map.setdefault(jid, ([], []))[0 if direction == "get" else 1].append(urn(did))
+    for r in fetch_in(c, t.data, "id", sel.data):
+        if r["job_id"]:
+            io_map.setdefault(r["job_id"], ([], []))[0 if r["direction"] == "get" else 1].append(urn(r["id"]))
     spec = sel.spec
     what = ", ".join(f"{k} {v}" for k, v in spec.items()) if "all" not in spec else "all"
     w.raw('{"@context":' + dumps([RO_CRATE_1_1, LWFM_CONTEXT]) + ',"@graph":[\n')
@@ -194,13 +189,13 @@ def _write_metadata(store: Store, sel: Selection, w: _Writer, payload: dict[str,
     apps: dict[str, str] = {}
     total = len(sel.jobs) + len(sel.data) + len(sel.workflows) + len(sel.triggers)
     done = 0
-    for r in _rows(store, t.workflows, sel.workflows, t.workflows.c.id, [t.workflows.c.id]):
+    for r in _rows(c, t.workflows, sel.workflows):
         w.entity({"@id": urn(r["id"]), "@type": "lwfm:Workflow", "name": r["name"] or None,
                   "description": r["description"] or None, "dateCreated": r["created"],
                   "lwfm:instance": _ref(urn(r["instance_id"])), "lwfm:record": dumps(r)})
         done += 1
-    hist = _statuses(store, sel.jobs)
-    for r in _rows(store, t.jobs, sel.jobs, t.jobs.c.id, [t.jobs.c.id]):
+    hist = _statuses(c, sel.jobs)
+    for r in _rows(c, t.jobs, sel.jobs):
         jid, statuses = next(hist)
         while jid != r["id"]:  # both streams follow sel.jobs; rows may skip a vanished id
             jid, statuses = next(hist)
@@ -208,7 +203,7 @@ def _write_metadata(store: Store, sel: Selection, w: _Writer, payload: dict[str,
         done += 1
         if progress and done % 5000 == 0:
             progress("export", done, total)
-    for r in _rows(store, t.data, sel.data, t.data.c.id, [t.data.c.id]):
+    for r in _rows(c, t.data, sel.data):
         p = payload.get(r["id"])
         w.entity({"@id": urn(r["id"]), "@type": "File", "name": _safe_name(r["url"]),
                   "sha256": r["sha256"], "encodingFormat": r["media_type"],
@@ -223,8 +218,8 @@ def _write_metadata(store: Store, sel: Selection, w: _Writer, payload: dict[str,
         done += 1
         if progress and done % 5000 == 0:
             progress("export", done, total)
-    watch = _watch(store, sel.triggers)
-    for r in _rows(store, t.triggers, sel.triggers, t.triggers.c.id, [t.triggers.c.id]):
+    watch = _watch(c, sel.triggers)
+    for r in _rows(c, t.triggers, sel.triggers):
         r["watch"] = watch.get(r["id"], [])
         w.entity({"@id": urn(r["id"]), "@type": "lwfm:Trigger", "name": f"{r['kind']} trigger",
                   "lwfm:fires": {"@id": urn(r["job_id"])}, "lwfm:triggerStatus": r["status"],
@@ -249,28 +244,21 @@ def _user() -> str:
         return "unknown"
 
 
-def _statuses(store: Store, job_ids: list[str]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+def _statuses(c: Any, job_ids: list[str]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """(job id, its status rows in seq order) for every job id, in the given order."""
-    cols = [t.statuses.c.job_id, t.statuses.c.state, t.statuses.c.native_state,
-            t.statuses.c.info, t.statuses.c.time, t.statuses.c.exit_code]
     for ch in chunks(job_ids):
         by: dict[str, list[dict[str, Any]]] = {}
-        with store.read() as c:
-            for r in c.execute(select(*cols).where(t.statuses.c.job_id.in_(ch)).order_by(
-                    t.statuses.c.seq)).mappings():
-                d = dict(r)
-                by.setdefault(d.pop("job_id"), []).append(d)
+        for d in fetch_in(c, t.statuses, "job_id", ch, order="seq"):
+            del d["seq"]
+            by.setdefault(d.pop("job_id"), []).append(d)
         for j in ch:
             yield j, by.get(j, [])
 
 
-def _watch(store: Store, ids: list[str]) -> dict[str, list[str]]:
+def _watch(c: Any, ids: list[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    with store.read() as c:
-        for ch in chunks(ids):
-            for tid, jid in c.execute(select(t.trigger_watch.c.trigger_id, t.trigger_watch.c.job_id)
-                                      .where(t.trigger_watch.c.trigger_id.in_(ch))):
-                out.setdefault(tid, []).append(jid)
+    for r in fetch_in(c, t.trigger_watch, "trigger_id", ids):
+        out.setdefault(r["trigger_id"], []).append(r["job_id"])
     return {k: sorted(v) for k, v in out.items()}
 
 

@@ -9,18 +9,19 @@ terminal states, two exit codes, two checksums, ...) are conflicts.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import JSON, Connection, delete, func, insert, select, update
 
 from lwfm.model import State, advance
 from lwfm.store import Store, t
 
 from ._common import Conflict
 from ._reader import Incoming
-from ._select import chunks
+from ._select import fetch_in
 
 IMPORTED_MARK = "imported from lwfm instance {}: it fires only at its origin"
 _JOB_FILL = ("parent_id", "originator_id", "workflow_id", "native_id", "started", "ended",
@@ -51,11 +52,7 @@ class Plan:
 
 
 def _existing(c: Connection, table: Any, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for ch in chunks(sorted(set(ids))):
-        for r in c.execute(select(table).where(table.c.id.in_(ch))).mappings():
-            out[r["id"]] = dict(r)
-    return out
+    return {r["id"]: r for r in fetch_in(c, table, "id", sorted(set(ids)))}
 
 
 def _status_key(s: dict[str, Any]) -> tuple:
@@ -75,9 +72,8 @@ def plan_merge(c: Connection, inc: Incoming, mode: str) -> Plan:
         _record_update(p, "workflow", L["id"], upd)
     local_jobs = _existing(c, t.jobs, (j["id"] for j in inc.jobs))
     local_hist: dict[str, Counter] = {}
-    for ch in chunks(sorted(local_jobs)):
-        for r in c.execute(select(t.statuses).where(t.statuses.c.job_id.in_(ch))).mappings():
-            local_hist.setdefault(r["job_id"], Counter())[_status_key(r)] += 1
+    for r in fetch_in(c, t.statuses, "job_id", sorted(local_jobs)):
+        local_hist.setdefault(r["job_id"], Counter())[_status_key(r)] += 1
     for T in inc.jobs:
         L = local_jobs.get(T["id"])
         sts = inc.statuses.get(T["id"], [])
@@ -219,24 +215,49 @@ def apply_plan(c: Connection, store: Store, p: Plan) -> list[dict[str, str]]:
     items: list[dict[str, str]] = []
     for kind in ("workflow", "job", "data", "trigger"):
         rows = p.inserts[kind]
-        if rows:
-            c.execute(insert(_TABLES[kind]), rows)
+        bulk_insert(c, store, _TABLES[kind], rows)
         for id_, upd in sorted(p.updates[kind].items()):
             c.execute(update(_TABLES[kind]).where(_TABLES[kind].c.id == id_).values(**upd))
         refs = [r["id"] for r in rows] + sorted(p.updates[kind])
-        store.journal(c, kind, refs)
+        journal(c, store, kind, refs)
         items += [{"kind": kind, "ref": r} for r in refs]
     for m in p.meta_replace:
         c.execute(delete(t.data_meta).where(t.data_meta.c.data_id == m["data_id"],
                                             t.data_meta.c.key == m["key"]))
-    if p.inserts["data_meta"]:
-        c.execute(insert(t.data_meta), p.inserts["data_meta"])
-    if p.inserts["watch"]:
-        c.execute(insert(t.trigger_watch), p.inserts["watch"])
+    bulk_insert(c, store, t.data_meta, p.inserts["data_meta"])
+    bulk_insert(c, store, t.trigger_watch, p.inserts["watch"])
     seqs = _insert_statuses(c, store, p.inserts["status"])
-    store.journal(c, "status", seqs)
+    journal(c, store, "status", seqs)
     items += [{"kind": "status", "ref": s} for s in seqs]
     return items
+
+
+def journal(c: Connection, store: Store, kind: str, refs: list[str]) -> None:
+    """Store.journal's rows (kind, ref), bulk-inserted: the graph projection follows them."""
+    bulk_insert(c, store, t.events, [{"kind": kind, "ref": r} for r in refs])
+
+
+def bulk_insert(c: Connection, store: Store, table: Any, rows: list[dict[str, Any]]) -> None:
+    """executemany; on SQLite straight to the driver (SQLAlchemy's per-row work dominates)."""
+    if not rows:
+        return
+    if not store.sqlite:
+        c.execute(insert(table), rows)
+        return
+    cols = list(rows[0])
+    js = [i for i, k in enumerate(cols) if isinstance(table.c[k].type, JSON)]
+    sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+    dumps = json.dumps
+    if js:
+        params = []
+        for r in rows:
+            v = [r[k] for k in cols]
+            for i in js:
+                v[i] = dumps(v[i])
+            params.append(tuple(v))
+    else:
+        params = [tuple(r[k] for k in cols) for r in rows]
+    c.exec_driver_sql(sql, params)
 
 
 def _insert_statuses(c: Connection, store: Store, rows: list[dict[str, Any]]) -> list[str]:
@@ -247,7 +268,7 @@ def _insert_statuses(c: Connection, store: Store, rows: list[dict[str, Any]]) ->
         base = int(c.execute(select(func.coalesce(func.max(t.statuses.c.seq), 0))).scalar_one())
         for i, r in enumerate(rows, 1):
             r["seq"] = base + i
-        c.execute(insert(t.statuses), rows)
+        bulk_insert(c, store, t.statuses, rows)
         return [str(base + i) for i in range(1, len(rows) + 1)]
     res = c.execute(insert(t.statuses).returning(t.statuses.c.seq, sort_by_parameter_order=True), rows)
     return [str(s) for s in res.scalars()]

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Integer, String, Table, Text
@@ -23,6 +25,8 @@ from ._common import METADATA, from_urn
 from ._safety import check_name
 
 _SHA = frozenset("0123456789abcdef")
+# What lwfm.model.iso writes; anything else is parsed and normalised.
+_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00")
 _BOUND = {"int": 2 ** 63, "int32": 2 ** 31}
 
 
@@ -94,11 +98,16 @@ def check_row(kind: str, row: Any, where: str) -> dict[str, Any]:
         if not ok:
             raise BundleError(f"{where}: {kind} record field {name!r} has a wrong type or length")
     for name in _TIMES[kind]:
-        if row[name] is not None:
-            try:
-                row[name] = iso(parse_time(row[name]))
-            except (ValueError, TypeError):
-                raise BundleError(f"{where}: {kind} record {name!r} is not an ISO time") from None
+        v = row[name]
+        if v is None:
+            continue
+        try:
+            if _ISO.fullmatch(v):
+                datetime.fromisoformat(v)  # the calendar check the pattern cannot do
+            else:
+                row[name] = iso(parse_time(v))
+        except (ValueError, TypeError, OverflowError):
+            raise BundleError(f"{where}: {kind} record {name!r} is not an ISO time") from None
     return row
 
 

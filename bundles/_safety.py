@@ -157,20 +157,20 @@ def parse_metadata(raw: bytes, where: str, limits: Limits) -> dict[str, Any]:
     return doc
 
 
-def _check_literals(e: Any, eid: str, where: str, cap: int) -> None:
-    stack = [(e, 0)]
-    while stack:
-        v, depth = stack.pop()
-        if depth > 8:
-            raise BundleError(f"{where}: entity {eid[:100]!r} nests values too deeply")
-        if isinstance(v, str):
+def _check_literals(e: Any, eid: str, where: str, cap: int, depth: int = 0) -> None:
+    """Every string in an entity (keys too) is at most ``cap`` long; nesting is shallow."""
+    if depth > 8:
+        raise BundleError(f"{where}: entity {eid[:100]!r} nests values too deeply")
+    items = e.items() if isinstance(e, dict) else enumerate(e)
+    for k, v in items:
+        if type(v) is str:
             if len(v) > cap:
                 raise BundleError(f"{where}: entity {eid[:100]!r} has a literal of {len(v)} "
                                   f"characters (limit {cap})")
-        elif isinstance(v, dict):
-            stack.extend((x, depth + 1) for x in v.values())
-        elif isinstance(v, list):
-            stack.extend((x, depth + 1) for x in v)
+        elif isinstance(v, (dict, list)):
+            _check_literals(v, eid, where, cap, depth + 1)
+        if type(k) is str and len(k) > 1024:
+            raise BundleError(f"{where}: entity {eid[:100]!r} has an over-long property name")
 
 
 def check_context(ctx: Any, where: str) -> None:
