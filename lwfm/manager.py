@@ -7,6 +7,7 @@ home: the submitting workflow, the jobs it starts (which find their context in
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -142,9 +143,8 @@ class Manager:
                 late = self._inflight.pop(ctx.job_id, [])
         for s_ in late:
             self._rec.put(("status", (s_, None)))
-        job.context = ctx
-        job.state = st.state
-        return job
+        # The queued Job may not be written yet: hand back a copy, never mutate it.
+        return dataclasses.replace(job, state=st.state)
 
     def _report(self, st: JobStatus) -> None:
         """Drivers call this (from any thread) when a job moves."""

@@ -1,0 +1,145 @@
+"""Triggers: chains, joins, data triggers, dead triggers, exactly-once, restart survival."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lwfm import JobDefn, Manager, State, TriggerStatus
+from lwfm.errors import LwfmError, NotFound
+from lwfm.triggers import decide
+from lwfm.model import Trigger, TriggerKind
+
+
+@pytest.fixture
+def m(home: Path):
+    with Manager(home) as mgr:
+        yield mgr
+
+
+def echo(name: str) -> JobDefn:
+    return JobDefn(entry=["echo", name], name=name)
+
+
+def test_chain_a_b_c_links_parents_and_records_what_fired(m: Manager) -> None:
+    wf = m.create_workflow("chain")
+    a = m.submit(echo("A"), workflow_id=wf.id)
+    tb = m.on(a.id, echo("B"))
+    tc = m.on(tb.job_id, echo("C"))
+    c = m.wait(tc.job_id, timeout=60)
+    b = m.status(tb.job_id)
+    assert c.state is State.COMPLETE and b.state is State.COMPLETE
+    assert (b.context.parent_id, c.context.parent_id) == (a.id, b.id)
+    assert (b.triggered_by, c.triggered_by) == (tb.id, tc.id)
+    assert b.context.workflow_id == c.context.workflow_id == wf.id
+    fired = m.store.get_trigger(tb.id)
+    assert fired.status is TriggerStatus.FIRED and fired.fired_by == a.id
+
+
+def test_join_all_and_any(m: Manager) -> None:
+    jobs = [m.submit(JobDefn(entry=f"sleep 0.{i}", kind="shell")) for i in range(1, 4)]
+    t_all = m.on_all([j.id for j in jobs], echo("all"))
+    t_any = m.on_any([j.id for j in jobs], echo("any"))
+    joined = m.wait(t_all.job_id, timeout=60)
+    first = m.wait(t_any.job_id, timeout=60)
+    assert joined.state is State.COMPLETE and first.state is State.COMPLETE
+    ends = {j.id: m.status(j.id).ended for j in jobs}
+    assert joined.started >= max(ends.values())
+    assert m.store.get_trigger(t_any.id).fired_by == jobs[0].id
+
+
+def test_terminal_state_trigger_fires_on_failure(m: Manager) -> None:
+    bad = m.submit(JobDefn(entry="exit 1", kind="shell"))
+    tr = m.on(bad.id, echo("cleanup"), states="terminal")
+    assert m.wait(tr.job_id, timeout=60).state is State.COMPLETE
+
+
+def test_trigger_that_cannot_fire_is_dead_and_says_why(m: Manager) -> None:
+    bad = m.submit(JobDefn(entry="sleep 0.5; exit 2", kind="shell"))
+    tr = m.on(bad.id, echo("never"))
+    chained = m.on(tr.job_id, echo("never either"))
+    m.wait(bad.id, timeout=60)
+    deadline = time.time() + 10
+    while m.store.get_trigger(chained.id).status is TriggerStatus.PENDING and time.time() < deadline:
+        time.sleep(0.05)
+    dead = m.store.get_trigger(tr.id)
+    assert dead.status is TriggerStatus.DEAD and "FAILED" in (dead.reason or "")
+    assert m.store.get_trigger(chained.id).status is TriggerStatus.DEAD
+    with pytest.raises(LwfmError, match="will never run"):
+        m.wait(tr.job_id, timeout=5)
+    with pytest.raises(NotFound):
+        m.store.get_job(tr.job_id)
+
+
+def test_data_trigger_fires_once_on_matching_put(m: Manager, tmp_path: Path) -> None:
+    tr = m.on_data({"kind": "raw", "name": "run-*.dat"}, echo("on data"))
+    other = tmp_path / "x.csv"
+    other.write_text("x")
+    m.notate(other, metadata={"kind": "raw", "name": "x.csv"})
+    assert m.store.get_trigger(tr.id).status is TriggerStatus.PENDING
+    for i in range(2):
+        f = tmp_path / f"run-{i}.dat"
+        f.write_text(str(i))
+        d = m.notate(f, metadata={"kind": "raw", "name": f.name})
+        if i == 0:
+            first = d
+    assert m.wait(tr.job_id, timeout=60).state is State.COMPLETE
+    assert m.store.get_trigger(tr.id).fired_by == first.id
+    assert len(m.store.find_jobs()) == 1
+
+
+def test_unknown_watched_job_is_refused(m: Manager) -> None:
+    with pytest.raises(NotFound):
+        m.on("no-such-job", echo("x"))
+
+
+def test_decide_table() -> None:
+    tr = Trigger(kind=TriggerKind.ALL, watch=["a", "b"], defn=echo("x"))
+    assert decide(tr, {"a": State.COMPLETE, "b": State.RUNNING})[0] == "wait"
+    assert decide(tr, {"a": State.COMPLETE, "b": State.COMPLETE})[0] == "fire"
+    assert decide(tr, {"a": State.COMPLETE, "b": State.CANCELLED})[0] == "dead"
+    anyt = Trigger(kind=TriggerKind.ANY, watch=["a", "b"], defn=echo("x"))
+    assert decide(anyt, {"a": State.FAILED, "b": State.RUNNING})[0] == "wait"
+    assert decide(anyt, {"a": State.FAILED, "b": State.FAILED})[0] == "dead"
+
+
+def _serve(home: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "lwfm.cli", "serve", "--interval", "0.02"],
+                            env={**os.environ, "LWFM_HOME": str(home)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@pytest.mark.slow
+def test_pending_trigger_survives_restart_and_fires_exactly_once(home: Path) -> None:
+    env = {**os.environ, "LWFM_HOME": str(home)}
+    # Process 1: a detached job and a trigger on it; then it exits.
+    script = ("from lwfm import Manager, JobDefn\n"
+              "with Manager() as m:\n"
+              "    s = m.site('local'); s.detach = True\n"
+              "    a = m.submit(JobDefn(entry='sleep 1.5', kind='shell'))\n"
+              "    t = m.on(a.id, JobDefn(entry=['echo', 'B'], name='B'))\n"
+              "    print(a.id, t.id, t.job_id)\n")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    a_id, tr_id, b_id = out.stdout.split()
+    # Two competing manager loops pick the pending trigger up; only one may fire it.
+    servers = [_serve(home), _serve(home)]
+    try:
+        with Manager(home) as m:
+            b = m.wait(b_id, timeout=60)
+            assert b.state is State.COMPLETE
+            time.sleep(1.0)  # give the loser time to (wrongly) fire too
+            assert len(m.store.find_jobs()) == 2
+            assert m.status(a_id).state is State.COMPLETE
+            assert m.store.get_trigger(tr_id).status is TriggerStatus.FIRED
+    finally:
+        for s in servers:
+            s.send_signal(signal.SIGINT)
+            s.wait(timeout=30)
