@@ -1,0 +1,81 @@
+"""A regular (non-editable) wheel carries every module and the ontology files.
+
+Why: editable installs map ``lwfm.sites``/``lwfm.bundles``/``lwfm.ontology`` through
+``package-dir``; a wheel only contains what the packaging metadata lists, so a missing
+subpackage or data glob shows up only here. Built offline (``--no-build-isolation``)
+from a copy of the source tree, so concurrent builds never share a ``build/`` dir.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# source dir -> its import path inside the wheel (pyproject's package-dir mapping)
+MAPPED = {"lwfm": "lwfm", "sites": "lwfm/sites", "bundles": "lwfm/bundles",
+          "ontology": "lwfm/ontology"}
+SKIP = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__",
+                              ".pytest_cache", ".venv", "*.db")
+
+
+@pytest.fixture(scope="module")
+def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    work = tmp_path_factory.mktemp("wheel")
+    src = work / "src"
+    shutil.copytree(REPO, src, ignore=SKIP)
+    out = work / "dist"
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                        "--no-index", "-q", "-w", str(out), str(src)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"pip wheel failed:\n{r.stdout}\n{r.stderr}"
+    wheels = list(out.glob("lwfm-*.whl"))
+    assert len(wheels) == 1, wheels
+    with zipfile.ZipFile(wheels[0]) as z:
+        return set(z.namelist())
+
+
+@pytest.mark.slow
+def test_wheel_has_namespaced_packages(wheel_names: set[str]) -> None:
+    for name in ("lwfm/__init__.py", "lwfm/store/__init__.py", "lwfm/cli/__init__.py",
+                 "lwfm/sites/local.py", "lwfm/bundles/__init__.py", "lwfm/ontology/__init__.py"):
+        assert name in wheel_names, f"{name} missing from the wheel"
+    top = {n.split("/", 1)[0] for n in wheel_names}
+    assert {t for t in top if not t.endswith(".dist-info")} == {"lwfm"}, top   # no `sites`, `bundles`
+
+
+@pytest.mark.slow
+def test_wheel_has_every_source_module(wheel_names: set[str]) -> None:
+    """Every .py under the mapped source dirs is in the wheel (no subpackage forgotten)."""
+    expected = set()
+    for src, dest in MAPPED.items():
+        for f in (REPO / src).rglob("*.py"):
+            if "__pycache__" not in f.parts:
+                expected.add(f"{dest}/{f.relative_to(REPO / src).as_posix()}")
+    missing = sorted(expected - wheel_names)
+    assert not missing, f"not in the wheel (add the package to pyproject's packages): {missing}"
+
+
+@pytest.mark.slow
+def test_wheel_has_ontology_data(wheel_names: set[str]) -> None:
+    for name in ("lwfm/ontology/lwfm.ttl", "lwfm/ontology/shapes.ttl"):
+        assert name in wheel_names, f"{name} missing from the wheel"
+    data = [p for p in (REPO / "ontology").iterdir() if p.suffix in (".ttl", ".jsonld", ".json")]
+    missing = sorted(f"lwfm/ontology/{p.name}" for p in data)
+    missing = [m for m in missing if m not in wheel_names]
+    assert not missing, f"ontology files not shipped as package data: {missing}"
+
+
+def test_entry_points_resolve() -> None:
+    """The declared site drivers import (what a third-party install would see)."""
+    from importlib.metadata import entry_points
+    eps = {ep.name: ep for ep in entry_points(group="lwfm.sites")}
+    assert {"local", "venv", "ssh"} <= set(eps)
+    for ep in eps.values():
+        assert ep.value.startswith("lwfm.sites."), ep.value
+        assert callable(ep.load())
