@@ -8,10 +8,12 @@ Workflow Run Crate properties are there so other tools understand the crate.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import quote
 
 BUNDLE_FORMAT = "1"
 METADATA = "ro-crate-metadata.json"
@@ -65,8 +67,13 @@ def derived_id(*parts: str) -> str:
     return str(uuid.uuid5(ID_NS, "\x1f".join(parts)))
 
 
+def _part(s: str) -> str:
+    return s if re.fullmatch(r"[A-Za-z0-9._~-]+", s) else quote(s, safe="")
+
+
 def site_iri(instance_id: str, site: str) -> str:
-    return f"urn:lwfm:site:{instance_id}:{site}"
+    """As lwfm.provenance.vocab.site_iri names a site (escaped segments)."""
+    return f"urn:lwfm:site:{_part(instance_id)}:{_part(site)}"
 
 
 def sha256_file(path: Path) -> tuple[str, int]:

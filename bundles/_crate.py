@@ -30,10 +30,13 @@ from ._common import (BUNDLE_FORMAT, LICENSE, LWFM_CONTEXT, METADATA, PROCESS_RU
                       RO_CRATE_1_1, ExportResult, ProgressFn, site_iri, urn)
 from ._select import Selection, chunks, fetch_in, select_closure
 
+# Canonical state -> schema.org ActionStatusType, as lwfm.provenance.vocab maps it.
 _STATUS = {"COMPLETE": "CompletedActionStatus", "FAILED": "FailedActionStatus",
            "CANCELLED": "FailedActionStatus", "RUNNING": "ActiveActionStatus",
-           "FINISHING": "ActiveActionStatus", "PENDING": "PotentialActionStatus",
-           "READY": "PotentialActionStatus"}
+           "FINISHING": "ActiveActionStatus", "INFO": "ActiveActionStatus",
+           "READY": "PotentialActionStatus", "PENDING": "PotentialActionStatus",
+           "UNKNOWN": "PotentialActionStatus"}
+_SECRET = re.compile(r"pass|secret|token|credential|api_?key|private", re.I)
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
@@ -205,7 +208,7 @@ def _write_metadata(c: Any, inst: str, sel: Selection, w: _Writer,
             progress("export", done, total)
     for r in _rows(c, t.data, sel.data):
         p = payload.get(r["id"])
-        w.entity({"@id": urn(r["id"]), "@type": "File", "name": _safe_name(r["url"]),
+        w.entity({"@id": urn(r["id"]), "@type": ["File", "lwfm:DataObject"], "name": _safe_name(r["url"]),
                   "sha256": r["sha256"], "encodingFormat": r["media_type"],
                   "contentSize": None if r["size"] is None else str(r["size"]),
                   "dateCreated": r["time"], "lwfm:url": r["url"], "lwfm:direction": r["direction"],
@@ -228,13 +231,19 @@ def _write_metadata(c: Any, inst: str, sel: Selection, w: _Writer,
     for app_id, name in sorted(apps.items()):
         w.entity({"@id": app_id, "@type": "SoftwareApplication", "name": name})
     for inst_id, site in sorted(sites):
-        w.entity({"@id": site_iri(inst_id, site), "@type": "lwfm:Site", "name": site,
+        w.entity({"@id": site_iri(inst_id, site), "@type": ["Organization", "lwfm:Site"], "name": site,
                   "lwfm:instance": {"@id": urn(inst_id)}})
     for p in sorted(payload.values(), key=lambda e: e["@id"]):
         w.entity(p)
     w.raw("\n]}\n")
     if progress:
         progress("export", total, total)
+
+
+def software_iri(kind: str, entry: Any) -> str:
+    """The entry point's node, named as lwfm.provenance.vocab names it (same formula)."""
+    text = entry if isinstance(entry, str) else json.dumps(entry, sort_keys=True)
+    return "urn:lwfm:software:" + hashlib.sha256((kind + "\x00" + text).encode()).hexdigest()[:32]
 
 
 def _user() -> str:
@@ -265,8 +274,12 @@ def _watch(c: Any, ids: list[str]) -> dict[str, list[str]]:
 def _job_entity(r: dict[str, Any], statuses: list[dict[str, Any]], io: tuple[list[str], list[str]],
                 apps: dict[str, str], sites: set[tuple[str, str]]) -> dict[str, Any]:
     defn = r["defn"] or {}
-    key = dumps({"kind": defn.get("kind"), "entry": defn.get("entry")})
-    app = "#entry-" + hashlib.sha256(key.encode()).hexdigest()[:20]
+    env = defn.get("env")
+    if isinstance(env, dict) and any(_SECRET.search(k) for k in env):
+        # Secrets never reach a bundle, even if a job definition carried one in its env.
+        defn = r["defn"] = {**defn, "env": {k: "<redacted>" if _SECRET.search(k) else v
+                                            for k, v in env.items()}}
+    app = software_iri(str(defn.get("kind")), defn.get("entry"))
     entry = defn.get("entry")
     apps[app] = (" ".join(entry) if isinstance(entry, list) else
                  str(entry.get("name", "payload")) if isinstance(entry, dict) else str(entry))[:200]
@@ -274,7 +287,7 @@ def _job_entity(r: dict[str, Any], statuses: list[dict[str, Any]], io: tuple[lis
     state = r["state"]
     failed = [s["info"] for s in statuses if s["state"] in ("FAILED", "CANCELLED") and s["info"]]
     return {
-        "@id": urn(r["id"]), "@type": "CreateAction", "name": r["name"],
+        "@id": urn(r["id"]), "@type": ["CreateAction", "lwfm:Job"], "name": r["name"],
         "instrument": {"@id": app}, "agent": {"@id": site_iri(r["instance_id"], r["site"])},
         "startTime": r["started"], "endTime": r["ended"],
         "actionStatus": _ref(state in _STATUS and "http://schema.org/" + _STATUS[state]),
@@ -282,7 +295,7 @@ def _job_entity(r: dict[str, Any], statuses: list[dict[str, Any]], io: tuple[lis
         "object": [{"@id": i} for i in sorted(io[0])],
         "result": [{"@id": i} for i in sorted(io[1])],
         "lwfm:state": state, "lwfm:exitCode": r["exit_code"], "lwfm:created": r["created"],
-        "lwfm:parent": _ref(r["parent_id"] and urn(r["parent_id"])),
+        "lwfm:parentJob": _ref(r["parent_id"] and urn(r["parent_id"])),
         "lwfm:originator": _ref(r["originator_id"] and urn(r["originator_id"])),
         "lwfm:workflow": _ref(r["workflow_id"] and urn(r["workflow_id"])),
         "lwfm:triggeredBy": _ref(r["triggered_by"] and urn(r["triggered_by"])),

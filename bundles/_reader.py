@@ -197,7 +197,7 @@ def read_lwfm(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: str
                 raise BundleError(f"{w}: trigger record contradicts itself")
             row["watch"] = watch
             inc.triggers.append(row)
-        elif "File" in types and "lwfm:record" in e:
+        elif "File" in types and "lwfm:record" in e:  # lwfm:DataObject
             row = check_row("data", _record(e, w), w)
             _same(row["id"], uid, w)
             if row["direction"] not in ("put", "get"):
