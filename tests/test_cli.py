@@ -1,0 +1,99 @@
+"""The `lwfm` command line, run as a real process the way users and scripts run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+COMMANDS = ["run", "status", "jobs", "wait", "cancel", "log", "put", "get", "find", "sites",
+            "serve", "demo", "workflows", "triggers"]
+
+
+def lwfm(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lwfm.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "LWFM_HOME": str(home)})
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_every_command_has_help(home: Path, cmd: str) -> None:
+    r = lwfm(home, cmd, "--help")
+    assert r.returncode == 0 and "Usage:" in r.stdout
+
+
+def test_run_wait_status_jobs_log_json(home: Path) -> None:
+    r = lwfm(home, "run", "--wait", "--json", "--name", "greet", "--", "echo", "hi there")
+    assert r.returncode == 0, r.stderr
+    job = json.loads(r.stdout)
+    assert job["state"] == "COMPLETE" and job["name"] == "greet"
+    st = json.loads(lwfm(home, "status", job["id"][:8], "--history", "--json").stdout)
+    assert [h["state"] for h in st["history"]] == ["PENDING", "RUNNING", "COMPLETE"]
+    assert lwfm(home, "log", job["id"]).stdout == "hi there\n"
+    listed = json.loads(lwfm(home, "jobs", "--state", "complete", "--json").stdout)
+    assert [j["id"] for j in listed] == [job["id"]]
+    fail = lwfm(home, "run", "--wait", "--shell", "exit 5")
+    assert fail.returncode == 1 and "FAILED" in fail.stdout
+
+
+def test_run_detached_then_wait(home: Path) -> None:
+    r = lwfm(home, "run", "--shell", "sleep 0.3")
+    assert r.returncode == 0, r.stderr
+    w = lwfm(home, "wait", r.stdout.strip(), "--timeout", "60")
+    assert w.returncode == 0 and "COMPLETE" in w.stdout
+
+
+def test_put_find_get(home: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("payload\n")
+    r = lwfm(home, "put", str(src), str(tmp_path / "repo" / "in.txt"), "--meta", "kind=raw",
+             "--meta", "n=3", "--json")
+    assert r.returncode == 0, r.stderr
+    put = json.loads(r.stdout)
+    assert put["metadata"] == {"kind": "raw", "n": 3}
+    found = json.loads(lwfm(home, "find", "kind=ra*", "--json").stdout)
+    assert [d["id"] for d in found] == [put["id"]]
+    assert json.loads(lwfm(home, "find", "n=3", "--json").stdout)[0]["id"] == put["id"]
+    g = lwfm(home, "get", put["url"], str(tmp_path / "back.txt"))
+    assert g.returncode == 0 and (tmp_path / "back.txt").read_text() == "payload\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["status", "00000000-dead"], "no job with id"),
+    (["cancel", "nope"], "no job with id"),
+    (["log", "nope"], "no job with id"),
+    (["run", "--site", "mars", "--", "true"], "unknown site 'mars'"),
+    (["find", "not-a-pair"], "is not KEY=VALUE"),
+    (["put", "/etc/hostname", "/tmp/x", "--meta", "=v"], "is not KEY=VALUE"),
+    (["wait", "nope"], "no job with id"),
+])
+def test_bad_input_is_a_clear_error_and_nonzero_exit(home: Path, args: list[str],
+                                                     message: str) -> None:
+    r = lwfm(home, *args)
+    assert r.returncode != 0
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_sites_lists_configured_sites_and_drivers(home: Path) -> None:
+    (home / "lwfm.toml").write_text('[sites.lab]\ndriver = "ssh"\nhost = "lab.example"\n')
+    out = json.loads(lwfm(home, "sites", "--json").stdout)
+    assert {"name": "lab", "driver": "ssh"} in out["sites"]
+    assert {"local", "venv", "ssh"} <= set(out["drivers"])
+
+
+def test_malformed_config_is_a_clear_error(home: Path) -> None:
+    (home / "lwfm.toml").write_text("[sites.lab\n")
+    r = lwfm(home, "sites")
+    assert r.returncode == 1 and "is not valid TOML" in r.stderr
+
+
+@pytest.mark.slow
+def test_demo_tells_the_whole_story(home: Path) -> None:
+    r = lwfm(home, "demo", timeout=600)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "the remote thread joins the local one" in r.stdout
+    assert "imported again: added 0" in r.stdout
