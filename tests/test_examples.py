@@ -1,0 +1,123 @@
+"""Run each example as a user would (a real process on a fresh LWFM_HOME), then open
+that home and check what lwfm recorded, not only what the script printed.
+
+``examples/venv_job`` is run by tests/test_venv_site.py (it builds a venv) and
+``examples/remote_lab`` by tests/ssh/test_round_trip.py (it needs a real sshd).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lwfm import Manager, State, TriggerKind, TriggerStatus
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+def run_example(name: str, home: Path, timeout: float = 120) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LWFM_")}
+    env["LWFM_HOME"] = str(home)
+    proc = subprocess.run([sys.executable, str(EXAMPLES / name)], capture_output=True, text=True,
+                          env=env, cwd=home, timeout=timeout)
+    assert proc.returncode == 0, f"{name} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert proc.stdout.splitlines()[-1].startswith("OK"), proc.stdout
+    return proc.stdout
+
+
+def by_name(m: Manager) -> dict:
+    jobs = m.store.find_jobs()
+    names = [j.defn.name for j in jobs]
+    assert len(names) == len(set(names)), names
+    return {j.defn.name: j for j in jobs}
+
+
+def test_hello(home: Path):
+    out = run_example("hello.py", home)
+    assert "state: COMPLETE exit=0" in out and "log: hello" in out
+    job_id = re.search(rf"submitted job ({UUID})", out).group(1)
+    with Manager(home) as m:
+        job = m.status(job_id)
+        assert job.state is State.COMPLETE and job.exit_code == 0
+        assert [s.state for s in m.history(job_id)] == [State.PENDING, State.RUNNING, State.COMPLETE]
+        assert m.log(job_id) == "hello\n"
+        assert len(m.store.find_jobs()) == 1
+
+
+def test_chain(home: Path):
+    out = run_example("chain.py", home)
+    assert re.search(r"^B: COMPLETE +parent=A triggered_by=", out, re.M), out
+    assert re.search(r"^C: COMPLETE +parent=B triggered_by=", out, re.M), out
+    with Manager(home) as m:
+        jobs = by_name(m)
+        a, b, c = jobs["A"], jobs["B"], jobs["C"]
+        assert {j.state for j in (a, b, c)} == {State.COMPLETE}
+        assert (a.context.parent_id, b.context.parent_id, c.context.parent_id) == (None, a.id, b.id)
+        assert a.triggered_by is None
+        assert {j.context.originator_id for j in (a, b, c)} == {a.id}
+        assert len({j.context.workflow_id for j in (a, b, c)}) == 1 and a.context.workflow_id
+        for job, watched in ((b, a), (c, b)):
+            tr = m.store.get_trigger(job.triggered_by)
+            assert tr.status is TriggerStatus.FIRED and tr.kind is TriggerKind.JOB
+            assert tr.watch == [watched.id] and tr.fired_by == watched.id and tr.job_id == job.id
+        # B cannot start before A completed, nor C before B.
+        assert b.started >= a.ended and c.started >= b.ended
+
+
+def test_fan_out_join(home: Path):
+    out = run_example("fan_out_join.py", home)
+    assert "square 2  COMPLETE -> 4" in out and "square 3  COMPLETE -> 9" in out
+    with Manager(home) as m:
+        jobs = by_name(m)
+        fan = [jobs[n] for n in ("square 2", "square 3", "shell 1", "shell 2")]
+        fan_ids = {j.id for j in fan}
+        assert all(j.state is State.COMPLETE for j in fan)
+        join, first = jobs["join"], jobs["any"]
+        assert join.state is State.COMPLETE and first.state is State.COMPLETE
+        assert m.log(join.id) == "all four done\n"
+        t_join, t_any = m.store.get_trigger(join.triggered_by), m.store.get_trigger(first.triggered_by)
+        assert (t_join.kind, t_any.kind) == (TriggerKind.ALL, TriggerKind.ANY)
+        assert set(t_join.watch) == set(t_any.watch) == fan_ids
+        assert {t_join.status, t_any.status} == {TriggerStatus.FIRED}
+        # The join fires on the last of the four, after all of them ended.
+        assert t_join.fired_by == join.context.parent_id and join.context.parent_id in fan_ids
+        assert join.started >= max(j.ended for j in fan)
+        assert t_any.fired_by in fan_ids and first.context.parent_id == t_any.fired_by
+        assert len(m.store.find_jobs()) == 6  # each trigger fired exactly once
+
+
+def test_data_trigger(home: Path):
+    out = run_example("data_trigger.py", home)
+    assert "lines counted: 100" in out and "trigger fired" in out
+    with Manager(home) as m:
+        jobs = by_name(m)
+        producer, analyse = jobs["produce"], jobs["analyse"]
+        assert producer.state is State.COMPLETE and analyse.state is State.COMPLETE
+        (d,) = m.find({"kind": "raw", "name": "run-*.dat"})
+        assert d.job_id == producer.id and d.direction.value == "put" and d.size and d.sha256
+        tr = m.store.get_trigger(analyse.triggered_by)
+        assert tr.kind is TriggerKind.DATA and tr.status is TriggerStatus.FIRED
+        assert tr.fired_by == d.id and tr.job_id == analyse.id
+        assert tr.pattern == {"kind": "raw", "name": "run-*.dat"}
+        assert m.find({"kind": "raw", "name": "other-*.dat"}) == []
+
+
+def test_cancel_long_job(home: Path):
+    out = run_example("cancel_long_job.py", home)
+    assert re.search(r"`lwfm cancel` .*cancelled \(exit 0\)", out), out
+    assert "job ended CANCELLED" in out and re.search(r"process group \d+ gone: True", out)
+    with Manager(home) as m:
+        (job,) = m.store.find_jobs()
+        assert job.state is State.CANCELLED and job.ended is not None
+        states = [s.state for s in m.history(job.id)]
+        assert states[:2] == [State.PENDING, State.RUNNING] and State.CANCELLED in states
+        assert State.COMPLETE not in states
+        pid = int(job.context.native_id.split(":")[0])
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)
