@@ -194,6 +194,57 @@ def test_unknown_ids_raise_not_found(store: Store) -> None:
     assert store.events_after(0) == []   # nothing was written by the failed calls
 
 
+def test_record_status_sets_native_id(store: Store) -> None:
+    job = make_job(store, first=State.READY)
+    mark = store.last_event()
+    store.record_status(JobStatus(job.id, State.PENDING), native_id="slurm-77")
+    assert store.get_job(job.id).context.native_id == "slurm-77"
+    assert sorted(k for k, _ in events(store, mark)) == ["job", "status"]
+
+
+def test_write_batch_in_order(store: Store) -> None:
+    a, b = make_job(), make_job()
+    out = store.write_batch([
+        ("job", (a, JobStatus(a.id, State.READY))),
+        ("job", (b, None)),
+        ("status", (JobStatus(a.id, State.RUNNING), None)),
+        ("status", (JobStatus(b.id, State.PENDING), "n-b")),
+        ("status", (JobStatus(a.id, State.COMPLETE, exit_code=0), None)),
+        ("status", (JobStatus(a.id, State.RUNNING), None)),
+    ])
+    assert out == [(a.id, State.READY, True), (a.id, State.RUNNING, True),
+                   (b.id, State.PENDING, True), (a.id, State.COMPLETE, True),
+                   (a.id, State.COMPLETE, False)]
+    assert [h.state for h in store.history(a.id)] == [State.READY, State.RUNNING, State.COMPLETE,
+                                                       State.RUNNING]
+    got = store.get_job(b.id)
+    assert got.state is State.PENDING and got.context.native_id == "n-b"
+    assert store.get_job(a.id).exit_code == 0
+
+
+def test_write_batch_is_atomic(store: Store) -> None:
+    """One unknown job id in a batch: nothing of the batch is written."""
+    a = make_job(store, first=State.READY)
+    b = make_job()
+    mark = store.last_event()
+    with pytest.raises(NotFound):
+        store.write_batch([("job", (b, JobStatus(b.id, State.READY))),
+                           ("status", (JobStatus(a.id, State.RUNNING), None)),
+                           ("status", (JobStatus("nope", State.RUNNING), None))])
+    assert store.last_event() == mark
+    assert store.get_job(a.id).state is State.READY
+    assert len(store.history(a.id)) == 1
+    with pytest.raises(NotFound):
+        store.get_job(b.id)
+
+
+def test_trigger_for_job(store: Store) -> None:
+    a = make_job(store)
+    tr = store.add_trigger(Trigger(kind="job", watch=[a.id], defn=JobDefn(["/bin/true"])))
+    assert store.trigger_for_job(tr.job_id).id == tr.id
+    assert store.trigger_for_job(a.id) is None
+
+
 # -- data -----------------------------------------------------------------------------
 @pytest.fixture
 def catalog(store: Store) -> dict[str, DataObject]:
