@@ -47,7 +47,7 @@ def export_command(site: Any, remote_out: str, workflow_id: str | None, with_dat
     """The remote shell command running the lab's ``lwfm export`` into ``remote_out``."""
     sel = ["--workflow", workflow_id] if workflow_id else ["--all"]
     argv = [*site.lwfm_argv(), "export", *sel, *(["--with-data"] if with_data else []),
-            "-o", remote_out]
+            "--quiet", "-o", remote_out]
     return (f"mkdir -p {q(str(Path(remote_out).parent))} && "
             f"LWFM_HOME={q(site.remote_home)} {' '.join(q(a) for a in argv)} < /dev/null")
 

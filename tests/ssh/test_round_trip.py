@@ -64,17 +64,49 @@ def test_round_trip_spans_both_instances(lab_home, live_sshd):
     assert row["url"].endswith(".txt") and "result-" in row["url"]
 
 
-def test_pull_cli_and_example_script(lab_home, live_sshd):
+def _cli(env, *args, timeout=600):
+    return subprocess.run([LWFM, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_example_script(lab_home):
     env = {**os.environ, "LWFM_HOME": str(lab_home)}
     out = subprocess.run([sys.executable, str(EXAMPLE / "round_trip.py")], env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["lineage"] and res["second_pull_changed"] is False
-    cli = subprocess.run([LWFM, "pull", "lab", "--json"], env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert cli.returncode == 0, cli.stderr[-3000:]
-    assert json.loads(cli.stdout)["site"] == "lab"
-    bad = subprocess.run([LWFM, "pull", "nosuch"], env=env,
-                         capture_output=True, text=True, timeout=120)
+    assert "home job" in out.stdout and "-> lab job" in out.stdout
+
+
+def test_by_hand_with_the_cli(lab_home, live_sshd):
+    """The README's manual steps: put, run --wait, log, pull, pull again."""
+    env = {**os.environ, "LWFM_HOME": str(lab_home)}
+    work = live_sshd.remote_home / "work"
+    put = _cli(env, "put", str(EXAMPLE / "lab_flow.py"), "flows/cli_flow.py", "--site", "lab")
+    assert put.returncode == 0, put.stderr
+    run = _cli(env, "run", "--site", "lab", "--wait", "--json", "--", sys.executable,
+               str(work / "flows" / "cli_flow.py"), str(work / "cli-out"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    job = json.loads(run.stdout)
+    job_id = job["id"]
+    assert job["state"] == "COMPLETE" and job["site"] == "lab"
+    log = _cli(env, "log", job_id)
+    assert "lab workflow done" in log.stdout
+    first = _cli(env, "pull", "lab", "--json")
+    assert first.returncode == 0, first.stderr[-3000:]
+    rep = json.loads(first.stdout)
+    assert rep["site"] == "lab" and rep["import"]["changed"] is True
+    again = _cli(env, "pull", "lab")
+    assert again.returncode == 0 and "nothing new" in again.stdout, again.stdout + again.stderr
+    data = _cli(env, "pull", "lab", "--with-data", "--json")
+    assert data.returncode == 0, data.stderr[-3000:]
+    assert json.loads(data.stdout)["import"]["payload_files"] >= 1
+    fetched = [p for p in lab_home.rglob("result-*.txt") if p.read_text() == "simulated at the lab\n"]
+    assert fetched, "the lab's output file should land under the home with --with-data"
+    with Manager(lab_home) as m:
+        lab_kids = m.graph.select(f"SELECT ?k WHERE {{ ?k lwfm:parentJob <urn:uuid:{job_id}> }}")
+    assert len(lab_kids) == 2
+    bad = _cli(env, "pull", "nosuch", timeout=120)
     assert bad.returncode == 1 and "nosuch" in bad.stderr
+    local = _cli(env, "pull", "local", timeout=120)
+    assert local.returncode == 1 and "not an ssh site" in local.stderr
