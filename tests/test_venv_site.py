@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -363,3 +364,33 @@ def test_example_venv_job(tmp_path: Path, home: Path):
     assert out["state"] == "COMPLETE"
     assert out["job_six"] == out["driver_six"] == "1.15.0" != out["host_six"]
     assert Path(out["job_prefix"]) == home / "venvs" / "old-six"
+
+
+def test_concurrent_builds_take_turns(venv_cache: Path, home: Path):
+    """Two processes wanting the same new venv: one builds it, the other waits and reuses it."""
+    script = (
+        "import sys\nfrom pathlib import Path\nfrom lwfm.site import SiteHost\n"
+        "from lwfm.sites.venv import VenvSite\n"
+        "s = VenvSite(SiteHost('race', Path(sys.argv[1]), {'requirements': [sys.argv[3]],"
+        " 'venv_dir': sys.argv[2]}))\nprint(s.ensure())\n")
+    venv = venv_cache / "race"
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(home), str(venv), NEW],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert sorted(o[0].strip() for o in outs) == ["False", "True"]
+    assert json.loads((venv / build.MARKER).read_text())["requirements"] == [NEW]
+
+
+def test_a_dead_worker_is_replaced(make_site):
+    site, col = make_site("old", [OLD])
+    first = site.ping()["pid"]
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while site.existing_worker().pid is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    second = site.ping("six")
+    assert second["pid"] != first and second["distributions"] == {"six": "1.15.0"}
+    ctx = submit(site, JobDefn(entry=["true"]))
+    assert col.terminal(ctx.job_id).state is State.COMPLETE
