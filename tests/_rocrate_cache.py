@@ -44,7 +44,7 @@ def seed_cache(cache_path: Path) -> Path:
 def validate(crate: Path, profile: str, cache_path: Path) -> dict:
     """Run rocrate-validator offline at REQUIRED severity; returns its JSON report."""
     proc = subprocess.run(
-        [sys.executable, "-m", "rocrate_validator.cli", "validate", "--offline",
+        [sys.executable, "-c", "from rocrate_validator.cli import cli; cli()", "validate", "--offline",
          "--skip-availability-check", "--cache-path", str(cache_path), "-p", profile,
          "-l", "REQUIRED", "-f", "json", "--no-paging", str(crate)],
         capture_output=True, text=True, timeout=300)
