@@ -1,7 +1,7 @@
 """One paramiko connection to a site, verified against known_hosts, that heals itself.
 
 Why a wrapper: the Manager polls remote jobs for hours while networks and sshd come
-and go. Every remote call goes through :meth:`Connection.exec` or
+and go. Every remote call goes through :meth:`Connection.execute` or
 :meth:`Connection.sftp_call`, which reconnect with a bounded backoff when the
 transport is gone. Host keys are checked with a reject-by-default policy; trusting
 a new key is an explicit opt-in. Passphrases are read from the environment at
@@ -240,7 +240,7 @@ class Connection:
                     self._drop()
         raise AssertionError("unreachable")
 
-    def exec(self, command: str, *, timeout: float = 120.0) -> tuple[int, str, str]:
+    def execute(self, command: str, *, timeout: float = 120.0) -> tuple[int, str, str]:
         """Run a shell command remotely; return (exit status, stdout, stderr)."""
         def go() -> tuple[int, str, str]:
             client = self.client()
@@ -259,7 +259,7 @@ class Connection:
 
     def check(self, command: str, what: str, *, timeout: float = 120.0) -> str:
         """Run ``command``; a non-zero exit becomes a SiteError that quotes stderr."""
-        rc, out, err = self.exec(command, timeout=timeout)
+        rc, out, err = self.execute(command, timeout=timeout)
         if rc != 0:
             raise SiteError(f"site {self.cfg.site!r}: {what} failed (exit {rc}): "
                             f"{(err or out).strip()[-800:]}")

@@ -71,7 +71,7 @@ def pull(manager: "Manager", site_name: str, *, workflow_id: str | None = None,
         raise ConfigError(f"[sites.{site_name}] needs remote_home (the lab's lwfm home) to pull")
     remote_out = f"{site.remote_home}/exports/pull-{uuid.uuid4().hex}.zip"
     try:
-        rc, out, err = site.conn.exec(export_command(site, remote_out, workflow_id, with_data),
+        rc, out, err = site.conn.execute(export_command(site, remote_out, workflow_id, with_data),
                                       timeout=3600)
         if rc != 0:
             raise SiteError(f"site {site_name!r}: the lab's `lwfm export` failed (exit {rc}): "
@@ -93,6 +93,6 @@ def pull(manager: "Manager", site_name: str, *, workflow_id: str | None = None,
         return result
     finally:
         try:
-            site.conn.exec(f"rm -f -- {q(remote_out)}", timeout=30)
+            site.conn.execute(f"rm -f -- {q(remote_out)}", timeout=30)
         except LwfmError as e:   # cleanup only: the pull's own outcome stands
             log.warning("could not remove %s on %s: %s", remote_out, site_name, e)

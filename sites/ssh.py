@@ -26,7 +26,6 @@ records there joins the local thread after ``lwfm pull``.
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 import uuid
 from pathlib import Path, PurePosixPath
@@ -36,6 +35,7 @@ from urllib.parse import urlparse
 from lwfm.errors import ChecksumMismatch, ConfigError, NotFound, NotSupported, SiteError
 from lwfm.model import DataObject, Direction, EntryKind, JobContext, JobDefn, JobStatus, State
 from lwfm.site import Auth, Repo, Run, Site, SiteHost, StaticSpin
+from lwfm.sites.local import sha256_file
 
 from ._ssh_conn import Connection, SshConfig
 
@@ -198,14 +198,6 @@ class SSHRun(Run):
         return self.conn.sftp_call(f"reading the log of job {ctx.job_id}", read)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class SSHRepo(Repo):
     """SFTP put/get: temp name, sha256 on both ends, then rename."""
 
@@ -259,7 +251,7 @@ class SSHRepo(Repo):
                                        f"(local sha256 {want}, remote {got}); nothing was stored")
             self.conn.sftp_call("renaming the upload", lambda s: s.posix_rename(tmp, path))
         except BaseException:
-            self.conn.exec(f"rm -f -- {q(tmp)}")
+            self.conn.execute(f"rm -f -- {q(tmp)}")
             raise
         return DataObject(url=self.url(path), site=self.site.name, direction=Direction.PUT,
                           size=size, sha256=want, job_id=ctx.job_id if ctx else None,

@@ -12,7 +12,8 @@ import pytest
 from lwfm.errors import AuthError, ChecksumMismatch, ConfigError
 from lwfm.model import EntryKind, JobContext, JobDefn, State
 from lwfm.site import SiteHost
-from lwfm.sites.ssh import SSHSite, sha256_file
+from lwfm.sites.local import sha256_file
+from lwfm.sites.ssh import SSHSite
 
 pytestmark = [pytest.mark.slow, pytest.mark.ssh]
 
