@@ -100,10 +100,11 @@ def _stage_payload(store: Store, config: Any, sz: SafeZip, inc: Incoming,
     now = iso(utcnow())
     try:
         for i, p in enumerate(inc.payload):
-            if copy_ids[p.data_id] in have:
+            known = copy_ids[p.data_id] in have
+            tmp = None if tmpdir is None or known else tmpdir / str(i)
+            _extract(sz, p.member, p.sha256, p.size, tmp)  # verified even when known
+            if known:
                 continue
-            tmp = None if tmpdir is None else tmpdir / str(i)
-            _extract(sz, p.member, p.sha256, p.size, tmp)
             dest = data_dir / inc.origin / p.data_id / p.member.rsplit("/", 1)[-1]
             if tmp is not None:
                 staged.append((tmp, dest))

@@ -1,0 +1,269 @@
+"""Hostile and malformed bundles: a clear BundleError, and the store exactly as it was."""
+
+from __future__ import annotations
+
+import json
+import stat
+import zipfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lwfm.bundles import Limits, export_bundle, import_bundle
+from lwfm.errors import BundleError
+
+from tests._bundle_threads import Home, build, snapshot
+
+META = "ro-crate-metadata.json"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hostile")
+    local, remote = Home.open(tmp / "local"), Home.open(tmp / "remote")
+    th = build(local, remote, tmp)
+    good = tmp / "good.zip"
+    export_bundle(remote.store, remote.config, good, workflow_id=th.workflow, with_data=True)
+    yield local, remote, good, tmp
+    local.store.close()
+    remote.store.close()
+
+
+def _entries(path: Path) -> list[tuple[zipfile.ZipInfo, bytes]]:
+    with zipfile.ZipFile(path) as z:
+        return [(i, z.read(i)) for i in z.infolist()]
+
+
+def write_zip(path: Path, entries, compression=zipfile.ZIP_DEFLATED) -> Path:
+    with zipfile.ZipFile(path, "w", compression) as z:
+        for info, data in entries:
+            if isinstance(info, str):
+                info = zipfile.ZipInfo(info)
+                info.external_attr = 0o100644 << 16
+            info.compress_type = compression
+            z.writestr(info, data)
+    return path
+
+
+def with_meta(env, mutate, name="m.zip", compression=zipfile.ZIP_DEFLATED) -> Path:
+    """The good bundle with its metadata document changed by ``mutate(doc)``."""
+    _, _, good, tmp = env
+    out = []
+    for info, data in _entries(good):
+        if info.filename == META:
+            doc = json.loads(data)
+            res = mutate(doc)
+            data = res if isinstance(res, bytes) else json.dumps(doc if res is None else res).encode()
+        out.append((info, data))
+    return write_zip(tmp / name, out, compression)
+
+
+def refused(env, path: Path, match: str, **kw) -> None:
+    local = env[0]
+    before = snapshot(local.store)
+    files = sorted(local.config.data_dir.rglob("*")) if local.config.data_dir.exists() else []
+    with pytest.raises(BundleError, match=match):
+        import_bundle(local.store, local.config, path, **kw)
+    assert snapshot(local.store) == before
+    now = sorted(local.config.data_dir.rglob("*")) if local.config.data_dir.exists() else []
+    assert now == files
+
+
+def _entity(doc, pred):
+    return next(e for e in doc["@graph"] if pred(e))
+
+
+def test_zip_slip_and_absolute_paths(env):
+    tmp = env[3]
+    good_meta = dict(_entries(env[2]))
+    meta = next(d for i, d in good_meta.items() if i.filename == META)
+    for i, bad in enumerate(["../evil.txt", "data/../../evil", "/etc/cron.d/evil", "C:/evil",
+                             "a\\..\\b"]):
+        refused(env, write_zip(tmp / f"slip{i}.zip", [(META, meta), (bad, b"x")]),
+                "absolute|escapes|backslash")
+
+
+@pytest.mark.parametrize("mode,what", [(stat.S_IFLNK | 0o777, "symlink"),
+                                       (stat.S_IFCHR | 0o600, "device"),
+                                       (stat.S_IFIFO | 0o600, "device")])
+def test_symlink_and_device_entries(env, mode, what):
+    info = zipfile.ZipInfo("data/link")
+    info.create_system = 3
+    info.external_attr = mode << 16
+    meta = next(d for i, d in _entries(env[2]) if i.filename == META)
+    refused(env, write_zip(env[3] / f"{what}.zip", [(META, meta), (info, b"/etc/passwd")]), what)
+
+
+def test_zip_bomb_ratio_entries_and_total_size(env):
+    tmp = env[3]
+    meta = next(d for i, d in _entries(env[2]) if i.filename == META)
+    refused(env, write_zip(tmp / "bomb.zip", [(META, meta), ("data/zeros", b"\0" * (30 << 20))]),
+            "zip bomb")
+    many = write_zip(tmp / "many.zip", [(META, meta)] + [(f"data/f{i}", b"x") for i in range(30)])
+    refused(env, many, "entries", limits=Limits(max_entries=20))
+    refused(env, env[2], "uncompressed size", limits=Limits(max_total_bytes=1000))
+
+
+def test_not_a_zip_missing_metadata_and_duplicates(env):
+    tmp = env[3]
+    junk = tmp / "junk.zip"
+    junk.write_bytes(b"PK\x03\x04garbage" * 10)
+    refused(env, junk, "not a zip")
+    refused(env, write_zip(tmp / "nometa.zip", [("other.json", b"{}")]), "no ro-crate-metadata")
+    meta = next(d for i, d in _entries(env[2]) if i.filename == META)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dup = write_zip(tmp / "dup.zip", [(META, meta), (META, meta)])
+    refused(env, dup, "twice")
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda d: b"{not json", "not valid JSON"),
+    (lambda d: b"\xff\xfe" + b"x" * 10, "not valid JSON"),
+    (lambda d: b"[" * 100_000 + b"]" * 100_000, "not valid JSON|JSON object|nests"),
+    (lambda d: [1, 2], "JSON object"),
+    (lambda d: {"@context": d["@context"]}, "@graph"),
+    (lambda d: {**d, "@graph": [1]}, "not a JSON object"),
+    (lambda d: {**d, "@graph": d["@graph"] + [{"name": "no id"}]}, "@id"),
+    (lambda d: {**d, "@graph": d["@graph"] + [d["@graph"][-1]]}, "twice"),
+    (lambda d: {**d, "@context": "https://evil.example/context"}, "remote or unknown @context"),
+    (lambda d: {**d, "@context": ["https://w3id.org/ro/crate/1.1/context",
+                                  "http://localhost:8080/ctx.jsonld"]}, "remote or unknown"),
+    (lambda d: {**d, "@context": [d["@context"][0], {"@import": "https://evil.example/c"}]},
+     "keyword"),
+    (lambda d: {**d, "@context": [d["@context"][0], {"name": {"@context": {}}}]}, "plain term"),
+    (lambda d: {k: v for k, v in d.items() if k != "@context"}, "no @context"),
+    (lambda d: {**d, "@graph": [{**e, "@type": 5} for e in d["@graph"]]}, "@type"),
+    (lambda d: {**d, "@graph": [e for e in d["@graph"] if e["@id"] != "ro-crate-metadata.json"]},
+     "descriptor"),
+])
+def test_malformed_json_and_json_ld(env, mutate, match):
+    refused(env, with_meta(env, mutate), match)
+
+
+def test_oversized_literal(env):
+    def big(d):
+        _entity(d, lambda e: e["@id"] == "./")["description"] = "x" * (2 << 20)
+    refused(env, with_meta(env, big, compression=zipfile.ZIP_STORED), "literal")
+    refused(env, env[2], "literal", limits=Limits(max_literal=100))
+
+
+def test_tampered_records(env):
+    def wrong_type(d):
+        e = _entity(d, lambda e: "CreateAction" in e.get("@type", []))
+        rec = json.loads(e["lwfm:record"])
+        rec["job"]["exit_code"] = "zero"
+        e["lwfm:record"] = json.dumps(rec)
+    refused(env, with_meta(env, wrong_type), "exit_code")
+
+    def other_id(d):
+        e = _entity(d, lambda e: "CreateAction" in e.get("@type", []))
+        rec = json.loads(e["lwfm:record"])
+        rec["job"]["id"] = "11111111-1111-4111-8111-111111111111"
+        e["lwfm:record"] = json.dumps(rec)
+    refused(env, with_meta(env, other_id), "does not match")
+
+    def bad_state(d):
+        e = _entity(d, lambda e: "CreateAction" in e.get("@type", []))
+        rec = json.loads(e["lwfm:record"])
+        rec["statuses"][0]["state"] = "EXPLODED"
+        e["lwfm:record"] = json.dumps(rec)
+    refused(env, with_meta(env, bad_state), "EXPLODED")
+
+    def bad_format(d):
+        _entity(d, lambda e: e["@id"] == "./")["lwfm:bundleFormat"] = "99"
+    refused(env, with_meta(env, bad_format), "format")
+
+
+def test_checksum_mismatch_of_payload(env):
+    out = []
+    for info, data in _entries(env[2]):
+        if info.filename.startswith("data/"):
+            data = data.replace(b"result", b"RESULT")
+        out.append((info, data))
+    refused(env, write_zip(env[3] / "tampered.zip", out), "checksum mismatch")
+
+    def lie(d):
+        _entity(d, lambda e: e["@id"].startswith("data/"))["sha256"] = "a" * 64
+    refused(env, with_meta(env, lie), "checksum mismatch")
+
+    def missing(d):
+        _entity(d, lambda e: e["@id"].startswith("data/"))["@id"] = "data/x/not-there"
+    refused(env, with_meta(env, missing), "not in the bundle")
+
+
+def test_bundle_from_this_very_instance(env):
+    local, _, _, tmp = env
+    own = tmp / "own.zip"
+    export_bundle(local.store, local.config, own, all=True)
+    refused(env, own, "this very instance")
+
+
+# -- fuzzing: only ever BundleError, and a refused import changes nothing -------------------
+
+def _attempt(env, path: Path) -> None:
+    local = env[0]
+    before = snapshot(local.store)
+    try:
+        import_bundle(local.store, local.config, path, dry_run=False, on_conflict="keep")
+    except BundleError:
+        assert snapshot(local.store) == before
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) |
+                     st.text(max_size=20),
+                     lambda kids: st.lists(kids, max_size=4) |
+                     st.dictionaries(st.sampled_from(["@id", "@type", "@graph", "@context", "about",
+                                                      "name", "object", "result", "instrument",
+                                                      "lwfm:record", "conformsTo", "x"]) |
+                                     st.text(max_size=5), kids, max_size=5), max_leaves=30)
+
+FUZZ = settings(max_examples=60, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+@FUZZ
+@given(data=st.binary(max_size=2000))
+def test_fuzz_random_bytes(env, data):
+    p = env[3] / "fuzz.bin"
+    p.write_bytes(data)
+    _attempt(env, p)
+
+
+@FUZZ
+@given(doc=_json)
+def test_fuzz_random_json_metadata(env, doc):
+    _attempt(env, write_zip(env[3] / "fuzz.zip", [(META, json.dumps(doc).encode())]))
+
+
+@FUZZ
+@given(path=st.lists(st.integers(min_value=0, max_value=50), min_size=1, max_size=3), value=_json)
+def test_fuzz_mutated_real_bundle(env, path, value):
+    def mutate(d):
+        node = d["@graph"]
+        for i in path[:-1]:
+            items = node if isinstance(node, list) else list(node.values())
+            if not items:
+                break
+            nxt = items[i % len(items)]
+            if not isinstance(nxt, (dict, list)):
+                break
+            node = nxt
+        if isinstance(node, list) and node:
+            node[path[-1] % len(node)] = value
+        elif isinstance(node, dict) and node:
+            node[sorted(node)[path[-1] % len(node)]] = value
+    _attempt(env, with_meta(env, mutate, "fuzzmut.zip"))
+
+
+@FUZZ
+@given(flip=st.integers(min_value=0, max_value=10**9), byte=st.integers(min_value=0, max_value=255))
+def test_fuzz_corrupted_zip_bytes(env, flip, byte):
+    raw = bytearray(env[2].read_bytes())
+    raw[flip % len(raw)] = byte
+    p = env[3] / "flip.zip"
+    p.write_bytes(bytes(raw))
+    _attempt(env, p)
