@@ -45,6 +45,7 @@ class SshConfig:
     passphrase_env: str = "LWFM_SSH_PASSPHRASE"
     connect_timeout: float = 10.0
     reconnect_timeout: float = 60.0
+    poll_reconnect_timeout: float = 5.0
 
     @classmethod
     def from_table(cls, site: str, t: dict[str, Any]) -> "SshConfig":
@@ -68,7 +69,8 @@ class SshConfig:
                    trust_new_host_key=trust,
                    passphrase_env=str(t.get("passphrase_env", "LWFM_SSH_PASSPHRASE")),
                    connect_timeout=float(t.get("connect_timeout", 10.0)),
-                   reconnect_timeout=float(t.get("reconnect_timeout", 60.0)))
+                   reconnect_timeout=float(t.get("reconnect_timeout", 60.0)),
+                   poll_reconnect_timeout=float(t.get("poll_reconnect_timeout", 5.0)))
 
     @property
     def host_label(self) -> str:
@@ -117,7 +119,7 @@ class Connection:
         self.connects = 0            # how many times we (re)connected; tests look at it
 
     # -- connecting ---------------------------------------------------------------------
-    def _connect_once(self) -> paramiko.SSHClient:
+    def _connect_once(self, timeout: float) -> paramiko.SSHClient:
         c = self.cfg
         client = paramiko.SSHClient()
         kh = c.known_hosts_path
@@ -130,8 +132,7 @@ class Connection:
                                            else _RejectPolicy())
         secret = os.environ.get(c.passphrase_env) or None
         kw: dict[str, Any] = dict(hostname=c.host, port=c.port, username=c.user,
-                                  timeout=c.connect_timeout, banner_timeout=c.connect_timeout,
-                                  auth_timeout=c.connect_timeout)
+                                  timeout=timeout, banner_timeout=timeout, auth_timeout=timeout)
         if c.key_file:
             key = Path(c.key_file).expanduser()
             if not key.exists():
@@ -178,17 +179,21 @@ class Connection:
         tr = self._client.get_transport() if self._client else None
         return bool(tr and tr.is_active())
 
-    def client(self) -> paramiko.SSHClient:
-        """The live client, (re)connecting with bounded backoff when needed."""
+    def client(self, budget: float | None = None) -> paramiko.SSHClient:
+        """The live client, (re)connecting with backoff for at most ``budget`` seconds
+        (default ``reconnect_timeout``; status polls pass a short one so a lab outage
+        never stalls the manager loop for long)."""
+        budget = self.cfg.reconnect_timeout if budget is None else budget
         with self._lock:
             if self.alive():
                 return self._client  # type: ignore[return-value]
             self._drop()
-            deadline = time.monotonic() + self.cfg.reconnect_timeout
+            deadline = time.monotonic() + budget
             delay, last = 0.2, None
             while True:
+                left = deadline - time.monotonic()
                 try:
-                    self._client = self._connect_once()
+                    self._client = self._connect_once(max(0.5, min(self.cfg.connect_timeout, left)))
                     return self._client
                 except (AuthError, ConfigError):
                     raise
@@ -197,8 +202,7 @@ class Connection:
                 if time.monotonic() + delay > deadline:
                     raise SiteError(
                         f"site {self.cfg.site!r}: cannot reach {self.cfg.host_label} "
-                        f"({type(last).__name__}: {last}); retried for "
-                        f"{self.cfg.reconnect_timeout:.0f} s") from None
+                        f"({type(last).__name__}: {last}); retried for {budget:.0f} s") from None
                 log.info("ssh %s unreachable (%s); retrying in %.1f s", self.cfg.host_label,
                          type(last).__name__, delay)
                 time.sleep(delay)
@@ -240,10 +244,11 @@ class Connection:
                     self._drop()
         raise AssertionError("unreachable")
 
-    def execute(self, command: str, *, timeout: float = 120.0) -> tuple[int, str, str]:
+    def execute(self, command: str, *, timeout: float = 120.0,
+                budget: float | None = None) -> tuple[int, str, str]:
         """Run a shell command remotely; return (exit status, stdout, stderr)."""
         def go() -> tuple[int, str, str]:
-            client = self.client()
+            client = self.client(budget)
             chan = client.get_transport().open_session(timeout=self.cfg.connect_timeout)
             chan.settimeout(timeout)
             chan.exec_command(command)
@@ -257,9 +262,10 @@ class Connection:
             return rc, out.decode(errors="replace"), err.decode(errors="replace")
         return self._retrying("a remote command", go)
 
-    def check(self, command: str, what: str, *, timeout: float = 120.0) -> str:
+    def check(self, command: str, what: str, *, timeout: float = 120.0,
+              budget: float | None = None) -> str:
         """Run ``command``; a non-zero exit becomes a SiteError that quotes stderr."""
-        rc, out, err = self.execute(command, timeout=timeout)
+        rc, out, err = self.execute(command, timeout=timeout, budget=budget)
         if rc != 0:
             raise SiteError(f"site {self.cfg.site!r}: {what} failed (exit {rc}): "
                             f"{(err or out).strip()[-800:]}")

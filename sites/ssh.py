@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 from urllib.parse import urlparse
 
-from lwfm.errors import ChecksumMismatch, ConfigError, NotFound, NotSupported, SiteError
+from lwfm.errors import AuthError, ChecksumMismatch, ConfigError, NotFound, NotSupported, SiteError
 from lwfm.model import DataObject, Direction, EntryKind, JobContext, JobDefn, JobStatus, State
 from lwfm.site import Auth, Repo, Run, Site, SiteHost, StaticSpin
 from lwfm.sites.local import sha256_file
@@ -160,8 +160,16 @@ class SSHRun(Run):
                          info=f"{self.site.name}:{self.job_dir(ctx.job_id)}")
 
     def status(self, ctx: JobContext) -> JobStatus:
-        out = self.conn.check(_STATUS.format(d=q(self.job_dir(ctx.job_id))),
-                              f"status of job {ctx.job_id}").split()
+        """The job's state at the lab; UNKNOWN (never a raise) while the lab is unreachable,
+        so a poll during an outage leaves the job RUNNING and tracking resumes after it."""
+        try:
+            out = self.conn.check(_STATUS.format(d=q(self.job_dir(ctx.job_id))),
+                                  f"status of job {ctx.job_id}",
+                                  budget=self.conn.cfg.poll_reconnect_timeout).split()
+        except (AuthError, ConfigError):
+            raise
+        except SiteError as e:
+            return JobStatus(ctx.job_id, State.UNKNOWN, native_state="unreachable", info=str(e))
         word = out[0] if out else "missing"
         code = int(out[1]) if len(out) > 1 and out[1].lstrip("-").isdigit() else None
         if word == "cancelled":

@@ -65,6 +65,24 @@ def test_drop_mid_job_resumes_without_duplicate(manager, live_sshd):
     assert (jobs_dir / job.id).is_dir()
 
 
+def test_long_outage_polls_unknown_then_resumes(live_sshd, home):
+    write_sites(home, {"lab": live_sshd.site_config(poll_reconnect_timeout=0.5)})
+    with Manager(home) as m:
+        job = m.submit(JobDefn(entry="sleep 4; echo survived", kind=EntryKind.SHELL, site="lab"))
+        live_sshd.stop()
+        restart = threading.Timer(14, live_sshd.start)   # longer than the status grace period
+        restart.start()
+        try:
+            done = m.wait(job.id, timeout=90)
+        finally:
+            restart.join()
+        assert done.state is State.COMPLETE and m.log(job.id).strip() == "survived"
+        hist = m.history(job.id)
+        unknown = [h for h in hist if h.state is State.UNKNOWN]
+        assert unknown and all("cannot reach" in (h.info or "") for h in unknown)
+        assert hist[-1].state is State.COMPLETE
+
+
 def test_put_get_recorded(manager, tmp_path, live_sshd):
     src = tmp_path / "x.txt"
     src.write_text("data for the lab\n")

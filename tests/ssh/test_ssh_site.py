@@ -227,10 +227,15 @@ def test_python_entry_runs_with_remote_python(live_sshd, tmp_path):
 def test_unreachable_host_gives_clear_error(tmp_path):
     from lwfm.errors import SiteError
     cfg = {"host": "127.0.0.1", "port": 1, "user": "x", "known_hosts": str(tmp_path / "kh"),
-           "remote_home": "/tmp/x", "reconnect_timeout": 1, "connect_timeout": 1}
+           "remote_home": "/tmp/x", "reconnect_timeout": 1, "connect_timeout": 1,
+           "poll_reconnect_timeout": 2}
     site = SSHSite(SiteHost(name="gone", home=tmp_path, config=cfg))
-    with pytest.raises(SiteError, match="cannot reach 127.0.0.1:1|cannot reach \\[127.0.0.1\\]:1"):
-        site.run.status(JobContext(site="gone"))
+    with pytest.raises(SiteError, match=r"cannot reach \[127.0.0.1\]:1"):
+        site.auth.login()
+    t0 = time.monotonic()
+    st = site.run.status(JobContext(site="gone"))        # a poll: UNKNOWN, not a raise
+    assert st.state is State.UNKNOWN and "cannot reach" in st.info
+    assert time.monotonic() - t0 < 10                    # bounded by poll_reconnect_timeout
     with pytest.raises(ConfigError, match="absolute"):
         SSHSite(SiteHost(name="rel", home=tmp_path, config={**cfg, "remote_home": "lab"}))
     with pytest.raises(ConfigError, match="needs host"):
