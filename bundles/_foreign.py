@@ -126,7 +126,7 @@ def read_foreign(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: 
                     continue
                 used.add(did)
                 inc.data.append(check_row("data", _data_row(key, origin, wf_id, jid, aid, d, direction,
-                                                            end if direction == "put" else created),
+                                                            (end or created) if direction == "put" else created),
                                           where))
     _report_rest(by_id, used, odd_props, inc, root)
     return inc

@@ -267,3 +267,24 @@ def test_fuzz_corrupted_zip_bytes(env, flip, byte):
     p = env[3] / "flip.zip"
     p.write_bytes(bytes(raw))
     _attempt(env, p)
+
+
+_CWL = Path(__file__).parent / "fixtures" / "crates" / "cwl_provenance" / META
+
+
+@FUZZ
+@given(path=st.lists(st.integers(min_value=0, max_value=60), min_size=1, max_size=3), value=_json)
+def test_fuzz_mutated_foreign_crate(env, path, value):
+    doc = json.loads(_CWL.read_text())
+    node = doc["@graph"]
+    for i in path[:-1]:
+        items = node if isinstance(node, list) else list(node.values())
+        nxt = items[i % len(items)] if items else None
+        if not isinstance(nxt, (dict, list)) or not nxt:
+            break
+        node = nxt
+    if isinstance(node, list) and node:
+        node[path[-1] % len(node)] = value
+    elif isinstance(node, dict) and node:
+        node[sorted(node)[path[-1] % len(node)]] = value
+    _attempt(env, write_zip(env[3] / "fuzzforeign.zip", [(META, json.dumps(doc).encode())]))

@@ -1,0 +1,117 @@
+"""RO-Crates written by other workflow systems import: what maps is queryable, the rest reported."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from lwfm.bundles import import_bundle
+from lwfm.model import State
+
+from tests._bundle_threads import Home, snapshot
+
+CRATES = Path(__file__).parent / "fixtures" / "crates"
+
+
+def zipped(name: str, tmp: Path) -> Path:
+    out = tmp / f"{name}.zip"
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted((CRATES / name).rglob("*")):
+            z.write(f, f.relative_to(CRATES / name).as_posix())
+    return out
+
+
+@pytest.fixture
+def home(tmp_path):
+    h = Home.open(tmp_path / "home")
+    yield h
+    h.store.close()
+
+
+def _jobs_by_name(store):
+    return {j.defn.name: j for j in store.find_jobs(site="imported")}
+
+
+def test_cwl_provenance_run_crate(home, tmp_path):
+    rep = import_bundle(home.store, home.config, zipped("cwl_provenance", tmp_path))
+    assert rep.foreign and rep.added["job"] == 3 and rep.added["workflow"] == 1
+    jobs = _jobs_by_name(home.store)
+    run = jobs["Run of workflow/packed.cwl#main"]
+    rev, srt = jobs["Run of workflow/packed.cwl#main/rev"], jobs["Run of workflow/packed.cwl#main/sorted"]
+    # OrganizeAction/ControlActions make the step runs children of the workflow run.
+    assert rev.context.parent_id == run.id and srt.context.parent_id == run.id
+    assert rev.context.originator_id == run.id
+    assert rev.state is State.COMPLETE and rev.started.isoformat().startswith("2024-03-01T10:10:01")
+    assert rev.defn.entry["name"] == "revtool.cwl" or rev.defn.entry["instrument"] == "packed.cwl#revtool.cwl"
+    # Data flow: rev's output is sorted's input.
+    (made,) = home.store.find_data({"rocrate_id": "97fe1b50b4582cebc7d853796ebd62e3e163aa3f"},
+                                   job_id=rev.id)
+    (used,) = home.store.find_data({"rocrate_id": "97fe1b50b4582cebc7d853796ebd62e3e163aa3f"},
+                                   job_id=srt.id)
+    assert made.direction.value == "put" and used.direction.value == "get" and made.size == 1111
+    wf = home.store.get_workflow(rev.context.workflow_id)
+    assert wf.name == "run of revsort.cwl"
+    assert wf.props["rocrate"]["agents"] == ["Josiah Carberry"]
+    assert "https://w3id.org/ro/wfrun/provenance/0.5" in wf.props["rocrate"]["conformsTo"]
+    text = "\n".join(rep.unmapped)
+    assert "PropertyValue" in text and "FormalParameter" in text and "HowToStep" in text
+    assert "'containerImage'" in text
+
+
+def test_nextflow_workflow_run_crate(home, tmp_path):
+    rep = import_bundle(home.store, home.config, zipped("nextflow_wrroc", tmp_path))
+    assert rep.added["job"] == 3
+    jobs = _jobs_by_name(home.store)
+    mqc = jobs["MULTIQC"]
+    assert mqc.state is State.FAILED and mqc.exit_code == 137
+    assert home.store.history(mqc.id)[-1].info == "exit status 137 (out of memory)"
+    (sheet,) = home.store.find_data({"name": "samplesheet.csv"}, job_id=jobs["Nextflow workflow run 7f3a"].id)
+    assert sheet.sha256 == "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    assert sheet.size == 812 and sheet.media_type == "text/csv"
+    (report,) = home.store.find_data({"name": "multiqc_report.html"}, job_id=mqc.id)
+    assert report.media_type == "text/html"
+    assert home.store.find_data({"name": "fastqc"})  # a Dataset (directory) maps too
+    assert any("resourceUsage" in u for u in rep.unmapped)
+    wf = home.store.get_workflow(mqc.context.workflow_id)
+    assert wf.props["rocrate"]["crate"] == "https://example.org/runs/nf-demo-2024-05-02"
+
+
+def test_galaxy_like_crate_and_odd_values(home, tmp_path):
+    rep = import_bundle(home.store, home.config, zipped("galaxy_process", tmp_path))
+    jobs = _jobs_by_name(home.store)
+    assert jobs["Cutadapt on data 1"].state is State.COMPLETE
+    assert jobs["FastQC on data 2"].state is State.RUNNING
+    assert jobs["Cutadapt on data 1"].started.isoformat() == "2024-06-10T07:00:00+00:00"
+    (reads,) = home.store.find_data({"name": "reads_1.fastqsanger"})
+    assert reads.size is None  # "not a number" is dropped, not a crash
+    assert any("#unknown-thing" in u and "missing entity" in u for u in rep.unmapped)
+    assert any("environment" in u for u in rep.unmapped)
+
+
+@pytest.mark.parametrize("name", ["cwl_provenance", "nextflow_wrroc", "galaxy_process"])
+def test_foreign_import_is_idempotent(home, tmp_path, name):
+    bundle = zipped(name, tmp_path)
+    first = import_bundle(home.store, home.config, bundle)
+    before = snapshot(home.store)
+    again = import_bundle(home.store, home.config, bundle)
+    assert first.changed and not again.changed
+    assert snapshot(home.store) == before
+
+
+def test_foreign_crate_with_remote_context_is_refused(home, tmp_path):
+    d = tmp_path / "evil"
+    d.mkdir()
+    doc = json.loads((CRATES / "galaxy_process" / "ro-crate-metadata.json").read_text())
+    doc["@context"] = ["https://w3id.org/ro/crate/1.1/context", "https://evil.example/terms.jsonld"]
+    (d / "ro-crate-metadata.json").write_text(json.dumps(doc))
+    out = tmp_path / "evil.zip"
+    with zipfile.ZipFile(out, "w") as z:
+        z.write(d / "ro-crate-metadata.json", "ro-crate-metadata.json")
+    from lwfm.errors import BundleError
+    before = snapshot(home.store)
+    with pytest.raises(BundleError, match="remote or unknown @context"):
+        import_bundle(home.store, home.config, out)
+    assert snapshot(home.store) == before
