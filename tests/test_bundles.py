@@ -307,3 +307,41 @@ def test_cli_errors_exit_nonzero(homes, tmp_path):
                            capture_output=True, text=True, timeout=120)
         assert p.returncode != 0, args
         assert "error" in p.stderr.lower(), p.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_round_trip_through_postgresql(tmp_path, pg_server):
+    """Import into a PostgreSQL store (RETURNING path), export from it, import elsewhere."""
+    from dataclasses import replace
+
+    from lwfm.store import Store
+    url = pg_server.database("bundles")
+    cfg = Home.open(tmp_path / "pg").config
+    local = Home(replace(cfg, store_url=url), Store(url))
+    remote = Home.open(tmp_path / "remote")
+    third = Home.open(tmp_path / "third")
+    try:
+        th = build(local, remote, tmp_path)
+        _conflicting_local(local, th)
+        bundle = _export(remote, tmp_path, workflow_id=th.workflow)
+        with pytest.raises(BundleError, match="conflict"):
+            import_bundle(local.store, local.config, bundle)
+        rep = import_bundle(local.store, local.config, bundle, on_conflict="theirs")
+        assert rep.added["job"] == 3 and local.store.get_job(th.remote_root).state is State.COMPLETE
+        before = snapshot(local.store)
+        assert not import_bundle(local.store, local.config, bundle, on_conflict="theirs").changed
+        assert snapshot(local.store) == before
+        for jid in th.steps:
+            assert [s.to_dict() for s in local.store.history(jid)] == \
+                   [s.to_dict() for s in remote.store.history(jid)]
+        out = tmp_path / "from-pg.zip"
+        export_bundle(local.store, local.config, out, all=True)
+        import_bundle(third.store, third.config, out)
+        for jid in th.steps + [th.launcher]:
+            assert third.store.get_job(jid).to_dict() == local.store.get_job(jid).to_dict()
+    finally:
+        local.store.close()
+        remote.store.close()
+        third.store.close()
+        pg_server.drop(url)
