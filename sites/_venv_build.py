@@ -40,8 +40,11 @@ def python_version(python: str) -> str:
     return out.stdout.strip()
 
 
-def spec_key(requirements: list[str], version: str) -> str:
-    blob = json.dumps({"requirements": requirements, "python": version}, sort_keys=True)
+def spec_key(requirements: list[str], version: str, system_site_packages: bool = False) -> str:
+    spec = {"requirements": requirements, "python": version}
+    if system_site_packages:
+        spec["system_site_packages"] = True
+    blob = json.dumps(spec, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -58,9 +61,13 @@ def is_current(path: Path, key: str) -> bool:
 
 
 def ensure_venv(path: Path, requirements: list[str], python: str, *,
-                site: str = "", timeout: float = 900) -> bool:
-    """Make ``path`` a venv holding ``requirements``; True if it had to be (re)built."""
-    key = spec_key(requirements, python_version(python))
+                site: str = "", timeout: float = 900, system_site_packages: bool = False) -> bool:
+    """Make ``path`` a venv holding ``requirements``; True if it had to be (re)built.
+
+    ``system_site_packages`` lets the venv see the base interpreter's packages (lwfm
+    among them) beneath its own, which still win: the pinned versions shadow the host's.
+    """
+    key = spec_key(requirements, python_version(python), system_site_packages)
     if is_current(path, key):
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +76,7 @@ def ensure_venv(path: Path, requirements: list[str], python: str, *,
         try:
             if is_current(path, key):     # another process built it meanwhile
                 return False
-            _build(path, requirements, python, key, site, timeout)
+            _build(path, requirements, python, key, site, timeout, system_site_packages)
             return True
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
@@ -113,11 +120,12 @@ def _run(cmd: list[str], what: str, site: str, timeout: float) -> None:
 
 
 def _build(path: Path, requirements: list[str], python: str, key: str,
-           site: str, timeout: float) -> None:
+           site: str, timeout: float, system_site_packages: bool) -> None:
     _clear(path)
     host_pip = _host_pip_usable()
     no_pip = host_pip or not requirements     # nothing for the venv's own pip to do
-    cmd = [python, "-m", "venv"] + (["--without-pip"] if no_pip else []) + [str(path)]
+    cmd = [python, "-m", "venv"] + (["--without-pip"] if no_pip else []) + (
+        ["--system-site-packages"] if system_site_packages else []) + [str(path)]
     try:
         _run(cmd, "creating the virtualenv", site, timeout)
         if requirements:
@@ -125,7 +133,8 @@ def _build(path: Path, requirements: list[str], python: str, key: str,
                    else [str(venv_python(path)), "-m", "pip"])
             _run(pip + ["install", "--disable-pip-version-check", "--no-input", *requirements],
                  "pip install " + " ".join(requirements), site, timeout)
-        marker = {"key": key, "requirements": requirements, "python": python}
+        marker = {"key": key, "requirements": requirements, "python": python,
+                  "system_site_packages": system_site_packages}
         tmp = path / f"{MARKER}.tmp"
         tmp.write_text(json.dumps(marker, indent=1))
         os.replace(tmp, path / MARKER)

@@ -10,9 +10,13 @@ Two venv sites can hold incompatible versions of one library side by side. Confi
     # driver_class = "mypkg.drv:Driver"     importable in the venv; methods via VenvSite.call
     # driver_options = {key = "value"}      keyword arguments of driver_class
     # pythonpath = ["src"]                   extra import dirs for worker and jobs (relative: to the home)
+    # system_site_packages = false           true: the host's packages (lwfm too) show
+    #                                         beneath the venv's own, which still win
     # compute_types = ["cpu"]
 
-The venv is built once (see ``_venv_build``) and reused. Jobs and the driver's own
+lwfm itself is not in a plain venv (the worker is stdlib-only). A job that calls lwfm
+(notate data, submit children) needs ``system_site_packages = true`` or lwfm among the
+requirements (e.g. its source checkout path). The venv is built once (see ``_venv_build``) and reused. Jobs and the driver's own
 calls go through one long-lived worker interpreter in the venv (``_venv_worker``);
 its exit events report completion. Status and cancel also work from any other process,
 from the native id ``pid:start_time`` and the exit-code file the worker writes.
@@ -30,12 +34,12 @@ from typing import Any
 
 from lwfm.errors import ConfigError, NotSupported, SiteError
 from lwfm.model import EntryKind, JobContext, JobDefn, JobStatus, State
-from lwfm.site import NoAuth, Repo, Run, Site, SiteHost, StaticSpin
+from lwfm.site import NoAuth, Run, Site, SiteHost, StaticSpin
 
 from . import _venv_build as build
 from ._venv_client import WORKER_SCRIPT, WorkerClient, worker_env
-from .local import LocalRepo
 from ._venv_worker import CANCEL_FILE, EXIT_FILE, proc_start_time, write_atomic
+from .local import LocalRepo
 
 CANCEL_GRACE = 3.0   # seconds between SIGTERM and SIGKILL of a cancelled job's group
 
@@ -100,7 +104,7 @@ class VenvRun(Run):
         if defn.kind is EntryKind.ARGV:
             return list(defn.entry) + list(defn.args)  # type: ignore[arg-type]
         if defn.kind is EntryKind.SHELL:
-            return ["/bin/sh", "-c", str(defn.entry), "lwfm-job", *defn.args]
+            return ["/bin/sh", "-c", str(defn.entry), "sh", *defn.args]
         if defn.kind is EntryKind.PYTHON:
             return [str(build.venv_python(self.site.venv_dir)), str(WORKER_SCRIPT),
                     "--call", str(defn.entry), *defn.args]
@@ -188,7 +192,9 @@ class VenvRun(Run):
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             return False
-        threading.Thread(target=_escalate, args=(ctx.native_id, pid), daemon=True).start()
+        # not a daemon: a short-lived canceller (the CLI) still escalates to SIGKILL
+        # if the job ignores SIGTERM; the thread ends as soon as the job is gone
+        threading.Thread(target=_escalate, args=(ctx.native_id, pid)).start()
         return True
 
     def log(self, ctx: JobContext) -> str:
@@ -232,6 +238,9 @@ class VenvSite(Site):
         self.pythonpath = [str((host.home / Path(p).expanduser()).resolve()) for p in
                            _str_list(cfg.get("pythonpath"), f"[sites.{host.name}] pythonpath")]
         self.build_timeout = float(cfg.get("build_timeout", 900))
+        self.system_site_packages = cfg.get("system_site_packages", False)
+        if not isinstance(self.system_site_packages, bool):
+            raise ConfigError(f"[sites.{host.name}] system_site_packages must be true or false")
         self.auth = NoAuth()
         self.run = VenvRun(self)
         self.repo = LocalRepo(host)
@@ -246,7 +255,8 @@ class VenvSite(Site):
     def ensure(self) -> bool:
         """Build the venv unless a current one exists; True if it was (re)built."""
         self.rebuilt = build.ensure_venv(self.venv_dir, self.requirements, self.python,
-                                         site=self.name, timeout=self.build_timeout)
+                                         site=self.name, timeout=self.build_timeout,
+                                         system_site_packages=self.system_site_packages)
         return self.rebuilt
 
     def existing_worker(self) -> WorkerClient | None:

@@ -394,3 +394,40 @@ def test_a_dead_worker_is_replaced(make_site):
     assert second["pid"] != first and second["distributions"] == {"six": "1.15.0"}
     ctx = submit(site, JobDefn(entry=["true"]))
     assert col.terminal(ctx.job_id).state is State.COMPLETE
+
+
+LWFM_JOB = '''
+import six
+from pathlib import Path
+from lwfm import Manager
+
+def notate(path):
+    """Inside the venv, with lwfm installed there: record data linked to this job."""
+    p = Path(path)
+    p.write_text(six.__version__)
+    with Manager() as m:
+        m.put(p, str(p.with_suffix(".stored")), metadata={"six": six.__version__, "by": "venv job"})
+'''
+
+
+def test_a_venv_job_with_lwfm_links_its_data(home: Path, venv_cache: Path, code_dir: Path,
+                                              tmp_path: Path):
+    """lwfm visible in the venv (system_site_packages; listing lwfm's checkout among the
+    requirements works too, but costs a minute of dependency installs): the job finds
+    its context in its environment and notates data linked to itself, while the venv's
+    pinned six still shadows the host's."""
+    from lwfm import Manager
+    (code_dir / "lwfmjob.py").write_text(LWFM_JOB)
+    (home / "lwfm.toml").write_text(
+        f'[sites.withlwfm]\ndriver = "venv"\nrequirements = ["{OLD}"]\n'
+        f'system_site_packages = true\n'
+        f'venv_dir = "{venv_cache / "withlwfm"}"\npythonpath = ["{code_dir}"]\n')
+    with Manager(home) as m:
+        # cwd away from the checkout, whose uninstalled lwfm/ would shadow the venv's
+        job = m.submit(JobDefn(entry="lwfmjob:notate", kind="python", site="withlwfm",
+                               args=[str(tmp_path / "v.txt")], cwd=str(tmp_path)))
+        done = m.wait(job.id, timeout=600)
+        assert done.state is State.COMPLETE, m.log(job.id)
+        found = m.find({"by": "venv job"})
+        assert [(d.job_id, d.metadata["six"]) for d in found] == [(job.id, "1.15.0")]
+        assert found[0].sha256 is not None
