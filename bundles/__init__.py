@@ -29,7 +29,7 @@ from ._common import (METADATA, Conflict, ExportResult, ImportReport, Limits, Pr
 from ._crate import export_bundle
 from ._foreign import read_foreign
 from ._reader import Incoming, entities, read_lwfm
-from ._safety import SafeZip, open_zip, parse_metadata
+from ._safety import SafeZip, check_jsonld, open_zip, parse_metadata
 
 __all__ = ["BundleError", "Conflict", "ExportResult", "ImportReport", "Limits", "export_bundle",
            "import_bundle", "list_bundles"]
@@ -70,6 +70,7 @@ def _read(sz: SafeZip, where: str, sha: str, limits: Limits) -> Incoming:
     raw = sz.read(METADATA, limits.max_metadata_bytes)
     doc = parse_metadata(raw, where, limits)
     del raw
+    check_jsonld(doc, where)
     by_id, root = entities(doc, where)
     if "lwfm:bundleFormat" in root:
         inc = read_lwfm(by_id, root, where, set(sz.entries))

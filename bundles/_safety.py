@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 from lwfm.errors import BundleError
 
-from ._common import ACCEPTED_CONTEXTS, METADATA, Limits
+from ._common import ACCEPTED_CONTEXTS, LWFM_NS, METADATA, Limits
 
 _ALLOWED_MODES = {0, stat.S_IFREG, stat.S_IFDIR}
 
@@ -199,3 +199,41 @@ def check_context(ctx: Any, where: str) -> None:
                     raise BundleError(f"{where}: inline @context term {k[:50]!r} is malformed")
         else:
             raise BundleError(f"{where}: malformed @context")
+
+
+_CONTEXT_DOC: dict[str, Any] | None = None
+
+
+def _local_loader(url: str, options: Any = None) -> dict[str, Any]:
+    """pyld document loader: the RO-Crate context from the package; nothing else, ever."""
+    global _CONTEXT_DOC
+    from pyld import jsonld
+    if url not in ACCEPTED_CONTEXTS or "/lwfm/" in url:
+        raise jsonld.JsonLdError(f"context {url} is not available locally", "jsonld.LoadDocumentError",
+                                 code="loading remote context failed")
+    if _CONTEXT_DOC is None:
+        from lwfm.ontology import path
+        _CONTEXT_DOC = {"@context": json.loads(path("ro-crate-1.1-context.jsonld").read_text())["@context"]}
+    return {"contextUrl": None, "documentUrl": url, "document": _CONTEXT_DOC}
+
+
+def check_jsonld(doc: dict[str, Any], where: str, max_entities: int = 5000) -> None:
+    """Expand small crates with pyld (contexts resolved locally) to catch malformed JSON-LD.
+
+    Large crates (lwfm's own 100k-job threads) get the structural checks above only:
+    expansion against the full RO-Crate context would dominate the import.
+    """
+    if len(doc["@graph"]) > max_entities:
+        return
+    from pyld import jsonld
+    ctx = doc["@context"]
+    if isinstance(ctx, list) and any(isinstance(c, str) and "/lwfm/" in c for c in ctx):
+        ctx = [c for c in ctx if not (isinstance(c, str) and "/lwfm/" in c)] + [{"lwfm": LWFM_NS}]
+    try:
+        jsonld.expand({**doc, "@context": ctx},
+                      {"documentLoader": _local_loader, "base": "arcp://name,lwfm-import/"})
+    except jsonld.JsonLdError as e:
+        raise BundleError(f"{where}: {METADATA} is not valid JSON-LD "
+                          f"({str(getattr(e, 'message', e))[:200]})") from None
+    except (RecursionError, TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+        raise BundleError(f"{where}: {METADATA} is not valid JSON-LD ({type(e).__name__})") from None
