@@ -244,14 +244,19 @@ class Connection:
                     self._drop()
         raise AssertionError("unreachable")
 
-    def execute(self, command: str, *, timeout: float = 120.0,
-                budget: float | None = None) -> tuple[int, str, str]:
-        """Run a shell command remotely; return (exit status, stdout, stderr)."""
+    def execute(self, command: str, *, timeout: float = 120.0, budget: float | None = None,
+                stdin: bytes = b"") -> tuple[int, str, str]:
+        """Run a shell command remotely; return (exit status, stdout, stderr).
+
+        ``stdin`` carries what must not show in the lab's process list (job environments).
+        """
         def go() -> tuple[int, str, str]:
             client = self.client(budget)
             chan = client.get_transport().open_session(timeout=self.cfg.connect_timeout)
             chan.settimeout(timeout)
             chan.exec_command(command)
+            if stdin:
+                chan.sendall(stdin)
             chan.shutdown_write()
             out = _read_all(chan.makefile("rb"))
             err = _read_all(chan.makefile_stderr("rb"))
@@ -263,9 +268,9 @@ class Connection:
         return self._retrying("a remote command", go)
 
     def check(self, command: str, what: str, *, timeout: float = 120.0,
-              budget: float | None = None) -> str:
+              budget: float | None = None, stdin: bytes = b"") -> str:
         """Run ``command``; a non-zero exit becomes a SiteError that quotes stderr."""
-        rc, out, err = self.execute(command, timeout=timeout, budget=budget)
+        rc, out, err = self.execute(command, timeout=timeout, budget=budget, stdin=stdin)
         if rc != 0:
             raise SiteError(f"site {self.cfg.site!r}: {what} failed (exit {rc}): "
                             f"{(err or out).strip()[-800:]}")

@@ -16,6 +16,8 @@ Configured by a ``[sites.NAME]`` table in ``lwfm.toml``::
     lwfm_command = "lwfm"                 # how to run the lab's lwfm CLI
     python_command = "python3"            # for "module:function" jobs
     compute_types = ["cpu", "gpu"]
+    reconnect_timeout = 60                # s a call retries a dropped connection
+    poll_reconnect_timeout = 5            # s a status poll retries (then: UNKNOWN)
 
 Jobs run detached (own session and process group, stdio to files) under a small
 wrapper that writes the exit code atomically, so they outlive the SSH connection and
@@ -26,6 +28,7 @@ records there joins the local thread after ``lwfm pull``.
 
 from __future__ import annotations
 
+import re
 import shlex
 import uuid
 from pathlib import Path, PurePosixPath
@@ -40,14 +43,18 @@ from lwfm.sites.local import sha256_file
 from ._ssh_conn import Connection, SshConfig
 
 q = shlex.quote
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
-# The detached wrapper. $1 = job dir, $2 = cwd, the rest = the job's argv (with `env`
-# assignments in front). TERM is caught (not ignored, so the job itself still dies of
-# it) so the wrapper survives a cancel long enough to record the exit code.
+# The detached wrapper. $1 = job dir, $2 = cwd, the rest = the job's argv. The job's
+# environment comes from "$d/env" (mode 600, sent over stdin) so it never shows in the
+# lab's process list. TERM is caught (not ignored, so the job itself still dies of it)
+# so the wrapper survives a cancel long enough to record the exit code.
 _WRAPPER = r'''
 d=$1; cwd=$2; shift 2
 echo $$ > "$d/pid.tmp" && mv -f "$d/pid.tmp" "$d/pid"
 trap 'true' TERM
+. "$d/env"
 if cd "$cwd"; then "$@" > "$d/stdout" 2> "$d/stderr" < /dev/null; rc=$?
 else rc=127; echo "lwfm: cannot cd to $cwd" > "$d/stderr"; fi
 echo $rc > "$d/exit.tmp" && mv -f "$d/exit.tmp" "$d/exit"
@@ -59,7 +66,10 @@ _LAUNCH = r'''
 d={d}
 mkdir -p "$(dirname "$d")" || exit 3
 if mkdir "$d" 2>/dev/null; then
+  (umask 077 && cat > "$d/env") || exit 3
   setsid /bin/sh -c {wrapper} lwfm-job "$d" {cwd} {argv} < /dev/null > /dev/null 2>&1 &
+else
+  cat > /dev/null
 fi
 i=0
 while [ ! -s "$d/pid" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
@@ -119,6 +129,8 @@ class SSHRun(Run):
         self.conn = site.conn
 
     def job_dir(self, job_id: str) -> str:
+        if not _JOB_ID.fullmatch(job_id):
+            raise SiteError(f"not an lwfm job id: {job_id!r}")
         return f"{self.site.base}/jobs/{job_id}"
 
     def _argv(self, defn: JobDefn) -> list[str]:
@@ -145,13 +157,14 @@ class SSHRun(Run):
                **({"LWFM_HOME": self.site.remote_home} if self.site.remote_home else {}),
                **defn.env}
         for k in env:
-            if not k.replace("_", "a").isalnum() or k[0].isdigit():
-                raise ValueError(f"not a valid environment variable name: {k!r}")
-        argv = ["env", *(f"{k}={v}" for k, v in env.items()), *self._argv(defn)]
+            if not _ENV_NAME.fullmatch(k):
+                raise SiteError(f"job environment: {k!r} is not a valid variable name")
+        env_file = "".join(f"export {k}={q(str(v))}\n" for k, v in env.items())
         cwd = defn.cwd or self.site.workdir
         script = _LAUNCH.format(d=q(self.job_dir(ctx.job_id)), wrapper=q(_WRAPPER), cwd=q(cwd),
-                                argv=" ".join(q(a) for a in argv))
-        out = self.conn.check(script, f"submitting job {ctx.job_id}", timeout=60)
+                                argv=" ".join(q(a) for a in self._argv(defn)))
+        out = self.conn.check(script, f"submitting job {ctx.job_id}", timeout=60,
+                              stdin=env_file.encode())
         pid = out.strip().splitlines()[-1] if out.strip() else ""
         if not pid.isdigit():
             raise SiteError(f"site {self.site.name!r}: launch printed no pid ({out.strip()!r})")
@@ -162,8 +175,9 @@ class SSHRun(Run):
     def status(self, ctx: JobContext) -> JobStatus:
         """The job's state at the lab; UNKNOWN (never a raise) while the lab is unreachable,
         so a poll during an outage leaves the job RUNNING and tracking resumes after it."""
+        d = self.job_dir(ctx.job_id)
         try:
-            out = self.conn.check(_STATUS.format(d=q(self.job_dir(ctx.job_id))),
+            out = self.conn.check(_STATUS.format(d=q(d)),
                                   f"status of job {ctx.job_id}",
                                   budget=self.conn.cfg.poll_reconnect_timeout).split()
         except (AuthError, ConfigError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -240,3 +241,23 @@ def test_unreachable_host_gives_clear_error(tmp_path):
         SSHSite(SiteHost(name="rel", home=tmp_path, config={**cfg, "remote_home": "lab"}))
     with pytest.raises(ConfigError, match="needs host"):
         SSHSite(SiteHost(name="nohost", home=tmp_path, config={"remote_home": "/x"}))
+
+
+def test_job_environment_stays_out_of_the_process_list(live_sshd, tmp_path):
+    site = make_site(live_sshd, tmp_path)
+    ctx = JobContext(site="lab")
+    token = "tok-" + ctx.job_id[:8]
+    site.run.submit(JobDefn(entry='sleep 2; echo "t=$API_TOKEN"', kind=EntryKind.SHELL,
+                            env={"API_TOKEN": token}), ctx)
+    listing = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True).stdout
+    assert ctx.job_id in listing and token not in listing      # the lab's `ps` shows no env
+    env_file = live_sshd.remote_home / "jobs" / ctx.job_id / "env"
+    assert env_file.stat().st_mode & 0o077 == 0
+    assert wait_terminal(site, ctx).state is State.COMPLETE
+    assert site.run.log(ctx).strip() == f"t={token}"
+    from lwfm.errors import SiteError
+    with pytest.raises(SiteError, match="variable name"):
+        site.run.submit(JobDefn(entry=["true"], env={"BAD-NAME": "x"}), JobContext(site="lab"))
+    with pytest.raises(SiteError, match="job id"):
+        site.run.status(JobContext(job_id="../../etc", site="lab"))
+    site.close()
