@@ -27,15 +27,20 @@ EXIT_FILE = "exit_code"          # written atomically next to the job's logs
 CANCEL_FILE = "cancelled"        # written by whoever cancels, before the kill
 
 
-def proc_start_time(pid: int) -> str | None:
-    """The process start time in clock ticks (field 22 of /proc/PID/stat); guards against pid reuse."""
+def proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (state first), or None if gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read().decode(errors="replace")
     except OSError:
         return None
-    fields = data[data.rfind(")") + 2:].split()
-    return fields[19] if len(fields) > 19 else None
+    return data[data.rfind(")") + 2:].split()
+
+
+def proc_start_time(pid: int) -> str | None:
+    """The process start time in clock ticks (field 22 of /proc/PID/stat); guards against pid reuse."""
+    fields = proc_stat(pid)
+    return fields[19] if fields and len(fields) > 19 else None
 
 
 def write_atomic(path: str, text: str) -> None:

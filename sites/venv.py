@@ -38,8 +38,8 @@ from lwfm.site import NoAuth, Run, Site, SiteHost, StaticSpin
 
 from . import _venv_build as build
 from ._venv_client import WORKER_SCRIPT, WorkerClient, worker_env
-from ._venv_worker import CANCEL_FILE, EXIT_FILE, proc_start_time, write_atomic
-from .local import LocalRepo
+from ._venv_worker import CANCEL_FILE, EXIT_FILE, proc_stat, write_atomic
+from .local import LocalRepo, job_argv
 
 CANCEL_GRACE = 3.0   # seconds between SIGTERM and SIGKILL of a cancelled job's group
 
@@ -60,25 +60,16 @@ def parse_native(native_id: str | None) -> tuple[int, str | None] | None:
     return (int(pid), start or None) if pid.isdigit() else None
 
 
-def _proc_state(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read().decode(errors="replace")
-    except OSError:
-        return None
-    return data[data.rfind(")") + 2:].split()[0]
-
-
 def process_alive(native_id: str | None) -> bool:
     """Whether the job's process still runs: same pid AND same start time (pid reuse)."""
     parsed = parse_native(native_id)
     if parsed is None:
         return False
     pid, start = parsed
-    st = proc_start_time(pid)
-    if st is None or (start is not None and st != start):
+    fields = proc_stat(pid)
+    if not fields or len(fields) < 20 or (start is not None and fields[19] != start):
         return False
-    return _proc_state(pid) not in (None, "Z", "X")
+    return fields[0] not in ("Z", "X")   # a zombie has ended; its worker reaps it
 
 
 def terminal_status(job_id: str, code: int, cancelled: bool) -> JobStatus:
@@ -101,15 +92,13 @@ class VenvRun(Run):
         self.site = site
 
     def _argv(self, defn: JobDefn) -> list[str]:
-        if defn.kind is EntryKind.ARGV:
-            return list(defn.entry) + list(defn.args)  # type: ignore[arg-type]
-        if defn.kind is EntryKind.SHELL:
-            return ["/bin/sh", "-c", str(defn.entry), "sh", *defn.args]
-        if defn.kind is EntryKind.PYTHON:
+        if defn.kind is EntryKind.PAYLOAD:
+            raise NotSupported(f"venv site {self.site.name!r} runs argv, shell and python jobs, "
+                               f"not site payloads")
+        if defn.kind is EntryKind.PYTHON:   # lwfm._pycall is not in the venv: the worker runs it
             return [str(build.venv_python(self.site.venv_dir)), str(WORKER_SCRIPT),
                     "--call", str(defn.entry), *defn.args]
-        raise NotSupported(f"venv site {self.site.name!r} runs argv, shell and python jobs, "
-                           f"not {defn.kind.value!r}")
+        return job_argv(defn)              # argv and shell exactly as on ``local``
 
     def submit(self, defn: JobDefn, ctx: JobContext) -> JobStatus:
         types = self.site.spin.compute_types()

@@ -310,6 +310,12 @@ def test_bad_config_is_a_clear_error(home: Path):
         VenvSite(SiteHost("x", home, {"requirements": "six"}))
     with pytest.raises(ConfigError, match="driver_class"):
         VenvSite(SiteHost("x", home, {"driver_class": "nocolon"}))
+    plain = VenvSite(SiteHost("x", home, {"compute_types": ["cpu"]}))
+    with pytest.raises(NotSupported, match="payload"):
+        plain.run.submit(JobDefn(entry={"name": "circuit"}, kind="payload"), JobContext(site="x"))
+    with pytest.raises(SiteError, match="compute type 'gpu'"):
+        plain.run.submit(JobDefn(entry=["true"], compute_type="gpu"), JobContext(site="x"))
+    assert not (home / "venvs" / "x").exists()     # refused before any venv was built
     not_a_venv = home / "precious"
     not_a_venv.mkdir()
     (not_a_venv / "data.txt").write_text("keep me")
