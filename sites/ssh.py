@@ -278,11 +278,12 @@ class SSHRepo(Repo):
         return DataObject(url=self.url(path), site=self.site.name, direction=Direction.PUT,
                           size=size, sha256=want, job_id=ctx.job_id if ctx else None,
                           workflow_id=ctx.workflow_id if ctx else None,
-                          metadata={"local_source": src.resolve().as_uri()})
+                          metadata={"copied_from": src.resolve().as_uri()})
 
     def get(self, source: str, local_path: Path, ctx: JobContext | None,
             expected_sha256: str | None = None) -> DataObject:
-        """Fetch; ``metadata.remote_url`` names the original so the Manager can link the copy."""
+        """Fetch; ``metadata.copied_from`` names the original so the Manager can link the
+        local copy to it (``derived_from``); put does the same the other way round."""
         path = self.path_of(source)
         dst = Path(local_path).resolve()
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -309,7 +310,7 @@ class SSHRepo(Repo):
                           size=dst.stat().st_size, sha256=remote,
                           job_id=ctx.job_id if ctx else None,
                           workflow_id=ctx.workflow_id if ctx else None,
-                          metadata={"remote_url": self.url(path), "remote_site": self.site.name})
+                          metadata={"copied_from": self.url(path)})
 
     def find(self, pattern: str) -> list[str]:
         import fnmatch

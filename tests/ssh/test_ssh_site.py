@@ -87,7 +87,8 @@ def test_put_get_roundtrip(live_sshd, tmp_path):
     assert not list(remote.parent.glob("*lwfm-tmp*"))
     back = site.repo.get(d.url, tmp_path / "out" / "copy.bin", None)
     assert (tmp_path / "out" / "copy.bin").read_bytes() == src.read_bytes()
-    assert back.sha256 == d.sha256 and back.metadata["remote_url"] == d.url
+    assert back.sha256 == d.sha256 and back.metadata["copied_from"] == d.url
+    assert d.metadata["copied_from"] == src.resolve().as_uri()
     assert site.repo.find("data/*.bin") == [d.url]
     site.close()
 
