@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lwfm import Manager, State, TriggerKind, TriggerStatus
+from lwfm import JobDefn, Manager, State, TriggerKind, TriggerStatus
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -25,7 +25,7 @@ def run_example(name: str, home: Path, timeout: float = 120) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LWFM_")}
     env["LWFM_HOME"] = str(home)
     proc = subprocess.run([sys.executable, str(EXAMPLES / name)], capture_output=True, text=True,
-                          env=env, cwd=home, timeout=timeout)
+                          env=env, cwd=home, timeout=timeout, check=False)
     assert proc.returncode == 0, f"{name} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     assert proc.stdout.splitlines()[-1].startswith("OK"), proc.stdout
     return proc.stdout
@@ -52,8 +52,8 @@ def test_hello(home: Path):
 
 def test_chain(home: Path):
     out = run_example("chain.py", home)
-    assert re.search(r"^B: COMPLETE +parent=A triggered_by=", out, re.M), out
-    assert re.search(r"^C: COMPLETE +parent=B triggered_by=", out, re.M), out
+    assert re.search(r"^B: COMPLETE +parent=A triggered_by=", out, re.MULTILINE), out
+    assert re.search(r"^C: COMPLETE +parent=B triggered_by=", out, re.MULTILINE), out
     with Manager(home) as m:
         jobs = by_name(m)
         a, b, c = jobs["A"], jobs["B"], jobs["C"]
@@ -121,3 +121,22 @@ def test_cancel_long_job(home: Path):
         pid = int(job.context.native_id.split(":")[0])
         with pytest.raises(ProcessLookupError):
             os.killpg(pid, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "known core bug: a data trigger fired by m.notate INSIDE a job starts the triggered job as a "
+    "supervised child of that short-lived job process; when it exits first, the triggered job's "
+    "end is never recorded (RUNNING forever, UNKNOWN statuses piling up). Remove this marker "
+    "with the fix."))
+def test_data_trigger_fired_inside_a_job_outlives_it(home: Path, tmp_path: Path):
+    """The variant of data_trigger.py where the producing job notates its own output."""
+    with Manager(home) as m:
+        tr = m.on_data({"kind": "input"}, JobDefn(entry="sleep 1; echo analysed", kind="shell",
+                                                   name="analyse"))
+        producer = m.submit(JobDefn(entry="lwfm.demo:make_input", kind="python",
+                                    args=[str(tmp_path / "run-001.dat"), "a b c"], name="produce"))
+        assert m.wait(producer.id, timeout=60).state is State.COMPLETE
+        assert m.store.get_trigger(tr.id).status is TriggerStatus.FIRED
+        job = m.wait(tr.job_id, timeout=20)  # the bug: TimeoutError, the job stays RUNNING
+        assert job.state is State.COMPLETE and m.log(job.id) == "analysed\n"
