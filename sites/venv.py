@@ -139,9 +139,13 @@ class VenvRun(Run):
         st = self._from_exit_file(ctx.job_id, job_dir)
         if st is not None:
             return st
-        if process_alive(ctx.native_id):
+        w = self.site.existing_worker()
+        if w is not None and self.supervises(ctx.job_id):   # its parent knows best
+            r = w.request("status", {"job": ctx.job_id})
+            if r.get("known") and not r.get("running"):
+                return terminal_status(ctx.job_id, int(r["code"]), (job_dir / CANCEL_FILE).exists())
             return JobStatus(ctx.job_id, State.RUNNING, native_state="running")
-        if self.supervises(ctx.job_id):
+        if process_alive(ctx.native_id):
             return JobStatus(ctx.job_id, State.RUNNING, native_state="running")
         if (job_dir / CANCEL_FILE).exists():
             return terminal_status(ctx.job_id, -signal.SIGTERM, True)
