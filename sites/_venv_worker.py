@@ -90,15 +90,14 @@ class Worker:
         try:
             result = fn(**params)
             json.dumps(result)  # refuse to send what is not JSON
+            self.send({"id": rid, "result": result})
         except Exception as e:  # reported to the host, which raises SiteError
             self.send({"id": rid, "error": {"type": type(e).__name__, "message": str(e),
                                              "traceback": traceback.format_exc()[-4000:]}})
-            return
-        self.send({"id": rid, "result": result})
-        after = getattr(self, "_after_send", None)
-        if after is not None:
-            self._after_send = None
-            after()
+        finally:
+            after, self._after_send = self._after_send, None
+            if after is not None:
+                after()
 
     # -- methods ----------------------------------------------------------
     def m_ping(self, distributions: list[str] | None = None) -> dict[str, Any]:

@@ -60,6 +60,9 @@ class Driver:
 
     def _private(self):
         return "never"
+
+    def opaque(self):
+        return object()
 '''
 
 
@@ -289,6 +292,9 @@ def test_driver_class_methods_run_in_the_venv(make_site):
         site.call("_private")
     with pytest.raises(SiteError, match="no method"):
         site.call("missing")
+    with pytest.raises(SiteError, match="not JSON serializable"):
+        site.call("opaque")
+    assert site.call("info", "still")["calls"] == 3   # errors leave the worker serving
     bare, _ = make_site("new", [NEW])
     with pytest.raises(NotSupported):
         bare.call("info")
@@ -302,6 +308,30 @@ def test_build_failure_raises_and_leaves_nothing(make_site):
     assert not site.venv_dir.exists()
     with pytest.raises(SiteError):      # a job on it fails the same way, clearly
         site.run.submit(JobDefn(entry=["true"]), JobContext(site="broken"))
+
+
+def test_worker_protocol_survives_bad_requests(tmp_path: Path):
+    """The worker is stdlib-only: run it on the host python and speak to it directly."""
+    from lwfm.sites._venv_client import WORKER_SCRIPT
+    lines = ["not json", json.dumps({"id": 1, "method": "nope"}),
+             json.dumps({"id": 2, "method": "spawn", "params": {"argv": []}}),
+             json.dumps({"id": 3, "method": "ping", "params": {"distributions": ["pytest"]}}),
+             json.dumps({"id": 4, "method": "spawn", "params": {
+                 "job": "j1", "argv": ["sh", "-c", "echo hi; exit 3"], "job_dir": str(tmp_path)}})]
+    out = subprocess.run([sys.executable, str(WORKER_SCRIPT)], input="\n".join(lines) + "\n",
+                         capture_output=True, text=True, timeout=60)
+    msgs = [json.loads(x) for x in out.stdout.splitlines()]
+    by_id = {m.get("id"): m for m in msgs if "id" in m}
+    assert by_id[None]["error"]["type"] == "ProtocolError"
+    assert by_id[1]["error"]["type"] == "UnknownMethod"
+    assert "error" in by_id[2]
+    assert by_id[3]["result"]["distributions"] == {"pytest": version("pytest")}
+    assert by_id[4]["result"]["pid"] > 0
+    # stdin closed: the worker still waited for its job and recorded how it ended
+    assert {"event": "exit", "job": "j1", "code": 3, "cancelled": False} in msgs
+    assert (tmp_path / "exit_code").read_text() == "3\n"
+    assert (tmp_path / "stdout").read_text() == "hi\n"
+    assert out.returncode == 0
 
 
 def test_bad_config_is_a_clear_error(home: Path):
