@@ -49,7 +49,9 @@ _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # The detached wrapper. $1 = job dir, $2 = cwd, the rest = the job's argv. The job's
 # environment comes from "$d/env" (mode 600, sent over stdin) so it never shows in the
 # lab's process list. TERM is caught (not ignored, so the job itself still dies of it)
-# so the wrapper survives a cancel long enough to record the exit code.
+# so the wrapper survives a cancel long enough to record the exit code. Before the exit
+# file appears, ``lwfm_finish`` (defined in the env file when the lab runs lwfm) records
+# the job's end in the lab's store, so a pull right after the job ends sees it.
 _WRAPPER = r'''
 d=$1; cwd=$2; shift 2
 echo $$ > "$d/pid.tmp" && mv -f "$d/pid.tmp" "$d/pid"
@@ -57,6 +59,11 @@ trap 'true' TERM
 . "$d/env"
 if cd "$cwd"; then "$@" > "$d/stdout" 2> "$d/stderr" < /dev/null; rc=$?
 else rc=127; echo "lwfm: cannot cd to $cwd" > "$d/stderr"; fi
+if command -v lwfm_finish > /dev/null; then
+  if [ -e "$d/cancelled" ]; then st=CANCELLED; c=; elif [ $rc = 0 ]; then st=COMPLETE; c=0
+  else st=FAILED; c=$rc; fi
+  lwfm_finish "$LWFM_JOB_ID" $st $c < /dev/null > "$d/finish.log" 2>&1
+fi
 echo $rc > "$d/exit.tmp" && mv -f "$d/exit.tmp" "$d/exit"
 '''
 
@@ -160,6 +167,11 @@ class SSHRun(Run):
             if not _ENV_NAME.fullmatch(k):
                 raise SiteError(f"job environment: {k!r} is not a valid variable name")
         env_file = "".join(f"export {k}={q(str(v))}\n" for k, v in env.items())
+        if self.site.remote_home and self.site.cfg.get("record_end_at_lab", True):
+            py = " ".join(q(a) for a in shlex.split(str(self.site.cfg.get("python_command",
+                                                                          "python3"))))
+            env_file += (f"lwfm_finish() {{ timeout 120 {py} -m lwfm._pycall "
+                         f"lwfm.sites._ssh_remote:finish \"$@\"; }}\n")
         cwd = defn.cwd or self.site.workdir
         script = _LAUNCH.format(d=q(self.job_dir(ctx.job_id)), wrapper=q(_WRAPPER), cwd=q(cwd),
                                 argv=" ".join(q(a) for a in self._argv(defn)))

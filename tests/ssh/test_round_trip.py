@@ -49,6 +49,9 @@ def test_round_trip_spans_both_instances(lab_home, live_sshd):
         remote_root = lab.store.get_job(res["root_job"])          # same id at the lab
         lab_kids = {j.defn.name: j for j in lab.store.find_jobs(workflow_id=res["workflow"])
                     if j.context.parent_id == res["root_job"]}
+        lab_root_states = [s.state for s in lab.history(res["root_job"])]
+    # the lab recorded the end of the job it adopted, the same end home saw
+    assert remote_root.state is State.COMPLETE and remote_root.exit_code == 0, lab_root_states
     assert lab_instance != local_instance and remote_root.context.workflow_id == res["workflow"]
     assert set(lab_kids) == {"simulate", "analyse"}
     assert sum(res["first_pull_added"].values()) >= 3          # 2 jobs + data at least
@@ -110,3 +113,34 @@ def test_by_hand_with_the_cli(lab_home, live_sshd):
     assert bad.returncode == 1 and "nosuch" in bad.stderr
     local = _cli(env, "pull", "local", timeout=120)
     assert local.returncode == 1 and "not an ssh site" in local.stderr
+
+
+def test_lab_records_the_end_of_adopted_jobs(lab_home, live_sshd):
+    """Failed and cancelled jobs end the same way in both stores, so pull has no conflict."""
+    import time
+    from lwfm.model import JobDefn
+    adopt = "from lwfm import Manager; import sys, time; Manager().close(); time.sleep(float(sys.argv[1])); sys.exit(int(sys.argv[2]))"
+    with Manager(lab_home) as m:
+        wf = m.create_workflow("ends")
+        failed = m.submit(JobDefn(entry=[sys.executable, "-c", adopt, "0", "3"], site="lab"),
+                          workflow_id=wf.id)
+        long = m.submit(JobDefn(entry=[sys.executable, "-c", adopt, "120", "0"], site="lab"),
+                        workflow_id=wf.id)
+        assert m.wait(failed.id, timeout=60).state is State.FAILED
+        with Manager(live_sshd.remote_home) as lab:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:      # the lab adopts it once python is up
+                try:
+                    lab.store.get_job(long.id)
+                    break
+                except Exception:
+                    time.sleep(0.2)
+        assert m.cancel(long.id) is True
+        assert m.wait(long.id, timeout=30).state is State.CANCELLED
+        from lwfm.sites._ssh_pull import pull
+        rep = pull(m, "lab", workflow_id=wf.id).report
+        assert rep.conflicts == []
+    with Manager(live_sshd.remote_home) as lab:
+        f, c = lab.store.get_job(failed.id), lab.store.get_job(long.id)
+    assert (f.state, f.exit_code) == (State.FAILED, 3)
+    assert c.state is State.CANCELLED
