@@ -18,6 +18,7 @@ Configured by a ``[sites.NAME]`` table in ``lwfm.toml``::
     compute_types = ["cpu", "gpu"]
     reconnect_timeout = 60                # s a call retries a dropped connection
     poll_reconnect_timeout = 5            # s a status poll retries (then: UNKNOWN)
+    record_end_at_lab = true              # the lab's lwfm records how adopted jobs ended
 
 Jobs run detached (own session and process group, stdio to files) under a small
 wrapper that writes the exit code atomically, so they outlive the SSH connection and
