@@ -12,6 +12,7 @@ import itertools
 import json
 import logging
 import os
+import queue
 import subprocess
 import threading
 from pathlib import Path
@@ -25,11 +26,12 @@ WORKER_SCRIPT = Path(__file__).with_name("_venv_worker.py")
 
 
 class _Pending:
-    __slots__ = ("done", "msg")
+    __slots__ = ("done", "msg", "proc")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.msg: dict[str, Any] | None = None
+        self.proc: subprocess.Popen | None = None   # the worker asked
 
 
 class WorkerClient:
@@ -44,8 +46,11 @@ class WorkerClient:
         self._site = site
         self._proc: subprocess.Popen | None = None
         self._ids = itertools.count(1)
+        self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._dispatch, daemon=True, name=f"lwfm-venv-events-{site}").start()
         self._pending: dict[int, _Pending] = {}
-        self._lock = threading.Lock()          # guards start, writes and _pending
+        self._lock = threading.Lock()          # guards start and _pending
+        self._wlock = threading.Lock()         # one request line at a time
 
     @property
     def pid(self) -> int | None:
@@ -71,18 +76,20 @@ class WorkerClient:
                 timeout: float | None = 120) -> Any:
         pend = _Pending()
         with self._lock:
-            proc = self._ensure()
+            proc = pend.proc = self._ensure()
             rid = next(self._ids)
             self._pending[rid] = pend
-            line = json.dumps({"id": rid, "method": method, "params": params or {}}) + "\n"
-            try:
+        line = json.dumps({"id": rid, "method": method, "params": params or {}}) + "\n"
+        try:
+            with self._wlock:   # apart from _lock: the reader never waits on a full stdin pipe
                 assert proc.stdin is not None
                 proc.stdin.write(line.encode())
                 proc.stdin.flush()
-            except OSError as e:
+        except (OSError, ValueError) as e:
+            with self._lock:
                 self._pending.pop(rid, None)
-                raise SiteError(f"venv site {self._site!r}: worker is gone ({e}); "
-                                f"see {self._stderr_path}") from None
+            raise SiteError(f"venv site {self._site!r}: worker is gone ({e}); "
+                            f"see {self._stderr_path}") from None
         if not pend.done.wait(timeout):
             with self._lock:
                 self._pending.pop(rid, None)
@@ -104,10 +111,7 @@ class WorkerClient:
                 log.warning("venv worker %s: not JSON: %r", self._site, raw[:200])
                 continue
             if "event" in msg:
-                try:
-                    self._on_event(msg)
-                except Exception:  # a broken callback must not stop completion events
-                    log.exception("venv site %s: event handler failed", self._site)
+                self._events.put(msg)
                 continue
             with self._lock:
                 pend = self._pending.pop(msg.get("id"), None)  # type: ignore[arg-type]
@@ -115,16 +119,30 @@ class WorkerClient:
                 pend.msg = msg
                 pend.done.set()
         proc.wait()
-        with self._lock:                      # worker died: fail whoever waits
-            dead, self._pending = self._pending, {}
-        for pend in dead.values():
+        with self._lock:                      # worker died: fail whoever waits on it
+            dead = [r for r, pd in self._pending.items() if pd.proc is proc]
+            dead_pends = [self._pending.pop(r) for r in dead]
+        for pend in dead_pends:
             pend.msg = {"error": {"type": "WorkerExited",
                                   "message": f"worker exited with {proc.returncode}; "
                                              f"see {self._stderr_path}"}}
             pend.done.set()
 
+    def _dispatch(self) -> None:
+        """Events run off the reader thread: a handler may itself call the worker
+        (a trigger submitting the next job to this site) and needs the reader free."""
+        while True:
+            msg = self._events.get()
+            if msg is None:     # closed
+                return
+            try:
+                self._on_event(msg)
+            except Exception:  # a broken callback must not stop later completion events
+                log.exception("venv site %s: event handler failed", self._site)
+
     def close(self, timeout: float = 2.0) -> None:
         """Close the worker's stdin; it exits once its running jobs have ended."""
+        self._events.put(None)
         p = self._proc
         if p is None:
             return

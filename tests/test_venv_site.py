@@ -392,6 +392,20 @@ def test_through_the_manager(home: Path, venv_cache: Path, code_dir: Path, tmp_p
         assert _group_gone(int(m.status(long.id).context.native_id.split(":")[0]))
 
 
+def test_trigger_chain_on_the_venv_site(home: Path, venv_cache: Path, code_dir: Path):
+    """B is submitted from A's completion event: the worker must keep answering meanwhile."""
+    from lwfm import Manager
+    _write_config(home, venv_cache, code_dir)
+    with Manager(home) as m:
+        a = m.submit(JobDefn(entry=["python", "-c", "import six; print(six.__version__)"], site="old"))
+        trig = m.on(a.id, JobDefn(entry=["python", "-c", "import six; print(six.__version__)"],
+                                  site="old"))
+        m.wait(a.id, timeout=60)
+        b = m.wait(trig.job_id, timeout=60)
+        assert b.state is State.COMPLETE and b.triggered_by is not None
+        assert m.log(b.id) == m.log(a.id) == "1.15.0\n"
+
+
 def test_example_venv_job(tmp_path: Path, home: Path):
     proc = subprocess.run([sys.executable, str(EXAMPLE / "run.py")], capture_output=True, text=True,
                           timeout=600, env={**os.environ, "LWFM_HOME": str(home)})
