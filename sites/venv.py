@@ -6,7 +6,7 @@ Two venv sites can hold incompatible versions of one library side by side. Confi
     driver = "venv"
     requirements = ["six==1.15.0"]
     # python = "/usr/bin/python3.11"        base interpreter (default: lwfm's own)
-    # venv_dir = "/path/to/venv"            default: <lwfm home>/venvs/<site name>
+    # venv_dir = "/path/to/venv"            default: venvs/<site name> (relative: to the home)
     # driver_class = "mypkg.drv:Driver"     importable in the venv; methods via VenvSite.call
     # driver_options = {key = "value"}      keyword arguments of driver_class
     # pythonpath = ["src"]                   extra import dirs for worker and jobs (relative: to the home)
@@ -220,7 +220,7 @@ class VenvSite(Site):
         cfg = host.config
         self.requirements = _str_list(cfg.get("requirements"), f"[sites.{host.name}] requirements")
         self.python = str(cfg.get("python") or sys.executable)
-        self.venv_dir = Path(cfg.get("venv_dir") or host.home / "venvs" / host.name).expanduser()
+        self.venv_dir = host.home / Path(cfg.get("venv_dir") or Path("venvs") / host.name).expanduser()
         self.driver_class = cfg.get("driver_class")
         self.driver_options = cfg.get("driver_options") or {}
         if self.driver_class is not None and (not isinstance(self.driver_class, str)
@@ -230,7 +230,10 @@ class VenvSite(Site):
             raise ConfigError(f"[sites.{host.name}] driver_options must be a table")
         self.pythonpath = [str((host.home / Path(p).expanduser()).resolve()) for p in
                            _str_list(cfg.get("pythonpath"), f"[sites.{host.name}] pythonpath")]
-        self.build_timeout = float(cfg.get("build_timeout", 900))
+        try:
+            self.build_timeout = float(cfg.get("build_timeout", 900))
+        except (TypeError, ValueError):
+            raise ConfigError(f"[sites.{host.name}] build_timeout must be seconds") from None
         self.system_site_packages = cfg.get("system_site_packages", False)
         if not isinstance(self.system_site_packages, bool):
             raise ConfigError(f"[sites.{host.name}] system_site_packages must be true or false")
@@ -243,14 +246,12 @@ class VenvSite(Site):
         self.spawned_lock = threading.Lock()
         self._worker: WorkerClient | None = None
         self._lock = threading.Lock()
-        self.rebuilt = False
 
     def ensure(self) -> bool:
         """Build the venv unless a current one exists; True if it was (re)built."""
-        self.rebuilt = build.ensure_venv(self.venv_dir, self.requirements, self.python,
-                                         site=self.name, timeout=self.build_timeout,
-                                         system_site_packages=self.system_site_packages)
-        return self.rebuilt
+        return build.ensure_venv(self.venv_dir, self.requirements, self.python,
+                                 site=self.name, timeout=self.build_timeout,
+                                 system_site_packages=self.system_site_packages)
 
     def existing_worker(self) -> WorkerClient | None:
         return self._worker
