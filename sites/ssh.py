@@ -29,6 +29,7 @@ records there joins the local thread after ``lwfm pull``.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import shlex
 import uuid
@@ -261,7 +262,10 @@ class SSHRepo(Repo):
         return p if p.startswith("/") else f"{self.site.workdir}/{p}"
 
     def remote_sha256(self, path: str) -> str:
-        out = self.conn.check(f"sha256sum -- {q(path)}", f"sha256 of {path}")
+        rc, out, err = self.conn.execute(f"sha256sum -- {q(path)}")
+        if rc != 0:
+            kind = NotFound if "No such file" in err else SiteError
+            raise kind(f"site {self.site.name!r}: cannot checksum {path}: {err.strip()[-300:]}")
         return out.split()[0]
 
     def put(self, local_path: Path, dest: str, ctx: JobContext | None) -> DataObject:
@@ -301,10 +305,7 @@ class SSHRepo(Repo):
         dst = Path(local_path).resolve()
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = dst.with_name(f".{dst.name}.lwfm-tmp-{uuid.uuid4().hex[:12]}")
-        try:
-            remote = self.remote_sha256(path)
-        except SiteError as e:
-            raise NotFound(f"cannot read {self.site.name}:{path}: {e}") from None
+        remote = self.remote_sha256(path)
         if expected_sha256 and remote != expected_sha256:
             raise ChecksumMismatch(f"{self.site.name}:{path} has sha256 {remote}, expected "
                                    f"{expected_sha256}; not fetched")
@@ -326,7 +327,6 @@ class SSHRepo(Repo):
                           metadata={"copied_from": self.url(path)})
 
     def find(self, pattern: str) -> list[str]:
-        import fnmatch
         path = PurePosixPath(self.path_of(pattern))
         parent, name = str(path.parent), path.name
 

@@ -90,6 +90,11 @@ def test_put_get_roundtrip(live_sshd, tmp_path):
     assert back.sha256 == d.sha256 and back.metadata["copied_from"] == d.url
     assert d.metadata["copied_from"] == src.resolve().as_uri()
     assert site.repo.find("data/*.bin") == [d.url]
+    from lwfm.errors import NotFound
+    with pytest.raises(NotFound, match="no_such.bin"):
+        site.repo.get("data/no_such.bin", tmp_path / "x.bin", None)
+    with pytest.raises(NotFound):
+        site.repo.put(tmp_path / "missing.bin", "data/m.bin", None)
     site.close()
 
 
