@@ -39,7 +39,7 @@ from lwfm.site import NoAuth, Run, Site, SiteHost, StaticSpin
 from . import _venv_build as build
 from ._venv_client import WORKER_SCRIPT, WorkerClient, worker_env
 from ._venv_worker import CANCEL_FILE, EXIT_FILE, proc_stat, write_atomic
-from .local import LocalRepo, job_argv
+from .local import LocalRepo, exit_status, job_argv  # same mapping and argv as local
 
 CANCEL_GRACE = 3.0   # seconds between SIGTERM and SIGKILL of a cancelled job's group
 
@@ -70,17 +70,6 @@ def process_alive(native_id: str | None) -> bool:
     if not fields or len(fields) < 20 or (start is not None and fields[19] != start):
         return False
     return fields[0] not in ("Z", "X")   # a zombie has ended; its worker reaps it
-
-
-def terminal_status(job_id: str, code: int, cancelled: bool) -> JobStatus:
-    """How an exit code maps to canonical states (as on ``local``: killed by
-    SIGTERM/SIGKILL counts as cancelled, e.g. by a cancel from another host process)."""
-    if cancelled or (code < 0 and -code in (signal.SIGTERM, signal.SIGKILL)):
-        state = State.CANCELLED
-    else:
-        state = State.COMPLETE if code == 0 else State.FAILED
-    info = f"killed by signal {-code}" if code < 0 else None
-    return JobStatus(job_id, state, native_state=f"exit {code}", info=info, exit_code=code)
 
 
 class VenvRun(Run):
@@ -143,12 +132,12 @@ class VenvRun(Run):
         if w is not None and self.supervises(ctx.job_id):   # its parent knows best
             r = w.request("status", {"job": ctx.job_id})
             if r.get("known") and not r.get("running"):
-                return terminal_status(ctx.job_id, int(r["code"]), (job_dir / CANCEL_FILE).exists())
+                return exit_status(ctx.job_id, int(r["code"]), (job_dir / CANCEL_FILE).exists())
             return JobStatus(ctx.job_id, State.RUNNING, native_state="running")
         if process_alive(ctx.native_id):
             return JobStatus(ctx.job_id, State.RUNNING, native_state="running")
         if (job_dir / CANCEL_FILE).exists():
-            return terminal_status(ctx.job_id, -signal.SIGTERM, True)
+            return exit_status(ctx.job_id, -signal.SIGTERM, True)
         # like local: UNKNOWN lets the Manager grant the worker a grace period
         return JobStatus(ctx.job_id, State.UNKNOWN, native_state="gone",
                          info="the process ended without an exit code recorded "
@@ -166,7 +155,7 @@ class VenvRun(Run):
             code = int((job_dir / EXIT_FILE).read_text().strip())
         except (OSError, ValueError):
             return None
-        return terminal_status(job_id, code, (job_dir / CANCEL_FILE).exists())
+        return exit_status(job_id, code, (job_dir / CANCEL_FILE).exists())
 
     def cancel(self, ctx: JobContext) -> bool:
         job_dir = self.site.host.job_dir(ctx.job_id)
@@ -274,7 +263,7 @@ class VenvSite(Site):
         if msg.get("event") == "exit" and isinstance(msg.get("job"), str):
             with self.spawned_lock:
                 self.spawned.pop(msg["job"], None)
-            self.host.report(terminal_status(msg["job"], int(msg.get("code", -1)),
+            self.host.report(exit_status(msg["job"], int(msg.get("code", -1)),
                                              bool(msg.get("cancelled"))))
 
     def ping(self, *distributions: str) -> dict[str, Any]:
