@@ -48,6 +48,11 @@ def import_bundle(store: Store, config: Any, path: Path, *, dry_run: bool = Fals
     sz = open_zip(path, limits)
     try:
         sha, _ = sha256_file(path)
+        earlier = _same_file_imported(store, sha, on_conflict)
+        if earlier is not None:
+            return ImportReport(file=path.name, sha256=sha, origin_instance=earlier["origin_instance"],
+                                foreign=bool(earlier["summary"].get("foreign")), dry_run=dry_run,
+                                already_imported=earlier["id"])
         inc = _read(sz, str(path), sha, limits)
         if inc.origin == store.instance_id:
             raise BundleError(f"{path}: this bundle was exported by this very instance "
@@ -64,6 +69,19 @@ def import_bundle(store: Store, config: Any, path: Path, *, dry_run: bool = Fals
                 shutil.rmtree(tmpdir, ignore_errors=True)
     finally:
         sz.close()
+
+
+def _same_file_imported(store: Store, sha: str, mode: str) -> dict[str, Any] | None:
+    """An earlier import of this exact file that makes importing it again a no-op.
+
+    Merging only ever adds facts, so a bundle merged once (without conflicts, or with
+    the same conflict choice) adds nothing the second time: skip re-reading it.
+    """
+    for b in list_bundles(store, sha256=sha):
+        s = b["summary"]
+        if s.get("conflicts", 0) == 0 or s.get("on_conflict") == mode:
+            return b
+    return None
 
 
 def _read(sz: SafeZip, where: str, sha: str, limits: Limits) -> Incoming:
@@ -201,10 +219,13 @@ def _merge_all(store: Store, path: Path, inc: Incoming, rep: ImportReport,
     return rep
 
 
-def list_bundles(store: Store) -> list[dict[str, Any]]:
+def list_bundles(store: Store, *, sha256: str | None = None) -> list[dict[str, Any]]:
     """Imported bundles, oldest first: id, origin instance, file, sha256, when, summary."""
+    q = select(t.bundles).order_by(t.bundles.c.imported_at)
+    if sha256:
+        q = q.where(t.bundles.c.sha256 == sha256)
     with store.read() as c:
-        rows = c.execute(select(t.bundles).order_by(t.bundles.c.imported_at)).mappings().all()
+        rows = c.execute(q).mappings().all()
     out = []
     for r in rows:
         d = dict(r)

@@ -49,6 +49,9 @@ class Limits:
     max_entities: int = 5_000_000
 
 
+_CANON = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def urn(id_: str) -> str:
     return f"urn:uuid:{id_}"
 
@@ -57,6 +60,8 @@ def from_urn(iri: Any) -> str | None:
     """The uuid of a ``urn:uuid:`` IRI (canonical form), else None."""
     if not isinstance(iri, str) or not iri.lower().startswith("urn:uuid:"):
         return None
+    if _CANON.fullmatch(iri, 9):
+        return iri[9:]
     try:
         return str(uuid.UUID(iri[9:]))
     except ValueError:
@@ -131,6 +136,7 @@ class ImportReport:
     conflicts: list[Conflict] = field(default_factory=list)
     unmapped: list[str] = field(default_factory=list)
     payload_files: int = 0
+    already_imported: str | None = None   # id of an earlier import of this very file
 
     @property
     def changed(self) -> bool:

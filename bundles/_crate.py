@@ -40,9 +40,12 @@ _SECRET = re.compile(r"pass|secret|token|credential|api_?key|private", re.I)
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
+_ENC = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
+
+
 def dumps(obj: Any) -> str:
-    """Canonical JSON: the form records take inside a bundle."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Canonical JSON (sorted keys, compact, ASCII): the form records take inside a bundle."""
+    return _ENC.encode(obj)
 
 
 def _ref(iri: str | None) -> dict[str, str] | None:

@@ -161,13 +161,16 @@ def _check_literals(e: Any, eid: str, where: str, cap: int, depth: int = 0) -> N
     """Every string in an entity (keys too) is at most ``cap`` long; nesting is shallow."""
     if depth > 8:
         raise BundleError(f"{where}: entity {eid[:100]!r} nests values too deeply")
-    items = e.items() if isinstance(e, dict) else enumerate(e)
-    for k, v in items:
-        if type(v) is str:
+    for k, v in (e.items() if type(e) is dict else enumerate(e)):
+        tv = type(v)
+        if tv is str:
             if len(v) > cap:
                 raise BundleError(f"{where}: entity {eid[:100]!r} has a literal of {len(v)} "
                                   f"characters (limit {cap})")
-        elif isinstance(v, (dict, list)):
+        elif tv is dict and len(v) == 1 and type(v.get("@id")) is str:
+            if len(v["@id"]) > cap:  # the common {"@id": ...} reference, without recursing
+                raise BundleError(f"{where}: entity {eid[:100]!r} has an over-long reference")
+        elif tv is dict or tv is list:
             _check_literals(v, eid, where, cap, depth + 1)
         if type(k) is str and len(k) > 1024:
             raise BundleError(f"{where}: entity {eid[:100]!r} has an over-long property name")

@@ -112,8 +112,14 @@ def test_reimport_is_a_no_op_and_incremental_adds_only_new(homes, tmp_path):
     first = _export(remote, tmp_path, "b1.zip", workflow_id=th.workflow)
     import_bundle(local.store, local.config, first)
     before = snapshot(local.store)
-    again = import_bundle(local.store, local.config, first)
-    assert not again.changed and again.bundle_id is None and not again.conflicts
+    again = import_bundle(local.store, local.config, first)  # the very same file: known
+    assert not again.changed and again.bundle_id is None and again.already_imported
+    assert snapshot(local.store) == before
+    # The same content re-exported (another export time, so another file): a full merge, no-op.
+    same = import_bundle(local.store, local.config,
+                         _export(remote, tmp_path, "b1-again.zip", workflow_id=th.workflow))
+    assert not same.changed and same.already_imported is None and not same.conflicts
+    assert same.unchanged["job"] == 4 and same.unchanged["data"] == 5
     assert snapshot(local.store) == before
     # More happens remotely; a later bundle brings only that.
     remote.store.record_status(JobStatus(th.steps[0], State.INFO, info="late note"))
