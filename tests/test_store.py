@@ -324,6 +324,23 @@ def test_find_string_is_not_number(store: Store, catalog) -> None:
     assert ids(store.find_data({"step": 3}), catalog) == {"a"}
 
 
+def test_find_glob_over_non_string_values(store: Store, catalog) -> None:
+    """A glob matches a non-string value's canonical JSON text, field by field."""
+    assert ids(store.find_data({"step": "[34]"}), catalog) == {"a", "b", "e"}
+    assert ids(store.find_data({"flag": "t*"}), catalog) == {"a"}
+
+
+def test_failed_add_data_leaves_store_unchanged(store: Store) -> None:
+    d = store.add_data(DataObject(url="file:///x", metadata={"k": "v"}))
+    mark = store.last_event()
+    with pytest.raises(Exception):
+        store.add_data(DataObject(url="file:///y", metadata={"k": "v", "z": "1"}, id=d.id))
+    assert store.last_event() == mark
+    assert [x.id for x in store.find_data({"k": "v"})] == [d.id]
+    assert store.find_data({"z": "1"}) == []
+    assert store.get_data(d.id).url == "file:///x"
+
+
 def test_find_filters_and_all(store: Store) -> None:
     a = store.add_data(DataObject(url="file:///x", job_id="j1", workflow_id="w1", metadata={"k": "v"}))
     b = store.add_data(DataObject(url="file:///y", job_id="j2", workflow_id="w1"))
