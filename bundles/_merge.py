@@ -272,3 +272,39 @@ def _insert_statuses(c: Connection, store: Store, rows: list[dict[str, Any]]) ->
         return [str(base + i) for i in range(1, len(rows) + 1)]
     res = c.execute(insert(t.statuses).returning(t.statuses.c.seq, sort_by_parameter_order=True), rows)
     return [str(s) for s in res.scalars()]
+
+
+class Merger:
+    """Merges batches of incoming rows inside one transaction; counts what it did.
+
+    With ``fail``, once a conflict shows up nothing more is written (the caller then
+    raises and the transaction rolls back), but planning goes on so the report lists
+    every conflict. A dry run only plans.
+    """
+
+    def __init__(self, c: Connection, store: Store, mode: str, dry_run: bool, bundle_id: str):
+        self.c, self.store, self.mode, self.dry_run, self.bundle_id = c, store, mode, dry_run, bundle_id
+        self.added: Counter = Counter()
+        self.updated: Counter = Counter()
+        self.unchanged: Counter = Counter()
+        self.conflicts: list[Conflict] = []
+
+    @property
+    def refusing(self) -> bool:
+        return self.mode == "fail" and bool(self.conflicts)
+
+    def merge(self, inc: Incoming) -> None:
+        plan = plan_merge(self.c, inc, self.mode)
+        self.conflicts += plan.conflicts
+        self.added.update(plan.added())
+        self.updated.update(plan.updated())
+        self.unchanged.update(plan.unchanged)
+        if self.dry_run or self.refusing or plan.empty:
+            return
+        items = apply_plan(self.c, self.store, plan)
+        bulk_insert(self.c, self.store, t.bundle_items,
+                    [{"bundle_id": self.bundle_id, **it} for it in items])
+
+    @property
+    def changed(self) -> bool:
+        return any(self.added.values()) or any(self.updated.values())

@@ -138,26 +138,45 @@ def entities(doc: dict[str, Any], where: str) -> tuple[dict[str, dict[str, Any]]
     return by_id, by_id[root_id]
 
 
-def read_lwfm(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: str,
-              members: set[str]) -> Incoming:
-    """Rows of an lwfm bundle, every record validated."""
+def lwfm_origin(root: dict[str, Any], where: str) -> Incoming:
+    """An empty Incoming for an lwfm bundle, from its root data entity."""
     if root.get("lwfm:bundleFormat") != "1":
         raise BundleError(f"{where}: unsupported lwfm bundle format "
                           f"{root.get('lwfm:bundleFormat')!r} (this lwfm reads format 1)")
-    origin = from_urn((root.get("lwfm:exportingInstance") or {}).get("@id")
-                      if isinstance(root.get("lwfm:exportingInstance"), dict) else None)
+    inst = root.get("lwfm:exportingInstance")
+    origin = from_urn(inst.get("@id") if isinstance(inst, dict) else None)
     if origin is None:
         raise BundleError(f"{where}: root entity lacks a valid lwfm:exportingInstance")
-    inc = Incoming(origin=origin, foreign=False, info={
+    return Incoming(origin=origin, foreign=False, info={
         "selection": root.get("lwfm:selection"), "lwfm_version": root.get("lwfm:lwfmVersion"),
         "export_time": root.get("lwfm:exportTime")})
-    for eid, e in by_id.items():
+
+
+class LwfmConverter:
+    """Entity -> validated rows, one at a time (a stream of 100k jobs never sits in memory)."""
+
+    def __init__(self, head: Incoming, where: str, members: set[str]):
+        self.head, self.where, self.members = head, where, members
+        self.batch = self._fresh()
+        self.data_ids: set[str] = set()
+        self.payload: list[Payload] = []
+        self.size = 0
+
+    def _fresh(self) -> Incoming:
+        return Incoming(origin=self.head.origin, foreign=False, info=self.head.info)
+
+    def take(self) -> Incoming:
+        out, self.batch, self.size = self.batch, self._fresh(), 0
+        return out
+
+    def add(self, e: dict[str, Any]) -> None:
+        eid = e["@id"]
         types = _types(e)
-        uid = from_urn(eid)
-        w = f"{where}: entity {eid[:100]}"
+        inc = self.batch
+        w = f"{self.where}: entity {eid[:100]}"
         if "lwfm:Workflow" in types:
             row = check_row("workflow", _record(e, w), w)
-            _same(row["id"], uid, w)
+            _same(row["id"], from_urn(eid), w)
             inc.workflows.append(row)
         elif "CreateAction" in types and "lwfm:record" in e:
             rec = _record(e, w)
@@ -165,7 +184,7 @@ def read_lwfm(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: str
                     not isinstance(rec["statuses"], list):
                 raise BundleError(f"{w}: job record is malformed")
             row = check_row("job", rec["job"], w)
-            _same(row["id"], uid, w)
+            _same(row["id"], from_urn(eid), w)
             try:
                 if row["state"] is not None:
                     State(row["state"])
@@ -174,41 +193,62 @@ def read_lwfm(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: str
                 raise BundleError(f"{w}: job record is malformed ({ex})") from None
             sts = [check_row("status", s, w) for s in rec["statuses"]]
             for s in sts:
-                try:
-                    State(s["state"])
-                except ValueError:
-                    raise BundleError(f"{w}: status with unknown state {s['state']!r}") from None
+                if s["state"] not in _STATES:
+                    raise BundleError(f"{w}: status with unknown state {s['state']!r}")
             inc.jobs.append(row)
             inc.statuses[row["id"]] = sts
+            self.size += len(sts)
         elif "lwfm:Trigger" in types:
-            rec = _record(e, w)
-            watch = rec.pop("watch", None) if isinstance(rec, dict) else None
-            row = check_row("trigger", rec, w)
-            _same(row["id"], uid, w)
-            if not isinstance(watch, list) or not all(isinstance(j, str) and len(j) <= 64
-                                                      for j in watch):
-                raise BundleError(f"{w}: trigger record has a malformed watch list")
-            try:
-                tr = Trigger.from_dict(row["body"])
-                TriggerStatus(row["status"])
-            except (ValueError, TypeError, KeyError, AttributeError) as ex:
-                raise BundleError(f"{w}: trigger record is malformed ({ex})") from None
-            if tr.id != row["id"] or tr.kind.value != row["kind"] or tr.job_id != row["job_id"]:
-                raise BundleError(f"{w}: trigger record contradicts itself")
-            row["watch"] = watch
-            inc.triggers.append(row)
+            inc.triggers.append(_trigger(e, eid, w))
         elif "File" in types and "lwfm:record" in e:  # lwfm:DataObject
             row = check_row("data", _record(e, w), w)
-            _same(row["id"], uid, w)
+            _same(row["id"], from_urn(eid), w)
             if row["direction"] not in ("put", "get"):
                 raise BundleError(f"{w}: data direction must be put or get")
             inc.data.append(row)
+            self.data_ids.add(row["id"])
         elif "File" in types and "lwfm:payloadOf" in e:
-            inc.payload.append(_payload(e, w, members))
-    known = {d["id"] for d in inc.data}
-    for p in inc.payload:
-        if p.data_id not in known:
-            raise BundleError(f"{where}: payload {p.member} belongs to no data record")
+            self.payload.append(_payload(e, w, self.members))
+        else:
+            return
+        self.size += 1
+
+    def finish(self) -> list[Payload]:
+        for p in self.payload:
+            if p.data_id not in self.data_ids:
+                raise BundleError(f"{self.where}: payload {p.member} belongs to no data record")
+        return self.payload
+
+
+_STATES = frozenset(s.value for s in State)
+
+
+def _trigger(e: dict[str, Any], eid: str, w: str) -> dict[str, Any]:
+    rec = _record(e, w)
+    watch = rec.pop("watch", None) if isinstance(rec, dict) else None
+    row = check_row("trigger", rec, w)
+    _same(row["id"], from_urn(eid), w)
+    if not isinstance(watch, list) or not all(isinstance(j, str) and len(j) <= 64 for j in watch):
+        raise BundleError(f"{w}: trigger record has a malformed watch list")
+    try:
+        tr = Trigger.from_dict(row["body"])
+        TriggerStatus(row["status"])
+    except (ValueError, TypeError, KeyError, AttributeError) as ex:
+        raise BundleError(f"{w}: trigger record is malformed ({ex})") from None
+    if tr.id != row["id"] or tr.kind.value != row["kind"] or tr.job_id != row["job_id"]:
+        raise BundleError(f"{w}: trigger record contradicts itself")
+    row["watch"] = watch
+    return row
+
+
+def read_lwfm(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: str,
+              members: set[str]) -> Incoming:
+    """Rows of a whole (already parsed) lwfm bundle, every record validated."""
+    conv = LwfmConverter(lwfm_origin(root, where), where, members)
+    for e in by_id.values():
+        conv.add(e)
+    inc = conv.take()
+    inc.payload = conv.finish()
     return inc
 
 

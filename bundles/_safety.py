@@ -14,7 +14,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Iterator
 
 from lwfm.errors import BundleError
 
@@ -138,23 +138,28 @@ def parse_metadata(raw: bytes, where: str, limits: Limits) -> dict[str, Any]:
         raise BundleError(f"{where}: {len(graph)} entities (limit {limits.max_entities})")
     seen: set[str] = set()
     for e in graph:
-        if not isinstance(e, dict):
-            raise BundleError(f"{where}: an @graph member is not a JSON object")
-        eid = e.get("@id")
-        if not isinstance(eid, str) or not eid or len(eid) > 2048:
-            raise BundleError(f"{where}: an entity has no usable string @id")
-        if eid in seen:
-            raise BundleError(f"{where}: entity {eid[:100]!r} appears twice in @graph")
-        seen.add(eid)
-        typ = e.get("@type")
-        if typ is not None and not (isinstance(typ, str) or (
-                isinstance(typ, list) and all(isinstance(x, str) for x in typ))):
-            raise BundleError(f"{where}: entity {eid[:100]!r} has a malformed @type")
-        if "@context" in e or "@graph" in e:
-            raise BundleError(f"{where}: entity {eid[:100]!r} nests @context/@graph; "
-                              "only flat crates are accepted")
-        _check_literals(e, eid, where, limits.max_literal)
+        check_entity(e, where, seen, limits)
     return doc
+
+
+def check_entity(e: Any, where: str, seen: set[str], limits: Limits) -> None:
+    """One @graph member: an object with a fresh string @id, sane @type, bounded literals."""
+    if not isinstance(e, dict):
+        raise BundleError(f"{where}: an @graph member is not a JSON object")
+    eid = e.get("@id")
+    if not isinstance(eid, str) or not eid or len(eid) > 2048:
+        raise BundleError(f"{where}: an entity has no usable string @id")
+    if eid in seen:
+        raise BundleError(f"{where}: entity {eid[:100]!r} appears twice in @graph")
+    seen.add(eid)
+    typ = e.get("@type")
+    if typ is not None and not (isinstance(typ, str) or (
+            isinstance(typ, list) and all(isinstance(x, str) for x in typ))):
+        raise BundleError(f"{where}: entity {eid[:100]!r} has a malformed @type")
+    if "@context" in e or "@graph" in e:
+        raise BundleError(f"{where}: entity {eid[:100]!r} nests @context/@graph; "
+                          "only flat crates are accepted")
+    _check_literals(e, eid, where, limits.max_literal)
 
 
 def _check_literals(e: Any, eid: str, where: str, cap: int, depth: int = 0) -> None:
@@ -240,3 +245,72 @@ def check_jsonld(doc: dict[str, Any], where: str, max_entities: int = 5000) -> N
                           f"({str(getattr(e, 'message', e))[:200]})") from None
     except (RecursionError, TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
         raise BundleError(f"{where}: {METADATA} is not valid JSON-LD ({type(e).__name__})") from None
+
+
+_HEAD, _TAIL = b'{"@context":', b',"@graph":[\n'
+
+
+def stream_entities(sz: SafeZip, limits: Limits) -> tuple[Any, Iterator[dict[str, Any]]] | None:
+    """Entities of a metadata file in lwfm's one-entity-per-line layout, one at a time.
+
+    None if the file does not start like lwfm writes it (then parse it whole). Each line
+    must be exactly one entity (``,`` between them, ``]}`` last), so what is accepted here
+    is the same document a whole-file parse would accept, with the same checks.
+    """
+    info = sz.entries[METADATA]
+    if info.file_size > limits.max_metadata_bytes:
+        raise _fail(sz.path, f"{METADATA} is larger than {limits.max_metadata_bytes} bytes")
+    f = sz.open(METADATA)
+    try:
+        first = f.readline(1 << 20)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+        f.close()
+        raise _fail(sz.path, f"{METADATA} is corrupt ({e})") from None
+    if not (first.startswith(_HEAD) and first.endswith(_TAIL)):
+        f.close()
+        return None
+    where = str(sz.path)
+    try:
+        ctx = json.loads(first[len(_HEAD):-len(_TAIL)])
+    except (ValueError, RecursionError):
+        f.close()
+        return None
+    check_context(ctx, where)
+    return ctx, _lines(f, where, limits)
+
+
+def _lines(f: BinaryIO, where: str, limits: Limits) -> Iterator[dict[str, Any]]:
+    seen: set[str] = set()
+    cap = 8 * limits.max_literal + (1 << 16)
+    more = True   # the previous entity line ended with ',' (or this is the first)
+    try:
+        with f:
+            n = 0
+            while True:
+                line = f.readline(cap)
+                if line in (b"]}\n", b"]}"):
+                    if more and n:
+                        raise BundleError(f"{where}: {METADATA} has a trailing comma in @graph")
+                    if f.read(1):
+                        raise BundleError(f"{where}: {METADATA} has data after the document")
+                    if not n:
+                        raise BundleError(f"{where}: {METADATA} has no entities")
+                    return
+                if not line.endswith(b"\n") or not more:
+                    raise BundleError(f"{where}: {METADATA} line {n + 2} is truncated, over-long "
+                                      "or not one entity per line")
+                body = line[:-1]
+                more = body.endswith(b",")
+                if more:
+                    body = body[:-1]
+                try:
+                    e = json.loads(body.decode("utf-8"), parse_constant=_no_constants)
+                except (ValueError, RecursionError, UnicodeDecodeError):
+                    raise BundleError(f"{where}: {METADATA} line {n + 2} is not valid JSON") from None
+                n += 1
+                if n > limits.max_entities:
+                    raise BundleError(f"{where}: more than {limits.max_entities} entities")
+                check_entity(e, where, seen, limits)
+                yield e
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+        raise _fail(where, f"{METADATA} is corrupt ({e})") from None

@@ -9,16 +9,20 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from lwfm.bundles import _merge, export_bundle, import_bundle, list_bundles
+from lwfm.bundles import _importer, _merge, export_bundle, import_bundle, list_bundles
 from lwfm.errors import BundleError
 from lwfm.model import DataObject, JobStatus, State
 
 from tests._bundle_threads import Home, build, count, snapshot, t
 
 
-@pytest.fixture
-def homes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+@pytest.fixture(params=["whole", "streamed"])
+def homes(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Remote and local homes with a thread; imports read the metadata whole or streamed."""
     monkeypatch.delenv("LWFM_STORE_URL", raising=False)
+    if request.param == "streamed":
+        monkeypatch.setattr(_importer, "STREAM_MIN_BYTES", 0)
+        monkeypatch.setattr(_importer, "BATCH", 2)
     local, remote = Home.open(tmp_path / "local"), Home.open(tmp_path / "remote")
     th = build(local, remote, tmp_path)
     yield local, remote, th

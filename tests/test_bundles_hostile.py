@@ -200,6 +200,38 @@ def test_checksum_mismatch_of_payload(env):
     refused(env, with_meta(env, missing), "not in the bundle")
 
 
+def _lines_edit(env, name, edit) -> Path:
+    out = []
+    for info, data in _entries(env[2]):
+        if info.filename == META:
+            lines = data.split(b"\n")
+            data = b"\n".join(edit(lines))
+        out.append((info, data))
+    return write_zip(env[3] / name, out)
+
+
+def _tamper_line(lines):
+    i = next(i for i, ln in enumerate(lines) if b'"CreateAction"' in ln)
+    lines[i] = lines[i].replace(b'\\"exit_code\\":0', b'\\"exit_code\\":\\"zero\\"')
+    return lines
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda ls: ls[:3] + [ls[3] + ls[4]] + ls[5:], "line|JSON"),             # two entities, one line
+    (lambda ls: ls[:-3] + [ls[-3] + b","] + ls[-2:], "trailing comma"),
+    (lambda ls: ls + [b"{}"], "after the document"),
+    (lambda ls: ls[:-2], "truncated"),
+    (lambda ls: ls[:4] + [b"{not json},"] + ls[4:], "not valid JSON"),
+    (lambda ls: ls[:4] + [ls[4]] + ls[4:], "twice"),
+    (_tamper_line, "exit_code"),
+])
+def test_streamed_reader_is_as_strict(env, monkeypatch, edit, match):
+    from lwfm.bundles import _importer
+    monkeypatch.setattr(_importer, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(_importer, "BATCH", 1)
+    refused(env, _lines_edit(env, "lines.zip", edit), match)
+
+
 def test_bundle_from_this_very_instance(env):
     local, _, _, tmp = env
     own = tmp / "own.zip"
