@@ -59,6 +59,19 @@ def test_instances_differ(store: Store, tmp_path: Path) -> None:
         other.close()
 
 
+def test_backend_is_the_real_engine(store: Store, store_url: str) -> None:
+    """SQLite runs in WAL mode; PostgreSQL is a real server, not a stand-in."""
+    from sqlalchemy import text
+    with store.read() as c:
+        if store_url.startswith("sqlite"):
+            assert store.engine.dialect.name == "sqlite"
+            assert c.execute(text("PRAGMA journal_mode")).scalar_one().lower() == "wal"
+        else:
+            assert store.engine.dialect.name == "postgresql"
+            assert "PostgreSQL" in c.execute(text("SELECT version()")).scalar_one()
+    assert store.last_event() == 0    # every test gets an empty store
+
+
 # -- workflows and jobs ---------------------------------------------------------------
 def test_workflow_add_get_find(store: Store) -> None:
     wf = store.add_workflow(Workflow(name="wf-a", description="d", props={"k": [1, 2]}))
