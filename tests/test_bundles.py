@@ -355,3 +355,21 @@ def test_round_trip_through_postgresql(tmp_path, pg_server):
         remote.store.close()
         third.store.close()
         pg_server.drop(url)
+
+
+def test_cli_conflicts_listed_and_refused(homes, tmp_path):
+    from lwfm.cli import cli
+    local, remote, th = homes
+    _conflicting_local(local, th)
+    out = _export(remote, tmp_path, "c.zip", workflow_id=th.workflow)
+    r = CliRunner()
+    home = ["--home", str(local.config.home)]
+    res = r.invoke(cli, [*home, "import", str(out), "--dry-run"])
+    assert res.exit_code == 1 and f"conflict: job {th.remote_root} state" in res.output
+    res = r.invoke(cli, [*home, "import", str(out)])
+    assert res.exit_code != 0 and isinstance(res.exception, BundleError)
+    assert count(local.store, t.bundles) == 0
+    res = r.invoke(cli, [*home, "import", str(out), "--on-conflict", "keep", "--quiet"])
+    assert res.exit_code == 0 and res.output == ""
+    res = r.invoke(cli, [*home, "bundles"])
+    assert remote.store.instance_id in res.output and "3 jobs" in res.output
