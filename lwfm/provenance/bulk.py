@@ -57,7 +57,9 @@ def iter_lines(store: Store) -> Iterator[str]:
         if cur is not None:
             yield from _data(em, cur, entries, extra)
         for r in _rows(c, select(t.triggers).order_by(t.triggers.c.id)):
-            yield from em.trigger(r, store.instance_id)
+            yield from em.trigger(r, store.instance_id, extra)
+            yield from extra
+            extra.clear()
 
 
 def _data(em: Emitter, r: Any, entries: list[tuple[str, str]], extra: list[str]) -> Iterator[str]:

@@ -27,6 +27,10 @@ _ESC = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": 
 _TYPE = f"<{RDF.type}>"
 _DT = f"^^<{XSD.dateTime}>"
 _INT = f"^^<{XSD.integer}>"
+# Every lineage edge (generation, usage, derivation, parent, trigger) is also stated as
+# its PROV super-property, so lineage is one single-predicate path that Oxigraph walks
+# with one index seek per step (add-only: the facts it mirrors never change).
+_INFL = f"<{PROV.wasInfluencedBy}>"
 
 
 def _p(ns: Any, name: str) -> str:
@@ -40,7 +44,7 @@ P = {n: _p(SCHEMA, n) for n in (
     "dateCreated", "additionalProperty", "value", "identifier", "propertyID")}
 P.update({"prov_" + n: _p(PROV, n) for n in (
     "startedAtTime", "endedAtTime", "wasAssociatedWith", "used", "wasGeneratedBy",
-    "wasDerivedFrom", "wasInformedBy", "atTime", "actedOnBehalfOf")})
+    "wasDerivedFrom", "wasInformedBy", "atTime", "actedOnBehalfOf", "wasInfluencedBy")})
 P.update({"lwfm_" + n: _p(LWFM, n) for n in (
     "state", "exitCode", "nativeId", "parentJob", "originator", "workflow", "triggeredBy",
     "firedBy", "fires", "watches", "triggerKind", "triggerStatus", "triggerStates", "pattern",
@@ -175,6 +179,7 @@ class Emitter:
             p = node_iri(r["parent_id"])
             o.append(f"{j} {P['lwfm_parentJob']} <{p}> {g} .\n")
             o.append(f"{j} {P['prov_wasInformedBy']} <{p}> {g} .\n")
+            extra.append(f"{j} {_INFL} <{p}> {g} .\n")
         if r["originator_id"]:
             o.append(f"{j} {P['lwfm_originator']} <{node_iri(r['originator_id'])}> {g} .\n")
         if r["workflow_id"]:
@@ -231,7 +236,9 @@ class Emitter:
             o.append(f"{d} {P['lwfm_workflow']} <{w}> {g} .\n")
             o.append(f"{d} {P['isPartOf']} <{w}> {g} .\n")
         if r["derived_from"]:
-            o.append(f"{d} {P['prov_wasDerivedFrom']} <{node_iri(r['derived_from'])}> {g} .\n")
+            src = node_iri(r["derived_from"])
+            o.append(f"{d} {P['prov_wasDerivedFrom']} <{src}> {g} .\n")
+            extra.append(f"{d} {_INFL} <{src}> {g} .\n")
         for key, value in meta:
             pv = f"<urn:lwfm:meta:{did}:{_meta_key(key)}>"
             o.append(f"{d} {P['additionalProperty']} {pv} {g} .\n")
@@ -243,10 +250,11 @@ class Emitter:
             j = f"<{node_iri(r['job_id'])}>"
             if r["direction"] == "get":
                 extra += (f"{j} {P['prov_used']} {d} {g} .\n",
-                          f"{j} {P['object']} {d} {g} .\n")
+                          f"{j} {P['object']} {d} {g} .\n",
+                          f"{j} {_INFL} {d} {g} .\n")
             else:
                 o.append(f"{d} {P['prov_wasGeneratedBy']} {j} {g} .\n")
-                extra.append(f"{j} {P['result']} {d} {g} .\n")
+                extra += (f"{j} {P['result']} {d} {g} .\n", f"{d} {_INFL} {j} {g} .\n")
         return o
 
     @staticmethod
@@ -265,7 +273,7 @@ class Emitter:
         return o
 
     @staticmethod
-    def trigger(r: Row, default_instance: str) -> Lines:
+    def trigger(r: Row, default_instance: str, extra: Lines) -> Lines:
         body = _defn(r["body"])
         g = f"<{graph_iri(body.get('instance_id') or default_instance)}>"
         t = f"<{node_iri(r['id'])}>"
@@ -285,7 +293,9 @@ class Emitter:
         if body.get("workflow_id"):
             o.append(f"{t} {P['lwfm_workflow']} <{node_iri(body['workflow_id'])}> {g} .\n")
         if r["fired_by"]:
-            o.append(f"{t} {P['lwfm_firedBy']} <{node_iri(r['fired_by'])}> {g} .\n")
+            cause = node_iri(r["fired_by"])
+            o.append(f"{t} {P['lwfm_firedBy']} <{cause}> {g} .\n")
+            extra.append(f"<{node_iri(r['job_id'])}> {_INFL} <{cause}> {g} .\n")
         if r["reason"]:
             o.append(f"{t} {P['lwfm_reason']} {lit(r['reason'])} {g} .\n")
         if r["fired_at"]:

@@ -92,13 +92,12 @@ def uri(iri: str) -> URIRef:
     return URIRef(iri)
 
 
-# Edges of the lineage walk, all pointing "up" (from an effect to its cause):
-# data --prov:wasGeneratedBy--> job --prov:used--> data --prov:wasDerivedFrom--> data,
-# job --prov:wasInformedBy--> parent job, job --lwfm:triggeredBy/lwfm:firedBy--> job|data.
-UP_PREDICATES = (PROV.wasGeneratedBy, PROV.used, PROV.wasDerivedFrom, PROV.wasInformedBy)
-UP_PATH = ("(prov:wasGeneratedBy|prov:used|prov:wasDerivedFrom|prov:wasInformedBy"
-           "|(lwfm:triggeredBy/lwfm:firedBy))")
+# Lineage walks one predicate: every causal edge lwfm records (data --wasGeneratedBy-->
+# job --used--> data --wasDerivedFrom--> data, job --wasInformedBy--> parent, a trigger's
+# firedBy) is also stated as its PROV super-property prov:wasInfluencedBy, pointing "up"
+# from effect to cause, so lineage is the property path ``prov:wasInfluencedBy+``.
+UP_PATH = "prov:wasInfluencedBy"
 
 __all__ = ["ACTION_STATUS", "LWFM", "OWL", "PREFIXES", "PROV", "RDF", "RDFS", "SCHEMA",
-           "SPARQL_PREFIXES", "UP_PATH", "UP_PREDICATES", "XSD", "entry_text", "graph_iri",
+           "SPARQL_PREFIXES", "UP_PATH", "XSD", "entry_text", "graph_iri",
            "node_id", "node_iri", "site_iri", "software_iri", "status_iri", "uri"]
