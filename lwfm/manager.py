@@ -63,7 +63,12 @@ class Manager:
             if name not in self._sites:
                 host = SiteHost(name=name, home=self.home, config=self.config.site_config(name),
                                 report=self._report, instance_id=self.instance_id)
-                self._sites[name] = make_site(self.config, name, host)
+                site = make_site(self.config, name, host)
+                if self.context is not None and getattr(site, "detach", None) is False:
+                    # We run inside a job, which may exit before what it starts: those
+                    # jobs must record their own end (the detached path).
+                    site.detach = True  # type: ignore[attr-defined]
+                self._sites[name] = site
             return self._sites[name]
 
     def site_names(self) -> list[str]:
@@ -222,9 +227,12 @@ class Manager:
         st = site.run.status(job.context)
         if st.state is job.state:
             return
-        if st.state is State.UNKNOWN and job.started and (
-                time.time() - job.started.timestamp() < _GRACE_S):
-            return  # its supervisor may not have recorded the exit yet
+        if st.state is State.UNKNOWN:
+            if job.started and time.time() - job.started.timestamp() < _GRACE_S:
+                return  # its supervisor may not have recorded the exit yet
+            # Its supervisor died with it: the outcome is lost. End it, so waits return.
+            st = JobStatus(job.id, State.FAILED, native_state=st.native_state,
+                           info=f"{st.info} (recorded as FAILED)")
         self._record(st)
 
     def history(self, job_id: str) -> list[JobStatus]:
@@ -241,6 +249,8 @@ class Manager:
             self._rec.flush()
             job = self._job_or_future(job_id)
             if job is not None:
+                if job.state is not None and job.state.terminal:
+                    return job
                 job = self.status(job_id)
                 if job.state is not None and job.state.terminal:
                     return job
@@ -258,9 +268,18 @@ class Manager:
             delay = min(delay * 2, cap)
 
     def wait_all(self, job_ids: Iterable[str], timeout: float | None = None) -> list[Job]:
+        """Wait for many jobs: one query per pass finds those already ended, and a full
+        :meth:`wait` on the first one still going covers polling, futures and dead triggers."""
+        ids = list(job_ids)
+        pending = list(dict.fromkeys(ids))
         deadline = None if timeout is None else time.monotonic() + timeout
-        return [self.wait(j, None if deadline is None else max(0.0, deadline - time.monotonic()))
-                for j in job_ids]
+        while pending:
+            self._rec.flush()
+            done = self.store.terminal_among(pending)
+            pending = [j for j in pending if j not in done]
+            if pending:
+                self.wait(pending[0], None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return self.store.get_jobs(ids)
 
     def cancel(self, job_id: str) -> bool:
         """Stop a job on its site and record CANCELLED. False if it had already ended."""

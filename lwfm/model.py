@@ -335,3 +335,6 @@ class LogRecord(_Record):
     job_id: str | None = None
     workflow_id: str | None = None
     time: datetime = field(default_factory=utcnow)
+
+    def __post_init__(self) -> None:
+        self.time = parse_time(self.time)  # type: ignore[assignment]

@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -77,8 +78,26 @@ def _start_ticks(pid: int) -> str | None:
 
 
 def _alive(native_id: str) -> bool:
+    """The process that native_id names still runs (same start time; a zombie is dead)."""
     pid, ticks = native_id.split(":")[:2]
-    return _start_ticks(int(pid)) == ticks
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[19] == ticks and fields[0] != "Z"
+
+
+_TERM_GRACE_S = 5.0  # how long a cancelled job may clean up before SIGKILL
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def exit_status(job_id: str, code: int | None, cancelled: bool = False) -> JobStatus:
@@ -198,7 +217,14 @@ class LocalRun(Run):
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             return False
-        threading.Timer(5.0, _kill_if_alive, (pid, ctx.native_id)).start()
+        deadline = time.monotonic() + _TERM_GRACE_S
+        while _group_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if _group_alive(pid):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         return True
 
     def log(self, ctx: JobContext) -> str:
@@ -206,14 +232,6 @@ class LocalRun(Run):
             return self._file(ctx.job_id, "log").read_text(errors="replace")
         except FileNotFoundError:
             return ""
-
-
-def _kill_if_alive(pid: int, native_id: str) -> None:
-    if _alive(native_id):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def sha256_file(path: Path) -> str:

@@ -124,11 +124,6 @@ def test_cancel_long_job(home: Path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "known core bug: a data trigger fired by m.notate INSIDE a job starts the triggered job as a "
-    "supervised child of that short-lived job process; when it exits first, the triggered job's "
-    "end is never recorded (RUNNING forever, UNKNOWN statuses piling up). Remove this marker "
-    "with the fix."))
 def test_data_trigger_fired_inside_a_job_outlives_it(home: Path, tmp_path: Path):
     """The variant of data_trigger.py where the producing job notates its own output."""
     with Manager(home) as m:

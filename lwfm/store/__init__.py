@@ -13,10 +13,11 @@ import json
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Mapping
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
+from sqlalchemy import (Connection, Engine, bindparam, create_engine, event, func, insert,
+                        select, update)
 
 from ..errors import NotFound
-from ..model import (DataObject, Job, JobContext, JobDefn, JobStatus, LogRecord, State, Trigger,
+from ..model import (TERMINAL, DataObject, Job, JobContext, JobDefn, JobStatus, LogRecord, State, Trigger,
                      TriggerStatus, Workflow, advance, iso, new_id, parse_time, utcnow)
 from . import schema as t
 
@@ -146,14 +147,39 @@ class Store:
 
     def resolve_job_id(self, prefix: str) -> str:
         """Accept a unique id prefix, as users copy short ids from tables."""
+        if not prefix:
+            raise NotFound("an empty job id")
+        esc = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         with self.read() as c:
-            ids = c.execute(select(t.jobs.c.id).where(t.jobs.c.id.like(
-                prefix.replace("%", "").replace("_", r"\_") + "%", escape="\\")).limit(2)).scalars().all()
+            ids = c.execute(select(t.jobs.c.id).where(t.jobs.c.id.like(esc + "%", escape="\\"))
+                            .limit(2)).scalars().all()
         if len(ids) == 1:
             return ids[0]
         if not ids:
             raise NotFound(f"no job with id {prefix!r} (lwfm jobs lists them)")
         raise NotFound(f"job id prefix {prefix!r} is ambiguous; give more characters")
+
+    def terminal_among(self, job_ids: list[str]) -> set[str]:
+        """Which of ``job_ids`` have ended (one query per 500 ids)."""
+        done: set[str] = set()
+        term = [st.value for st in TERMINAL]
+        with self.read() as c:
+            for i in range(0, len(job_ids), 500):
+                done.update(c.execute(select(t.jobs.c.id).where(
+                    t.jobs.c.id.in_(job_ids[i:i + 500]), t.jobs.c.state.in_(term))).scalars())
+        return done
+
+    def get_jobs(self, job_ids: list[str]) -> list[Job]:
+        """Jobs by id, in the order given; unknown ids raise NotFound."""
+        found: dict[str, Job] = {}
+        with self.read() as c:
+            for i in range(0, len(job_ids), 500):
+                for r in c.execute(select(t.jobs).where(t.jobs.c.id.in_(job_ids[i:i + 500]))).mappings():
+                    found[r["id"]] = self.job_from_row(r)
+        missing = [j for j in job_ids if j not in found]
+        if missing:
+            raise NotFound(f"no job with id {missing[0]!r} (lwfm jobs lists them)")
+        return [found[j] for j in job_ids]
 
     def find_jobs(self, workflow_id: str | None = None, site: str | None = None,
                   state: State | str | None = None, parent_id: str | None = None,
@@ -181,24 +207,19 @@ class Store:
         return state, changed
 
     def write_batch(self, ops: list[tuple[str, tuple[Any, Any]]]) -> list[tuple[str, State | None, bool]]:
-        """Apply new jobs and status reports in order, in ONE transaction (group commit).
+        """Apply new jobs and status reports in ONE transaction (group commit).
 
         ``ops`` items are ``("job", (Job, first JobStatus | None))`` or
-        ``("status", (JobStatus, native_id | None))``. Returns, per status op (and per job
-        op with a status), ``(job_id, current state, changed)``.
+        ``("status", (JobStatus, native_id | None))``. All job inserts go first, then all
+        statuses in queue order: a job's insert always precedes its own statuses in the
+        queue, so each history keeps its order. Returns ``(job_id, current state,
+        changed)`` per status (a job insert's first status included).
         """
-        out: list[tuple[str, State | None, bool]] = []
+        jobs = [op[1] for op in ops if op[0] == "job"]
+        sts = [op[1] for op in ops if op[0] == "status"]
         with self.write() as c:
-            i = 0
-            while i < len(ops):
-                kind = ops[i][0]
-                j = i
-                while j < len(ops) and ops[j][0] == kind:
-                    j += 1
-                run = [op[1] for op in ops[i:j]]
-                out += self._insert_jobs(c, run) if kind == "job" else self._statuses(c, run)
-                i = j
-        return out
+            out = self._insert_jobs(c, jobs) if jobs else []
+            return out + (self._statuses(c, sts) if sts else [])
 
     def _insert_jobs(self, c: Connection, run: list[tuple[Job, JobStatus | None]]):
         rows = []
@@ -250,9 +271,14 @@ class Store:
                     vals["exit_code"] = st.exit_code
             out.append((st.job_id, new, changed))
         self._insert_statuses(c, [st for st, _ in run])
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}  # one executemany per column set
         for job_id, vals in changes.items():
             if vals:
-                c.execute(update(t.jobs).where(t.jobs.c.id == job_id).values(**vals))
+                groups.setdefault(tuple(sorted(vals)), []).append(
+                    {"_id": job_id, **{f"v_{k}": v for k, v in vals.items()}})
+        for keys, rows in groups.items():
+            c.execute(update(t.jobs).where(t.jobs.c.id == bindparam("_id"))
+                      .values({k: bindparam(f"v_{k}") for k in keys}), rows)
         self.journal(c, "job", [j for j, v in changes.items() if "native_id" in v])
         return out
 
@@ -266,10 +292,17 @@ class Store:
 
     # -- data -------------------------------------------------------------------------
     @staticmethod
-    def meta_rows(d: DataObject) -> list[dict[str, str]]:
-        return [{"data_id": d.id, "key": str(k),
-                 "value": v if isinstance(v, str) else json.dumps(v, sort_keys=True)}
-                for k, v in d.metadata.items()]
+    def meta_value(v: Any) -> tuple[str, bool]:
+        """(stored text, typed): strings as they are, anything else as canonical JSON."""
+        return (v, False) if isinstance(v, str) else (json.dumps(v, sort_keys=True), True)
+
+    @staticmethod
+    def meta_rows(d: DataObject) -> list[dict[str, Any]]:
+        rows = []
+        for k, v in d.metadata.items():
+            text, typed = Store.meta_value(v)
+            rows.append({"data_id": d.id, "key": str(k), "value": text, "typed": typed})
+        return rows
 
     def add_data(self, d: DataObject) -> DataObject:
         d.instance_id = d.instance_id or self.instance_id
@@ -298,12 +331,12 @@ class Store:
         q = select(t.data).order_by(t.data.c.time)
         globs: dict[str, str] = {}
         for k, v in (pattern or {}).items():
-            sv = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+            sv, typed = self.meta_value(v)
             sub = select(t.data_meta.c.data_id).where(t.data_meta.c.key == str(k))
             if isinstance(v, str) and any(ch in v for ch in "*?["):
                 globs[str(k)] = v
             else:
-                sub = sub.where(t.data_meta.c.value == sv)
+                sub = sub.where(t.data_meta.c.value == sv, t.data_meta.c.typed == typed)
             q = q.where(t.data.c.id.in_(sub))
         for col, v in (("job_id", job_id), ("workflow_id", workflow_id), ("url", url)):
             if v is not None:

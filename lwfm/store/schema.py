@@ -11,8 +11,8 @@ both SQLite and PostgreSQL unchanged. JSON columns hold model ``to_dict`` output
 
 from __future__ import annotations
 
-from sqlalchemy import (JSON, BigInteger, Column, Index, Integer, MetaData, String, Table,
-                        Text)
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, Index, Integer, MetaData, String,
+                        Table, Text)
 
 SCHEMA_VERSION = "1"
 
@@ -85,11 +85,14 @@ data = Table(
 )
 
 # One row per (data object, metadata key) so find() matches fields, not serialized text.
+# A string value is stored as is (typed = false); any other value as canonical JSON
+# (typed = true), so the string "3" and the number 3 stay different values.
 data_meta = Table(
     "data_meta", metadata,
     Column("data_id", String(64), nullable=False, index=True),
     Column("key", String(255), nullable=False),
     Column("value", Text, nullable=False),
+    Column("typed", Boolean, nullable=False, default=False),
     Index("ix_data_meta_key_value", "key", "value"),
 )
 
