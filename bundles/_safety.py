@@ -281,7 +281,8 @@ def stream_entities(sz: SafeZip, limits: Limits) -> tuple[Any, Iterator[dict[str
 
 def _lines(f: BinaryIO, where: str, limits: Limits) -> Iterator[dict[str, Any]]:
     seen: set[str] = set()
-    cap = 8 * limits.max_literal + (1 << 16)
+    # The root's hasPart/mentions list every data object and job: its line is long.
+    cap = min(limits.max_metadata_bytes, 64 * limits.max_entities + 8 * limits.max_literal)
     more = True   # the previous entity line ended with ',' (or this is the first)
     try:
         with f:
