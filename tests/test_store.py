@@ -354,6 +354,25 @@ def test_failed_add_data_leaves_store_unchanged(store: Store) -> None:
     assert store.get_data(d.id).url == "file:///x"
 
 
+def test_long_metadata_value_is_stored_and_found(store: Store) -> None:
+    """A few KB of metadata (a description, a config) must work on every backend."""
+    import secrets
+    v = secrets.token_hex(4000)      # incompressible, 8000 chars
+    d = store.add_data(DataObject(url="file:///x", metadata={"description": v, "k": "x"}))
+    assert [x.id for x in store.find_data({"description": v})] == [d.id]
+    assert [x.id for x in store.find_data({"description": v[:100] + "*"})] == [d.id]
+
+
+@pytest.mark.parametrize("md", [{"k" * 300: "v"}, {"k": "a\x00b"}, {"a\x00": "v"}],
+                         ids=["key-too-long", "nul-in-value", "nul-in-key"])
+def test_unstorable_metadata_is_a_clear_error(store: Store, md: dict) -> None:
+    """Same answer on SQLite and PostgreSQL: an LwfmError, and nothing written."""
+    from lwfm.errors import LwfmError
+    with pytest.raises(LwfmError):
+        store.add_data(DataObject(url="file:///x", metadata=md))
+    assert store.last_event() == 0 and store.find_data() == []
+
+
 def test_find_filters_and_all(store: Store) -> None:
     a = store.add_data(DataObject(url="file:///x", job_id="j1", workflow_id="w1", metadata={"k": "v"}))
     b = store.add_data(DataObject(url="file:///y", job_id="j2", workflow_id="w1"))
@@ -543,3 +562,30 @@ def test_settle_trigger_process_race(store: Store, store_url: str, tmp_path: Pat
             assert store.get_trigger(tid).fired_by == f"p{w}"
     assert sorted(won) == sorted(t.id for t in trs)   # every trigger exactly one winner
     assert sum(k == "trigger" for k, _ in events(store)) == 2 * len(trs)
+
+
+# -- property: every field of any JSON metadata finds its object -----------------------
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                max_size=12)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**53, 2**53) |
+    st.floats(allow_nan=False, allow_infinity=False) | _text,
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(_text, kids, max_size=3),
+    max_leaves=6)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(md=st.dictionaries(st.text(min_size=1, max_size=12).filter(lambda k: "\x00" not in k),
+                          _json, min_size=1, max_size=4))
+def test_find_any_metadata_roundtrip(store: Store, md: dict) -> None:
+    d = store.add_data(DataObject(url="file:///p", metadata=md))
+    assert store.get_data(d.id).metadata == md
+    exact = {k: v for k, v in md.items() if not (isinstance(v, str) and any(c in v for c in "*?["))}
+    for k, v in exact.items():
+        found = store.find_data({k: v})
+        assert d.id in [x.id for x in found], (k, v)
+        assert all(x.metadata.get(k) == v and type(x.metadata.get(k)) is type(v) for x in found)
+    if exact:
+        assert d.id in [x.id for x in store.find_data(exact)]
