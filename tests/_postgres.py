@@ -180,7 +180,11 @@ def pg_server():
 
 @pytest.fixture(scope="session")
 def pg_url(pg_server: PgServer) -> str:
-    """SQLAlchemy URL (``postgresql+psycopg://``) of a database on the session server."""
+    """SQLAlchemy URL (``postgresql+psycopg://``) of a database on the session server.
+
+    Shared by the whole session: tests that need an empty store use ``store_url`` or
+    ``pg_server.database()`` instead.
+    """
     return pg_server.database("lwfm")
 
 
