@@ -48,10 +48,6 @@ class Config:
     def data_dir(self) -> Path:
         return self.home / "data"
 
-    def job_dir(self, job_id: str) -> Path:
-        """Per-job files (stdout/stderr, exit code); sharded to keep directories small."""
-        return self.logs_dir / job_id[:2] / job_id
-
     def site_config(self, name: str) -> dict[str, Any]:
         if name in self.sites:
             return dict(self.sites[name])

@@ -70,11 +70,16 @@ def _spawn(argv: list[str], env: dict[str, str], log: Path, cwd: str | None) -> 
 
 
 def _start_ticks(pid: int) -> str | None:
+    """The process's start time in clock ticks: with the pid, a name no other process has."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    try:
+        stat = os.read(fd, 1024)  # raw read: this is on the submit hot path
+    finally:
+        os.close(fd)
+    return stat.rsplit(b")", 1)[1].split()[19].decode()
 
 
 def _alive(native_id: str) -> bool:
@@ -148,8 +153,9 @@ class LocalRun(Run):
         self._shards: set[Path] = set()
 
     def _file(self, job_id: str, suffix: str) -> Path:
-        """Per-job files sit flat in a shard directory: one mkdir per 256 jobs, not two per job."""
-        shard = self.host.home / "logs" / job_id[:2]
+        """Per-job files sit flat in one of 16 shard directories (by the id's first hex
+        digit): a fresh home pays 16 mkdirs, not one or two per job."""
+        shard = self.host.home / "logs" / job_id[:1]
         if shard not in self._shards:
             shard.mkdir(parents=True, exist_ok=True)
             self._shards.add(shard)
