@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from operator import itemgetter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -247,17 +248,22 @@ def bulk_insert(c: Connection, store: Store, table: Any, rows: list[dict[str, An
     cols = list(rows[0])
     js = [i for i, k in enumerate(cols) if isinstance(table.c[k].type, JSON)]
     sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-    dumps = json.dumps
+    get = itemgetter(*cols) if len(cols) > 1 else (lambda r: (r[cols[0]],))
     if js:
-        params = []
+        dumps = json.dumps
+        params: list[Any] = []
         for r in rows:
-            v = [r[k] for k in cols]
+            v = list(get(r))
             for i in js:
                 v[i] = dumps(v[i])
-            params.append(tuple(v))
+            params.append(v)
     else:
-        params = [tuple(r[k] for k in cols) for r in rows]
-    c.exec_driver_sql(sql, params)
+        params = [get(r) for r in rows]
+    cur = c.connection.cursor()   # the same DBAPI connection, so the same transaction
+    try:
+        cur.executemany(sql, params)
+    finally:
+        cur.close()
 
 
 def _insert_statuses(c: Connection, store: Store, rows: list[dict[str, Any]]) -> list[str]:

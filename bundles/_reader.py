@@ -8,6 +8,7 @@ Crates from other systems go through :mod:`._foreign`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import posixpath
 import re
@@ -188,7 +189,10 @@ class LwfmConverter:
             try:
                 if row["state"] is not None:
                     State(row["state"])
-                JobDefn.from_dict(row["defn"])
+                defn = row["defn"]
+                if not set(defn) <= _DEFN_FIELDS:
+                    raise ValueError(f"unknown defn field(s) {sorted(set(defn) - _DEFN_FIELDS)}")
+                JobDefn(**defn)  # __post_init__ validates entry, kind and args
             except (ValueError, TypeError, KeyError, AttributeError) as ex:
                 raise BundleError(f"{w}: job record is malformed ({ex})") from None
             sts = [check_row("status", s, w) for s in rec["statuses"]]
@@ -221,6 +225,7 @@ class LwfmConverter:
 
 
 _STATES = frozenset(s.value for s in State)
+_DEFN_FIELDS = frozenset(f.name for f in dataclasses.fields(JobDefn))
 
 
 def _trigger(e: dict[str, Any], eid: str, w: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ together with each entry's CRC. The metadata must be strict JSON with a flat
 
 from __future__ import annotations
 
+import io
 import json
 import stat
 import zipfile
@@ -260,7 +261,7 @@ def stream_entities(sz: SafeZip, limits: Limits) -> tuple[Any, Iterator[dict[str
     info = sz.entries[METADATA]
     if info.file_size > limits.max_metadata_bytes:
         raise _fail(sz.path, f"{METADATA} is larger than {limits.max_metadata_bytes} bytes")
-    f = sz.open(METADATA)
+    f = io.BufferedReader(sz.open(METADATA), 1 << 20)  # C readline over the inflater
     try:
         first = f.readline(1 << 20)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:

@@ -35,9 +35,13 @@ class Selection:
 
 
 def _in(c: Connection, col, ids: Iterable[str], want) -> set[str]:  # noqa: ANN001
+    """Values of column ``want`` where ``col`` (same table) is in ``ids``; driver-level."""
+    mark = "?" if c.dialect.paramstyle == "qmark" else "%s"
     out: set[str] = set()
     for ch in chunks(sorted(set(ids))):
-        out.update(c.execute(select(want).where(col.in_(ch))).scalars())
+        sql = (f"SELECT {want.name} FROM {col.table.name} WHERE {col.name} IN "
+               f"({', '.join([mark] * len(ch))})")
+        out.update(r[0] for r in c.exec_driver_sql(sql, tuple(ch)).cursor.fetchall())
     return out
 
 
@@ -45,12 +49,12 @@ def _closure(c: Connection, seed: Any) -> set[str]:
     """Jobs of ``seed`` (a select of ids), their descendants, and the ancestors linking them."""
     d = seed.cte("sel_desc", recursive=True)
     d = d.union(select(t.jobs.c.id).join(d, t.jobs.c.parent_id == d.c.id))
-    found = set(c.execute(select(d.c.id)).scalars())
+    found = set(c.execute(select(d.c.id)).scalars().all())
     a = select(t.jobs.c.parent_id.label("id")).where(
         t.jobs.c.id.in_(select(d.c.id)), t.jobs.c.parent_id.is_not(None)).cte("sel_anc", recursive=True)
     j2 = t.jobs.alias("j2")
     a = a.union(select(j2.c.parent_id).join(a, j2.c.id == a.c.id).where(j2.c.parent_id.is_not(None)))
-    found |= set(c.execute(select(t.jobs.c.id).where(t.jobs.c.id.in_(select(a.c.id)))).scalars())
+    found |= set(c.execute(select(t.jobs.c.id).where(t.jobs.c.id.in_(select(a.c.id)))).scalars().all())
     return found
 
 
