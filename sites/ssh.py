@@ -17,7 +17,7 @@ Configured by a ``[sites.NAME]`` table in ``lwfm.toml``::
     python_command = "python3"            # for "module:function" jobs
     compute_types = ["cpu", "gpu"]
     reconnect_timeout = 60                # s a call retries a dropped connection
-    poll_reconnect_timeout = 5            # s a status poll retries (then: UNKNOWN)
+    poll_reconnect_timeout = 5            # s a status poll retries (then: INFO)
     record_end_at_lab = true              # the lab's lwfm records how adopted jobs ended
 
 Jobs run detached (own session and process group, stdio to files) under a small
@@ -187,8 +187,9 @@ class SSHRun(Run):
                          info=f"{self.site.name}:{self.job_dir(ctx.job_id)}")
 
     def status(self, ctx: JobContext) -> JobStatus:
-        """The job's state at the lab; UNKNOWN (never a raise) while the lab is unreachable,
-        so a poll during an outage leaves the job RUNNING and tracking resumes after it."""
+        """The job's state at the lab. While the lab is unreachable: INFO (never a raise,
+        and not UNKNOWN, which a Manager may take for "outcome lost"), so the job stays
+        RUNNING, the outage shows in its history, and tracking resumes after it."""
         d = self.job_dir(ctx.job_id)
         try:
             out = self.conn.check(_STATUS.format(d=q(d)),
@@ -197,7 +198,7 @@ class SSHRun(Run):
         except (AuthError, ConfigError):
             raise
         except SiteError as e:
-            return JobStatus(ctx.job_id, State.UNKNOWN, native_state="unreachable", info=str(e))
+            return JobStatus(ctx.job_id, State.INFO, native_state="unreachable", info=str(e))
         word = out[0] if out else "missing"
         code = int(out[1]) if len(out) > 1 and out[1].lstrip("-").isdigit() else None
         if word == "cancelled":

@@ -65,7 +65,7 @@ def test_drop_mid_job_resumes_without_duplicate(manager, live_sshd):
     assert (jobs_dir / job.id).is_dir()
 
 
-def test_long_outage_polls_unknown_then_resumes(live_sshd, home):
+def test_long_outage_polls_info_then_resumes(live_sshd, home):
     write_sites(home, {"lab": live_sshd.site_config(poll_reconnect_timeout=0.5)})
     with Manager(home) as m:
         job = m.submit(JobDefn(entry="sleep 4; echo survived", kind=EntryKind.SHELL, site="lab"))
@@ -78,9 +78,11 @@ def test_long_outage_polls_unknown_then_resumes(live_sshd, home):
             restart.join()
         assert done.state is State.COMPLETE and m.log(job.id).strip() == "survived"
         hist = m.history(job.id)
-        unknown = [h for h in hist if h.state is State.UNKNOWN]
-        assert unknown and all("cannot reach" in (h.info or "") for h in unknown)
+        outage = [h for h in hist if h.native_state == "unreachable"]
+        assert outage and all(h.state is State.INFO and "cannot reach" in h.info for h in outage)
         assert hist[-1].state is State.COMPLETE
+        progress = [h.state for h in hist if h.state is not State.INFO]
+        assert list(dict.fromkeys(progress)) == [State.PENDING, State.RUNNING, State.COMPLETE]
 
 
 def test_put_get_recorded(manager, tmp_path, live_sshd):
