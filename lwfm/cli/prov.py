@@ -1,5 +1,134 @@
-"""CLI commands (placeholder until this area's commands land)."""
+"""Provenance commands: query, lineage, thread, reindex (thin layer over lwfm.provenance)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import click
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import LwfmError
+from ._common import echo_json, json_option, with_manager
 
 COMMANDS: list[click.Command] = []
+
+
+def command(*a: Any, **kw: Any):
+    def deco(f):
+        cmd = click.command(*a, **kw)(f)
+        COMMANDS.append(cmd)
+        return cmd
+    return deco
+
+
+def graph_of(m: Any):
+    """The Manager's synced graph (``m.graph``), or one opened here for older Managers."""
+    if "graph" in dir(type(m)):
+        return m.graph
+    g = getattr(m, "_prov_graph", None)
+    if g is None:
+        from ..provenance import ProvenanceGraph
+        g = m._prov_graph = ProvenanceGraph(m.config, m.store)
+        click.get_current_context().find_root().call_on_close(g.close)
+    g.sync()
+    return g
+
+
+def _write(text: str, out: str | None) -> None:
+    if out:
+        Path(out).write_text(text)
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+@command("query")
+@click.argument("sparql", required=False)
+@click.option("-f", "--file", "file", type=click.Path(exists=True, dir_okay=False),
+              help="Read the query from a .rq file.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "turtle", "jsonld"]),
+              default="table", show_default=True, help="Output format.")
+@with_manager
+def query_cmd(m: Any, sparql: str | None, file: str | None, fmt: str) -> None:
+    """Run a read-only SPARQL query (SELECT/ASK/CONSTRUCT/DESCRIBE) over the thread.
+
+    Prefixes lwfm:, schema: (http://schema.org/), prov:, rdf:, rdfs:, xsd: are predeclared.
+    """
+    if bool(sparql) == bool(file):
+        raise click.UsageError("give the query inline or with -f FILE.rq (exactly one)")
+    text = Path(file).read_text() if file else sparql
+    out = graph_of(m).query(text, fmt=fmt)
+    if fmt != "table":
+        _write(out, None)
+        return
+    names, rows = out
+    t = Table(*names)
+    for r in rows:
+        t.add_row(*r)
+    Console(soft_wrap=True).print(t)
+
+
+@command("lineage")
+@click.argument("ident", metavar="ID")
+@click.option("--up", "direction", flag_value="up", default=True,
+              help="What produced it (default).")
+@click.option("--down", "direction", flag_value="down", help="What it fed.")
+@click.option("--depth", type=click.IntRange(min=0), default=None, help="Stop after N steps.")
+@json_option
+@with_manager
+def lineage_cmd(m: Any, ident: str, direction: str, depth: int | None, as_json: bool) -> None:
+    """Lineage of a job or data item, across jobs and data (and instances)."""
+    lin = graph_of(m).lineage(ident, direction=direction, depth=depth)
+    if as_json:
+        echo_json(lin.to_dict())
+        return
+    t = Table("depth", "kind", "id", "state", "label")
+    for n in lin.nodes:
+        t.add_row(str(n.depth), n.kind, n.id, n.state or "", n.label)
+    Console(soft_wrap=True).print(t)
+
+
+@command("thread")
+@click.argument("workflow")
+@click.option("--format", "fmt", type=click.Choice(["text", "dot", "svg", "html", "json"]),
+              default="text", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file.")
+@with_manager
+def thread_cmd(m: Any, workflow: str, fmt: str, output: str | None) -> None:
+    """The digital thread of a workflow, as a tree or a picture."""
+    from ..provenance import render
+    root = graph_of(m).thread(workflow)
+    if fmt == "text":
+        if output:
+            with open(output, "w") as fh:
+                Console(file=fh, width=160).print(render.to_rich(root))
+        else:
+            Console().print(render.to_rich(root))
+        return
+    if fmt == "json":
+        import json
+        _write(json.dumps(root.to_dict(), indent=2) + "\n", output)
+        return
+    text = {"dot": render.to_dot, "svg": render.to_svg, "html": render.to_html}[fmt](root)
+    _write(text, output)
+
+
+@command("reindex")
+@json_option
+@with_manager
+def reindex_cmd(m: Any, as_json: bool) -> None:
+    """Rebuild the provenance graph from the SQL store (the source of truth)."""
+    import time
+    g = graph_of(m)
+    t0 = time.perf_counter()
+    lines = g.reindex()
+    secs = time.perf_counter() - t0
+    info = {"quads": len(g), "lines": lines, "seconds": round(secs, 3)}
+    if as_json:
+        echo_json(info)
+    else:
+        click.echo(f"reindexed: {info['quads']} quads in {secs:.2f}s")
+
+
+__all__ = ["COMMANDS", "LwfmError", "graph_of"]

@@ -75,9 +75,26 @@ def run_query(g: "ProvenanceGraph", sparql: str, fmt: str | None = None) -> Any:
         raise QueryError(f"malformed SPARQL: {e}") from None
     except (ValueError, TypeError, OSError) as e:
         raise QueryError(f"query failed: {e}") from None
+    if form in ("CONSTRUCT", "DESCRIBE"):
+        result.graph = _plain_strings(result.graph)
     if fmt is None:
         return result
     return render(result, form, fmt)
+
+
+def _plain_strings(graph: Any) -> Any:
+    """xsd:string literals as plain literals (the same in RDF 1.1, but not to rdflib: a
+    SHACL ``sh:in ("put")`` or a Turtle reader would see a difference)."""
+    from rdflib import Graph, Literal
+    from rdflib.namespace import XSD
+    out = Graph()
+    for prefix, ns in graph.namespaces():
+        out.bind(prefix, ns, override=True, replace=True)
+    for s, p, o in graph:
+        if isinstance(o, Literal) and o.datatype == XSD.string:
+            o = Literal(str(o))
+        out.add((s, p, o))
+    return out
 
 
 def render(result: "Result", form: str, fmt: str) -> Any:
@@ -87,9 +104,11 @@ def render(result: "Result", form: str, fmt: str) -> Any:
             return graph.serialize(format="turtle")
         if fmt in ("jsonld", "json"):
             return graph.serialize(format="json-ld", context=local_context(), auto_compact=True)
+        names = ["subject", "predicate", "object"]
         rows = [tuple(t) for t in sorted(graph)]
-        return ["subject", "predicate", "object"], [[str(x) for x in r] for r in rows] \
-            if fmt == "table" else _csv(["subject", "predicate", "object"], rows)
+        if fmt == "table":
+            return names, [[str(x) for x in r] for r in rows]
+        return _csv(names, rows)
     if fmt in ("turtle", "jsonld"):
         raise QueryError(f"--format {fmt} needs a CONSTRUCT or DESCRIBE query; "
                          f"use table, csv or json for {form}")
@@ -101,7 +120,7 @@ def render(result: "Result", form: str, fmt: str) -> Any:
     names = [str(v) for v in result.vars or []]
     rows = [[row[i] for i in range(len(names))] for row in result]
     if fmt == "json":
-        return result.serialize(format="json").decode() if not rows else _sparql_json(names, rows)
+        return _sparql_json(names, rows)
     if fmt == "csv":
         return _csv(names, rows)
     return names, [["" if v is None else str(v) for v in r] for r in rows]

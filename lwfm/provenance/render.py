@@ -1,0 +1,90 @@
+"""Render a thread: a rich Tree for the terminal, Graphviz dot, SVG (via the ``dot``
+binary) and a self-contained HTML page embedding the SVG."""
+
+from __future__ import annotations
+
+import html
+import shutil
+import subprocess
+
+from rich.markup import escape
+from rich.tree import Tree
+
+from ..errors import LwfmError
+from .thread import ThreadNode
+
+_STYLE = {"COMPLETE": ("green", "#c8e6c9"), "FAILED": ("red", "#ffcdd2"),
+          "CANCELLED": ("magenta", "#e1bee7"), "RUNNING": ("yellow", "#fff9c4"),
+          "FINISHING": ("yellow", "#fff9c4"), "PENDING": ("cyan", "#b2ebf2"),
+          "READY": ("cyan", "#b2ebf2")}
+_ARROW = {"put": "⬆ put", "get": "⬇ get", "child": "", "triggered": "⚡ ", "part": ""}
+
+
+def _line(n: ThreadNode) -> str:
+    if n.kind == "workflow":
+        return f"[bold]workflow {escape(n.label)}[/bold] [dim]{n.id}[/dim]"
+    if n.kind == "data":
+        return f"[blue]{_ARROW.get(n.relation, n.relation)}[/blue] {escape(n.label)} [dim]{n.id[:8]}[/dim]"
+    color = _STYLE.get(n.state or "", ("white", ""))[0]
+    trig = "⚡ " if n.relation == "triggered" else ""
+    site = f" @{escape(n.site)}" if n.site else ""
+    return (f"{trig}[bold]{escape(n.label)}[/bold] [{color}]{n.state or '-'}[/{color}]"
+            f"{site} [dim]{n.id[:8]}[/dim]")
+
+
+def to_rich(root: ThreadNode) -> Tree:
+    tree = Tree(_line(root))
+
+    def add(parent: Tree, node: ThreadNode) -> None:
+        for c in node.children:
+            add(parent.add(_line(c)), c)
+
+    add(tree, root)
+    return tree
+
+
+def _q(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def to_dot(root: ThreadNode) -> str:
+    out = ["digraph thread {", "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=10];',
+           f"  {_q(root.id)} [shape=folder, label={_q('workflow ' + root.label)}];"]
+    for n in root.walk():
+        for c in n.children:
+            if c.kind == "job":
+                fill = _STYLE.get(c.state or "", ("", "#eeeeee"))[1]
+                label = f"{c.label}\n{c.state or '-'}" + (f" @{c.site}" if c.site else "")
+                out.append(f"  {_q(c.id)} [shape=box, style=\"rounded,filled\", "
+                           f"fillcolor=\"{fill}\", label={_q(label)}];")
+                style = ", style=dashed, label=\"triggered\"" if c.relation == "triggered" else ""
+                out.append(f"  {_q(n.id)} -> {_q(c.id)} [color=gray40{style}];")
+            else:
+                out.append(f"  {_q(c.id)} [shape=note, label={_q(c.label)}];")
+                if c.relation == "get" and n.kind == "job":
+                    out.append(f"  {_q(c.id)} -> {_q(n.id)} [color=blue, label=\"used\"];")
+                else:
+                    out.append(f"  {_q(n.id)} -> {_q(c.id)} [color=darkgreen, label={_q(c.relation)}];")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def to_svg(root: ThreadNode) -> str:
+    dot = shutil.which("dot")
+    if dot is None:
+        raise LwfmError("rendering SVG needs Graphviz's `dot` (apt-get install graphviz); "
+                        "--format dot prints the source instead")
+    r = subprocess.run([dot, "-Tsvg"], input=to_dot(root), capture_output=True, text=True,
+                       timeout=120)
+    if r.returncode != 0:
+        raise LwfmError(f"dot failed: {r.stderr.strip()}")
+    return r.stdout
+
+
+def to_html(root: ThreadNode) -> str:
+    svg = to_svg(root)
+    svg = svg[svg.find("<svg"):]   # drop the XML prolog and doctype
+    title = html.escape(f"lwfm thread: {root.label}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
+            f"<style>body{{font-family:sans-serif}}</style></head>\n<body><h1>{title}</h1>\n"
+            f"<p>workflow {html.escape(root.id)}</p>\n{svg}\n</body></html>\n")

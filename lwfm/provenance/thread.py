@@ -1,0 +1,101 @@
+"""The digital thread of a workflow as a tree: jobs under the job that submitted or
+triggered them, data under the job that put or got it. Built from the graph alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import NotFound
+from .vocab import node_id, node_iri
+
+if TYPE_CHECKING:
+    from .graph import ProvenanceGraph
+
+
+@dataclass
+class ThreadNode:
+    id: str
+    kind: str                   # workflow | job | data
+    label: str
+    relation: str = ""          # how it hangs under its parent: child, triggered, put, get
+    state: str | None = None
+    site: str | None = None
+    children: list["ThreadNode"] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "label": self.label,
+                "relation": self.relation, "state": self.state, "site": self.site,
+                "children": [c.to_dict() for c in self.children]}
+
+    def walk(self):
+        yield self
+        for c in self.children:
+            yield from c.walk()
+
+
+def _val(x: Any) -> str | None:
+    return None if x is None else x.value
+
+
+def thread(g: "ProvenanceGraph", workflow_id: str) -> ThreadNode:
+    wid = node_id(workflow_id) or workflow_id
+    if any(c in wid for c in "<> \"{}|\\^`"):
+        raise NotFound(f"no workflow {workflow_id!r}")
+    w = f"<{node_iri(wid)}>"
+    rows = g.select(f"SELECT ?n WHERE {{ {w} a lwfm:Workflow ; schema:name ?n }}")
+    if not rows:
+        raise NotFound(f"no workflow {workflow_id!r} in the provenance graph "
+                       f"(lwfm workflows lists them; lwfm reindex if the graph is stale)")
+    root = ThreadNode(id=wid, kind="workflow", label=rows[0][0].value or wid)
+    jobs: dict[str, ThreadNode] = {}
+    attach: dict[str, tuple[str | None, str]] = {}
+    for j, name, state, parent, cause, site, created in g.select(f"""
+          SELECT ?j ?name ?state ?parent ?cause ?site ?created WHERE {{
+            ?j lwfm:workflow {w} ; a lwfm:Job ; schema:name ?name ; lwfm:created ?created .
+            OPTIONAL {{ ?j lwfm:state ?state }} OPTIONAL {{ ?j lwfm:parentJob ?parent }}
+            OPTIONAL {{ ?j lwfm:triggeredBy ?t . ?t lwfm:firedBy ?cause }}
+            OPTIONAL {{ ?j schema:agent ?a . ?a schema:name ?site }}
+          }} ORDER BY ?created ?j"""):
+        jid = node_id(j.value) or j.value
+        jobs[jid] = ThreadNode(id=jid, kind="job", label=name.value, state=_val(state),
+                               site=_val(site))
+        p = node_id(_val(parent) or "")
+        c = node_id(_val(cause) or "")
+        attach[jid] = (p, "child") if p else (c, "triggered") if c else (None, "")
+    for jid, node in jobs.items():
+        up, rel = attach[jid]
+        if up in jobs and not _is_ancestor(jid, up, attach):
+            node.relation = rel
+            jobs[up].children.append(node)
+        else:
+            node.relation = rel or "part"
+            root.children.append(node)
+    seen: set[tuple[str, str]] = set()
+    for d, url, direction, job, created in g.select(f"""
+          SELECT DISTINCT ?d ?url ?dir ?job ?created WHERE {{
+            {{ ?d lwfm:workflow {w} }} UNION {{ ?job lwfm:workflow {w} . ?d prov:wasGeneratedBy ?job }}
+            UNION {{ ?job lwfm:workflow {w} . ?job prov:used ?d }}
+            ?d a lwfm:DataObject ; schema:contentUrl ?url ; lwfm:direction ?dir ;
+               schema:dateCreated ?created .
+            OPTIONAL {{ {{ ?d prov:wasGeneratedBy ?job }} UNION {{ ?job prov:used ?d }} }}
+          }} ORDER BY ?created ?d"""):
+        did = node_id(d.value) or d.value
+        jid = node_id(_val(job) or "")
+        if (did, jid or "") in seen:
+            continue
+        seen.add((did, jid or ""))
+        node = ThreadNode(id=did, kind="data", label=url.value, relation=direction.value)
+        (jobs[jid].children if jid in jobs else root.children).append(node)
+    return root
+
+
+def _is_ancestor(jid: str, up: str | None, attach: dict[str, tuple[str | None, str]]) -> bool:
+    """Would hanging ``jid`` under ``up`` make a cycle (guards against odd imports)?"""
+    seen = set()
+    while up is not None and up not in seen:
+        if up == jid:
+            return True
+        seen.add(up)
+        up = attach.get(up, (None, ""))[0]
+    return False
