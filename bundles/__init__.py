@@ -21,8 +21,17 @@ from ._common import Conflict, ExportResult, ImportReport, Limits
 from ._crate import export_bundle
 from ._importer import MODES, import_bundle
 
-__all__ = ["BundleError", "Conflict", "ExportResult", "ImportReport", "Limits", "MODES",
-           "export_bundle", "import_bundle", "list_bundles"]
+__all__ = [
+    "MODES",
+    "BundleError",
+    "Conflict",
+    "ExportResult",
+    "ImportReport",
+    "Limits",
+    "export_bundle",
+    "import_bundle",
+    "list_bundles",
+]
 
 
 def list_bundles(store: Store, *, sha256: str | None = None) -> list[dict[str, Any]]:

@@ -16,8 +16,9 @@ import os
 import re
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from sqlalchemy import select
@@ -26,8 +27,18 @@ from lwfm import __version__
 from lwfm.model import iso, utcnow
 from lwfm.store import Store, t
 
-from ._common import (BUNDLE_FORMAT, LICENSE, LWFM_CONTEXT, METADATA, PROCESS_RUN_CRATE,
-                      RO_CRATE_1_1, ExportResult, ProgressFn, site_iri, urn)
+from ._common import (
+    BUNDLE_FORMAT,
+    LICENSE,
+    LWFM_CONTEXT,
+    METADATA,
+    PROCESS_RUN_CRATE,
+    RO_CRATE_1_1,
+    ExportResult,
+    ProgressFn,
+    site_iri,
+    urn,
+)
 from ._select import Selection, chunks, fetch_in, select_closure
 
 # Canonical state -> schema.org ActionStatusType, as lwfm.provenance.vocab maps it.
@@ -36,7 +47,7 @@ _STATUS = {"COMPLETE": "CompletedActionStatus", "FAILED": "FailedActionStatus",
            "FINISHING": "ActiveActionStatus", "INFO": "ActiveActionStatus",
            "READY": "PotentialActionStatus", "PENDING": "PotentialActionStatus",
            "UNKNOWN": "PotentialActionStatus"}
-_SECRET = re.compile(r"pass|secret|token|credential|api_?key|private", re.I)
+_SECRET = re.compile(r"pass|secret|token|credential|api_?key|private", re.IGNORECASE)
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
@@ -105,7 +116,7 @@ def _zinfo(name: str) -> zipfile.ZipInfo:
 
 
 def export_bundle(store: Store, config: Any, out: Path, *, workflow_id: str | None = None,
-                  job_id: str | None = None, since: Any = None, all: bool = False,  # noqa: A002
+                  job_id: str | None = None, since: Any = None, all: bool = False,
                   with_data: bool = False, progress: ProgressFn | None = None) -> ExportResult:
     """Write the selection's closure to ``out`` (a zip); atomic via a temp file + rename."""
     sel = select_closure(store, workflow_id=workflow_id, job_id=job_id, since=since, all=all)

@@ -125,9 +125,9 @@ def read_foreign(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: 
                     inc.unmapped.append(f"{prop} {did[:100]} of action {aid[:100]} ({what}) not mapped")
                     continue
                 used.add(did)
-                inc.data.append(check_row("data", _data_row(key, origin, wf_id, jid, aid, d, direction,
-                                                            (end or created) if direction == "put" else created),
-                                          where))
+                when = (end or created) if direction == "put" else created
+                row = _data_row(key, origin, wf_id, jid, aid, d, direction, when)
+                inc.data.append(check_row("data", row, where))
     _report_rest(by_id, used, odd_props, inc, root)
     return inc
 

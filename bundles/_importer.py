@@ -11,8 +11,9 @@ import hashlib
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.exc import DataError, IntegrityError, StatementError

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from operator import itemgetter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from operator import itemgetter
+from typing import Any
 
 from sqlalchemy import JSON, Connection, delete, func, insert, select, update
 
@@ -28,6 +29,7 @@ IMPORTED_MARK = "imported from lwfm instance {}: it fires only at its origin"
 _JOB_FILL = ("parent_id", "originator_id", "workflow_id", "native_id", "started", "ended",
              "triggered_by", "exit_code")
 _DATA_CONFLICT = ("url", "direction", "sha256", "size")
+_SETTLE = ("status", "fired_by", "reason", "fired_at")
 _DATA_FILL = ("sha256", "size", "media_type", "job_id", "workflow_id", "derived_from")
 
 
@@ -194,15 +196,15 @@ def _plan_triggers(c: Connection, inc: Incoming, p: Plan, theirs_wins: bool) -> 
         upd: dict[str, Any] = {}
         settled = T["reason"] != mark
         if L["reason"] == mark and settled:
-            upd = {k: T[k] for k in ("status", "fired_by", "reason", "fired_at", "body")}
-        elif settled and L["reason"] != mark and (L["status"], L["fired_by"]) != (T["status"], T["fired_by"]) \
-                and L["status"] != "pending":
+            upd = {k: T[k] for k in _SETTLE + ("body",)}
+        elif settled and L["reason"] != mark and L["status"] != "pending" and \
+                (L["status"], L["fired_by"]) != (T["status"], T["fired_by"]):
             p.conflicts.append(Conflict("trigger", T["id"], "status", L["status"], T["status"],
                                         "theirs" if theirs_wins else "kept local"))
             if theirs_wins:
-                upd = {k: T[k] for k in ("status", "fired_by", "reason", "fired_at")}
+                upd = {k: T[k] for k in _SETTLE}
         elif settled and L["status"] == "pending" and T["status"] != "pending":
-            upd = {k: T[k] for k in ("status", "fired_by", "reason", "fired_at")}
+            upd = {k: T[k] for k in _SETTLE}
         _record_update(p, "trigger", L["id"], {k: v for k, v in upd.items() if L[k] != v})
     for row in p.inserts["trigger"]:
         p.inserts["watch"] += [{"trigger_id": row["id"], "job_id": j} for j in watch[row["id"]]]

@@ -93,9 +93,12 @@ def check_row(kind: str, row: Any, where: str) -> dict[str, Any]:
             if not nullable:
                 raise BundleError(f"{where}: {kind} record has no {name!r}")
             continue
-        ok = (isinstance(v, dict) if ty == "json" else
-              isinstance(v, int) and not isinstance(v, bool) and
-              -_BOUND[ty] <= v < _BOUND[ty] if ty in _BOUND else isinstance(v, str) and (length is None or len(v) <= length))
+        if ty == "json":
+            ok = isinstance(v, dict)
+        elif ty in _BOUND:
+            ok = isinstance(v, int) and not isinstance(v, bool) and -_BOUND[ty] <= v < _BOUND[ty]
+        else:
+            ok = isinstance(v, str) and (length is None or len(v) <= length)
         if not ok:
             raise BundleError(f"{where}: {kind} record field {name!r} has a wrong type or length")
     for name in _TIMES[kind]:

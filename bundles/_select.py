@@ -8,8 +8,9 @@ the triggers that fired or watch them.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from sqlalchemy import JSON, Connection, or_, select
 
@@ -34,7 +35,7 @@ class Selection:
     triggers: list[str] = field(default_factory=list)
 
 
-def _in(c: Connection, col, ids: Iterable[str], want) -> set[str]:  # noqa: ANN001
+def _in(c: Connection, col, ids: Iterable[str], want) -> set[str]:
     """Values of column ``want`` where ``col`` (same table) is in ``ids``; driver-level."""
     mark = "?" if c.dialect.paramstyle == "qmark" else "%s"
     out: set[str] = set()
@@ -59,7 +60,7 @@ def _closure(c: Connection, seed: Any) -> set[str]:
 
 
 def select_closure(store: Store, *, workflow_id: str | None = None, job_id: str | None = None,
-                   since: Any = None, all: bool = False) -> Selection:  # noqa: A002
+                   since: Any = None, all: bool = False) -> Selection:
     """Resolve exactly one selector into sorted id lists."""
     given = [x for x in (workflow_id, job_id, since) if x] + ([True] if all else [])
     if len(given) != 1:

@@ -15,8 +15,17 @@ from pathlib import Path
 from sqlalchemy import func, select, text
 
 from lwfm.config import Config, load
-from lwfm.model import (DataObject, Job, JobContext, JobDefn, JobStatus, State, Trigger, Workflow,
-                        utcnow)
+from lwfm.model import (
+    DataObject,
+    Job,
+    JobContext,
+    JobDefn,
+    JobStatus,
+    State,
+    Trigger,
+    Workflow,
+    utcnow,
+)
 from lwfm.store import Store, t
 
 
@@ -26,7 +35,7 @@ class Home:
     store: Store
 
     @classmethod
-    def open(cls, path: Path) -> "Home":
+    def open(cls, path: Path) -> Home:
         cfg = load(path)
         return cls(cfg, Store(cfg.store_url))
 
@@ -110,9 +119,9 @@ def snapshot(store: Store) -> dict[str, list[tuple]]:
     return out
 
 
-def count(store: Store, table) -> int:  # noqa: ANN001
+def count(store: Store, table) -> int:
     with store.read() as c:
         return c.execute(select(func.count()).select_from(table)).scalar_one()
 
 
-__all__ = ["Home", "TABLES", "Thread", "build", "count", "snapshot", "t"]
+__all__ = ["TABLES", "Home", "Thread", "build", "count", "snapshot", "t"]

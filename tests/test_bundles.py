@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from lwfm.bundles import _importer, _merge, export_bundle, import_bundle, list_bundles
+
 from lwfm.errors import BundleError
 from lwfm.model import DataObject, JobStatus, State
-
 from tests._bundle_threads import Home, build, count, snapshot, t
 
 
@@ -127,8 +126,8 @@ def test_reimport_is_a_no_op_and_incremental_adds_only_new(homes, tmp_path):
     assert snapshot(local.store) == before
     # More happens remotely; a later bundle brings only that.
     remote.store.record_status(JobStatus(th.steps[0], State.INFO, info="late note"))
-    from tests._bundle_threads import _job
     from lwfm.model import JobContext, JobDefn
+    from tests._bundle_threads import _job
     extra = JobContext(parent_id=th.remote_root, workflow_id=th.workflow)
     _job(remote.store, JobDefn(entry=["sim", "--final"]), extra, (State.COMPLETE, 0))
     rep = import_bundle(local.store, local.config,

@@ -7,10 +7,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from lwfm.bundles import import_bundle
-from lwfm.model import State
 
+from lwfm.model import State
 from tests._bundle_threads import Home, snapshot
 
 CRATES = Path(__file__).parent / "fixtures" / "crates"

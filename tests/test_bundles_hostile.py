@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from lwfm.bundles import Limits, export_bundle, import_bundle
-from lwfm.errors import BundleError
 
+from lwfm.errors import BundleError
 from tests._bundle_threads import Home, build, snapshot
 
 META = "ro-crate-metadata.json"

@@ -20,9 +20,9 @@ import time
 import uuid
 from pathlib import Path
 
+from lwfm.bundles import export_bundle, import_bundle
 from sqlalchemy import func, insert, select
 
-from lwfm.bundles import export_bundle, import_bundle
 from lwfm.config import load
 from lwfm.model import JobDefn
 from lwfm.store import Store, t
@@ -86,7 +86,7 @@ def main() -> None:
         out = Path(tmp) / "thread.zip"
         timed: dict[str, float] = {}
 
-        def run(name, fn):  # noqa: ANN001
+        def run(name, fn):
             t0, c0 = time.perf_counter(), time.process_time()
             out_ = fn()
             timed[name + "_s"] = round(time.perf_counter() - t0, 2)
