@@ -372,3 +372,17 @@ def test_cli_conflicts_listed_and_refused(homes, tmp_path):
     assert res.exit_code == 0 and res.output == ""
     res = r.invoke(cli, [*home, "bundles"])
     assert remote.store.instance_id in res.output and "3 jobs" in res.output
+
+
+def test_imported_trigger_settles_with_a_later_bundle(homes, tmp_path):
+    from lwfm.model import TriggerStatus
+    local, remote, th = homes
+    import_bundle(local.store, local.config, _export(remote, tmp_path, "t1.zip", workflow_id=th.workflow))
+    (tr,) = remote.store.triggers(watching=th.steps[-1])
+    assert local.store.get_trigger(tr.id).status is TriggerStatus.DEAD  # parked: fires only there
+    assert remote.store.settle_trigger(tr.id, TriggerStatus.FIRED, fired_by=th.steps[-1])
+    rep = import_bundle(local.store, local.config, _export(remote, tmp_path, "t2.zip", workflow_id=th.workflow))
+    assert rep.updated["trigger"] == 1 and not rep.conflicts
+    got = local.store.get_trigger(tr.id)
+    assert got.status is TriggerStatus.FIRED and got.fired_by == th.steps[-1]
+    assert got.to_dict() == remote.store.get_trigger(tr.id).to_dict()
