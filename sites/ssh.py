@@ -40,7 +40,7 @@ from urllib.parse import urlparse
 from lwfm.errors import AuthError, ChecksumMismatch, ConfigError, NotFound, NotSupported, SiteError
 from lwfm.model import DataObject, Direction, EntryKind, JobContext, JobDefn, JobStatus, State
 from lwfm.site import Auth, Repo, Run, Site, SiteHost, StaticSpin
-from lwfm.sites.local import sha256_file
+from lwfm.sites.local import job_argv, sha256_file
 
 from ._ssh_conn import Connection, SshConfig
 
@@ -143,15 +143,14 @@ class SSHRun(Run):
         return f"{self.site.base}/jobs/{job_id}"
 
     def _argv(self, defn: JobDefn) -> list[str]:
-        if defn.kind is EntryKind.ARGV:
-            return [*defn.entry, *defn.args]  # type: ignore[misc]
-        if defn.kind is EntryKind.SHELL:
-            return ["/bin/sh", "-c", str(defn.entry), "sh", *defn.args]
-        if defn.kind is EntryKind.PYTHON:
-            py = shlex.split(str(self.site.cfg.get("python_command", "python3")))
-            return [*py, "-m", "lwfm._pycall", str(defn.entry), *defn.args]
-        raise NotSupported(f"site {self.site.name!r} runs argv, shell and python jobs, "
-                           f"not site payloads")
+        """The local site's argv for ``defn``, with the lab's python for python jobs."""
+        if defn.kind is EntryKind.PAYLOAD:
+            raise NotSupported(f"site {self.site.name!r} runs argv, shell and python jobs, "
+                               f"not site payloads")
+        argv = job_argv(defn)
+        if defn.kind is EntryKind.PYTHON:   # [sys.executable, "-m", "lwfm._pycall", ...]
+            argv = [*shlex.split(str(self.site.cfg.get("python_command", "python3"))), *argv[1:]]
+        return argv
 
     def submit(self, defn: JobDefn, ctx: JobContext) -> JobStatus:
         types = self.site.spin.compute_types()
