@@ -161,8 +161,11 @@ class Connection:
             raise AuthError(
                 f"site {c.site!r}: key {c.key_file} is encrypted; export its passphrase in "
                 f"${c.passphrase_env} (it is never stored or logged)") from None
-        except paramiko.AuthenticationException as e:
+        except paramiko.SSHException as e:
             client.close()
+            if not isinstance(e, paramiko.AuthenticationException) and \
+                    "authentication" not in str(e).lower():
+                raise          # a network or protocol failure: the caller may retry
             raise AuthError(
                 f"site {c.site!r}: authentication as {c.user or 'the current user'} at "
                 f"{c.host_label} failed ({type(e).__name__}); check key_file, the agent, the "

@@ -267,3 +267,31 @@ def test_job_environment_stays_out_of_the_process_list(live_sshd, tmp_path):
     with pytest.raises(SiteError, match="job id"):
         site.run.status(JobContext(job_id="../../etc", site="lab"))
     site.close()
+
+
+def test_agent_authentication(live_sshd, tmp_path, monkeypatch):
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            time.sleep(0.05)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        subprocess.run(["ssh-add", str(live_sshd.user_key)], env=env, check=True,
+                       capture_output=True)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        monkeypatch.setenv("HOME", str(tmp_path))          # no default keys to fall back on
+        cfg = live_sshd.site_config()
+        del cfg["key_file"]
+        site = SSHSite(SiteHost(name="lab", home=tmp_path / "home", config=cfg))
+        site.auth.login()
+        assert site.auth.is_current()
+        site.close()
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "no-agent"))
+        with pytest.raises(AuthError, match="authentication .* failed"):
+            SSHSite(SiteHost(name="lab", home=tmp_path / "home", config=cfg)).auth.login()
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)
