@@ -36,6 +36,12 @@ def graph_of(m: Any):
     return g
 
 
+def _console() -> Console:
+    """Wide when piped, so ids and IRIs are never cut with an ellipsis."""
+    import sys
+    return Console(soft_wrap=True) if sys.stdout.isatty() else Console(width=400)
+
+
 def _write(text: str, out: str | None) -> None:
     if out:
         Path(out).write_text(text)
@@ -66,7 +72,7 @@ def query_cmd(m: Any, sparql: str | None, file: str | None, fmt: str) -> None:
     t = Table(*names)
     for r in rows:
         t.add_row(*r)
-    Console(soft_wrap=True).print(t)
+    _console().print(t)
 
 
 @command("lineage")
@@ -86,7 +92,7 @@ def lineage_cmd(m: Any, ident: str, direction: str, depth: int | None, as_json: 
     t = Table("depth", "kind", "id", "state", "label")
     for n in lin.nodes:
         t.add_row(str(n.depth), n.kind, n.id, n.state or "", n.label)
-    Console(soft_wrap=True).print(t)
+    _console().print(t)
 
 
 @command("thread")
@@ -104,7 +110,7 @@ def thread_cmd(m: Any, workflow: str, fmt: str, output: str | None) -> None:
             with open(output, "w") as fh:
                 Console(file=fh, width=160).print(render.to_rich(root))
         else:
-            Console().print(render.to_rich(root))
+            _console().print(render.to_rich(root))
         return
     if fmt == "json":
         import json

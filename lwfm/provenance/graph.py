@@ -13,6 +13,7 @@ import gc
 import os
 import time
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -180,7 +181,7 @@ class ProvenanceGraph:
             lines += new
         lines += extra
         if lines:
-            self.ox.load(input="".join(lines), format=ox.RdfFormat.N_QUADS)
+            self.ox.load(input="".join(lines), format=ox.RdfFormat.N_QUADS, lenient=True)
 
     def _drop_stale(self, subject: str, new: Lines, only: frozenset[str] | None) -> None:
         """Remove the facts a row no longer states (e.g. the previous actionStatus)."""
@@ -192,30 +193,49 @@ class ProvenanceGraph:
                 self.ox.remove(q)
 
     # -- bulk rebuild ---------------------------------------------------------------------
-    def reindex(self, chunk_lines: int = 400_000) -> int:
-        """Drop the graph and rebuild it from the SQL rows alone; returns lines loaded."""
+    def reindex(self, chunk_lines: int = 250_000, optimize: bool = True) -> int:
+        """Drop the graph and rebuild it from the SQL rows alone; returns lines loaded.
+
+        Python formats N-Quads while Oxigraph's bulk loader (which releases the GIL)
+        ingests the previous chunk on another thread, so on two cores the two overlap.
+        ``lenient`` skips IRI re-validation: every IRI comes from :mod:`.vocab`, which
+        escapes ids and names. The watermark is taken *before* reading, so anything
+        written meanwhile is applied again by the next sync (harmless: idempotent).
+        """
         from .bulk import iter_lines
         watermark = self.store.last_event()
         self.ox.clear()
         total = 0
-        buf: Lines = []
-        for ln in iter_lines(self.store):
-            buf.append(ln)
-            if len(buf) >= chunk_lines:
-                total += self._bulk(buf)
-                buf = []
-        total += self._bulk(buf)
-        self.ox.optimize()
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lwfm-bulk-load")
+        pending: Future[None] | None = None
+        try:
+            buf: Lines = []
+            for ln in iter_lines(self.store):
+                buf.append(ln)
+                if len(buf) >= chunk_lines:
+                    data = "".join(buf).encode()
+                    total += len(buf)
+                    buf = []
+                    if pending is not None:
+                        pending.result()
+                    pending = pool.submit(self._bulk, data)
+            if pending is not None:
+                pending.result()
+            if buf:
+                total += len(buf)
+                self._bulk("".join(buf).encode())
+        finally:
+            pool.shutdown(wait=True)
+        if optimize:
+            self.ox.optimize()
         self.state = JournalState(self.store.instance_id)
         self.state.watermark = watermark
         self.state.save(self.state_path)
         self._stale = False
         return total
 
-    def _bulk(self, buf: Lines) -> int:
-        if buf:
-            self.ox.bulk_load(input="".join(buf).encode(), format=ox.RdfFormat.N_QUADS)
-        return len(buf)
+    def _bulk(self, data: bytes) -> None:
+        self.ox.bulk_load(input=data, format=ox.RdfFormat.N_QUADS, lenient=True)
 
     # -- reading --------------------------------------------------------------------------
     def query(self, sparql: str, fmt: str | None = None) -> Any:
