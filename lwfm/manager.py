@@ -42,6 +42,7 @@ class Manager:
         self._sites: dict[str, Site] = {}
         self._changed = threading.Condition()
         self._inflight: dict[str, list[JobStatus]] = {}
+        self._polled: dict[str, tuple[State, str | None, str | None]] = {}
         self._lock = threading.RLock()
         self._loop: threading.Thread | None = None
         self._stop = threading.Event()
@@ -227,6 +228,11 @@ class Manager:
         st = site.run.status(job.context)
         if st.state is job.state:
             return
+        seen = (st.state, st.info, st.native_state)
+        with self._lock:  # the loop and a waiter may poll the same job: report a change once
+            if self._polled.get(job.id) == seen:
+                return
+            self._polled[job.id] = seen
         if st.state is State.UNKNOWN:
             if job.started and time.time() - job.started.timestamp() < _GRACE_S:
                 return  # its supervisor may not have recorded the exit yet
@@ -313,6 +319,7 @@ class Manager:
         """Copy a file to a site and record it as produced by the job (default: ours)."""
         ctx, wf = self._data_context(job_id)
         d = self.site(site).repo.put(Path(local_file), dest, ctx)
+        self._link_copy(d, "local", wf)
         return self._notate(d, metadata, ctx, wf)
 
     def get(self, source: str, local_file: str | os.PathLike[str], *, site: str = "local",
@@ -320,7 +327,21 @@ class Manager:
         """Fetch a file from a site and record it as used by the job (default: ours)."""
         ctx, wf = self._data_context(job_id)
         d = self.site(site).repo.get(source, Path(local_file), ctx)
+        self._link_copy(d, site, wf)
         return self._notate(d, metadata, ctx, wf)
+
+    def _link_copy(self, d: DataObject, original_site: str, wf: str | None) -> None:
+        """A Repo names the other end of a copy in ``metadata["copied_from"]``: link the copy
+        to the record of its original (recording the original first if it is new here),
+        so lineage crosses sites."""
+        original = d.metadata.get("copied_from")
+        if not original or d.derived_from is not None:
+            return
+        known = [o for o in self.store.find_data(url=original) if o.sha256 in (None, d.sha256)]
+        if not known:
+            known = [self._notate(DataObject(url=original, site=original_site, size=d.size,
+                                             sha256=d.sha256), None, None, wf)]
+        d.derived_from = known[-1].id
 
     def notate(self, path_or_url: str | os.PathLike[str], *, direction: Direction | str = "put",
                site: str = "local", metadata: Mapping[str, Any] | None = None,
