@@ -8,6 +8,8 @@ from a copy of the source tree, so concurrent builds never share a ``build/`` di
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +27,7 @@ SKIP = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache_
 
 
 @pytest.fixture(scope="module")
-def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("wheel")
     src = work / "src"
     shutil.copytree(REPO, src, ignore=SKIP)
@@ -36,7 +38,12 @@ def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     assert r.returncode == 0, f"pip wheel failed:\n{r.stdout}\n{r.stderr}"
     wheels = list(out.glob("lwfm-*.whl"))
     assert len(wheels) == 1, wheels
-    with zipfile.ZipFile(wheels[0]) as z:
+    return wheels[0]
+
+
+@pytest.fixture(scope="module")
+def wheel_names(wheel: Path) -> set[str]:
+    with zipfile.ZipFile(wheel) as z:
         return set(z.namelist())
 
 
@@ -79,3 +86,29 @@ def test_entry_points_resolve() -> None:
     for ep in eps.values():
         assert ep.value.startswith("lwfm.sites."), ep.value
         assert callable(ep.load())
+
+
+CHECK = """
+import json, sys
+import lwfm, lwfm.sites.local, lwfm.bundles
+from lwfm.ontology import path
+from rdflib import Graph
+g = Graph().parse(path("lwfm.ttl"))
+s = Graph().parse(path("shapes.ttl"))
+json.loads(path("lwfm-context.jsonld").read_text())
+print(json.dumps({"lwfm": lwfm.__file__, "triples": len(g), "shapes": len(s)}))
+"""
+
+
+@pytest.mark.slow
+def test_installed_wheel_finds_its_data(wheel: Path, tmp_path: Path) -> None:
+    """Unpacked (= installed) wheel, imported ahead of the editable checkout, reads its ontology."""
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(site)
+    r = subprocess.run([sys.executable, "-c", CHECK], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "PYTHONPATH": str(site)})
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["lwfm"].startswith(str(site)), got    # really the wheel, not the checkout
+    assert got["triples"] > 0 and got["shapes"] > 0
