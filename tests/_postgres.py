@@ -117,7 +117,8 @@ def start_server() -> PgServer:
     """initdb + pg_ctl start in a fresh temp dir; raises RuntimeError with the log on failure."""
     bindir = find_bindir()
     if bindir is None:
-        raise FileNotFoundError("no /usr/lib/postgresql/*/bin/initdb")
+        where = os.environ.get("LWFM_PG_BINDIR") or "/usr/lib/postgresql/*/bin"
+        raise FileNotFoundError(f"no initdb in {where}")
     as_user: list[str] = []
     pw = None
     user = pwd.getpwuid(os.getuid()).pw_name
