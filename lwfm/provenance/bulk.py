@@ -7,7 +7,10 @@ exactly as the incremental sync numbers them.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import io
+import queue
+import threading
+from typing import Any, Iterable, Iterator
 
 from sqlalchemy import Text, cast, select
 
@@ -66,3 +69,75 @@ def _data(em: Emitter, r: Any, entries: list[tuple[str, str]], extra: list[str])
     yield from em.data(r, entries, extra)
     yield from extra
     extra.clear()
+
+
+class LineStream(io.RawIOBase):
+    """A binary stream of N-Quads formatted by a producer thread, for ``bulk_load``.
+
+    The producer joins lines into ~4 MB chunks and hands them over a small bounded
+    queue, so memory stays flat and formatting runs while Oxigraph parses.
+    """
+
+    CHUNK_LINES = 20_000
+
+    def __init__(self, lines: Iterable[str], depth: int = 4):
+        super().__init__()
+        self.lines = 0
+        self._q: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self._buf = memoryview(b"")
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, args=(lines,), daemon=True,
+                                        name="lwfm-reindex-format")
+        self._thread.start()
+
+    def _produce(self, lines: Iterable[str]) -> None:
+        try:
+            buf: list[str] = []
+            for ln in lines:
+                buf.append(ln)
+                if len(buf) >= self.CHUNK_LINES:
+                    self._put("".join(buf).encode())
+                    self.lines += len(buf)
+                    buf = []
+                    if self._stop.is_set():
+                        return
+            if buf:
+                self._put("".join(buf).encode())
+                self.lines += len(buf)
+        except BaseException as e:   # re-raised in the caller by raise_error()
+            self._error = e
+        finally:
+            self._put(None)
+
+    def _put(self, item: bytes | None) -> None:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf:
+            item = self._q.get()
+            if item is None:
+                self._q.put(None)   # stay at EOF
+                return 0
+            self._buf = memoryview(item)
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def close(self) -> None:
+        self._stop.set()
+        super().close()
+
+    def raise_error(self) -> None:
+        self._thread.join(timeout=5)
+        if self._error is not None:
+            raise self._error

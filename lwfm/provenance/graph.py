@@ -13,7 +13,6 @@ import gc
 import os
 import time
 from collections import defaultdict
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -30,6 +29,7 @@ from .project import JOB_OWNED, Emitter, Lines
 from .vocab import PREFIXES, node_iri, status_iri
 
 BATCH_EVENTS = 5000
+REINDEX_ABOVE = 50_000   # a new graph over more events than this is bulk-built
 _CHUNK = 500          # ids per SQL IN (...) clause
 
 
@@ -126,8 +126,12 @@ class ProvenanceGraph:
     # -- incremental projection -----------------------------------------------------------
     def sync(self, batch: int = BATCH_EVENTS) -> int:
         """Apply journal events past the watermark (and late ones in holes); returns count."""
-        if self._stale or self.store.last_event() < self.state.watermark:
-            self.reindex()   # graph belongs to another store, or the store was recreated
+        last = self.store.last_event()
+        if (self._stale or last < self.state.watermark
+                or (self.state.watermark == 0 and last > REINDEX_ABOVE)):
+            # graph of another store, store recreated, or a big store meets a new graph:
+            # the bulk path is several times faster than replaying the journal
+            self.reindex()
             return 0
         applied = 0
         while True:
@@ -193,49 +197,33 @@ class ProvenanceGraph:
                 self.ox.remove(q)
 
     # -- bulk rebuild ---------------------------------------------------------------------
-    def reindex(self, chunk_lines: int = 250_000, optimize: bool = True) -> int:
+    def reindex(self, optimize: bool = True) -> int:
         """Drop the graph and rebuild it from the SQL rows alone; returns lines loaded.
 
-        Python formats N-Quads while Oxigraph's bulk loader (which releases the GIL)
-        ingests the previous chunk on another thread, so on two cores the two overlap.
-        ``lenient`` skips IRI re-validation: every IRI comes from :mod:`.vocab`, which
-        escapes ids and names. The watermark is taken *before* reading, so anything
-        written meanwhile is applied again by the next sync (harmless: idempotent).
+        One Oxigraph bulk load reads a stream that a producer thread formats from the
+        rows, so formatting (Python, holds the GIL) overlaps with parsing and index
+        building (Rust, releases it); one load, not many, because each bulk load adds
+        its own sorted files and later ones pay to merge with earlier ones. ``lenient``
+        skips IRI re-validation: every IRI comes from :mod:`.vocab`, which escapes ids
+        and names. The watermark is taken *before* reading, so anything written
+        meanwhile is applied again by the next sync (harmless: idempotent).
         """
-        from .bulk import iter_lines
+        from .bulk import LineStream, iter_lines
         watermark = self.store.last_event()
         self.ox.clear()
-        total = 0
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lwfm-bulk-load")
-        pending: Future[None] | None = None
+        stream = LineStream(iter_lines(self.store))
         try:
-            buf: Lines = []
-            for ln in iter_lines(self.store):
-                buf.append(ln)
-                if len(buf) >= chunk_lines:
-                    data = "".join(buf).encode()
-                    total += len(buf)
-                    buf = []
-                    if pending is not None:
-                        pending.result()
-                    pending = pool.submit(self._bulk, data)
-            if pending is not None:
-                pending.result()
-            if buf:
-                total += len(buf)
-                self._bulk("".join(buf).encode())
+            self.ox.bulk_load(input=stream, format=ox.RdfFormat.N_QUADS, lenient=True)
         finally:
-            pool.shutdown(wait=True)
+            stream.close()
+        stream.raise_error()
         if optimize:
             self.ox.optimize()
         self.state = JournalState(self.store.instance_id)
         self.state.watermark = watermark
         self.state.save(self.state_path)
         self._stale = False
-        return total
-
-    def _bulk(self, data: bytes) -> None:
-        self.ox.bulk_load(input=data, format=ox.RdfFormat.N_QUADS, lenient=True)
+        return stream.lines
 
     # -- reading --------------------------------------------------------------------------
     def query(self, sparql: str, fmt: str | None = None) -> Any:
@@ -264,6 +252,11 @@ class ProvenanceGraph:
     def thread(self, workflow_id: str):
         from .thread import thread
         return thread(self, workflow_id)
+
+    def publish(self, query_endpoint: str, update_endpoint: str) -> int:
+        """Replace this graph's named graphs on a SPARQL 1.1 server (see :mod:`.remote`)."""
+        from .remote import publish
+        return publish(self, query_endpoint, update_endpoint)
 
     def check(self) -> list[str]:
         """Facts in SQL missing from (or contradicted in) the graph; empty when in sync."""
