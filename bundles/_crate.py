@@ -39,6 +39,7 @@ from ._common import (
     site_iri,
     urn,
 )
+from ._parallel import PARALLEL_MIN, render_parallel, workers
 from ._select import Selection, chunks, fetch_in, select_closure
 
 # Canonical state -> schema.org ActionStatusType, as lwfm.provenance.vocab maps it.
@@ -63,8 +64,9 @@ def _ref(iri: str | None) -> dict[str, str] | None:
     return None if iri is None else {"@id": iri}
 
 
-def _clean(e: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in e.items() if v is not None and v != []}
+def encode_entity(e: dict[str, Any]) -> str:
+    """One entity as one line of canonical JSON, without null or empty properties."""
+    return _ENC.encode({k: v for k, v in e.items() if v is not None and v != []})
 
 
 def local_file(url: str) -> Path | None:
@@ -100,7 +102,11 @@ class _Writer:
             self.flush()
 
     def entity(self, e: dict[str, Any]) -> None:
-        self.raw(("" if self.first else ",\n") + dumps(_clean(e)))
+        self.line(encode_entity(e))
+
+    def line(self, encoded: str) -> None:
+        """An entity already encoded by a worker (same canonical form)."""
+        self.raw(("" if self.first else ",\n") + encoded)
         self.first = False
 
     def flush(self) -> None:
@@ -129,7 +135,7 @@ def export_bundle(store: Store, config: Any, out: Path, *, workflow_id: str | No
             payload = _write_payload(store, sel, zf) if with_data else {}
             with zf.open(_zinfo(METADATA), "w", force_zip64=True) as fh, store.read() as c:
                 w = _Writer(fh)
-                _write_metadata(c, store.instance_id, sel, w, payload, progress)
+                _write_metadata(c, store.instance_id, sel, w, payload, progress, store.url)
                 w.flush()
         os.replace(tmp, out)
     except BaseException:
@@ -175,12 +181,9 @@ def _rows(c: Any, table: Any, ids: list[str]) -> Iterator[dict[str, Any]]:
 
 
 def _write_metadata(c: Any, inst: str, sel: Selection, w: _Writer,
-                    payload: dict[str, dict[str, Any]], progress: ProgressFn | None) -> None:
+                    payload: dict[str, dict[str, Any]], progress: ProgressFn | None,
+                    store_url: str) -> None:
     now = iso(utcnow())
-    io_map: dict[str, tuple[list[str], list[str]]] = {}
-    for r in fetch_in(c, t.data, "id", sel.data):
-        if r["job_id"]:
-            io_map.setdefault(r["job_id"], ([], []))[0 if r["direction"] == "get" else 1].append(urn(r["id"]))
     spec = sel.spec
     what = ", ".join(f"{k} {v}" for k, v in spec.items()) if "all" not in spec else "all"
     w.raw('{"@context":' + dumps([RO_CRATE_1_1, LWFM_CONTEXT]) + ',"@graph":[\n')
@@ -205,43 +208,31 @@ def _write_metadata(c: Any, inst: str, sel: Selection, w: _Writer,
     sites: set[tuple[str, str]] = set()
     apps: dict[str, str] = {}
     total = len(sel.jobs) + len(sel.data) + len(sel.workflows) + len(sel.triggers)
-    done = 0
     for r in _rows(c, t.workflows, sel.workflows):
         w.entity({"@id": urn(r["id"]), "@type": "lwfm:Workflow", "name": r["name"] or None,
                   "description": r["description"] or None, "dateCreated": r["created"],
                   "lwfm:instance": _ref(urn(r["instance_id"])), "lwfm:record": dumps(r)})
-        done += 1
-    hist = _statuses(c, sel.jobs)
-    for r in _rows(c, t.jobs, sel.jobs):
-        jid, statuses = next(hist)
-        while jid != r["id"]:  # both streams follow sel.jobs; rows may skip a vanished id
-            jid, statuses = next(hist)
-        w.entity(_job_entity(r, statuses, io_map.get(r["id"], ([], [])), apps, sites))
-        done += 1
-        if progress and done % 5000 == 0:
-            progress("export", done, total)
-    for r in _rows(c, t.data, sel.data):
-        p = payload.get(r["id"])
-        w.entity({"@id": urn(r["id"]), "@type": ["File", "lwfm:DataObject"], "name": _safe_name(r["url"]),
-                  "sha256": r["sha256"], "encodingFormat": r["media_type"],
-                  "contentSize": None if r["size"] is None else str(r["size"]),
-                  "dateCreated": r["time"], "lwfm:url": r["url"], "lwfm:direction": r["direction"],
-                  "lwfm:site": r["site"], "lwfm:job": _ref(r["job_id"] and urn(r["job_id"])),
-                  "lwfm:workflow": _ref(r["workflow_id"] and urn(r["workflow_id"])),
-                  "isBasedOn": _ref(r["derived_from"] and urn(r["derived_from"])),
-                  "lwfm:instance": _ref(urn(r["instance_id"])),
-                  "lwfm:payload": _ref(p and p["@id"]), "lwfm:record": dumps(r)})
-        sites.add((r["instance_id"], r["site"]))
-        done += 1
-        if progress and done % 5000 == 0:
-            progress("export", done, total)
+    refs = {d: p["@id"] for d, p in payload.items()}
+    if len(sel.jobs) + len(sel.data) >= PARALLEL_MIN and workers() > 1:
+        render_parallel(store_url, sel.jobs, sel.data, refs, w, apps, sites, progress, total)
+    else:
+        done = 0
+        for e in render_jobs(c, sel.jobs, apps, sites):
+            w.entity(e)
+            done += 1
+            if progress and done % 5000 == 0:
+                progress("export", done, total)
+        for e in render_data(c, sel.data, refs, sites):
+            w.entity(e)
+            done += 1
+            if progress and done % 5000 == 0:
+                progress("export", done, total)
     watch = _watch(c, sel.triggers)
     for r in _rows(c, t.triggers, sel.triggers):
         r["watch"] = watch.get(r["id"], [])
         w.entity({"@id": urn(r["id"]), "@type": "lwfm:Trigger", "name": f"{r['kind']} trigger",
                   "lwfm:fires": {"@id": urn(r["job_id"])}, "lwfm:triggerStatus": r["status"],
                   "lwfm:watches": [{"@id": urn(j)} for j in r["watch"]], "lwfm:record": dumps(r)})
-        done += 1
     for app_id, name in sorted(apps.items()):
         w.entity({"@id": app_id, "@type": "SoftwareApplication", "name": name})
     for inst_id, site in sorted(sites):
@@ -252,6 +243,37 @@ def _write_metadata(c: Any, inst: str, sel: Selection, w: _Writer,
     w.raw("\n]}\n")
     if progress:
         progress("export", total, total)
+
+
+def render_jobs(c: Any, job_ids: list[str], apps: dict[str, str],
+                sites: set[tuple[str, str]]) -> Iterator[dict[str, Any]]:
+    """Job entities (CreateActions) for ``job_ids`` (sorted), with their data links."""
+    io_map: dict[str, tuple[list[str], list[str]]] = {}
+    for r in fetch_in(c, t.data, "job_id", job_ids):
+        io_map.setdefault(r["job_id"], ([], []))[0 if r["direction"] == "get" else 1].append(
+            urn(r["id"]))
+    hist = _statuses(c, job_ids)
+    for r in _rows(c, t.jobs, job_ids):
+        jid, statuses = next(hist)
+        while jid != r["id"]:  # both streams follow job_ids; rows may skip a vanished id
+            jid, statuses = next(hist)
+        yield _job_entity(r, statuses, io_map.get(r["id"], ([], [])), apps, sites)
+
+
+def render_data(c: Any, data_ids: list[str], refs: dict[str, str],
+                sites: set[tuple[str, str]]) -> Iterator[dict[str, Any]]:
+    """Data entities (Files) for ``data_ids`` (sorted); ``refs`` names their payload files."""
+    for r in _rows(c, t.data, data_ids):
+        sites.add((r["instance_id"], r["site"]))
+        yield {"@id": urn(r["id"]), "@type": ["File", "lwfm:DataObject"], "name": _safe_name(r["url"]),
+               "sha256": r["sha256"], "encodingFormat": r["media_type"],
+               "contentSize": None if r["size"] is None else str(r["size"]),
+               "dateCreated": r["time"], "lwfm:url": r["url"], "lwfm:direction": r["direction"],
+               "lwfm:site": r["site"], "lwfm:job": _ref(r["job_id"] and urn(r["job_id"])),
+               "lwfm:workflow": _ref(r["workflow_id"] and urn(r["workflow_id"])),
+               "isBasedOn": _ref(r["derived_from"] and urn(r["derived_from"])),
+               "lwfm:instance": _ref(urn(r["instance_id"])),
+               "lwfm:payload": _ref(refs.get(r["id"])), "lwfm:record": dumps(r)}
 
 
 def software_iri(kind: str, entry: Any) -> str:

@@ -386,3 +386,19 @@ def test_imported_trigger_settles_with_a_later_bundle(homes, tmp_path):
     got = local.store.get_trigger(tr.id)
     assert got.status is TriggerStatus.FIRED and got.fired_by == th.steps[-1]
     assert got.to_dict() == remote.store.get_trigger(tr.id).to_dict()
+
+
+def test_parallel_export_writes_the_same_metadata(homes, tmp_path, monkeypatch):
+    from lwfm.bundles import _crate
+    _, remote, th = homes
+
+    def norm(p):
+        m = _meta(p)
+        for e in m["@graph"]:
+            if e["@id"] == "./":
+                e.pop("datePublished"), e.pop("lwfm:exportTime")
+        return m
+    serial = norm(_export(remote, tmp_path, "serial.zip", workflow_id=th.workflow))
+    monkeypatch.setattr(_crate, "PARALLEL_MIN", 0)
+    monkeypatch.setattr("lwfm.bundles._parallel.workers", lambda: 3)
+    assert norm(_export(remote, tmp_path, "parallel.zip", workflow_id=th.workflow)) == serial
