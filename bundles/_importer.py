@@ -12,6 +12,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -163,14 +164,19 @@ class _Import:
         moved: list[Path] = []
         tmpdir: Path | None = None
         try:
-            with (self.store.read() if self.dry_run else self.store.write()) as c:
-                m = Merger(c, self.store, self.mode, self.dry_run, bundle_id)
-                for inc in batches:
-                    m.merge(inc)
+            with (self.store.read() if self.dry_run else self.store.write()) as c, \
+                    (nullcontext(c) if self.dry_run else self.store.read()) as r:
+                m = Merger(c, r, self.store, self.mode, self.dry_run, bundle_id)
+                try:
+                    for inc in batches:
+                        m.merge(inc)
+                finally:
+                    m.wait()  # the writer is done with c (or its failure is raised here)
                 assert self.head is not None
                 staged, tmpdir, copies = self._stage(c)
                 if copies:
                     m.merge(copies)
+                    m.wait()
                 rep = self._report(m, staged)
                 if m.conflicts and self.mode == "fail":
                     for cf in m.conflicts:

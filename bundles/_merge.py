@@ -10,6 +10,8 @@ terminal states, two exit codes, two checksums, ...) are conflicts.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -285,33 +287,66 @@ def _insert_statuses(c: Connection, store: Store, rows: list[dict[str, Any]]) ->
 class Merger:
     """Merges batches of incoming rows inside one transaction; counts what it did.
 
+    Planning reads the store as it was before the import (``r``, a separate read
+    connection: every record occurs once in a bundle, so batches never depend on each
+    other), while a writer thread applies the previous batch on the write connection
+    ``c`` -- SQLite releases the GIL while it inserts, so parsing and writing overlap.
     With ``fail``, once a conflict shows up nothing more is written (the caller then
     raises and the transaction rolls back), but planning goes on so the report lists
     every conflict. A dry run only plans.
     """
 
-    def __init__(self, c: Connection, store: Store, mode: str, dry_run: bool, bundle_id: str):
-        self.c, self.store, self.mode, self.dry_run, self.bundle_id = c, store, mode, dry_run, bundle_id
+    def __init__(self, c: Connection, r: Connection, store: Store, mode: str, dry_run: bool,
+                 bundle_id: str):
+        self.c, self.r, self.store, self.mode = c, r, store, mode
+        self.dry_run, self.bundle_id = dry_run, bundle_id
         self.added: Counter = Counter()
         self.updated: Counter = Counter()
         self.unchanged: Counter = Counter()
         self.conflicts: list[Conflict] = []
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._writer: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     @property
     def refusing(self) -> bool:
         return self.mode == "fail" and bool(self.conflicts)
 
     def merge(self, inc: Incoming) -> None:
-        plan = plan_merge(self.c, inc, self.mode)
+        plan = plan_merge(self.r, inc, self.mode)
         self.conflicts += plan.conflicts
         self.added.update(plan.added())
         self.updated.update(plan.updated())
         self.unchanged.update(plan.unchanged)
         if self.dry_run or self.refusing or plan.empty:
             return
-        items = apply_plan(self.c, self.store, plan)
-        bulk_insert(self.c, self.store, t.bundle_items,
-                    [{"bundle_id": self.bundle_id, **it} for it in items])
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._drain, name="lwfm-import-writer", daemon=True)
+            self._writer.start()
+        self._queue.put(plan)
+        if self._error is not None:
+            self.wait()
+
+    def _drain(self) -> None:
+        while (plan := self._queue.get()) is not None:
+            if self._error is not None:
+                continue   # keep consuming so the producer never blocks; wait() re-raises
+            try:
+                items = apply_plan(self.c, self.store, plan)
+                bulk_insert(self.c, self.store, t.bundle_items,
+                            [{"bundle_id": self.bundle_id, **it} for it in items])
+            except BaseException as e:  # handed to the importing thread by wait()
+                self._error = e
+
+    def wait(self) -> None:
+        """Let the writer finish what it was given; re-raise its failure here."""
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._writer = None
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
 
     @property
     def changed(self) -> bool:

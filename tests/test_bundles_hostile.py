@@ -211,7 +211,9 @@ def _lines_edit(env, name, edit) -> Path:
 
 def _tamper_line(lines):
     i = next(i for i, ln in enumerate(lines) if b'"CreateAction"' in ln)
-    lines[i] = lines[i].replace(b'\\"exit_code\\":0', b'\\"exit_code\\":\\"zero\\"')
+    import re
+    lines[i], n = re.subn(rb'\\"exit_code\\":-?\d+', rb'\\"exit_code\\":\\"zero\\"', lines[i], count=1)
+    assert n == 1
     return lines
 
 
