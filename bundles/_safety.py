@@ -144,7 +144,7 @@ def parse_metadata(raw: bytes, where: str, limits: Limits) -> dict[str, Any]:
     return doc
 
 
-def check_entity(e: Any, where: str, seen: set[str], limits: Limits) -> None:
+def check_entity(e: Any, where: str, seen: set[str], limits: Limits, walk: bool = True) -> None:
     """One @graph member: an object with a fresh string @id, sane @type, bounded literals."""
     if not isinstance(e, dict):
         raise BundleError(f"{where}: an @graph member is not a JSON object")
@@ -161,7 +161,8 @@ def check_entity(e: Any, where: str, seen: set[str], limits: Limits) -> None:
     if "@context" in e or "@graph" in e:
         raise BundleError(f"{where}: entity {eid[:100]!r} nests @context/@graph; "
                           "only flat crates are accepted")
-    _check_literals(e, eid, where, limits.max_literal)
+    if walk:
+        _check_literals(e, eid, where, limits.max_literal)
 
 
 def _check_literals(e: Any, eid: str, where: str, cap: int, depth: int = 0) -> None:
@@ -313,7 +314,8 @@ def _lines(f: BinaryIO, where: str, limits: Limits) -> Iterator[dict[str, Any]]:
                 n += 1
                 if n > limits.max_entities:
                     raise BundleError(f"{where}: more than {limits.max_entities} entities")
-                check_entity(e, where, seen, limits)
+                # A line no longer than the literal cap cannot hold a longer literal.
+                check_entity(e, where, seen, limits, walk=len(body) > limits.max_literal)
                 yield e
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
         raise _fail(where, f"{METADATA} is corrupt ({e})") from None

@@ -326,3 +326,9 @@ def test_fuzz_mutated_foreign_crate(env, path, value):
     elif isinstance(node, dict) and node:
         node[sorted(node)[path[-1] % len(node)]] = value
     _attempt(env, write_zip(env[3] / "fuzzforeign.zip", [(META, json.dumps(doc).encode())]))
+
+
+def test_streamed_reader_caps_literals(env, monkeypatch):
+    from lwfm.bundles import _importer
+    monkeypatch.setattr(_importer, "STREAM_MIN_BYTES", 0)
+    refused(env, env[2], "literal", limits=Limits(max_literal=100))
