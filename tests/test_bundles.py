@@ -153,15 +153,18 @@ def test_since_and_job_selections(homes, tmp_path):
         export_bundle(remote.store, remote.config, tmp_path / "x.zip", all=True, job_id=th.steps[0])
 
 
+def _norm(p: Path) -> dict:
+    """The metadata without the export time (the only part allowed to differ)."""
+    m = _meta(p)
+    for e in m["@graph"]:
+        if e["@id"] == "./":
+            e.pop("datePublished"), e.pop("lwfm:exportTime")
+    return m
+
+
 def test_export_is_deterministic(homes, tmp_path):
     _, remote, th = homes
-
-    def norm(p):
-        m = _meta(p)
-        for e in m["@graph"]:
-            if e["@id"] == "./":
-                e.pop("datePublished"), e.pop("lwfm:exportTime")
-        return m
+    norm = _norm
     a = norm(_export(remote, tmp_path, "a.zip", workflow_id=th.workflow))
     b = norm(_export(remote, tmp_path, "b.zip", workflow_id=th.workflow))
     assert a == b
@@ -377,11 +380,13 @@ def test_cli_conflicts_listed_and_refused(homes, tmp_path):
 def test_imported_trigger_settles_with_a_later_bundle(homes, tmp_path):
     from lwfm.model import TriggerStatus
     local, remote, th = homes
-    import_bundle(local.store, local.config, _export(remote, tmp_path, "t1.zip", workflow_id=th.workflow))
+    import_bundle(local.store, local.config, _export(remote, tmp_path, "t1.zip",
+                                                     workflow_id=th.workflow))
     (tr,) = remote.store.triggers(watching=th.steps[-1])
     assert local.store.get_trigger(tr.id).status is TriggerStatus.DEAD  # parked: fires only there
     assert remote.store.settle_trigger(tr.id, TriggerStatus.FIRED, fired_by=th.steps[-1])
-    rep = import_bundle(local.store, local.config, _export(remote, tmp_path, "t2.zip", workflow_id=th.workflow))
+    later = _export(remote, tmp_path, "t2.zip", workflow_id=th.workflow)
+    rep = import_bundle(local.store, local.config, later)
     assert rep.updated["trigger"] == 1 and not rep.conflicts
     got = local.store.get_trigger(tr.id)
     assert got.status is TriggerStatus.FIRED and got.fired_by == th.steps[-1]
@@ -391,13 +396,7 @@ def test_imported_trigger_settles_with_a_later_bundle(homes, tmp_path):
 def test_parallel_export_writes_the_same_metadata(homes, tmp_path, monkeypatch):
     from lwfm.bundles import _crate
     _, remote, th = homes
-
-    def norm(p):
-        m = _meta(p)
-        for e in m["@graph"]:
-            if e["@id"] == "./":
-                e.pop("datePublished"), e.pop("lwfm:exportTime")
-        return m
+    norm = _norm
     serial = norm(_export(remote, tmp_path, "serial.zip", workflow_id=th.workflow))
     monkeypatch.setattr(_crate, "PARALLEL_MIN", 0)
     monkeypatch.setattr("lwfm.bundles._parallel.workers", lambda: 3)

@@ -155,27 +155,23 @@ def test_oversized_literal(env):
     refused(env, env[2], "literal", limits=Limits(max_literal=100))
 
 
+def _job_record(change):
+    """A metadata mutation: ``change(record)`` on the first job's lwfm:record."""
+    def mutate(d):
+        e = _entity(d, lambda e: "CreateAction" in e.get("@type", []))
+        rec = json.loads(e["lwfm:record"])
+        change(rec)
+        e["lwfm:record"] = json.dumps(rec)
+    return mutate
+
+
 def test_tampered_records(env):
-    def wrong_type(d):
-        e = _entity(d, lambda e: "CreateAction" in e.get("@type", []))
-        rec = json.loads(e["lwfm:record"])
-        rec["job"]["exit_code"] = "zero"
-        e["lwfm:record"] = json.dumps(rec)
-    refused(env, with_meta(env, wrong_type), "exit_code")
-
-    def other_id(d):
-        e = _entity(d, lambda e: "CreateAction" in e.get("@type", []))
-        rec = json.loads(e["lwfm:record"])
-        rec["job"]["id"] = "11111111-1111-4111-8111-111111111111"
-        e["lwfm:record"] = json.dumps(rec)
-    refused(env, with_meta(env, other_id), "does not match")
-
-    def bad_state(d):
-        e = _entity(d, lambda e: "CreateAction" in e.get("@type", []))
-        rec = json.loads(e["lwfm:record"])
-        rec["statuses"][0]["state"] = "EXPLODED"
-        e["lwfm:record"] = json.dumps(rec)
-    refused(env, with_meta(env, bad_state), "EXPLODED")
+    refused(env, with_meta(env, _job_record(lambda r: r["job"].update(exit_code="zero"))),
+            "exit_code")
+    refused(env, with_meta(env, _job_record(
+        lambda r: r["job"].update(id="11111111-1111-4111-8111-111111111111"))), "does not match")
+    refused(env, with_meta(env, _job_record(lambda r: r["statuses"][0].update(state="EXPLODED"))),
+            "EXPLODED")
 
     def bad_format(d):
         _entity(d, lambda e: e["@id"] == "./")["lwfm:bundleFormat"] = "99"
