@@ -47,12 +47,14 @@ def render_parallel(store_url: str, jobs: list[str], data: list[str], refs: dict
     with tempfile.TemporaryDirectory(prefix="lwfm-export-") as tmp:
         procs = []
         for i, (js, ds) in enumerate(zip(_slices(jobs, n), _slices(data, n))):
-            spec = {"url": store_url, "jobs": js, "data": ds,
+            spec = {"jobs": js, "data": ds,
                     "refs": {d: refs[d] for d in ds if d in refs}, "dir": tmp, "part": i}
             path = Path(tmp) / f"spec-{i}.json"
             path.write_text(json.dumps(spec))
+            # The store URL (it may carry a password) goes by environment, never into a file.
+            env = {**os.environ, "LWFM_EXPORT_STORE_URL": store_url}
             procs.append(subprocess.Popen([sys.executable, "-m", "lwfm.bundles._parallel", str(path)],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env))
         errors = []
         for i, p in enumerate(procs):
             _, err = p.communicate()
@@ -96,7 +98,7 @@ def main(spec_path: str) -> None:
     out = Path(spec["dir"])
     apps: dict[str, str] = {}
     sites: set[tuple[str, str]] = set()
-    engine = create_engine(spec["url"])
+    engine = create_engine(os.environ["LWFM_EXPORT_STORE_URL"])
     try:
         with engine.connect() as c:
             _write_lines(out / f"jobs-{spec['part']}.jsonl", render_jobs(c, spec["jobs"], apps, sites))
