@@ -323,9 +323,12 @@ def test_cli_errors_exit_nonzero(homes, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_round_trip_through_postgresql(tmp_path, pg_server):
+def test_round_trip_through_postgresql(tmp_path, pg_server, monkeypatch):
     """Import into a PostgreSQL store (RETURNING path), export from it, import elsewhere."""
     from dataclasses import replace
+
+    from lwfm.bundles import _crate
+    monkeypatch.setattr(_crate, "PARALLEL_MIN", 0)   # the export from PostgreSQL uses workers
 
     from lwfm.store import Store
     url = pg_server.database("bundles")
