@@ -5,6 +5,10 @@ class LwfmError(Exception):
     """Base of every error lwfm raises on purpose; the CLI prints it and exits 1."""
 
 
+class InvalidInput(LwfmError, ValueError):
+    """A malformed definition, value or argument (also a ValueError, as Python expects)."""
+
+
 class NotFound(LwfmError):
     """An unknown job, workflow, data object, site or trigger id."""
 

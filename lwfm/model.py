@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from .errors import InvalidInput
+
 
 def new_id() -> str:
     """A globally unique id: lwfm instances merge their threads by these."""
@@ -117,7 +119,7 @@ class _Record:
         names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = set(d) - set(names)
         if unknown:
-            raise ValueError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}")
+            raise InvalidInput(f"{cls.__name__}: unknown field(s) {sorted(unknown)}")
         kw = {k: cls._coerce(k, v) for k, v in d.items()}
         return cls(**kw)
 
@@ -147,14 +149,14 @@ class JobDefn(_Record):
                 self.entry = [self.entry]
             if not isinstance(self.entry, list) or not self.entry or not all(
                     isinstance(a, str) for a in self.entry):
-                raise ValueError("an argv job needs a non-empty list of strings as entry")
+                raise InvalidInput("an argv job needs a non-empty list of strings as entry")
         elif self.kind in (EntryKind.SHELL, EntryKind.PYTHON):
             if not isinstance(self.entry, str) or not self.entry.strip():
-                raise ValueError(f"a {self.kind.value} job needs a non-empty string entry")
+                raise InvalidInput(f"a {self.kind.value} job needs a non-empty string entry")
             if self.kind is EntryKind.PYTHON and ":" not in self.entry:
-                raise ValueError("a python job's entry is 'package.module:function'")
+                raise InvalidInput("a python job's entry is 'package.module:function'")
         if not all(isinstance(a, str) for a in self.args):
-            raise ValueError("job args must be strings")
+            raise InvalidInput("job args must be strings")
         if not self.name:
             self.name = self.display_name()
 
@@ -315,9 +317,9 @@ class Trigger(_Record):
         self.status = TriggerStatus(self.status)
         self.states = [State(s) for s in self.states]
         if self.kind is TriggerKind.DATA and not self.pattern:
-            raise ValueError("a data trigger needs a metadata pattern")
+            raise InvalidInput("a data trigger needs a metadata pattern")
         if self.kind is not TriggerKind.DATA and not self.watch:
-            raise ValueError("a job trigger needs at least one job to watch")
+            raise InvalidInput("a job trigger needs at least one job to watch")
 
     @classmethod
     def _coerce(cls, name: str, v: Any) -> Any:

@@ -15,8 +15,9 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from sqlalchemy import (Connection, Engine, bindparam, create_engine, event, func, insert,
                         select, update)
+from sqlalchemy.exc import DataError
 
-from ..errors import NotFound
+from ..errors import InvalidInput, NotFound
 from ..model import (TERMINAL, DataObject, Job, JobContext, JobDefn, JobStatus, LogRecord, State, Trigger,
                      TriggerStatus, Workflow, advance, iso, new_id, parse_time, utcnow)
 from . import schema as t
@@ -74,8 +75,12 @@ class Store:
     # -- transactions -----------------------------------------------------------------
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        with self.engine.connect().execution_options(write=True) as c, c.begin():
-            yield c
+        """One write transaction; a value the database cannot take is an InvalidInput."""
+        try:
+            with self.engine.connect().execution_options(write=True) as c, c.begin():
+                yield c
+        except DataError as e:
+            raise InvalidInput(f"the store refused a value: {e.orig}") from None
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -300,8 +305,13 @@ class Store:
     def meta_rows(d: DataObject) -> list[dict[str, Any]]:
         rows = []
         for k, v in d.metadata.items():
+            key = str(k)
             text, typed = Store.meta_value(v)
-            rows.append({"data_id": d.id, "key": str(k), "value": text, "typed": typed})
+            if len(key) > 255 or "\x00" in key or "\x00" in text:
+                raise InvalidInput(f"metadata key {key[:40]!r}: keys must be at most 255 characters, and "
+                                "keys and string values must not contain NUL characters")
+            rows.append({"data_id": d.id, "key": key, "value": text, "typed": typed,
+                         "vhash": t.value_hash(text)})
         return rows
 
     def add_data(self, d: DataObject) -> DataObject:
@@ -336,7 +346,8 @@ class Store:
             if isinstance(v, str) and any(ch in v for ch in "*?["):
                 globs[str(k)] = v
             else:
-                sub = sub.where(t.data_meta.c.value == sv, t.data_meta.c.typed == typed)
+                sub = sub.where(t.data_meta.c.vhash == t.value_hash(sv),
+                                t.data_meta.c.value == sv, t.data_meta.c.typed == typed)
             q = q.where(t.data.c.id.in_(sub))
         for col, v in (("job_id", job_id), ("workflow_id", workflow_id), ("url", url)):
             if v is not None:

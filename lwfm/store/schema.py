@@ -11,12 +11,20 @@ both SQLite and PostgreSQL unchanged. JSON columns hold model ``to_dict`` output
 
 from __future__ import annotations
 
+import hashlib
+
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, Index, Integer, MetaData, String,
                         Table, Text)
 
 SCHEMA_VERSION = "1"
 
 metadata = MetaData()
+
+
+def value_hash(text: str) -> str:
+    """Index key of a metadata value (see ``data_meta``)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
 
 # Integer primary keys autoincrement on SQLite (rowid) and PostgreSQL (identity).
 _Seq = BigInteger().with_variant(Integer(), "sqlite")
@@ -93,7 +101,10 @@ data_meta = Table(
     Column("key", String(255), nullable=False),
     Column("value", Text, nullable=False),
     Column("typed", Boolean, nullable=False, default=False),
-    Index("ix_data_meta_key_value", "key", "value"),
+    # sha256 of value: PostgreSQL's btree cannot index long texts (> ~2.7 KB) directly.
+    Column("vhash", String(64), nullable=False, default=lambda ctx: value_hash(
+        ctx.get_current_parameters()["value"])),
+    Index("ix_data_meta_key_vhash", "key", "vhash"),
 )
 
 triggers = Table(
