@@ -3,8 +3,6 @@ fact in SQL is in the graph, the shapes hold, lineage crosses jobs and data."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 

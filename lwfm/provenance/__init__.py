@@ -29,13 +29,15 @@ Design
 
 Outgrowing one machine
 ----------------------
-The projection only needs an rdflib store that accepts quads and answers SPARQL. For a
-shared, multi-user graph run a SPARQL 1.1 server (Oxigraph server, Fuseki, GraphDB) and
-point rdflib's ``SPARQLUpdateStore`` at its query/update endpoints: the N-Quads lines
-of :mod:`lwfm.provenance.project` go there unchanged as ``INSERT DATA`` per named graph
-(or via the Graph Store Protocol for a reindex), and every query in this package is
-plain SPARQL 1.1. That path is documented, not wired in: this machine has no endpoint
-to test it against.
+The local graph is single-writer and lives in one home. For a shared, always-on graph
+run a SPARQL 1.1 server (``oxigraph serve``, Fuseki, GraphDB, ...) and publish each
+instance's named graphs there with :meth:`ProvenanceGraph.publish` (rdflib's standard
+``SPARQLUpdateStore`` client: ``DROP SILENT GRAPH`` then ``INSERT DATA`` batches, so
+instances publish side by side); query it with any SPARQL client, e.g. rdflib's
+``SPARQLStore`` — every query in this package is plain SPARQL 1.1. Pointing the live
+projection itself at ``SPARQLUpdateStore`` would also work (the N-Quads lines of
+:mod:`lwfm.provenance.project` become ``INSERT DATA``), at HTTP round-trip cost per
+sync. The tests publish to a real ``oxigraph serve`` (PyPI ``oxigraph``) and query it.
 """
 
 from .check import check_consistency

@@ -13,7 +13,9 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+import json
+
+from sqlalchemy import select, text
 
 from ..errors import LwfmError, NotFound
 from ..store import schema as t
@@ -100,26 +102,37 @@ def lineage(g: "ProvenanceGraph", ident: str, direction: str = "up",
                 dist[b] = dist[a] + 1
                 todo.append(b)
     info = _describe(g, list(dist))
-    nodes = [LineageNode(id=i, kind=info.get(i, ("unknown", "", None))[0],
-                         label=info.get(i, ("", "", None))[1], depth=d,
-                         state=info.get(i, ("", "", None))[2])
-             for i, d in sorted(dist.items(), key=lambda kv: (kv[1], kv[0]))]
-    kinds = {n.id: n.kind for n in nodes}
-    edges = [(e, _relation(kinds.get(e), kinds.get(c)), c) for e, c in pairs]
+    unknown = ("unknown", "", None)
+    nodes = []
+    for i, d in dist.items():   # breadth-first insertion order: by depth already
+        kind, label, state = info.get(i, unknown)
+        nodes.append(LineageNode(i, kind, label, d, state))
+    kinds = {i: v[0] for i, v in info.items()}
+    edges = [(e, _RELATION.get((kinds.get(e), kinds.get(c)), "wasInfluencedBy"), c)
+             for e, c in pairs]
     return Lineage(root=root, direction=direction, nodes=nodes, edges=edges)
 
 
-def _relation(effect: str | None, cause: str | None) -> str:
-    """The specific PROV relation behind a wasInfluencedBy edge, from the node kinds."""
-    return {("data", "job"): "wasGeneratedBy", ("job", "data"): "used",
-            ("data", "data"): "wasDerivedFrom", ("job", "job"): "wasInformedBy"}.get(
-        (effect or "", cause or ""), "wasInfluencedBy")
+# The specific PROV relation behind a wasInfluencedBy edge, from the node kinds.
+_RELATION = {("data", "job"): "wasGeneratedBy", ("job", "data"): "used",
+             ("data", "data"): "wasDerivedFrom", ("job", "job"): "wasInformedBy"}
 
 
 def _describe(g: "ProvenanceGraph", ids: list[str]) -> dict[str, tuple[str, str, str | None]]:
     """kind, label and state per id, from the SQL rows (indexed primary-key lookups)."""
     out: dict[str, tuple[str, str, str | None]] = {}
     with g.store.read() as c:
+        if g.store.sqlite:   # one JSON parameter instead of thousands of bound ones
+            arg = {"ids": json.dumps(ids)}
+            for jid, name, state in c.execute(text(
+                    "SELECT id, name, state FROM jobs WHERE id IN "
+                    "(SELECT value FROM json_each(:ids))"), arg):
+                out[jid] = ("job", name, state)
+            for did, url in c.execute(text(
+                    "SELECT id, url FROM data WHERE id IN (SELECT value FROM json_each(:ids))"),
+                    arg):
+                out[did] = ("data", url, None)
+            return out
         for i in range(0, len(ids), 5000):
             ch = ids[i:i + 5000]
             for jid, name, state in c.execute(select(t.jobs.c.id, t.jobs.c.name, t.jobs.c.state)

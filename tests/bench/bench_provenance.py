@@ -119,16 +119,18 @@ t0 = time.perf_counter()
 s.bulk_load(path=sys.argv[1], format=ox.RdfFormat.N_QUADS)
 dt = time.perf_counter() - t0
 assert len(s) == int(sys.argv[3])
-print(dt)
+hwm = [ln.split()[1] for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0]
+print(dt, int(hwm) / 1024)
 """
 
 
-def oxigraph_bulk(nq: Path, dest: Path, n_quads: int) -> float:
+def oxigraph_bulk(nq: Path, dest: Path, n_quads: int) -> tuple[float, float]:
     """pyoxigraph's own bulk_load of the N-Quads file, timed inside a child process
-    (so its memory is not charged to this process's peak_rss_mb)."""
+    (so its memory is not charged to this process's peak_rss_mb); (seconds, peak MB)."""
     r = subprocess.run([sys.executable, "-c", BULK, str(nq), str(dest), str(n_quads)],
                        capture_output=True, text=True, check=True)
-    return float(r.stdout.strip())
+    secs, mb = r.stdout.split()
+    return float(secs), float(mb)
 
 
 def median_ms(fn, runs: int = 5) -> float:
@@ -173,7 +175,7 @@ def main() -> None:
         log(f"ingest: {n_quads} quads in {ingest_s:.1f}s")
         nq = tmp / "same.nq"
         g.ox.dump(output=str(nq), format=ox.RdfFormat.N_QUADS)
-        bulk_s = oxigraph_bulk(nq, tmp / "bulk", n_quads)
+        bulk_s, bulk_mb = oxigraph_bulk(nq, tmp / "bulk", n_quads)
         log(f"pyoxigraph bulk_load of the same quads: {bulk_s:.1f}s")
         t0 = time.perf_counter()
         g.ox.optimize()
@@ -204,6 +206,7 @@ def main() -> None:
             "oxigraph_bulk_s": round(bulk_s, 2),
             "oxigraph_bulk_triples_per_s": round(n_quads / bulk_s),
             "vs_oxigraph_bulk": round(bulk_s / ingest_s, 3),
+            "oxigraph_bulk_peak_rss_mb": round(bulk_mb, 1),
             "optimize_s": round(optimize_s, 2),
             "lineage_2000_ms": lineage_ms, "lineage_depth": depth,
             "lineage_nodes": len(lin.nodes),
