@@ -150,8 +150,12 @@ def _merge_job(L: dict[str, Any], T: dict[str, Any], p: Plan, theirs_wins: bool)
 
 
 def _meta_rows(data_id: str, md: dict[str, Any]) -> list[dict[str, str]]:
+    from lwfm.errors import BundleError, LwfmError
     from lwfm.model import DataObject
-    return Store.meta_rows(DataObject(url="-", id=data_id, metadata=md))
+    try:
+        return Store.meta_rows(DataObject(url="-", id=data_id, metadata=md))
+    except LwfmError as e:  # e.g. a key the store cannot index
+        raise BundleError(f"data {data_id}: {e}") from None
 
 
 def _plan_data(c: Connection, inc: Incoming, p: Plan, theirs_wins: bool) -> None:

@@ -328,3 +328,12 @@ def test_streamed_reader_caps_literals(env, monkeypatch):
     from lwfm.bundles import _importer
     monkeypatch.setattr(_importer, "STREAM_MIN_BYTES", 0)
     refused(env, env[2], "literal", limits=Limits(max_literal=100))
+
+
+def test_metadata_the_store_refuses_is_a_bundle_error(env):
+    def bad_key(d):
+        e = _entity(d, lambda e: "lwfm:DataObject" in e.get("@type", []))
+        rec = json.loads(e["lwfm:record"])
+        rec["metadata"]["k" * 300] = "v"
+        e["lwfm:record"] = json.dumps(rec)
+    refused(env, with_meta(env, bad_key), "255")
