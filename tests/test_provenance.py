@@ -358,3 +358,36 @@ def test_lineage_2000_steps_deep(home: Path) -> None:
         assert lin.nodes[-1].id == data[0].id
         down = g.lineage(data[0].id, "down")
         assert len(down.nodes) == 6001
+
+
+@pytest.mark.slow
+def test_imported_bundle_lands_in_origin_graph_with_its_record(home: Path, tmp_path: Path) -> None:
+    """A thread exported by another instance and imported here: its facts go into the
+    origin's named graph, the bundle node says what it brought, and SQL == graph."""
+    from lwfm.bundles import export_bundle, import_bundle
+    remote_cfg = load(tmp_path / "remote-home")
+    remote = Store(remote_cfg.store_url)
+    t = part_two(remote, part_one(remote))
+    zip_path = tmp_path / "thread.zip"
+    export_bundle(remote, remote_cfg, zip_path, workflow_id=t.wf.id)
+    cfg = load(home)
+    st = Store(cfg.store_url)
+    with ProvenanceGraph(cfg, st) as g:
+        g.sync()
+        rep = import_bundle(st, cfg, zip_path)
+        g.sync()
+        assert check_consistency(g) == []
+        graphs = {n.value for n in g.ox.named_graphs()}
+        assert f"urn:lwfm:graph:{remote.instance_id}" in graphs
+        rows = g.query(f"""SELECT ?origin (COUNT(?x) AS ?n) WHERE {{
+              ?b a lwfm:Bundle ; lwfm:originInstance ?origin ; lwfm:brought ?x }}
+              GROUP BY ?origin""", fmt="table")[1]
+        assert rows[0][0] == node_iri(remote.instance_id) and int(rows[0][1]) >= len(t.jobs)
+        where = g.query(f"""SELECT ?g WHERE {{ GRAPH ?g {{ <{node_iri(t.jobs['e'].id)}>
+                            lwfm:state "COMPLETE" }} }}""", fmt="table")[1]
+        assert where == [[f"urn:lwfm:graph:{remote.instance_id}"]]
+        assert t.jobs["a"].id in {n.id for n in g.lineage(t.data["e_out"].id).nodes}
+        before = quads(g)
+        g.reindex()
+        assert quads(g) == before
+        assert rep is not None

@@ -59,6 +59,11 @@ def iter_lines(store: Store) -> Iterator[str]:
                 entries.append((r["_key"], r["_value"]))
         if cur is not None:
             yield from _data(em, cur, entries, extra)
+        for r in c.execute(select(t.bundles).order_by(t.bundles.c.id)).mappings().all():
+            items = c.execute(select(t.bundle_items.c.ref).where(
+                t.bundle_items.c.bundle_id == r["id"], t.bundle_items.c.kind != "status")
+                .order_by(t.bundle_items.c.ref)).scalars().all()
+            yield from em.bundle(r, store.instance_id, items)
         for r in _rows(c, select(t.triggers).order_by(t.triggers.c.id)):
             yield from em.trigger(r, store.instance_id, extra)
             yield from extra

@@ -48,6 +48,7 @@ def check_consistency(g: "ProvenanceGraph") -> list[str]:
             meta[r["data_id"]][r["key"]] = r["value"]
         wfs = {r["id"]: r for r in c.execute(select(t.workflows)).mappings()}
         trigs = {r["id"]: r for r in c.execute(select(t.triggers)).mappings()}
+        bundles = {r["id"]: r["origin_instance"] for r in c.execute(select(t.bundles)).mappings()}
 
     # -- jobs: one row per job, or the graph holds contradicting values
     got: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
@@ -145,4 +146,9 @@ def check_consistency(g: "ProvenanceGraph") -> list[str]:
         want_t = [(r["status"], r["fired_by"], r["job_id"])]
         if gt.get(tid) != want_t:
             problems.append(f"trigger {tid}: {gt.get(tid)} in the graph, {want_t} in SQL")
+    gb = {node_id(b): node_id(o) for b, o in _rows(g, """SELECT ?b ?o WHERE {
+          ?b a lwfm:Bundle ; lwfm:originInstance ?o }""")}
+    for bid, origin in bundles.items():
+        if gb.get(bid) != origin:
+            problems.append(f"bundle {bid}: origin {gb.get(bid)!r} in the graph, {origin!r} in SQL")
     return problems

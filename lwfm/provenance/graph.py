@@ -159,6 +159,7 @@ class ProvenanceGraph:
                 job_ids.update(c.execute(select(t.statuses.c.job_id).where(
                     t.statuses.c.seq.in_(ch))).scalars())
             rows = _fetch(c, job_ids, refs["data"], refs["workflow"], refs["trigger"])
+            rows["bundles"] = _bundles(c, sorted(refs["bundle"]))
         em = Emitter()
         extra: Lines = []
         owned: list[tuple[str, Lines, frozenset[str] | None]] = []
@@ -179,6 +180,8 @@ class ProvenanceGraph:
             owned.append((node_iri(r["id"]), em.workflow(r), None))
         for r in rows["triggers"]:
             owned.append((node_iri(r["id"]), em.trigger(r, self.store.instance_id, extra), None))
+        for r, items in rows["bundles"]:
+            extra += em.bundle(r, self.store.instance_id, items)
         lines: Lines = []
         for subject, new, only in owned:
             self._drop_stale(subject, new, only)
@@ -288,4 +291,16 @@ def _fetch(c, job_ids: set[str], data_ids: set[str], wf_ids: set[str],
     for ch in _chunks(sorted(trig_ids)):
         out["triggers"] += c.execute(select(t.triggers).where(t.triggers.c.id.in_(ch))
                                      ).mappings().all()
+    return out
+
+
+def _bundles(c, ids: list[str]) -> list[tuple[Any, list[str]]]:
+    """Imported bundles and the records (not statuses) each brought."""
+    out = []
+    for ch in _chunks(ids):
+        for r in c.execute(select(t.bundles).where(t.bundles.c.id.in_(ch))).mappings().all():
+            items = c.execute(select(t.bundle_items.c.ref).where(
+                t.bundle_items.c.bundle_id == r["id"], t.bundle_items.c.kind != "status")
+                .order_by(t.bundle_items.c.ref)).scalars().all()
+            out.append((r, items))
     return out

@@ -50,7 +50,7 @@ P.update({"lwfm_" + n: _p(LWFM, n) for n in (
     "firedBy", "fires", "watches", "triggerKind", "triggerStatus", "triggerStates", "pattern",
     "reason", "firedAt", "statusOf", "nativeState", "info", "created", "computeType",
     "arguments", "entryKind", "entryPoint", "sha256", "direction", "site", "instance",
-    "props", "seq")})
+    "props", "seq", "originInstance", "importedAt", "brought", "bundleSummary")})
 C = {
     "Activity": _p(PROV, "Activity"), "Entity": _p(PROV, "Entity"), "Agent": _p(PROV, "Agent"),
     "CreateAction": _p(SCHEMA, "CreateAction"), "MediaObject": _p(SCHEMA, "MediaObject"),
@@ -59,6 +59,7 @@ C = {
     "Job": _p(LWFM, "Job"), "Data": _p(LWFM, "DataObject"), "Site": _p(LWFM, "Site"),
     "Instance": _p(LWFM, "Instance"), "Workflow": _p(LWFM, "Workflow"),
     "Trigger": _p(LWFM, "Trigger"), "StatusReport": _p(LWFM, "StatusReport"),
+    "Bundle": _p(LWFM, "Bundle"),
 }
 _STATUS_OBJ = {k: f"<{SCHEMA[v]}>" for k, v in ACTION_STATUS.items()}
 
@@ -300,6 +301,26 @@ class Emitter:
             o.append(f"{t} {P['lwfm_reason']} {lit(r['reason'])} {g} .\n")
         if r["fired_at"]:
             o.append(f"{t} {P['lwfm_firedAt']} {dt(r['fired_at'])} {g} .\n")
+        return o
+
+
+    @staticmethod
+    def bundle(r: Row, instance_id: str, items: Iterable[str]) -> Lines:
+        """An imported bundle, in the importing instance's graph: where it came from,
+        when, and which records it brought (the records keep their origin's graph)."""
+        g = f"<{graph_iri(instance_id)}>"
+        b = f"<{node_iri(r['id'])}>"
+        o = [f"{b} {_TYPE} {C['Bundle']} {g} .\n",
+             f"{b} {_TYPE} {C['Entity']} {g} .\n",
+             f"{b} {P['name']} {lit(r['file_name'])} {g} .\n",
+             f"{b} {P['lwfm_sha256']} {lit(r['sha256'])} {g} .\n",
+             f"{b} {P['lwfm_originInstance']} <{node_iri(r['origin_instance'])}> {g} .\n",
+             f"{b} {P['lwfm_importedAt']} {dt(r['imported_at'])} {g} .\n"]
+        summary = _defn(r["summary"])
+        if summary:
+            o.append(f"{b} {P['lwfm_bundleSummary']} {_json(summary)} {g} .\n")
+        for ref in items:
+            o.append(f"{b} {P['lwfm_brought']} <{node_iri(ref)}> {g} .\n")
         return o
 
 
