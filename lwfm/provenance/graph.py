@@ -30,6 +30,7 @@ from .vocab import PREFIXES, node_iri, status_iri
 
 BATCH_EVENTS = 5000
 REINDEX_ABOVE = 50_000   # a new graph over more events than this is bulk-built
+REINDEX_WINDOW = 1000    # seqs below a reindex's watermark re-read once (PostgreSQL)
 _CHUNK = 500          # ids per SQL IN (...) clause
 
 
@@ -224,6 +225,10 @@ class ProvenanceGraph:
             self.ox.optimize()
         self.state = JournalState(self.store.instance_id)
         self.state.watermark = watermark
+        if not self.store.sqlite and watermark:
+            # PostgreSQL: transactions still in flight when we read may commit seqs below
+            # the watermark; watch a trailing window for them like any other hole
+            self.state.gaps = [[max(1, watermark - REINDEX_WINDOW), watermark, time.time()]]
         self.state.save(self.state_path)
         self._stale = False
         return stream.lines
