@@ -10,8 +10,8 @@ Two ways to run, one contract:
   log, so any later process (``lwfm status``, ``lwfm serve``) can learn how
   it ended after the submitter has gone. It costs one extra exec per job.
 
-``native_id`` is ``"<pid>:<start ticks>[:x]"``: the start time guards cancel against
-pid reuse; ``:x`` marks a detached job with an exit file. Cancel signals the job's
+``native_id`` is ``"<pid>:<spawn time ms>[:x]"``: checked against the kernel's start
+time of the pid, it guards cancel against pid reuse; ``:x`` marks a detached job with an exit file. Cancel signals the job's
 process group, so it works from any process.
 """
 
@@ -69,27 +69,30 @@ def _spawn(argv: list[str], env: dict[str, str], log: Path, cwd: str | None) -> 
         raise SiteError(f"cannot start {argv[0]!r}: {e.strerror or e}") from None
 
 
-def _start_ticks(pid: int) -> str | None:
-    """The process's start time in clock ticks: with the pid, a name no other process has."""
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        stat = os.read(fd, 1024)  # raw read: this is on the submit hot path
-    finally:
-        os.close(fd)
-    return stat.rsplit(b")", 1)[1].split()[19].decode()
+def _boot_time() -> float:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    raise SiteError("cannot read the boot time from /proc/stat")
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+_SAME_PROCESS_S = 2.0  # spawn stamp vs. kernel start time: far below any pid reuse cycle
 
 
 def _alive(native_id: str) -> bool:
-    """The process that native_id names still runs (same start time; a zombie is dead)."""
-    pid, ticks = native_id.split(":")[:2]
+    """The process that native_id names still runs (not a zombie, not a reused pid).
+
+    ``native_id`` is ``pid:spawn-time-ms``; the kernel's start time of ``pid`` must match
+    the spawn stamp. Reading /proc only here, not at submit, keeps it off the hot path.
+    """
+    pid, stamp = native_id.split(":")[:2]
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return False
-    return fields[19] == ticks and fields[0] != "Z"
+    started = _boot_time() + int(fields[19]) / _CLK_TCK
+    return fields[0] != "Z" and abs(started - int(stamp) / 1000) < _SAME_PROCESS_S
 
 
 _TERM_GRACE_S = 5.0  # how long a cancelled job may clean up before SIGKILL
@@ -170,8 +173,9 @@ class LocalRun(Run):
         if self.detach:
             env["LWFM_EXIT_FILE"] = str(self._file(ctx.job_id, "exit"))
             argv = ["/bin/sh", "-c", _WRAP, "sh", *argv]
+        stamp = int(time.time() * 1000)
         pid = _spawn(argv, env, self._file(ctx.job_id, "log"), defn.cwd)
-        ctx.native_id = f"{pid}:{_start_ticks(pid)}" + (":x" if self.detach else "")
+        ctx.native_id = f"{pid}:{stamp}" + (":x" if self.detach else "")
         if not self.detach:
             with self._lock:
                 self._procs[ctx.job_id] = pid

@@ -164,3 +164,14 @@ def test_manager_on_postgresql(store_url: str, monkeypatch: pytest.MonkeyPatch,
         states = [m.wait(i, timeout=60).state for i in ids]
         assert states.count(State.COMPLETE) == 5 and states.count(State.FAILED) == 5
         assert m.store.url == store_url
+
+
+def test_native_id_guards_against_pid_reuse(m: Manager) -> None:
+    from lwfm.sites.local import _alive
+    j = m.submit(JobDefn(entry=["sleep", "30"]))
+    native = m.status(j.id).context.native_id
+    pid, stamp = native.split(":")[:2]
+    assert _alive(native)
+    assert not _alive(f"{pid}:{int(stamp) - 60_000}")  # same pid, a process started earlier
+    m.cancel(j.id)
+    assert not _alive(native)
