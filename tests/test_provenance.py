@@ -391,3 +391,17 @@ def test_imported_bundle_lands_in_origin_graph_with_its_record(home: Path, tmp_p
         g.reindex()
         assert quads(g) == before
         assert rep is not None
+
+
+def test_every_lwfm_term_written_is_declared_in_ontology_and_context() -> None:
+    import re
+    import lwfm.provenance.project as project
+    src = Path(project.__file__).read_text()
+    used = set(re.findall(r"'lwfm_(\w+)'", src)) | set(re.findall(r'_p\(LWFM, "(\w+)"\)', src))
+    onto = Graph().parse(ontology_path("lwfm.ttl"))
+    ns = "https://w3id.org/lwfm/ns#"
+    declared = {str(s)[len(ns):] for s in onto.subjects() if str(s).startswith(ns)}
+    assert used and used == declared
+    ctx = json.loads(ontology_path("lwfm-context.jsonld").read_text())["@context"][1]
+    ids = {(v if isinstance(v, str) else v["@id"]) for v in ctx.values()}
+    assert {f"lwfm:{u}" for u in used} <= ids
