@@ -379,8 +379,8 @@ def test_imported_bundle_lands_in_origin_graph_with_its_record(home: Path, tmp_p
         assert check_consistency(g) == []
         graphs = {n.value for n in g.ox.named_graphs()}
         assert f"urn:lwfm:graph:{remote.instance_id}" in graphs
-        rows = g.query(f"""SELECT ?origin (COUNT(?x) AS ?n) WHERE {{
-              ?b a lwfm:Bundle ; lwfm:originInstance ?origin ; lwfm:brought ?x }}
+        rows = g.query("""SELECT ?origin (COUNT(?x) AS ?n) WHERE {
+              ?b a lwfm:Bundle ; lwfm:originInstance ?origin ; lwfm:brought ?x }
               GROUP BY ?origin""", fmt="table")[1]
         assert rows[0][0] == node_iri(remote.instance_id) and int(rows[0][1]) >= len(t.jobs)
         where = g.query(f"""SELECT ?g WHERE {{ GRAPH ?g {{ <{node_iri(t.jobs['e'].id)}>

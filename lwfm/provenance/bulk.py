@@ -12,11 +12,12 @@ import queue
 import threading
 from typing import Any, Iterable, Iterator
 
-from sqlalchemy import Text, cast, select
+from sqlalchemy import select
 
 from ..store import Store
 from ..store import schema as t
 from .project import Emitter
+from .rows import bundle_items, job_columns
 
 YIELD = 20_000
 
@@ -31,8 +32,7 @@ def iter_lines(store: Store) -> Iterator[str]:
     with store.read() as c:
         for r in _rows(c, select(t.workflows).order_by(t.workflows.c.id)):
             yield from em.workflow(r)
-        cols = [col if col.name != "defn" else cast(col, Text).label("defn") for col in t.jobs.c]
-        for r in _rows(c, select(*cols).order_by(t.jobs.c.id)):
+        for r in _rows(c, select(*job_columns()).order_by(t.jobs.c.id)):
             yield from em.job(r, extra)
             if extra:
                 yield from extra
@@ -60,10 +60,7 @@ def iter_lines(store: Store) -> Iterator[str]:
         if cur is not None:
             yield from _data(em, cur, entries, extra)
         for r in c.execute(select(t.bundles).order_by(t.bundles.c.id)).mappings().all():
-            items = c.execute(select(t.bundle_items.c.ref).where(
-                t.bundle_items.c.bundle_id == r["id"], t.bundle_items.c.kind != "status")
-                .order_by(t.bundle_items.c.ref)).scalars().all()
-            yield from em.bundle(r, store.instance_id, items)
+            yield from em.bundle(r, store.instance_id, bundle_items(c, r["id"]))
         for r in _rows(c, select(t.triggers).order_by(t.triggers.c.id)):
             yield from em.trigger(r, store.instance_id, extra)
             yield from extra

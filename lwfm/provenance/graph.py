@@ -14,24 +14,22 @@ import os
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable
 
 import pyoxigraph as ox
 from rdflib import Dataset
-from sqlalchemy import Text, cast, select
 
 from ..config import Config
 from ..errors import LwfmError
 from ..store import Store
-from ..store import schema as t
 from .journal import JournalState
 from .project import JOB_OWNED, Emitter, Lines
-from .vocab import PREFIXES, node_iri, status_iri
+from .rows import fetch
+from .vocab import PREFIXES, node_iri
 
 BATCH_EVENTS = 5000
 REINDEX_ABOVE = 50_000   # a new graph over more events than this is bulk-built
 REINDEX_WINDOW = 1000    # seqs below a reindex's watermark re-read once (PostgreSQL)
-_CHUNK = 500          # ids per SQL IN (...) clause
 
 
 class GraphBusy(LwfmError):
@@ -56,11 +54,6 @@ def _lock(path: Path, timeout: float) -> int:
                     f"process (pid {holder}); waited {timeout:g}s. Retry when it is done, or "
                     f"stop it (e.g. a running `lwfm serve`).") from None
             time.sleep(0.05)
-
-
-def _chunks(items: Sequence[Any], n: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), n):
-        yield items[i:i + n]
 
 
 class ProvenanceGraph:
@@ -154,34 +147,25 @@ class ProvenanceGraph:
         for _, kind, ref in events:
             refs[kind].add(ref)
         with self.store.read() as c:
-            job_ids = set(refs["job"])
-            seqs = sorted(int(s) for s in refs["status"])
-            for ch in _chunks(seqs):
-                job_ids.update(c.execute(select(t.statuses.c.job_id).where(
-                    t.statuses.c.seq.in_(ch))).scalars())
-            rows = _fetch(c, job_ids, refs["data"], refs["workflow"], refs["trigger"])
-            rows["bundles"] = _bundles(c, sorted(refs["bundle"]))
+            rows = fetch(c, refs)
         em = Emitter()
         extra: Lines = []
         owned: list[tuple[str, Lines, frozenset[str] | None]] = []
         inst_of: dict[str, str] = {}
-        for r in rows["jobs"]:
+        for r in rows.jobs:
             inst_of[r["id"]] = r["instance_id"]
             owned.append((node_iri(r["id"]), em.job(r, extra), JOB_OWNED))
-        n: dict[str, int] = defaultdict(int)
-        for r in rows["statuses"]:
-            i = n[r["job_id"]]
-            n[r["job_id"]] = i + 1
-            owned.append((status_iri(r["job_id"], i),
-                          em.status(r, i, inst_of[r["job_id"]]), None))
-        for r in rows["data"]:
-            owned.append((node_iri(r["id"]), em.data(r, rows["meta"].get(r["id"], ()), extra),
+        for r in rows.statuses:   # immutable: add-only
+            if r["job_id"] in inst_of:
+                extra += em.status(r, r["n"], inst_of[r["job_id"]])
+        for r in rows.data:
+            owned.append((node_iri(r["id"]), em.data(r, rows.meta.get(r["id"], ()), extra),
                           None))
-        for r in rows["workflows"]:
+        for r in rows.workflows:
             owned.append((node_iri(r["id"]), em.workflow(r), None))
-        for r in rows["triggers"]:
+        for r in rows.triggers:
             owned.append((node_iri(r["id"]), em.trigger(r, self.store.instance_id, extra), None))
-        for r, items in rows["bundles"]:
+        for r, items in rows.bundles:
             extra += em.bundle(r, self.store.instance_id, items)
         lines: Lines = []
         for subject, new, only in owned:
@@ -271,41 +255,3 @@ class ProvenanceGraph:
         from .check import check_consistency
         return check_consistency(self)
 
-
-def _fetch(c, job_ids: set[str], data_ids: set[str], wf_ids: set[str],
-           trig_ids: set[str]) -> dict[str, Any]:
-    """The current rows behind a batch of events (chunked IN lists)."""
-    out: dict[str, Any] = {"jobs": [], "statuses": [], "data": [], "meta": defaultdict(list),
-                           "workflows": [], "triggers": []}
-    jobs_cols = [col if col.name != "defn" else cast(col, Text).label("defn") for col in t.jobs.c]
-    for ch in _chunks(sorted(job_ids)):
-        out["jobs"] += c.execute(select(*jobs_cols).where(t.jobs.c.id.in_(ch))).mappings().all()
-    known = sorted(r["id"] for r in out["jobs"])
-    for ch in _chunks(known):
-        out["statuses"] += c.execute(select(t.statuses).where(t.statuses.c.job_id.in_(ch))
-                                     .order_by(t.statuses.c.job_id, t.statuses.c.seq)
-                                     ).mappings().all()
-    for ch in _chunks(sorted(data_ids)):
-        out["data"] += c.execute(select(t.data).where(t.data.c.id.in_(ch))).mappings().all()
-        for m in c.execute(select(t.data_meta).where(t.data_meta.c.data_id.in_(ch))
-                           .order_by(t.data_meta.c.data_id, t.data_meta.c.key)).mappings():
-            out["meta"][m["data_id"]].append((m["key"], m["value"]))
-    for ch in _chunks(sorted(wf_ids)):
-        out["workflows"] += c.execute(select(t.workflows).where(t.workflows.c.id.in_(ch))
-                                      ).mappings().all()
-    for ch in _chunks(sorted(trig_ids)):
-        out["triggers"] += c.execute(select(t.triggers).where(t.triggers.c.id.in_(ch))
-                                     ).mappings().all()
-    return out
-
-
-def _bundles(c, ids: list[str]) -> list[tuple[Any, list[str]]]:
-    """Imported bundles and the records (not statuses) each brought."""
-    out = []
-    for ch in _chunks(ids):
-        for r in c.execute(select(t.bundles).where(t.bundles.c.id.in_(ch))).mappings().all():
-            items = c.execute(select(t.bundle_items.c.ref).where(
-                t.bundle_items.c.bundle_id == r["id"], t.bundle_items.c.kind != "status")
-                .order_by(t.bundle_items.c.ref)).scalars().all()
-            out.append((r, items))
-    return out

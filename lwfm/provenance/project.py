@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Mapping
 
-from .vocab import (ACTION_STATUS, LWFM, PROV, RDF, SCHEMA, XSD, entry_text, graph_iri,
+from .vocab import (ACTION_STATUS, _part, LWFM, PROV, RDF, SCHEMA, XSD, entry_text, graph_iri,
                     node_iri, site_iri, software_iri, status_iri)
 
 Row = Mapping[str, Any]
@@ -325,7 +325,6 @@ class Emitter:
 
 
 def _meta_key(key: str) -> str:
-    from .vocab import _part
     return _part(key)
 
 
