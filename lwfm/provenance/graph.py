@@ -29,6 +29,7 @@ from .vocab import PREFIXES, node_iri
 
 BATCH_EVENTS = 5000
 REINDEX_ABOVE = 50_000   # a new graph over more events than this is bulk-built
+_INFLUENCE = "http://www.w3.org/ns/prov#wasInfluencedBy"
 REINDEX_WINDOW = 1000    # seqs below a reindex's watermark re-read once (PostgreSQL)
 
 
@@ -179,8 +180,9 @@ class ProvenanceGraph:
         """Remove the facts a row no longer states (e.g. the previous actionStatus)."""
         keep = {ln[:-3] for ln in new}   # strip " .\n": matches str(ox.Quad)
         for q in self.ox.quads_for_pattern(ox.NamedNode(subject), None, None, None):
-            if only is not None and q.predicate.value not in only:
-                continue
+            p = q.predicate.value
+            if p == _INFLUENCE or (only is not None and p not in only):
+                continue   # wasInfluencedBy mirrors add-only facts: never stale
             if str(q) not in keep:
                 self.ox.remove(q)
 
