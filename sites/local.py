@@ -115,6 +115,9 @@ def exit_status(job_id: str, code: int | None, cancelled: bool = False) -> JobSt
     return JobStatus(job_id, state, native_state=f"exit {code}", exit_code=code)
 
 
+_LINGER_S = 0.001
+
+
 class _Reaper(threading.Thread):
     """Waits on a pidfd per supervised child and reports each exit as it happens.
 
@@ -135,7 +138,10 @@ class _Reaper(threading.Thread):
 
     def run(self) -> None:
         while True:
-            for fd, _ in self.ep.poll():
+            ready = self.ep.poll()
+            time.sleep(_LINGER_S)  # gather exits: one wake-up per burst, not one per job
+            ready += self.ep.poll(0)
+            for fd in dict.fromkeys(fd for fd, _ in ready):
                 self.ep.unregister(fd)
                 pid, job_id = self.jobs.pop(fd)
                 os.close(fd)

@@ -244,8 +244,17 @@ class Store:
             return
         rows = [dict(job_id=st.job_id, state=st.state.value, native_state=st.native_state,
                      info=st.info, time=iso(st.time), exit_code=st.exit_code) for st in sts]
-        seqs = c.execute(insert(t.statuses).returning(t.statuses.c.seq, sort_by_parameter_order=True),
-                         rows).scalars().all()
+        if self.sqlite:
+            # The write transaction holds SQLite's lock: the new rows are exactly those above
+            # the old maximum. (Ordered RETURNING would cost one statement per row here.)
+            before = c.execute(select(func.coalesce(func.max(t.statuses.c.seq), 0))).scalar_one()
+            c.execute(insert(t.statuses), rows)
+            seqs = c.execute(select(t.statuses.c.seq).where(t.statuses.c.seq > before)
+                             .order_by(t.statuses.c.seq)).scalars().all()
+        else:
+            seqs = c.execute(insert(t.statuses).returning(t.statuses.c.seq,
+                                                          sort_by_parameter_order=True),
+                             rows).scalars().all()
         self.journal(c, "status", [str(q) for q in seqs])
 
     def _statuses(self, c: Connection, run: list[tuple[JobStatus, str | None]]):
