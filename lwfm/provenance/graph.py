@@ -25,7 +25,7 @@ from ..store import Store
 from .journal import JournalState
 from .project import JOB_OWNED, Emitter, Lines
 from .rows import fetch
-from .vocab import PREFIXES, node_iri
+from .vocab import PREFIXES, SPARQL_PREFIXES, node_iri
 
 BATCH_EVENTS = 5000
 REINDEX_ABOVE = 50_000   # a new graph over more events than this is bulk-built
@@ -227,14 +227,12 @@ class ProvenanceGraph:
 
     def select(self, sparql: str) -> list[tuple[Any, ...]]:
         """Internal fast path: SELECT over the union graph, rows of pyoxigraph terms."""
-        from .vocab import SPARQL_PREFIXES
         res = self.ox.query(SPARQL_PREFIXES + sparql, use_default_graph_as_union=True)
         return [tuple(s) for s in res]
 
     def select_iris(self, sparql: str) -> list[list[str]]:
         """Internal fast path for IRI-only results: TSV serialized natively, split here
         (several times cheaper than one Python object per term)."""
-        from .vocab import SPARQL_PREFIXES
         res = self.ox.query(SPARQL_PREFIXES + sparql, use_default_graph_as_union=True)
         text = res.serialize(format=ox.QueryResultsFormat.TSV).decode()
         return [[c[1:-1] for c in ln.split("\t")] for ln in text.splitlines()[1:] if ln]

@@ -22,7 +22,7 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from rdflib import Namespace, URIRef
+from rdflib import Namespace
 from rdflib.namespace import OWL, PROV, RDF, RDFS, XSD
 
 LWFM = Namespace("https://w3id.org/lwfm/ns#")
@@ -88,10 +88,6 @@ def entry_text(entry: Any) -> str:
     return entry if isinstance(entry, str) else json.dumps(entry, sort_keys=True)
 
 
-def uri(iri: str) -> URIRef:
-    return URIRef(iri)
-
-
 # Lineage walks one predicate: every causal edge lwfm records (data --wasGeneratedBy-->
 # job --used--> data --wasDerivedFrom--> data, job --wasInformedBy--> parent, a trigger's
 # firedBy) is also stated as its PROV super-property prov:wasInfluencedBy, pointing "up"
@@ -100,4 +96,4 @@ UP_PATH = "prov:wasInfluencedBy"
 
 __all__ = ["ACTION_STATUS", "LWFM", "OWL", "PREFIXES", "PROV", "RDF", "RDFS", "SCHEMA",
            "SPARQL_PREFIXES", "UP_PATH", "XSD", "entry_text", "graph_iri",
-           "node_id", "node_iri", "site_iri", "software_iri", "status_iri", "uri"]
+           "node_id", "node_iri", "site_iri", "software_iri", "status_iri"]
