@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 BUNDLE_FORMAT = "1"
 METADATA = "ro-crate-metadata.json"
@@ -71,15 +70,6 @@ def from_urn(iri: Any) -> str | None:
 
 def derived_id(*parts: str) -> str:
     return str(uuid.uuid5(ID_NS, "\x1f".join(parts)))
-
-
-def _part(s: str) -> str:
-    return s if re.fullmatch(r"[A-Za-z0-9._~-]+", s) else quote(s, safe="")
-
-
-def site_iri(instance_id: str, site: str) -> str:
-    """As lwfm.provenance.vocab.site_iri names a site (escaped segments)."""
-    return f"urn:lwfm:site:{_part(instance_id)}:{_part(site)}"
 
 
 def sha256_file(path: Path) -> tuple[str, int]:

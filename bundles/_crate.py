@@ -36,9 +36,10 @@ from ._common import (
     RO_CRATE_1_1,
     ExportResult,
     ProgressFn,
-    site_iri,
     urn,
 )
+from lwfm.provenance.vocab import site_iri, software_iri
+
 from ._parallel import PARALLEL_MIN, render_parallel, workers
 from ._select import Selection, chunks, fetch_in, select_closure
 
@@ -274,12 +275,6 @@ def render_data(c: Any, data_ids: list[str], refs: dict[str, str],
                "isBasedOn": _ref(r["derived_from"] and urn(r["derived_from"])),
                "lwfm:instance": _ref(urn(r["instance_id"])),
                "lwfm:payload": _ref(refs.get(r["id"])), "lwfm:record": dumps(r)}
-
-
-def software_iri(kind: str, entry: Any) -> str:
-    """The entry point's node, named as lwfm.provenance.vocab names it (same formula)."""
-    text = entry if isinstance(entry, str) else json.dumps(entry, sort_keys=True)
-    return "urn:lwfm:software:" + hashlib.sha256((kind + "\x00" + text).encode()).hexdigest()[:32]
 
 
 def _user() -> str:

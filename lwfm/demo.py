@@ -56,7 +56,7 @@ PREFIX schema: <http://schema.org/>
 SELECT DISTINCT ?step ?name WHERE {
   ?result schema:contentUrl ?url .
   FILTER(STRENDS(STR(?url), "top3.txt"))
-  ?result (prov:wasGeneratedBy|prov:used|prov:wasInformedBy)+ ?step .
+  ?result prov:wasInfluencedBy+ ?step .
   ?step schema:name ?name .
 }"""
 

@@ -449,6 +449,7 @@ class Manager:
         if self._graph is None:
             from .provenance import ProvenanceGraph
             self._graph = ProvenanceGraph(self.config, self.store)
+        self._rec.flush()  # statuses queued by the group commit reach SQL first
         self._graph.sync()
         return self._graph
 

@@ -31,6 +31,19 @@ def with_manager(f: Callable[..., Any]) -> Callable[..., Any]:
     return inner
 
 
+def command_list() -> tuple[list[click.Command], Callable[..., Any]]:
+    """A module's ``COMMANDS`` list and a ``@command(...)`` decorator that fills it."""
+    commands: list[click.Command] = []
+
+    def command(*a: Any, **kw: Any) -> Callable[[Callable[..., Any]], click.Command]:
+        def deco(f: Callable[..., Any]) -> click.Command:
+            cmd = click.command(*a, **kw)(f)
+            commands.append(cmd)
+            return cmd
+        return deco
+    return commands, command
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 

@@ -12,17 +12,9 @@ from rich.table import Table
 
 from ..errors import LwfmError
 from ..model import EntryKind, Job, JobDefn, State
-from ._common import echo_json, json_option, with_manager
+from ._common import command_list, echo_json, json_option, with_manager
 
-COMMANDS: list[click.Command] = []
-
-
-def command(*a: Any, **kw: Any):
-    def deco(f):
-        cmd = click.command(*a, **kw)(f)
-        COMMANDS.append(cmd)
-        return cmd
-    return deco
+COMMANDS, command = command_list()
 
 
 def parse_pairs(pairs: tuple[str, ...], what: str) -> dict[str, Any]:

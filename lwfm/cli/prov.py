@@ -10,30 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import LwfmError
-from ._common import echo_json, json_option, with_manager
+from ._common import command_list, echo_json, json_option, with_manager
 
-COMMANDS: list[click.Command] = []
-
-
-def command(*a: Any, **kw: Any):
-    def deco(f):
-        cmd = click.command(*a, **kw)(f)
-        COMMANDS.append(cmd)
-        return cmd
-    return deco
-
-
-def graph_of(m: Any):
-    """The Manager's synced graph (``m.graph``), or one opened here for older Managers."""
-    if "graph" in dir(type(m)):
-        return m.graph
-    g = getattr(m, "_prov_graph", None)
-    if g is None:
-        from ..provenance import ProvenanceGraph
-        g = m._prov_graph = ProvenanceGraph(m.config, m.store)
-        click.get_current_context().find_root().call_on_close(g.close)
-    g.sync()
-    return g
+COMMANDS, command = command_list()
 
 
 def _console() -> Console:
@@ -64,7 +43,7 @@ def query_cmd(m: Any, sparql: str | None, file: str | None, fmt: str) -> None:
     if bool(sparql) == bool(file):
         raise click.UsageError("give the query inline or with -f FILE.rq (exactly one)")
     text = Path(file).read_text() if file else sparql
-    out = graph_of(m).query(text, fmt=fmt)
+    out = m.graph.query(text, fmt=fmt)
     if fmt != "table":
         _write(out, None)
         return
@@ -85,7 +64,7 @@ def query_cmd(m: Any, sparql: str | None, file: str | None, fmt: str) -> None:
 @with_manager
 def lineage_cmd(m: Any, ident: str, direction: str, depth: int | None, as_json: bool) -> None:
     """Lineage of a job or data item, across jobs and data (and instances)."""
-    lin = graph_of(m).lineage(ident, direction=direction, depth=depth)
+    lin = m.graph.lineage(ident, direction=direction, depth=depth)
     if as_json:
         echo_json(lin.to_dict())
         return
@@ -104,7 +83,7 @@ def lineage_cmd(m: Any, ident: str, direction: str, depth: int | None, as_json: 
 def thread_cmd(m: Any, workflow: str, fmt: str, output: str | None) -> None:
     """The digital thread of a workflow, as a tree or a picture."""
     from ..provenance import render
-    root = graph_of(m).thread(workflow)
+    root = m.graph.thread(workflow)
     if fmt == "text":
         if output:
             with open(output, "w") as fh:
@@ -126,7 +105,7 @@ def thread_cmd(m: Any, workflow: str, fmt: str, output: str | None) -> None:
 def reindex_cmd(m: Any, as_json: bool) -> None:
     """Rebuild the provenance graph from the SQL store (the source of truth)."""
     import time
-    g = graph_of(m)
+    g = m.graph
     t0 = time.perf_counter()
     lines = g.reindex()
     secs = time.perf_counter() - t0
@@ -137,4 +116,4 @@ def reindex_cmd(m: Any, as_json: bool) -> None:
         click.echo(f"reindexed: {info['quads']} quads in {secs:.2f}s")
 
 
-__all__ = ["COMMANDS", "LwfmError", "graph_of"]
+__all__ = ["COMMANDS"]
