@@ -9,7 +9,6 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import LwfmError
 from ._common import command_list, echo_json, json_option, with_manager
 
 COMMANDS, command = command_list()
