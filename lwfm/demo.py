@@ -46,7 +46,8 @@ def remote_lab(remote_home: str, out_dir: str) -> None:
         ana = lab.submit(JobDefn(entry=f"sort -rn {out / 'simulation.dat'} | head -3 > "
                                        f"{out / 'top3.txt'}", kind="shell", name="analyse"))
         lab.wait(ana.id)
-        lab.notate(raw.url, direction="get", job_id=ana.id, metadata={"stage": "raw"})
+        lab.notate(raw.url, direction="get", job_id=ana.id, metadata={"stage": "raw"},
+                   derived_from=raw.id)
         lab.notate(out / "top3.txt", job_id=ana.id, metadata={"stage": "result"})
 
 
@@ -109,6 +110,7 @@ def run_demo(m, echo: Echo = print) -> dict[str, object]:  # noqa: ANN001
     echo(f"imported again: added {sum(rep2.added.values())} (idempotent)")
 
     echo("lineage of the lab's top3.txt, one SPARQL query across both instances:")
+    echo("\n".join("    " + line for line in LINEAGE_QUERY.splitlines()))
     rows = m.graph.query(LINEAGE_QUERY)
     names = sorted({str(r[1]) for r in rows})
     for n in names:
