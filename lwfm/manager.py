@@ -8,6 +8,7 @@ home: the submitting workflow, the jobs it starts (which find their context in
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import logging
 import os
 import threading
@@ -29,7 +30,11 @@ if TYPE_CHECKING:
     from .provenance import ProvenanceGraph
 
 log = logging.getLogger("lwfm")
-_GRACE_S = 10.0  # how long a vanished process may wait for its supervisor's report
+_GRACE_S = 10.0
+try:  # the person behind the jobs this process submits (an agent in the graph)
+    _USER: str | None = getpass.getuser()
+except (KeyError, OSError):
+    _USER = None  # how long a vanished process may wait for its supervisor's report
 
 
 class Manager:
@@ -106,7 +111,7 @@ class Manager:
         defn = JobDefn(entry=["(launched by another lwfm instance)"], site=ctx.site,
                        name=os.environ.get("LWFM_JOB_NAME", "adopted job"))
         try:
-            self.store.add_job(Job(defn=defn, context=ctx, state=State.RUNNING),
+            self.store.add_job(Job(defn=defn, context=ctx, state=State.RUNNING, submitter=_USER),
                                JobStatus(job_id, State.RUNNING, info="adopted from environment"))
         except Exception:  # another process adopted it first
             return self.store.get_job(job_id).context
@@ -129,7 +134,7 @@ class Manager:
             self.store.get_workflow(workflow_id)
         ctx = JobContext(parent_id=parent_id, originator_id=originator, workflow_id=workflow_id,
                          site=defn.site, **({"job_id": job_id} if job_id else {}))
-        job = Job(defn=defn, context=ctx, triggered_by=triggered_by)
+        job = Job(defn=defn, context=ctx, triggered_by=triggered_by, submitter=_USER)
         with self._lock:
             self._inflight[ctx.job_id] = []
         try:

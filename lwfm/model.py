@@ -218,6 +218,7 @@ class Job(_Record):
     ended: datetime | None = None
     triggered_by: str | None = None
     instance_id: str | None = None
+    submitter: str | None = None   # the user account that submitted it
 
     @property
     def id(self) -> str:

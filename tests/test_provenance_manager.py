@@ -74,3 +74,17 @@ def test_job_processes_never_open_the_graph(home: Path) -> None:
         infos = g.query("SELECT ?i WHERE { ?s lwfm:statusOf ?j ; lwfm:info ?i }", fmt="table")[1]
         assert ["hello from the job"] in infos
         assert check_consistency(g) == []
+
+
+def test_the_user_who_submitted_is_an_agent_in_the_graph(home: Path) -> None:
+    import getpass
+    from lwfm import JobDefn, Manager
+    with Manager(home) as m:
+        j = m.wait(m.submit(JobDefn(entry=["true"])).id, timeout=30)
+        assert j.submitter == getpass.getuser()
+        rows = list(m.graph.query(
+            "PREFIX prov: <http://www.w3.org/ns/prov#> PREFIX schema: <http://schema.org/> "
+            "SELECT ?name WHERE { ?job prov:wasAssociatedWith ?p . "
+            "?p a prov:Agent, schema:Person ; schema:name ?name }"))
+        assert [str(r[0]) for r in rows] == [getpass.getuser()]
+        assert m.graph.check() == []

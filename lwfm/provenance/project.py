@@ -17,7 +17,7 @@ import json
 from typing import Any, Iterable, Mapping
 
 from .vocab import (ACTION_STATUS, _part, LWFM, PROV, RDF, SCHEMA, XSD, entry_text, graph_iri,
-                    node_iri, site_iri, software_iri, status_iri)
+                    node_iri, person_iri, site_iri, software_iri, status_iri)
 
 Row = Mapping[str, Any]
 Lines = list[str]
@@ -56,6 +56,7 @@ C = {
     "CreateAction": _p(SCHEMA, "CreateAction"), "MediaObject": _p(SCHEMA, "MediaObject"),
     "SoftwareApplication": _p(SCHEMA, "SoftwareApplication"),
     "PropertyValue": _p(SCHEMA, "PropertyValue"), "Organization": _p(SCHEMA, "Organization"),
+    "Person": _p(SCHEMA, "Person"),
     "Job": _p(LWFM, "Job"), "Data": _p(LWFM, "DataObject"), "Site": _p(LWFM, "Site"),
     "Instance": _p(LWFM, "Instance"), "Workflow": _p(LWFM, "Workflow"),
     "Trigger": _p(LWFM, "Trigger"), "StatusReport": _p(LWFM, "StatusReport"),
@@ -135,6 +136,16 @@ class Emitter:
                     f"<{s}> {P['prov_actedOnBehalfOf']} <{i}> {g} .\n")
         return s
 
+    def person(self, out: Lines, inst: str, user: str, g: str) -> str:
+        """The user who submitted jobs: a prov:Agent / schema:Person of that instance."""
+        p = person_iri(inst, user)
+        if p not in self.seen:
+            self.seen.add(p)
+            out += (f"<{p}> {_TYPE} {C['Agent']} {g} .\n",
+                    f"<{p}> {_TYPE} {C['Person']} {g} .\n",
+                    f"<{p}> {P['name']} {lit(user)} {g} .\n")
+        return p
+
     def software(self, out: Lines, kind: str, entry: Any, g: str) -> str:
         sw = software_iri(kind, entry)
         if sw not in self.seen:
@@ -162,6 +173,9 @@ class Emitter:
              f"{j} {P['agent']} <{site}> {g} .\n",
              f"{j} {P['prov_wasAssociatedWith']} <{site}> {g} .\n",
              f"{j} {P['instrument']} <{sw}> {g} .\n"]
+        if r.get("submitter"):
+            person = self.person(extra, r["instance_id"], r["submitter"], g)
+            o.append(f"{j} {P['prov_wasAssociatedWith']} <{person}> {g} .\n")
         st = r["state"]
         if st:
             o.append(f"{j} {P['lwfm_state']} \"{st}\" {g} .\n")

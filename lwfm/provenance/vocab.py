@@ -70,6 +70,12 @@ def site_iri(instance_id: str, site: str) -> str:
     return f"urn:lwfm:site:{_part(instance_id)}:{_part(site)}"
 
 
+def person_iri(instance_id: str, user: str) -> str:
+    """A user account as an agent; scoped by instance, as the same name elsewhere is not
+    the same person."""
+    return f"urn:lwfm:person:{_part(instance_id)}:{_part(user)}"
+
+
 def status_iri(job_id: str, n: int) -> str:
     return f"urn:lwfm:status:{_part(job_id)}:{n}"
 
@@ -96,4 +102,4 @@ UP_PATH = "prov:wasInfluencedBy"
 
 __all__ = ["ACTION_STATUS", "LWFM", "OWL", "PREFIXES", "PROV", "RDF", "RDFS", "SCHEMA",
            "SPARQL_PREFIXES", "UP_PATH", "XSD", "entry_text", "graph_iri",
-           "node_id", "node_iri", "site_iri", "software_iri", "status_iri"]
+           "node_id", "node_iri", "person_iri", "site_iri", "software_iri", "status_iri"]

@@ -126,7 +126,7 @@ class Store:
                     workflow_id=ctx.workflow_id, site=ctx.site, native_id=ctx.native_id,
                     state=job.state.value if job.state else None, exit_code=job.exit_code,
                     created=iso(job.created), started=iso(job.started), ended=iso(job.ended),
-                    triggered_by=job.triggered_by, instance_id=job.instance_id)
+                    triggered_by=job.triggered_by, instance_id=job.instance_id, submitter=job.submitter)
 
     @staticmethod
     def job_from_row(r: Mapping[str, Any]) -> Job:
@@ -137,7 +137,7 @@ class Store:
                    state=State(r["state"]) if r["state"] else None, exit_code=r["exit_code"],
                    created=parse_time(r["created"]), started=parse_time(r["started"]),
                    ended=parse_time(r["ended"]), triggered_by=r["triggered_by"],
-                   instance_id=r["instance_id"])
+                   instance_id=r["instance_id"], submitter=r.get("submitter"))
 
     def add_job(self, job: Job, status: JobStatus | None = None) -> None:
         """Insert a new job, optionally with its first status, in one transaction."""

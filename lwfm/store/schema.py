@@ -62,6 +62,7 @@ jobs = Table(
     Column("ended", String(40)),
     Column("triggered_by", String(64)),
     Column("instance_id", String(64), nullable=False),
+    Column("submitter", String(255)),  # who submitted it (the OS user of the submitting process)
 )
 
 statuses = Table(
