@@ -83,11 +83,17 @@ _TIMES = {"workflow": ("created",), "job": ("created", "started", "ended"), "dat
 def check_row(kind: str, row: Any, where: str) -> dict[str, Any]:
     """The row if every column has its schema type; times normalised to ISO UTC."""
     cols = _COLS[kind]
-    if not isinstance(row, dict) or len(row) != len(cols):
+    if not isinstance(row, dict):
         raise BundleError(f"{where}: {kind} record does not have the {kind} columns")
+    unknown = set(row) - {c[0] for c in cols}
+    if unknown:
+        raise BundleError(f"{where}: {kind} record has unknown columns {sorted(unknown)[:5]}")
+    row = dict(row)
     for name, ty, length, nullable in cols:
         if name not in row:
-            raise BundleError(f"{where}: {kind} record lacks {name!r}")
+            if not nullable:  # a nullable column newer than the bundle is simply absent
+                raise BundleError(f"{where}: {kind} record lacks {name!r}")
+            row[name] = None
         v = row[name]
         if v is None:
             if not nullable:
