@@ -76,6 +76,7 @@ def _checker(table: Table, skip: tuple[str, ...] = ()) -> list[tuple[str, str, i
 
 _COLS = {"workflow": _checker(t.workflows), "job": _checker(t.jobs), "data": _checker(t.data),
          "trigger": _checker(t.triggers), "status": _checker(t.statuses, ("seq", "job_id"))}
+_NAMES = {kind: frozenset(c[0] for c in cols) for kind, cols in _COLS.items()}
 _TIMES = {"workflow": ("created",), "job": ("created", "started", "ended"), "data": ("time",),
           "trigger": ("fired_at",), "status": ("time",)}
 
@@ -85,10 +86,11 @@ def check_row(kind: str, row: Any, where: str) -> dict[str, Any]:
     cols = _COLS[kind]
     if not isinstance(row, dict):
         raise BundleError(f"{where}: {kind} record does not have the {kind} columns")
-    unknown = set(row) - {c[0] for c in cols}
+    unknown = row.keys() - _NAMES[kind]
     if unknown:
         raise BundleError(f"{where}: {kind} record has unknown columns {sorted(unknown)[:5]}")
-    row = dict(row)
+    if len(row) != len(cols):
+        row = dict(row)  # some nullable columns are absent: fill them below, not in the caller's dict
     for name, ty, length, nullable in cols:
         if name not in row:
             if not nullable:  # a nullable column newer than the bundle is simply absent
