@@ -114,10 +114,16 @@ class Emitter:
         return d
 
     # -- shared, add-only nodes --------------------------------------------------------
+    def _first(self, iri: str) -> bool:
+        """True the first time a shared node comes up in this batch: write it once."""
+        if iri in self.seen:
+            return False
+        self.seen.add(iri)
+        return True
+
     def instance(self, out: Lines, inst: str, g: str) -> str:
         i = node_iri(inst)
-        if i not in self.seen:
-            self.seen.add(i)
+        if self._first(i):
             out += (f"<{i}> {_TYPE} {C['Agent']} {g} .\n",
                     f"<{i}> {_TYPE} {C['Instance']} {g} .\n",
                     f"<{i}> {P['identifier']} {lit(inst)} {g} .\n")
@@ -125,8 +131,7 @@ class Emitter:
 
     def site(self, out: Lines, inst: str, name: str, g: str) -> str:
         s = site_iri(inst, name)
-        if s not in self.seen:
-            self.seen.add(s)
+        if self._first(s):
             i = self.instance(out, inst, g)
             out += (f"<{s}> {_TYPE} {C['Agent']} {g} .\n",
                     f"<{s}> {_TYPE} {C['Site']} {g} .\n",
@@ -139,8 +144,7 @@ class Emitter:
     def person(self, out: Lines, inst: str, user: str, g: str) -> str:
         """The user who submitted jobs: a prov:Agent / schema:Person of that instance."""
         p = person_iri(inst, user)
-        if p not in self.seen:
-            self.seen.add(p)
+        if self._first(p):
             out += (f"<{p}> {_TYPE} {C['Agent']} {g} .\n",
                     f"<{p}> {_TYPE} {C['Person']} {g} .\n",
                     f"<{p}> {P['name']} {lit(user)} {g} .\n")
@@ -148,8 +152,7 @@ class Emitter:
 
     def software(self, out: Lines, kind: str, entry: Any, g: str) -> str:
         sw = software_iri(kind, entry)
-        if sw not in self.seen:
-            self.seen.add(sw)
+        if self._first(sw):
             text = entry_text(entry)
             label = " ".join(map(str, entry)) if isinstance(entry, list) else text
             out += (f"<{sw}> {_TYPE} {C['SoftwareApplication']} {g} .\n",
