@@ -13,7 +13,7 @@ import json
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Mapping
 
-from sqlalchemy import (Connection, Engine, bindparam, create_engine, event, func, insert,
+from sqlalchemy import (JSON, Connection, Engine, bindparam, create_engine, event, func, insert,
                         select, update)
 from sqlalchemy.exc import DataError
 
@@ -87,11 +87,24 @@ class Store:
         with self.engine.connect() as c, c.begin():
             yield c
 
-    @staticmethod
-    def journal(c: Connection, kind: str, refs: Iterable[str]) -> None:
-        rows = [{"kind": kind, "ref": r} for r in refs]
-        if rows:
-            c.execute(insert(t.events), rows)
+    def journal(self, c: Connection, kind: str, refs: Iterable[str]) -> None:
+        self.insert_many(c, t.events, [{"kind": kind, "ref": r} for r in refs])
+
+    def insert_many(self, c: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+        """executemany of plain rows. On SQLite it goes straight to the DB-API: this is the
+        group commit's hot path, and SQLAlchemy's per-row processing cost more than SQLite."""
+        if not rows:
+            return
+        if not self.sqlite:
+            c.execute(insert(table), rows)
+            return
+        cols = list(rows[0])
+        json_cols = {k for k in cols if isinstance(table.c[k].type, JSON)}
+        names = ", ".join('"' + k + '"' for k in cols)
+        marks = ", ".join("?" * len(cols))
+        sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})'
+        c.exec_driver_sql(sql, [tuple(json.dumps(r[k]) if k in json_cols else r[k] for k in cols)
+                                for r in rows])
 
     # -- workflows --------------------------------------------------------------------
     def add_workflow(self, wf: Workflow) -> Workflow:
@@ -233,7 +246,7 @@ class Store:
             if st is not None:
                 job.state = advance(job.state, st.state) if job.state is None else job.state
             rows.append(self.job_row(job))
-        c.execute(insert(t.jobs), rows)
+        self.insert_many(c, t.jobs, rows)
         self.journal(c, "job", [r["id"] for r in rows])
         sts = [st for _, st in run if st is not None]
         self._insert_statuses(c, sts)
@@ -248,7 +261,7 @@ class Store:
             # The write transaction holds SQLite's lock: the new rows are exactly those above
             # the old maximum. (Ordered RETURNING would cost one statement per row here.)
             before = c.execute(select(func.coalesce(func.max(t.statuses.c.seq), 0))).scalar_one()
-            c.execute(insert(t.statuses), rows)
+            self.insert_many(c, t.statuses, rows)
             seqs = c.execute(select(t.statuses.c.seq).where(t.statuses.c.seq > before)
                              .order_by(t.statuses.c.seq)).scalars().all()
         else:
@@ -291,8 +304,13 @@ class Store:
                 groups.setdefault(tuple(sorted(vals)), []).append(
                     {"_id": job_id, **{f"v_{k}": v for k, v in vals.items()}})
         for keys, rows in groups.items():
-            c.execute(update(t.jobs).where(t.jobs.c.id == bindparam("_id"))
-                      .values({k: bindparam(f"v_{k}") for k in keys}), rows)
+            if self.sqlite:  # the hot path, as in insert_many
+                c.exec_driver_sql(f'UPDATE jobs SET {", ".join(f"{k} = ?" for k in keys)} '
+                                  'WHERE id = ?', [(*(r[f"v_{k}"] for k in keys), r["_id"])
+                                                   for r in rows])
+            else:
+                c.execute(update(t.jobs).where(t.jobs.c.id == bindparam("_id"))
+                          .values({k: bindparam(f"v_{k}") for k in keys}), rows)
         self.journal(c, "job", [j for j, v in changes.items() if "native_id" in v])
         return out
 
