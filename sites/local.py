@@ -47,7 +47,17 @@ def job_argv(defn: JobDefn) -> list[str]:
     raise SiteError("the local site runs argv, shell and python jobs, not site payloads")
 
 
-def _spawn(argv: list[str], env: dict[str, str], log: Path, cwd: str | None) -> int:
+def _environ_bytes() -> dict[bytes, bytes]:
+    """This process's environment, as bytes, read now (so later changes to os.environ
+    reach the jobs). os.environ keeps an encoded copy: one C-level dict copy instead of
+    decoding every variable per job, which showed up in the submit profile."""
+    data = getattr(os.environ, "_data", None)
+    if isinstance(data, dict):
+        return dict(data)
+    return dict(os.environb)
+
+
+def _spawn(argv: list[str], env: dict[bytes, bytes], log: Path, cwd: str | None) -> int:
     """Start argv in its own process group with stdin from /dev/null and stdout+stderr to
     ``log`` (one per job, interleaved as batch systems do). posix_spawn lets the child
     open its own log and skips subprocess's per-call set-up: it is the hot path."""
@@ -171,14 +181,16 @@ class LocalRun(Run):
         return shard / f"{job_id}.{suffix}"
 
     def submit(self, defn: JobDefn, ctx: JobContext) -> JobStatus:
-        env = {**os.environ, **defn.env, "LWFM_JOB_ID": ctx.job_id, "LWFM_HOME": str(self.host.home),
-               "LWFM_WORKFLOW_ID": ctx.workflow_id or "", "LWFM_SITE": self.host.name,
-               "LWFM_INSTANCE_ID": self.host.instance_id, "LWFM_PARENT_ID": ctx.parent_id or "",
-               "LWFM_ORIGINATOR_ID": ctx.originator_id or "", "LWFM_JOB_NAME": defn.name}
+        extra = {**defn.env, "LWFM_JOB_ID": ctx.job_id, "LWFM_HOME": str(self.host.home),
+                 "LWFM_WORKFLOW_ID": ctx.workflow_id or "", "LWFM_SITE": self.host.name,
+                 "LWFM_INSTANCE_ID": self.host.instance_id, "LWFM_PARENT_ID": ctx.parent_id or "",
+                 "LWFM_ORIGINATOR_ID": ctx.originator_id or "", "LWFM_JOB_NAME": defn.name}
         argv = job_argv(defn)
         if self.detach:
-            env["LWFM_EXIT_FILE"] = str(self._file(ctx.job_id, "exit"))
+            extra["LWFM_EXIT_FILE"] = str(self._file(ctx.job_id, "exit"))
             argv = ["/bin/sh", "-c", _WRAP, "sh", *argv]
+        env = _environ_bytes()
+        env.update((os.fsencode(k), os.fsencode(v)) for k, v in extra.items())
         stamp = int(time.time() * 1000)
         pid = _spawn(argv, env, self._file(ctx.job_id, "log"), defn.cwd)
         ctx.native_id = f"{pid}:{stamp}" + (":x" if self.detach else "")

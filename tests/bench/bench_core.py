@@ -226,6 +226,11 @@ def main() -> dict[str, object]:
     try:
         # Interleaved, so each repetition compares the three under the same machine load
         # (these machines are shared and noisy); ratios are medians of per-repetition ratios.
+        # An untimed warm-up of each (imports, compiled statements, first threads).
+        with Manager(fresh_home(root, "warm-up")) as m:
+            lwfm_run(m, 200)
+        bench_popen(200, -1)
+        bench_psij(200, -1)
         for rep in range(args.reps):
             rate, p = bench_lwfm(root, n, rep)
             lwfm_rates.append(rate)
