@@ -57,7 +57,7 @@ def _environ_bytes() -> dict[bytes, bytes]:
     return dict(os.environb)
 
 
-def _spawn(argv: list[str], env: dict[bytes, bytes], log: Path, cwd: str | None) -> int:
+def _spawn(argv: list[str], env: dict[bytes, bytes], log: str, cwd: str | None) -> int:
     """Start argv in its own process group with stdin from /dev/null and stdout+stderr to
     ``log`` (one per job, interleaved as batch systems do). posix_spawn lets the child
     open its own log and skips subprocess's per-call set-up: it is the hot path."""
@@ -73,7 +73,7 @@ def _spawn(argv: list[str], env: dict[bytes, bytes], log: Path, cwd: str | None)
     try:
         return os.posix_spawnp(argv[0], argv, env, setpgroup=0, file_actions=[
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+            (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
             (os.POSIX_SPAWN_DUP2, 1, 2)])
     except OSError as e:
         raise SiteError(f"cannot start {argv[0]!r}: {e.strerror or e}") from None
@@ -169,16 +169,18 @@ class LocalRun(Run):
         self._cancelled: set[str] = set()
         self._reaper: _Reaper | None = None
         self._lock = threading.Lock()
-        self._shards: set[Path] = set()
+        self._shards: dict[str, str] = {}
 
-    def _file(self, job_id: str, suffix: str) -> Path:
+    def _file(self, job_id: str, suffix: str) -> str:
         """Per-job files sit flat in one of 16 shard directories (by the id's first hex
-        digit): a fresh home pays 16 mkdirs, not one or two per job."""
-        shard = self.host.home / "logs" / job_id[:1]
-        if shard not in self._shards:
-            shard.mkdir(parents=True, exist_ok=True)
-            self._shards.add(shard)
-        return shard / f"{job_id}.{suffix}"
+        digit): a fresh home pays 16 mkdirs, not one or two per job. A plain string: this
+        is on the submit hot path."""
+        shard = self._shards.get(job_id[0])
+        if shard is None:
+            path = self.host.home / "logs" / job_id[0]
+            path.mkdir(parents=True, exist_ok=True)
+            shard = self._shards[job_id[0]] = str(path)
+        return f"{shard}/{job_id}.{suffix}"
 
     def submit(self, defn: JobDefn, ctx: JobContext) -> JobStatus:
         extra = {**defn.env, "LWFM_JOB_ID": ctx.job_id, "LWFM_HOME": str(self.host.home),
@@ -187,7 +189,7 @@ class LocalRun(Run):
                  "LWFM_ORIGINATOR_ID": ctx.originator_id or "", "LWFM_JOB_NAME": defn.name}
         argv = job_argv(defn)
         if self.detach:
-            extra["LWFM_EXIT_FILE"] = str(self._file(ctx.job_id, "exit"))
+            extra["LWFM_EXIT_FILE"] = self._file(ctx.job_id, "exit")
             argv = ["/bin/sh", "-c", _WRAP, "sh", *argv]
         env = _environ_bytes()
         env.update((os.fsencode(k), os.fsencode(v)) for k, v in extra.items())
@@ -220,10 +222,10 @@ class LocalRun(Run):
         if not ctx.native_id:
             return JobStatus(ctx.job_id, State.PENDING)
         try:
-            text = self._file(ctx.job_id, "exit").read_text()
+            text = Path(self._file(ctx.job_id, "exit")).read_text()
         except FileNotFoundError:
             text = ""
-        cancelled = self._file(ctx.job_id, "cancelled").exists()
+        cancelled = os.path.exists(self._file(ctx.job_id, "cancelled"))
         if text.endswith("\n"):
             return exit_status(ctx.job_id, int(text), cancelled)
         if _alive(ctx.native_id) or self.supervises(ctx.job_id):
@@ -240,7 +242,7 @@ class LocalRun(Run):
         pid = int(ctx.native_id.split(":")[0])
         with self._lock:
             self._cancelled.add(ctx.job_id)
-        self._file(ctx.job_id, "cancelled").touch()
+        Path(self._file(ctx.job_id, "cancelled")).touch()
         try:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -257,7 +259,7 @@ class LocalRun(Run):
 
     def log(self, ctx: JobContext) -> str:
         try:
-            return self._file(ctx.job_id, "log").read_text(errors="replace")
+            return Path(self._file(ctx.job_id, "log")).read_text(errors="replace")
         except FileNotFoundError:
             return ""
 
