@@ -9,16 +9,14 @@ terminal states, two exit codes, two checksums, ...) are conflicts.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import JSON, Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from lwfm.model import State, advance
 from lwfm.store import Store, t
@@ -228,7 +226,7 @@ def apply_plan(c: Connection, store: Store, p: Plan) -> list[dict[str, str]]:
         for id_, upd in sorted(p.updates[kind].items()):
             c.execute(update(_TABLES[kind]).where(_TABLES[kind].c.id == id_).values(**upd))
         refs = [r["id"] for r in rows] + sorted(p.updates[kind])
-        journal(c, store, kind, refs)
+        store.journal(c, kind, refs)
         items += [{"kind": kind, "ref": r} for r in refs]
     for m in p.meta_replace:
         c.execute(delete(t.data_meta).where(t.data_meta.c.data_id == m["data_id"],
@@ -236,42 +234,14 @@ def apply_plan(c: Connection, store: Store, p: Plan) -> list[dict[str, str]]:
     bulk_insert(c, store, t.data_meta, p.inserts["data_meta"])
     bulk_insert(c, store, t.trigger_watch, p.inserts["watch"])
     seqs = _insert_statuses(c, store, p.inserts["status"])
-    journal(c, store, "status", seqs)
+    store.journal(c, "status", seqs)
     items += [{"kind": "status", "ref": s} for s in seqs]
     return items
 
 
-def journal(c: Connection, store: Store, kind: str, refs: list[str]) -> None:
-    """Store.journal's rows (kind, ref), bulk-inserted: the graph projection follows them."""
-    bulk_insert(c, store, t.events, [{"kind": kind, "ref": r} for r in refs])
-
-
 def bulk_insert(c: Connection, store: Store, table: Any, rows: list[dict[str, Any]]) -> None:
-    """executemany; on SQLite straight to the driver (SQLAlchemy's per-row work dominates)."""
-    if not rows:
-        return
-    if not store.sqlite:
-        c.execute(insert(table), rows)
-        return
-    cols = list(rows[0])
-    js = [i for i, k in enumerate(cols) if isinstance(table.c[k].type, JSON)]
-    sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-    get = itemgetter(*cols) if len(cols) > 1 else (lambda r: (r[cols[0]],))
-    if js:
-        dumps = json.dumps
-        params: list[Any] = []
-        for r in rows:
-            v = list(get(r))
-            for i in js:
-                v[i] = dumps(v[i])
-            params.append(v)
-    else:
-        params = [get(r) for r in rows]
-    cur = c.connection.cursor()   # the same DBAPI connection, so the same transaction
-    try:
-        cur.executemany(sql, params)
-    finally:
-        cur.close()
+    """Every insert of an import goes through here (the seam the atomicity test breaks)."""
+    store.insert_many(c, table, rows)
 
 
 def _insert_statuses(c: Connection, store: Store, rows: list[dict[str, Any]]) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from operator import itemgetter
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -91,20 +92,33 @@ class Store:
         self.insert_many(c, t.events, [{"kind": kind, "ref": r} for r in refs])
 
     def insert_many(self, c: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
-        """executemany of plain rows. On SQLite it goes straight to the DB-API: this is the
-        group commit's hot path, and SQLAlchemy's per-row processing cost more than SQLite."""
+        """executemany of plain rows. On SQLite it goes straight to the DB-API cursor of the
+        same connection (so the same transaction): this is the hot path of group commit and
+        of bundle import, and SQLAlchemy's per-row processing cost more than SQLite's."""
         if not rows:
             return
         if not self.sqlite:
             c.execute(insert(table), rows)
             return
         cols = list(rows[0])
-        json_cols = {k for k in cols if isinstance(table.c[k].type, JSON)}
+        js = [i for i, k in enumerate(cols) if isinstance(table.c[k].type, JSON)]
         names = ", ".join('"' + k + '"' for k in cols)
-        marks = ", ".join("?" * len(cols))
-        sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})'
-        c.exec_driver_sql(sql, [tuple(json.dumps(r[k]) if k in json_cols else r[k] for k in cols)
-                                for r in rows])
+        sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(cols))})'
+        get = itemgetter(*cols) if len(cols) > 1 else (lambda r: (r[cols[0]],))
+        if js:
+            params: list[Any] = []
+            for r in rows:
+                v = list(get(r))
+                for i in js:
+                    v[i] = json.dumps(v[i])
+                params.append(v)
+        else:
+            params = [get(r) for r in rows]
+        cur = c.connection.cursor()
+        try:
+            cur.executemany(sql, params)
+        finally:
+            cur.close()
 
     # -- workflows --------------------------------------------------------------------
     def add_workflow(self, wf: Workflow) -> Workflow:
