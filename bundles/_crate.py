@@ -25,7 +25,8 @@ from sqlalchemy import select
 
 from lwfm import __version__
 from lwfm.model import iso, utcnow
-from lwfm.store import Store, t
+from lwfm.provenance.vocab import site_iri, software_iri
+from lwfm.store import Store, chunks, t
 
 from ._common import (
     BUNDLE_FORMAT,
@@ -38,10 +39,8 @@ from ._common import (
     ProgressFn,
     urn,
 )
-from lwfm.provenance.vocab import site_iri, software_iri
-
 from ._parallel import PARALLEL_MIN, render_parallel, workers
-from ._select import Selection, chunks, fetch_in, select_closure
+from ._select import Selection, fetch_in, select_closure
 
 # Canonical state -> schema.org ActionStatusType, as lwfm.provenance.vocab maps it.
 _STATUS = {"COMPLETE": "CompletedActionStatus", "FAILED": "FailedActionStatus",

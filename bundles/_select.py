@@ -16,15 +16,7 @@ from sqlalchemy import JSON, Connection, or_, select
 
 from lwfm.errors import BundleError, NotFound
 from lwfm.model import iso, parse_time
-from lwfm.store import Store, t
-
-CHUNK = 5000  # ids per IN (...): SQLite allows 250k binds here, PostgreSQL 65535
-
-
-def chunks(ids: list[str], n: int = CHUNK) -> Iterator[list[str]]:
-    for i in range(0, len(ids), n):
-        yield ids[i:i + n]
-
+from lwfm.store import Store, chunks, t
 
 @dataclass
 class Selection:

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 
 from .errors import LwfmError
 from .model import State, TriggerStatus
-from .store import t
+from .store import chunks, t
 
 if TYPE_CHECKING:
     from .manager import Manager
@@ -73,9 +73,9 @@ class ManagerLoop:
         job_ids: set[str] = set()
         if status_seqs:
             with self.m.store.read() as c:
-                for i in range(0, len(status_seqs), 500):
+                for ch in chunks(status_seqs):
                     job_ids.update(c.execute(select(t.statuses.c.job_id).where(
-                        t.statuses.c.seq.in_(status_seqs[i:i + 500]))).scalars())
+                        t.statuses.c.seq.in_(ch))).scalars())
         for jid in job_ids:
             self.m.triggers.on_job_change(jid)
         for _, kind, ref in events:
@@ -92,8 +92,9 @@ class ManagerLoop:
         with self.m.store.read() as c:
             rows = c.execute(select(t.jobs.c.id, t.jobs.c.site).where(
                 t.jobs.c.state.in_(_ACTIVE), t.jobs.c.native_id.is_not(None))).all()
+        configured = set(self.m.site_names())
         for job_id, site_name in rows:
-            if site_name not in self.m.site_names():
+            if site_name not in configured:
                 continue
             site = self.m.site(site_name)
             if getattr(site.run, "supervises", lambda _j: False)(job_id):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from . import config as _config
 from .errors import LwfmError, NotFound, SiteError
+from .files import local_path, sha256_file
 from .model import (DataObject, Direction, Job, JobContext, JobDefn, JobStatus, LogRecord, State,
                     Trigger, TriggerKind, TriggerStatus, Workflow)
 from .recorder import Recorder
@@ -30,11 +31,11 @@ if TYPE_CHECKING:
     from .provenance import ProvenanceGraph
 
 log = logging.getLogger("lwfm")
-_GRACE_S = 10.0
+_GRACE_S = 10.0  # how long a vanished process may wait for its supervisor's report
 try:  # the person behind the jobs this process submits (an agent in the graph)
     _USER: str | None = getpass.getuser()
 except (KeyError, OSError):
-    _USER = None  # how long a vanished process may wait for its supervisor's report
+    _USER = None
 
 
 class Manager:
@@ -195,10 +196,12 @@ class Manager:
         out: dict[str, State | None] = {}
         for j in job_ids:
             try:
-                out[j] = self.store.get_job(j).state
+                job = self._job_or_future(j)
+                out[j] = job.state if job else None
             except NotFound:
-                tr = self.store.trigger_for_job(j)
-                out[j] = State.CANCELLED if tr and tr.status is TriggerStatus.DEAD else None
+                out[j] = None
+            except LwfmError:  # its trigger is dead
+                out[j] = State.CANCELLED
         return out
 
     def _job_or_future(self, job_id: str) -> Job | None:
@@ -217,34 +220,38 @@ class Manager:
     def status(self, job_id: str) -> Job:
         """The job as recorded, refreshed from its site when nothing else will report it."""
         self._rec.flush()
-        job = self.store.get_job(job_id)
-        if job.state is None or not job.state.terminal:
-            self._refresh(job)
-            job = self.store.get_job(job_id)
-        return job
+        return self._refreshed(self.store.get_job(job_id))
 
-    def _refresh(self, job: Job) -> None:
+    def _refreshed(self, job: Job) -> Job:
+        """``job`` as it is now: asks its site if it is still going and nothing reports it."""
+        if job.state is not None and job.state.terminal:
+            return job
+        return self.store.get_job(job.id) if self._refresh(job) else job
+
+    def _refresh(self, job: Job) -> bool:
+        """Ask the job's site; record and return True if that changed anything."""
         try:
             site = self.site(job.context.site)
         except LwfmError:
-            return  # a site configured elsewhere (imported job): nothing to ask
+            return False  # a site configured elsewhere (imported job): nothing to ask
         if getattr(site.run, "supervises", lambda _j: False)(job.id) or not job.context.native_id:
-            return
+            return False
         st = site.run.status(job.context)
         if st.state is job.state:
-            return
+            return False
         seen = (st.state, st.info, st.native_state)
         with self._lock:  # the loop and a waiter may poll the same job: report a change once
             if self._polled.get(job.id) == seen:
-                return
+                return False
             self._polled[job.id] = seen
         if st.state is State.UNKNOWN:
             if job.started and time.time() - job.started.timestamp() < _GRACE_S:
-                return  # its supervisor may not have recorded the exit yet
+                return False  # its supervisor may not have recorded the exit yet
             # Its supervisor died with it: the outcome is lost. End it, so waits return.
             st = JobStatus(job.id, State.FAILED, native_state=st.native_state,
                            info=f"{st.info} (recorded as FAILED)")
         self._record(st)
+        return True
 
     def history(self, job_id: str) -> list[JobStatus]:
         self._rec.flush()
@@ -260,9 +267,7 @@ class Manager:
             self._rec.flush()
             job = self._job_or_future(job_id)
             if job is not None:
-                if job.state is not None and job.state.terminal:
-                    return job
-                job = self.status(job_id)
+                job = self._refreshed(job)
                 if job.state is not None and job.state.terminal:
                     return job
             left = None if deadline is None else deadline - time.monotonic()
@@ -352,7 +357,6 @@ class Manager:
                site: str = "local", metadata: Mapping[str, Any] | None = None,
                job_id: str | None = None, derived_from: str | None = None) -> DataObject:
         """Record a put or get done by other means (a job wrote a file itself)."""
-        from lwfm.sites.local import local_path, sha256_file  # the checksum helpers live there
         ctx, wf = self._data_context(job_id)
         url, size, digest = str(path_or_url), None, None
         if site == "local":
@@ -391,10 +395,11 @@ class Manager:
         """A log line linked to a job and workflow (default: the job we run in)."""
         if job_id is None and self.context is not None:
             job_id, workflow_id = self.context.job_id, workflow_id or self.context.workflow_id
-        self.store.add_log(LogRecord(message=message, level=level.upper(), job_id=job_id,
+        level = level.upper()
+        self.store.add_log(LogRecord(message=message, level=level, job_id=job_id,
                                      workflow_id=workflow_id))
-        log.log(logging.getLevelName(level.upper()) if isinstance(
-            logging.getLevelName(level.upper()), int) else logging.INFO, message)
+        num = logging.getLevelName(level)  # a number for a known level name, else a string
+        log.log(num if isinstance(num, int) else logging.INFO, message)
 
     # -- triggers ---------------------------------------------------------------------
     def _add_trigger(self, tr: Trigger) -> Trigger:

@@ -11,13 +11,14 @@ Two ways to run, one contract:
   it ended after the submitter has gone. It costs one extra exec per job.
 
 ``native_id`` is ``"<pid>:<spawn time ms>[:x]"``: checked against the kernel's start
-time of the pid, it guards cancel against pid reuse; ``:x`` marks a detached job with an exit file. Cancel signals the job's
-process group, so it works from any process.
+time of the pid, it guards cancel against pid reuse; ``:x`` marks a detached job with an
+exit file. Cancel leaves a marker file and signals the job's process group, so it works
+from any process and whichever process reaps the job reports it CANCELLED.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import os
 import select
 import shutil
@@ -27,9 +28,9 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 from lwfm.errors import NotFound, SiteError
+from lwfm.files import local_path, sha256_file
 from lwfm.model import DataObject, Direction, EntryKind, JobContext, JobDefn, JobStatus, State
 from lwfm.site import NoAuth, Repo, Run, Site, SiteHost, StaticSpin
 
@@ -79,6 +80,7 @@ def _spawn(argv: list[str], env: dict[bytes, bytes], log: str, cwd: str | None) 
         raise SiteError(f"cannot start {argv[0]!r}: {e.strerror or e}") from None
 
 
+@functools.cache
 def _boot_time() -> float:
     for line in Path("/proc/stat").read_text().splitlines():
         if line.startswith("btime "):
@@ -113,9 +115,7 @@ def _group_alive(pgid: int) -> bool:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return True  # (a PermissionError also means it exists)
 
 
 def exit_status(job_id: str, code: int | None, cancelled: bool = False) -> JobStatus:
@@ -166,7 +166,6 @@ class LocalRun(Run):
         self.host = host
         self.detach = detach
         self._procs: dict[str, int] = {}
-        self._cancelled: set[str] = set()
         self._reaper: _Reaper | None = None
         self._lock = threading.Lock()
         self._shards: dict[str, str] = {}
@@ -210,8 +209,7 @@ class LocalRun(Run):
     def _finished(self, job_id: str, code: int) -> None:
         with self._lock:
             self._procs.pop(job_id, None)
-            cancelled = job_id in self._cancelled
-            self._cancelled.discard(job_id)
+        cancelled = os.path.exists(self._file(job_id, "cancelled"))
         self.host.report(exit_status(job_id, code, cancelled))
 
     def supervises(self, job_id: str) -> bool:
@@ -240,8 +238,6 @@ class LocalRun(Run):
         if not ctx.native_id or not _alive(ctx.native_id):
             return False
         pid = int(ctx.native_id.split(":")[0])
-        with self._lock:
-            self._cancelled.add(ctx.job_id)
         Path(self._file(ctx.job_id, "cancelled")).touch()
         try:
             os.killpg(pid, signal.SIGTERM)
@@ -262,22 +258,6 @@ class LocalRun(Run):
             return Path(self._file(ctx.job_id, "log")).read_text(errors="replace")
         except FileNotFoundError:
             return ""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def local_path(url: str) -> Path:
-    """A local path from a path or ``file://`` URL."""
-    u = urlparse(url)
-    if u.scheme in ("", "file"):
-        return Path(u.path if u.scheme else url).expanduser().resolve()
-    raise SiteError(f"{url!r} is not a local path or file:// URL")
 
 
 class LocalRepo(Repo):

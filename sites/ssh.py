@@ -38,9 +38,10 @@ from typing import Any, Callable
 from urllib.parse import urlparse
 
 from lwfm.errors import AuthError, ChecksumMismatch, ConfigError, NotFound, NotSupported, SiteError
+from lwfm.files import sha256_file
 from lwfm.model import DataObject, Direction, EntryKind, JobContext, JobDefn, JobStatus, State
 from lwfm.site import Auth, Repo, Run, Site, SiteHost, StaticSpin
-from lwfm.sites.local import job_argv, sha256_file
+from lwfm.sites.local import job_argv
 
 from ._ssh_conn import Connection, SshConfig
 

@@ -9,19 +9,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping
 
 from sqlalchemy import Connection, Text, cast, func, select
 
+from ..store import chunks
 from ..store import schema as t
-
-_CHUNK = 500          # ids per SQL IN (...) clause
-
-
-def chunks(items: Sequence[Any], n: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), n):
-        yield items[i:i + n]
-
 
 def job_columns() -> list[Any]:
     """Job columns with ``defn`` as its JSON text (parsed once per distinct definition)."""

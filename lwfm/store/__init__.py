@@ -10,20 +10,28 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from operator import itemgetter
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Mapping
+from operator import itemgetter
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from sqlalchemy import (JSON, Connection, Engine, bindparam, create_engine, event, func, insert,
                         select, update)
 from sqlalchemy.exc import DataError
 
 from ..errors import InvalidInput, NotFound
-from ..model import (TERMINAL, DataObject, Job, JobContext, JobDefn, JobStatus, LogRecord, State, Trigger,
-                     TriggerStatus, Workflow, advance, iso, new_id, parse_time, utcnow)
+from ..model import (TERMINAL, DataObject, Job, JobContext, JobDefn, JobStatus, LogRecord, State,
+                     Trigger, TriggerStatus, Workflow, advance, iso, new_id, parse_time, utcnow)
 from . import schema as t
 
-__all__ = ["Store", "t"]
+__all__ = ["Store", "chunks", "matches", "t"]
+
+IN_CHUNK = 5000  # ids per IN (...): under SQLite's 32766 and PostgreSQL's 65535 bind limits
+
+
+def chunks(items: Sequence[Any], n: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+    """``items`` in slices small enough for one SQL ``IN (...)`` list."""
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
 
 
 def _engine(url: str) -> Engine:
@@ -153,7 +161,8 @@ class Store:
                     workflow_id=ctx.workflow_id, site=ctx.site, native_id=ctx.native_id,
                     state=job.state.value if job.state else None, exit_code=job.exit_code,
                     created=iso(job.created), started=iso(job.started), ended=iso(job.ended),
-                    triggered_by=job.triggered_by, instance_id=job.instance_id, submitter=job.submitter)
+                    triggered_by=job.triggered_by, instance_id=job.instance_id,
+                    submitter=job.submitter)
 
     @staticmethod
     def job_from_row(r: Mapping[str, Any]) -> Job:
@@ -192,21 +201,21 @@ class Store:
         raise NotFound(f"job id prefix {prefix!r} is ambiguous; give more characters")
 
     def terminal_among(self, job_ids: list[str]) -> set[str]:
-        """Which of ``job_ids`` have ended (one query per 500 ids)."""
+        """Which of ``job_ids`` have ended (one query per chunk of ids)."""
         done: set[str] = set()
         term = [st.value for st in TERMINAL]
         with self.read() as c:
-            for i in range(0, len(job_ids), 500):
+            for ch in chunks(job_ids):
                 done.update(c.execute(select(t.jobs.c.id).where(
-                    t.jobs.c.id.in_(job_ids[i:i + 500]), t.jobs.c.state.in_(term))).scalars())
+                    t.jobs.c.id.in_(ch), t.jobs.c.state.in_(term))).scalars())
         return done
 
     def get_jobs(self, job_ids: list[str]) -> list[Job]:
         """Jobs by id, in the order given; unknown ids raise NotFound."""
         found: dict[str, Job] = {}
         with self.read() as c:
-            for i in range(0, len(job_ids), 500):
-                for r in c.execute(select(t.jobs).where(t.jobs.c.id.in_(job_ids[i:i + 500]))).mappings():
+            for ch in chunks(job_ids):
+                for r in c.execute(select(t.jobs).where(t.jobs.c.id.in_(ch))).mappings():
                     found[r["id"]] = self.job_from_row(r)
         missing = [j for j in job_ids if j not in found]
         if missing:
@@ -257,8 +266,8 @@ class Store:
         rows = []
         for job, st in run:
             job.instance_id = job.instance_id or self.instance_id
-            if st is not None:
-                job.state = advance(job.state, st.state) if job.state is None else job.state
+            if job.state is None and st is not None:
+                job.state = st.state  # a new job starts in its first status
             rows.append(self.job_row(job))
         self.insert_many(c, t.jobs, rows)
         self.journal(c, "job", [r["id"] for r in rows])
@@ -349,8 +358,9 @@ class Store:
             key = str(k)
             text, typed = Store.meta_value(v)
             if len(key) > 255 or "\x00" in key or "\x00" in text:
-                raise InvalidInput(f"metadata key {key[:40]!r}: keys must be at most 255 characters, and "
-                                "keys and string values must not contain NUL characters")
+                raise InvalidInput(f"metadata key {key[:40]!r}: keys must be at most 255 "
+                                   "characters, and keys and string values must not contain "
+                                   "NUL characters")
             rows.append({"data_id": d.id, "key": key, "value": text, "typed": typed,
                          "vhash": t.value_hash(text)})
         return rows

@@ -13,7 +13,7 @@ import pytest
 from lwfm.errors import AuthError, ChecksumMismatch, ConfigError
 from lwfm.model import EntryKind, JobContext, JobDefn, State
 from lwfm.site import SiteHost
-from lwfm.sites.local import sha256_file
+from lwfm.files import sha256_file
 from lwfm.sites.ssh import SSHSite
 
 pytestmark = [pytest.mark.slow, pytest.mark.ssh]
