@@ -453,15 +453,21 @@ class Manager:
         ManagerLoop(self, interval).run(stop or threading.Event())
 
     # -- provenance -------------------------------------------------------------------
-    @property
-    def graph(self) -> "ProvenanceGraph":
-        """The provenance graph, synced with the store before it is returned."""
+    def open_graph(self, sync: bool = True) -> "ProvenanceGraph":
+        """The provenance graph, synced with the store first unless ``sync`` is False
+        (``lwfm reindex`` rebuilds it anyway)."""
         if self._graph is None:
             from .provenance import ProvenanceGraph
             self._graph = ProvenanceGraph(self.config, self.store)
         self._rec.flush()  # statuses queued by the group commit reach SQL first
-        self._graph.sync()
+        if sync:
+            self._graph.sync()
         return self._graph
+
+    @property
+    def graph(self) -> "ProvenanceGraph":
+        """The provenance graph, synced with the store."""
+        return self.open_graph()
 
     def close(self) -> None:
         self._rec.close()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import NotSupported
+from .errors import NotSupported, SiteError
 from .model import DataObject, JobContext, JobDefn, JobStatus
 
 
@@ -28,10 +28,21 @@ class SiteHost:
     report: Callable[[JobStatus], None] = lambda st: None  # record a status change
     instance_id: str = ""
 
-    def job_dir(self, job_id: str) -> Path:
+    def job_dir(self, job_id: str, create: bool = True) -> Path:
+        """A directory for one job's files (logs, exit code); made only when asked."""
         d = self.home / "logs" / job_id[:2] / job_id
-        d.mkdir(parents=True, exist_ok=True)
+        if create:
+            d.mkdir(parents=True, exist_ok=True)
         return d
+
+    def job_env(self, defn: JobDefn, ctx: JobContext, home: str | None = None) -> dict[str, str]:
+        """The variables by which a job (and lwfm inside it) finds its context; the job's
+        own ``env`` comes first so it cannot override them. ``home``: the lwfm home the
+        job should use where it runs (a remote site's), default this one."""
+        return {**defn.env, "LWFM_JOB_ID": ctx.job_id, "LWFM_HOME": home or str(self.home),
+                "LWFM_WORKFLOW_ID": ctx.workflow_id or "", "LWFM_SITE": self.name,
+                "LWFM_INSTANCE_ID": self.instance_id, "LWFM_PARENT_ID": ctx.parent_id or "",
+                "LWFM_ORIGINATOR_ID": ctx.originator_id or "", "LWFM_JOB_NAME": defn.name}
 
 
 class Auth(abc.ABC):
@@ -98,6 +109,12 @@ class StaticSpin(Spin):
 
     def compute_types(self) -> list[str]:
         return list(self._types)
+
+    def require(self, site: str, compute_type: str | None) -> None:
+        """Refuse a job asking for a compute type this site does not have."""
+        if compute_type and self._types and compute_type not in self._types:
+            raise SiteError(f"site {site!r} has no compute type {compute_type!r} "
+                            f"(configured: {', '.join(self._types)})")
 
 
 class NoAuth(Auth):

@@ -182,10 +182,7 @@ class LocalRun(Run):
         return f"{shard}/{job_id}.{suffix}"
 
     def submit(self, defn: JobDefn, ctx: JobContext) -> JobStatus:
-        extra = {**defn.env, "LWFM_JOB_ID": ctx.job_id, "LWFM_HOME": str(self.host.home),
-                 "LWFM_WORKFLOW_ID": ctx.workflow_id or "", "LWFM_SITE": self.host.name,
-                 "LWFM_INSTANCE_ID": self.host.instance_id, "LWFM_PARENT_ID": ctx.parent_id or "",
-                 "LWFM_ORIGINATOR_ID": ctx.originator_id or "", "LWFM_JOB_NAME": defn.name}
+        extra = self.host.job_env(defn, ctx)
         argv = job_argv(defn)
         if self.detach:
             extra["LWFM_EXIT_FILE"] = self._file(ctx.job_id, "exit")

@@ -353,15 +353,20 @@ class Store:
 
     @staticmethod
     def meta_rows(d: DataObject) -> list[dict[str, Any]]:
+        return Store.meta_rows_for(d.id, d.metadata)
+
+    @staticmethod
+    def meta_rows_for(data_id: str, metadata: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The data_meta rows of one data object's metadata (one row per field)."""
         rows = []
-        for k, v in d.metadata.items():
+        for k, v in metadata.items():
             key = str(k)
             text, typed = Store.meta_value(v)
             if len(key) > 255 or "\x00" in key or "\x00" in text:
                 raise InvalidInput(f"metadata key {key[:40]!r}: keys must be at most 255 "
                                    "characters, and keys and string values must not contain "
                                    "NUL characters")
-            rows.append({"data_id": d.id, "key": key, "value": text, "typed": typed,
+            rows.append({"data_id": data_id, "key": key, "value": text, "typed": typed,
                          "vhash": t.value_hash(text)})
         return rows
 
