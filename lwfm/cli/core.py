@@ -172,17 +172,22 @@ def _meta_options(f):
     return json_option(f)
 
 
+def _transfer(m, verb: str, src: str, dst: str, meta: tuple[str, ...], site: str,  # noqa: ANN001
+              job_id: str | None, as_json: bool) -> None:
+    """put and get: the same recording, the same output; only the direction differs."""
+    d = getattr(m, verb)(src, dst, site=site, metadata=parse_pairs(meta, "--meta"),
+                         job_id=m.store.resolve_job_id(job_id) if job_id else None)
+    echo_json(d.to_dict()) if as_json else click.echo(f"{d.id} {d.url} sha256={d.sha256}")
+
+
 @command("put")
 @click.argument("local_file", type=click.Path(exists=True, dir_okay=False))
 @click.argument("dest")
 @_meta_options
 @with_manager
-def put_cmd(m, local_file: str, dest: str, meta: tuple[str, ...], site: str,
-            job_id: str | None, as_json: bool) -> None:
+def put_cmd(m, local_file: str, dest: str, **kw: Any) -> None:
     """Copy LOCAL_FILE to DEST on a site and record it with metadata."""
-    d = m.put(local_file, dest, site=site, metadata=parse_pairs(meta, "--meta"),
-              job_id=m.store.resolve_job_id(job_id) if job_id else None)
-    echo_json(d.to_dict()) if as_json else click.echo(f"{d.id} {d.url} sha256={d.sha256}")
+    _transfer(m, "put", local_file, dest, **kw)
 
 
 @command("get")
@@ -190,12 +195,9 @@ def put_cmd(m, local_file: str, dest: str, meta: tuple[str, ...], site: str,
 @click.argument("local_file", type=click.Path(dir_okay=False))
 @_meta_options
 @with_manager
-def get_cmd(m, source: str, local_file: str, meta: tuple[str, ...], site: str,
-            job_id: str | None, as_json: bool) -> None:
+def get_cmd(m, source: str, local_file: str, **kw: Any) -> None:
     """Copy SOURCE from a site to LOCAL_FILE and record it."""
-    d = m.get(source, local_file, site=site, metadata=parse_pairs(meta, "--meta"),
-              job_id=m.store.resolve_job_id(job_id) if job_id else None)
-    echo_json(d.to_dict()) if as_json else click.echo(f"{d.id} {d.url} sha256={d.sha256}")
+    _transfer(m, "get", source, local_file, **kw)
 
 
 @command("find")
