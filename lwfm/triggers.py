@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .model import DataObject, State, Trigger, TriggerKind, TriggerStatus
-from .store import matches
+from .store import field_matches
 
 if TYPE_CHECKING:
     from .manager import Manager
@@ -49,16 +49,9 @@ def decide(tr: Trigger, states: dict[str, State | None]) -> tuple[str, str | Non
 
 
 def data_matches(tr: Trigger, d: DataObject) -> bool:
-    if d.direction.value != "put":
-        return False
-    for k, want in tr.pattern.items():
-        have = d.metadata.get(k)
-        if isinstance(want, str) and any(ch in want for ch in "*?["):
-            if not matches(have, want):
-                return False
-        elif have != want:
-            return False
-    return True
+    """A put whose metadata matches every field of the trigger's pattern."""
+    return d.direction.value == "put" and all(
+        field_matches(d.metadata, k, want) for k, want in tr.pattern.items())
 
 
 class TriggerEngine:
@@ -103,7 +96,6 @@ class TriggerEngine:
         if verdict == "fire":
             self._fire(tr, fired_by)
         elif verdict == "dead" and self.store.settle_trigger(tr.id, TriggerStatus.DEAD, reason=reason):
-            log.info("trigger %s can no longer fire: %s", tr.id, reason)
             self.m.record_log(f"trigger {tr.id} can no longer fire: {reason}", level="WARNING",
                               workflow_id=tr.workflow_id)
             self.on_job_change(tr.job_id)  # triggers chained on the job it would have run

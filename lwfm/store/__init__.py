@@ -23,7 +23,7 @@ from ..model import (TERMINAL, DataObject, Job, JobContext, JobDefn, JobStatus, 
                      Trigger, TriggerStatus, Workflow, advance, iso, new_id, parse_time, utcnow)
 from . import schema as t
 
-__all__ = ["Store", "chunks", "matches", "t"]
+__all__ = ["Store", "chunks", "field_matches", "is_glob", "matches", "t"]
 
 IN_CHUNK = 5000  # ids per IN (...): under SQLite's 32766 and PostgreSQL's 65535 bind limits
 
@@ -399,7 +399,7 @@ class Store:
         for k, v in (pattern or {}).items():
             sv, typed = self.meta_value(v)
             sub = select(t.data_meta.c.data_id).where(t.data_meta.c.key == str(k))
-            if isinstance(v, str) and any(ch in v for ch in "*?["):
+            if is_glob(v):
                 globs[str(k)] = v
             else:
                 sub = sub.where(t.data_meta.c.vhash == t.value_hash(sv),
@@ -496,6 +496,20 @@ class Store:
     def last_event(self) -> int:
         with self.read() as c:
             return int(c.execute(select(func.coalesce(func.max(t.events.c.seq), 0))).scalar_one())
+
+
+def is_glob(v: Any) -> bool:
+    """A pattern value with ``*``, ``?`` or ``[`` is a glob; anything else must be equal."""
+    return isinstance(v, str) and any(ch in v for ch in "*?[")
+
+
+def field_matches(metadata: Mapping[str, Any], key: str, want: Any) -> bool:
+    """One field of a metadata pattern, by the same rule find_data applies in SQL."""
+    if key not in metadata:
+        return False
+    if is_glob(want):
+        return matches(metadata[key], want)
+    return Store.meta_value(metadata[key]) == Store.meta_value(want)
 
 
 def matches(value: Any, glob: str) -> bool:
