@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from lwfm.errors import ConfigError, LwfmError, SiteError
 
 if TYPE_CHECKING:
+    from lwfm.bundles import ImportReport
     from lwfm.manager import Manager
 
 q = shlex.quote
@@ -33,14 +35,13 @@ class PullResult:
     remote_bundle: str
     sha256: str
     bytes: int
-    report: Any = None                      # lwfm.bundles ImportReport
-    remote_output: str = ""
+    report: ImportReport | None = None
     selection: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        rep = self.report.to_dict() if hasattr(self.report, "to_dict") else self.report
         return {"site": self.site, "remote_bundle": self.remote_bundle, "sha256": self.sha256,
-                "bytes": self.bytes, "selection": self.selection, "import": rep}
+                "bytes": self.bytes, "selection": self.selection,
+                "import": self.report.to_dict() if self.report is not None else None}
 
 
 def export_command(site: Any, remote_out: str, workflow_id: str | None, with_data: bool) -> str:
@@ -80,14 +81,12 @@ def pull(manager: "Manager", site_name: str, *, workflow_id: str | None = None,
             local = Path(tmp) / "bundle.zip"
             got = site.repo.get(remote_out, local, None)   # sha256 verified on both ends
             result = PullResult(site=site_name, remote_bundle=remote_out, sha256=got.sha256 or "",
-                                bytes=got.size or 0, remote_output=out.strip(),
+                                bytes=got.size or 0,
                                 selection={"workflow": workflow_id} if workflow_id else {"all": True})
             if keep is not None:
                 keep.parent.mkdir(parents=True, exist_ok=True)
-                keep.write_bytes(local.read_bytes())
-            flush = getattr(manager, "flush", None)
-            if callable(flush):
-                flush()   # our own pending writes first, so joins see the local job rows
+                shutil.copyfile(local, keep)
+            manager.flush()   # our own pending writes first, so joins see the local job rows
             result.report = import_bundle(manager.store, manager.config, local, dry_run=dry_run,
                                           on_conflict=on_conflict)
         return result

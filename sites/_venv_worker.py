@@ -116,7 +116,6 @@ class Worker:
             raise ValueError("argv must be a non-empty list of strings")
         full_env = dict(os.environ)
         full_env.update(env or {})
-        os.makedirs(job_dir, exist_ok=True)
         with open(os.path.join(job_dir, "stdout"), "ab") as out, \
                 open(os.path.join(job_dir, "stderr"), "ab") as err:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
@@ -144,13 +143,6 @@ class Worker:
         with self._jobs_lock:
             self._jobs.pop(job, None)
         self.send({"event": "exit", "job": job, "code": code, "cancelled": cancelled})
-
-    def m_status(self, job: str) -> dict[str, Any]:
-        with self._jobs_lock:
-            proc = self._jobs.get(job)
-        if proc is None:
-            return {"known": False}
-        return {"known": True, "running": proc.poll() is None, "code": proc.returncode}
 
     def m_cancel(self, job: str, job_dir: str, grace: float = 3.0) -> bool:
         with self._jobs_lock:

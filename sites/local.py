@@ -29,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-from lwfm.errors import NotFound, SiteError
+from lwfm.errors import NotFound, NotSupported, SiteError
 from lwfm.files import local_path, sha256_file
 from lwfm.model import DataObject, Direction, EntryKind, JobContext, JobDefn, JobStatus, State
 from lwfm.site import NoAuth, Repo, Run, Site, SiteHost, StaticSpin
@@ -37,15 +37,15 @@ from lwfm.site import NoAuth, Repo, Run, Site, SiteHost, StaticSpin
 _WRAP = '"$@"; rc=$?; echo $rc > "$LWFM_EXIT_FILE"; exit $rc'
 
 
-def job_argv(defn: JobDefn) -> list[str]:
-    """The argv that runs ``defn`` (argv, shell or Python ``module:function``)."""
+def job_argv(defn: JobDefn, site: str = "local") -> list[str]:
+    """The argv that runs ``defn`` (argv, shell or Python ``module:function``) on ``site``."""
     if defn.kind is EntryKind.ARGV:
         return [*defn.entry, *defn.args]  # type: ignore[misc]
     if defn.kind is EntryKind.SHELL:
         return ["/bin/sh", "-c", str(defn.entry), "sh", *defn.args]
     if defn.kind is EntryKind.PYTHON:
         return [sys.executable, "-m", "lwfm._pycall", str(defn.entry), *defn.args]
-    raise SiteError("the local site runs argv, shell and python jobs, not site payloads")
+    raise NotSupported(f"site {site!r} runs argv, shell and python jobs, not site payloads")
 
 
 def _environ_bytes() -> dict[bytes, bytes]:

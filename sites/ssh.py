@@ -37,11 +37,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 from urllib.parse import urlparse
 
-from lwfm.errors import AuthError, ChecksumMismatch, ConfigError, NotFound, NotSupported, SiteError
+from lwfm.errors import AuthError, ChecksumMismatch, ConfigError, NotFound, SiteError
 from lwfm.files import sha256_file
 from lwfm.model import DataObject, Direction, EntryKind, JobContext, JobDefn, JobStatus, State
 from lwfm.site import Auth, Repo, Run, Site, SiteHost, StaticSpin
-from lwfm.sites.local import job_argv
+from lwfm.sites.local import exit_status, job_argv
 
 from ._ssh_conn import Connection, SshConfig
 
@@ -145,33 +145,31 @@ class SSHRun(Run):
 
     def _argv(self, defn: JobDefn) -> list[str]:
         """The local site's argv for ``defn``, with the lab's python for python jobs."""
-        if defn.kind is EntryKind.PAYLOAD:
-            raise NotSupported(f"site {self.site.name!r} runs argv, shell and python jobs, "
-                               f"not site payloads")
-        argv = job_argv(defn)
+        argv = job_argv(defn, self.site.name)
         if defn.kind is EntryKind.PYTHON:   # [sys.executable, "-m", "lwfm._pycall", ...]
-            argv = [*shlex.split(str(self.site.cfg.get("python_command", "python3"))), *argv[1:]]
+            argv = [*self.site.python_argv(), *argv[1:]]
         return argv
 
+    def _env(self, defn: JobDefn, ctx: JobContext) -> dict[str, str]:
+        """The site's configured env, then the job's own and its LWFM_* context; LWFM_HOME
+        is the lab's home, or (none configured) only what the job itself sets."""
+        env = self.site.host.job_env(defn, ctx, home=self.site.remote_home)
+        if not self.site.remote_home:
+            del env["LWFM_HOME"]            # this instance's home means nothing at the lab
+            if "LWFM_HOME" in defn.env:
+                env["LWFM_HOME"] = defn.env["LWFM_HOME"]
+        return {**{k: str(v) for k, v in (self.site.cfg.get("env") or {}).items()},
+                **{k: str(v) for k, v in env.items()}}
+
     def submit(self, defn: JobDefn, ctx: JobContext) -> JobStatus:
-        types = self.site.spin.compute_types()
-        if defn.compute_type and types and defn.compute_type not in types:
-            raise SiteError(f"site {self.site.name!r} has no compute type {defn.compute_type!r} "
-                            f"(configured: {', '.join(types)})")
-        env = {**{k: str(v) for k, v in (self.site.cfg.get("env") or {}).items()},
-               "LWFM_JOB_ID": ctx.job_id, "LWFM_WORKFLOW_ID": ctx.workflow_id or "",
-               "LWFM_PARENT_ID": ctx.parent_id or "",
-               "LWFM_ORIGINATOR_ID": ctx.originator_id or "",
-               "LWFM_SITE": self.site.name, "LWFM_ORIGIN_INSTANCE": self.site.host.instance_id,
-               **({"LWFM_HOME": self.site.remote_home} if self.site.remote_home else {}),
-               **defn.env}
+        self.site.spin.require(self.site.name, defn.compute_type)
+        env = self._env(defn, ctx)
         for k in env:
             if not _ENV_NAME.fullmatch(k):
                 raise SiteError(f"job environment: {k!r} is not a valid variable name")
         env_file = "".join(f"export {k}={q(str(v))}\n" for k, v in env.items())
         if self.site.remote_home and self.site.cfg.get("record_end_at_lab", True):
-            py = " ".join(q(a) for a in shlex.split(str(self.site.cfg.get("python_command",
-                                                                          "python3"))))
+            py = " ".join(q(a) for a in self.site.python_argv())
             env_file += (f"lwfm_finish() {{ timeout 120 {py} -m lwfm._pycall "
                          f"lwfm.sites._ssh_remote:finish \"$@\"; }}\n")
         cwd = defn.cwd or self.site.workdir
@@ -204,8 +202,7 @@ class SSHRun(Run):
         if word == "cancelled":
             return JobStatus(ctx.job_id, State.CANCELLED, native_state="cancelled", exit_code=code)
         if word == "exit" and code is not None:
-            state = State.COMPLETE if code == 0 else State.FAILED
-            return JobStatus(ctx.job_id, state, native_state=f"exit {code}", exit_code=code)
+            return exit_status(ctx.job_id, code)
         if word in ("running", "starting"):
             return JobStatus(ctx.job_id, State.RUNNING, native_state=word)
         if word == "vanished":
@@ -279,8 +276,7 @@ class SSHRepo(Repo):
         self.conn.check(f"mkdir -p -- {q(str(PurePosixPath(path).parent))}", "creating a directory")
 
         def up(sftp) -> int:
-            sftp.put(str(src), tmp, confirm=True)
-            return sftp.stat(tmp).st_size
+            return sftp.put(str(src), tmp, confirm=True).st_size   # confirm: stat of the upload
         size = self.conn.sftp_call(f"uploading {src}", up)
         try:
             if self.after_upload:
@@ -364,11 +360,16 @@ class SSHSite(Site):
         if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
             raise ConfigError(f"[sites.{host.name}] compute_types must be a list of strings")
         self.spin = StaticSpin(types)
+        self._python_argv = shlex.split(str(self.cfg.get("python_command", "python3")))
 
     def lwfm_argv(self) -> list[str]:
         """How to run the lab's lwfm CLI."""
         cmd = self.cfg.get("lwfm_command", "lwfm")
         return list(cmd) if isinstance(cmd, list) else shlex.split(str(cmd))
+
+    def python_argv(self) -> list[str]:
+        """How to run the lab's python (``python_command``, parsed once)."""
+        return list(self._python_argv)
 
     def close(self) -> None:
         self.conn.close()

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lwfm.errors import ConfigError, NotSupported, SiteError
+from lwfm.errors import ConfigError, NotSupported
 from lwfm.model import EntryKind, JobContext, JobDefn, JobStatus, State
 from lwfm.site import NoAuth, Run, Site, SiteHost, StaticSpin
 
@@ -81,28 +81,16 @@ class VenvRun(Run):
         self.site = site
 
     def _argv(self, defn: JobDefn) -> list[str]:
-        if defn.kind is EntryKind.PAYLOAD:
-            raise NotSupported(f"venv site {self.site.name!r} runs argv, shell and python jobs, "
-                               f"not site payloads")
         if defn.kind is EntryKind.PYTHON:   # lwfm._pycall is not in the venv: the worker runs it
             return [str(build.venv_python(self.site.venv_dir)), str(WORKER_SCRIPT),
                     "--call", str(defn.entry), *defn.args]
-        return job_argv(defn)              # argv and shell exactly as on ``local``
+        return job_argv(defn, self.site.name)   # argv and shell exactly as on ``local``
 
     def submit(self, defn: JobDefn, ctx: JobContext) -> JobStatus:
-        types = self.site.spin.compute_types()
-        if defn.compute_type and types and defn.compute_type not in types:
-            raise SiteError(f"venv site {self.site.name!r} has no compute type "
-                            f"{defn.compute_type!r}; it has {', '.join(types)}")
+        self.site.spin.require(self.site.name, defn.compute_type)
         argv = self._argv(defn)
-        env = dict(defn.env)
-        env.update({"LWFM_JOB_ID": ctx.job_id, "LWFM_HOME": str(self.site.host.home),
-                    "LWFM_SITE": self.site.name, "LWFM_ORIGINATOR_ID": ctx.originator_id or ""})
-        if ctx.workflow_id:
-            env["LWFM_WORKFLOW_ID"] = ctx.workflow_id
-        if ctx.parent_id:
-            env["LWFM_PARENT_ID"] = ctx.parent_id
-        job_dir = self.site.host.job_dir(ctx.job_id)
+        env = self.site.host.job_env(defn, ctx)
+        job_dir = self.site.host.job_dir(ctx.job_id)   # made here: the worker writes into it
         worker = self.site.worker()
         spawned, lock = self.site.spawned, self.site.spawned_lock
         with lock:
@@ -124,17 +112,12 @@ class VenvRun(Run):
     def status(self, ctx: JobContext) -> JobStatus:
         if not ctx.native_id:
             return JobStatus(ctx.job_id, State.PENDING)
-        job_dir = self.site.host.job_dir(ctx.job_id)
+        job_dir = self.site.host.job_dir(ctx.job_id, create=False)
         st = self._from_exit_file(ctx.job_id, job_dir)
         if st is not None:
             return st
-        w = self.site.existing_worker()
-        if w is not None and self.supervises(ctx.job_id):   # its parent knows best
-            r = w.request("status", {"job": ctx.job_id})
-            if r.get("known") and not r.get("running"):
-                return exit_status(ctx.job_id, int(r["code"]), (job_dir / CANCEL_FILE).exists())
-            return JobStatus(ctx.job_id, State.RUNNING, native_state="running")
-        if process_alive(ctx.native_id):
+        # like local: our worker reports the end itself (its exit event), no round trip
+        if self.supervises(ctx.job_id) or process_alive(ctx.native_id):
             return JobStatus(ctx.job_id, State.RUNNING, native_state="running")
         if (job_dir / CANCEL_FILE).exists():
             return exit_status(ctx.job_id, -signal.SIGTERM, True)
@@ -158,7 +141,7 @@ class VenvRun(Run):
         return exit_status(job_id, code, (job_dir / CANCEL_FILE).exists())
 
     def cancel(self, ctx: JobContext) -> bool:
-        job_dir = self.site.host.job_dir(ctx.job_id)
+        job_dir = self.site.host.job_dir(ctx.job_id, create=False)
         if (job_dir / EXIT_FILE).exists():
             return False
         w = self.site.existing_worker()
@@ -180,7 +163,7 @@ class VenvRun(Run):
         return True
 
     def log(self, ctx: JobContext) -> str:
-        job_dir = self.site.host.job_dir(ctx.job_id)
+        job_dir = self.site.host.job_dir(ctx.job_id, create=False)
         parts = []
         for name in ("stdout", "stderr"):
             f = job_dir / name

@@ -34,13 +34,13 @@ def pull_cmd(m, site: str, workflow_id: str | None, with_data: bool, dry_run: bo
         echo_json(res.to_dict())
         return
     rep = res.report
-    added = sum((getattr(rep, "added", {}) or {}).values())
-    updated = sum((getattr(rep, "updated", {}) or {}).values())
+    assert rep is not None   # pull() always imports (or dry-runs) before it returns
+    added, updated = sum(rep.added.values()), sum(rep.updated.values())
     what = "would add" if dry_run else "added"
     click.echo(f"pulled {res.bytes} bytes from {site} (sha256 {res.sha256[:12]}...): "
                f"{what} {added} record(s), updated {updated}"
-               + ("" if added or updated else " (nothing new)"))
-    for kind, n in sorted((getattr(rep, "added", {}) or {}).items()):
+               + ("" if rep.changed else " (nothing new)"))
+    for kind, n in sorted(rep.added.items()):
         if n:
             click.echo(f"  {kind}: +{n}")
 
