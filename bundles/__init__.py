@@ -9,7 +9,6 @@ these work with or without a Manager.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from sqlalchemy import select
@@ -40,11 +39,4 @@ def list_bundles(store: Store, *, sha256: str | None = None) -> list[dict[str, A
     if sha256:
         q = q.where(t.bundles.c.sha256 == sha256)
     with store.read() as c:
-        rows = c.execute(q).mappings().all()
-    out = []
-    for r in rows:
-        d = dict(r)
-        if isinstance(d.get("summary"), str):
-            d["summary"] = json.loads(d["summary"])
-        out.append(d)
-    return out
+        return [dict(r) for r in c.execute(q).mappings()]

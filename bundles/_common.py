@@ -7,7 +7,6 @@ Workflow Run Crate properties are there so other tools understand the crate.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import uuid
 from collections.abc import Callable
@@ -15,9 +14,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lwfm import files
+from lwfm.provenance import vocab
+
 BUNDLE_FORMAT = "1"
 METADATA = "ro-crate-metadata.json"
-LWFM_NS = "https://w3id.org/lwfm/ns#"
+LWFM_NS = str(vocab.LWFM)
 RO_CRATE_1_1 = "https://w3id.org/ro/crate/1.1/context"
 # The only @context documents an import accepts; all are resolved locally, never fetched.
 ACCEPTED_CONTEXTS = frozenset({
@@ -52,10 +54,6 @@ class Limits:
 _CANON = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def urn(id_: str) -> str:
-    return f"urn:uuid:{id_}"
-
-
 def from_urn(iri: Any) -> str | None:
     """The uuid of a ``urn:uuid:`` IRI (canonical form), else None."""
     if not isinstance(iri, str) or not iri.lower().startswith("urn:uuid:"):
@@ -73,12 +71,8 @@ def derived_id(*parts: str) -> str:
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
-    h, n = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-            n += len(chunk)
-    return h.hexdigest(), n
+    """(hex sha256, size in bytes) of a file."""
+    return files.sha256_file(path), Path(path).stat().st_size
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -25,7 +26,8 @@ from sqlalchemy import select
 
 from lwfm import __version__
 from lwfm.model import iso, utcnow
-from lwfm.provenance.vocab import site_iri, software_iri
+from lwfm.provenance.vocab import ACTION_STATUS, SCHEMA, site_iri, software_iri
+from lwfm.provenance.vocab import node_iri as urn
 from lwfm.store import Store, chunks, t
 
 from ._common import (
@@ -37,17 +39,11 @@ from ._common import (
     RO_CRATE_1_1,
     ExportResult,
     ProgressFn,
-    urn,
+    sha256_file,
 )
 from ._parallel import PARALLEL_MIN, render_parallel, workers
 from ._select import Selection, fetch_in, select_closure
 
-# Canonical state -> schema.org ActionStatusType, as lwfm.provenance.vocab maps it.
-_STATUS = {"COMPLETE": "CompletedActionStatus", "FAILED": "FailedActionStatus",
-           "CANCELLED": "FailedActionStatus", "RUNNING": "ActiveActionStatus",
-           "FINISHING": "ActiveActionStatus", "INFO": "ActiveActionStatus",
-           "READY": "PotentialActionStatus", "PENDING": "PotentialActionStatus",
-           "UNKNOWN": "PotentialActionStatus"}
 _SECRET = re.compile(r"pass|secret|token|credential|api_?key|private", re.IGNORECASE)
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -141,14 +137,10 @@ def export_bundle(store: Store, config: Any, out: Path, *, workflow_id: str | No
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    h = hashlib.sha256()
-    with open(out, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
+    sha, size = sha256_file(out)
     counts = {"jobs": len(sel.jobs), "workflows": len(sel.workflows), "data": len(sel.data),
               "triggers": len(sel.triggers)}
-    return ExportResult(out, h.hexdigest(), store.instance_id, sel.spec, counts,
-                        len(payload), out.stat().st_size)
+    return ExportResult(out, sha, store.instance_id, sel.spec, counts, len(payload), size)
 
 
 def _write_payload(store: Store, sel: Selection, zf: zipfile.ZipFile) -> dict[str, dict[str, Any]]:
@@ -216,15 +208,10 @@ def _write_metadata(c: Any, inst: str, sel: Selection, w: _Writer,
     if len(sel.jobs) + len(sel.data) >= PARALLEL_MIN and workers() > 1:
         render_parallel(store_url, sel.jobs, sel.data, refs, w, apps, sites, progress, total)
     else:
-        done = 0
-        for e in render_jobs(c, sel.jobs, apps, sites):
+        entities = itertools.chain(render_jobs(c, sel.jobs, apps, sites),
+                                   render_data(c, sel.data, refs, sites))
+        for done, e in enumerate(entities, 1):
             w.entity(e)
-            done += 1
-            if progress and done % 5000 == 0:
-                progress("export", done, total)
-        for e in render_data(c, sel.data, refs, sites):
-            w.entity(e)
-            done += 1
             if progress and done % 5000 == 0:
                 progress("export", done, total)
     watch = _watch(c, sel.triggers)
@@ -249,7 +236,7 @@ def render_jobs(c: Any, job_ids: list[str], apps: dict[str, str],
                 sites: set[tuple[str, str]]) -> Iterator[dict[str, Any]]:
     """Job entities (CreateActions) for ``job_ids`` (sorted), with their data links."""
     io_map: dict[str, tuple[list[str], list[str]]] = {}
-    for r in fetch_in(c, t.data, "job_id", job_ids):
+    for r in fetch_in(c, t.data, "job_id", job_ids, cols=("id", "job_id", "direction")):
         io_map.setdefault(r["job_id"], ([], []))[0 if r["direction"] == "get" else 1].append(
             urn(r["id"]))
     hist = _statuses(c, job_ids)
@@ -320,7 +307,7 @@ def _job_entity(r: dict[str, Any], statuses: list[dict[str, Any]], io: tuple[lis
         "@id": urn(r["id"]), "@type": ["CreateAction", "lwfm:Job"], "name": r["name"],
         "instrument": {"@id": app}, "agent": {"@id": site_iri(r["instance_id"], r["site"])},
         "startTime": r["started"], "endTime": r["ended"],
-        "actionStatus": _ref(state in _STATUS and "http://schema.org/" + _STATUS[state]),
+        "actionStatus": _ref(state in ACTION_STATUS and str(SCHEMA[ACTION_STATUS[state]])),
         "error": failed[-1] if failed and state in ("FAILED", "CANCELLED") else None,
         "object": [{"@id": i} for i in sorted(io[0])],
         "result": [{"@id": i} for i in sorted(io[1])],

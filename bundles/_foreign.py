@@ -16,7 +16,7 @@ from typing import Any
 from lwfm.model import JobDefn, iso, parse_time
 
 from ._common import derived_id, from_urn
-from ._reader import Incoming, check_row
+from ._reader import Incoming, _types, check_row
 
 ACTIONS = {"CreateAction", "ActivateAction", "UpdateAction"}
 DATA_TYPES = {"File", "Dataset", "MediaObject"}
@@ -52,11 +52,6 @@ def _time(v: Any) -> str | None:
         return iso(parse_time(s)) if s else None
     except (ValueError, TypeError, OverflowError):
         return None
-
-
-def _types(e: dict[str, Any]) -> set[str]:
-    ty = e.get("@type")
-    return {ty} if isinstance(ty, str) else set(ty or [])
 
 
 def read_foreign(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: str,

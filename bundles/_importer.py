@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
@@ -20,7 +19,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
 from lwfm.errors import BundleError
-from lwfm.model import iso, utcnow
+from lwfm.model import iso, new_id, utcnow
 from lwfm.store import Store, t
 
 from ._common import METADATA, ImportReport, Limits, ProgressFn, derived_id, sha256_file
@@ -58,7 +57,7 @@ def import_bundle(store: Store, config: Any, path: Path, *, dry_run: bool = Fals
             streamed = stream_entities(sz, limits)
             if streamed is not None:
                 try:
-                    return job.run(job.streamed(streamed[1]))
+                    return job.run(job.streamed(streamed))
                 except _NotStreamable:
                     pass
         return job.run(job.whole())
@@ -160,7 +159,7 @@ class _Import:
 
     # -- the transaction ----------------------------------------------------------------
     def run(self, batches: Iterator[Incoming]) -> ImportReport:
-        bundle_id = str(uuid.uuid4())
+        bundle_id = new_id()
         moved: list[Path] = []
         tmpdir: Path | None = None
         try:
@@ -237,7 +236,7 @@ class _Import:
         have = set(c.execute(select(t.data.c.id).where(
             t.data.c.id.in_(list(copy_ids.values())))).scalars())
         data_dir = Path(self.config.data_dir)
-        tmpdir = None if self.dry_run else data_dir / f".incoming-{uuid.uuid4()}"
+        tmpdir = None if self.dry_run else data_dir / f".incoming-{new_id()}"
         if tmpdir is not None:
             tmpdir.mkdir(parents=True)
         staged: list[tuple[Path, Path]] = []

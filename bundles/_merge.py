@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from lwfm.errors import BundleError, LwfmError
 from lwfm.model import State, advance
 from lwfm.store import Store, t
 
@@ -42,6 +43,7 @@ class Plan:
     meta_replace: list[dict[str, str]] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
     unchanged: Counter = field(default_factory=Counter)
+    resolution: str = "kept local"   # what a conflict comes to: "theirs" or "kept local"
 
     def added(self) -> dict[str, int]:
         return {k: len(self.inserts[k]) for k in ("workflow", "job", "status", "data", "trigger")}
@@ -66,6 +68,7 @@ def plan_merge(c: Connection, inc: Incoming, mode: str) -> Plan:
     """Compare the bundle with the store, inside the caller's transaction."""
     p = Plan()
     theirs_wins = mode == "theirs"
+    p.resolution = "theirs" if theirs_wins else "kept local"
     for w in _merge_rows(c, t.workflows, inc.workflows, p, "workflow"):
         L, T = w
         upd = {k: T[k] for k in ("name", "description") if not L[k] and T[k]}
@@ -126,8 +129,7 @@ def _merge_job(L: dict[str, Any], T: dict[str, Any], p: Plan, theirs_wins: bool)
         found.append(("state", L["state"], T["state"]))
     if L["exit_code"] is not None and T["exit_code"] is not None and L["exit_code"] != T["exit_code"]:
         found.append(("exit_code", L["exit_code"], T["exit_code"]))
-    res = "theirs" if theirs_wins else "kept local"
-    p.conflicts += [Conflict("job", T["id"], f, lv, tv, res) for f, lv, tv in found]
+    p.conflicts += [Conflict("job", T["id"], f, lv, tv, p.resolution) for f, lv, tv in found]
     upd: dict[str, Any] = {}
     if found and theirs_wins:
         upd.update(state=T["state"], exit_code=T["exit_code"], ended=T["ended"] or L["ended"])
@@ -147,17 +149,15 @@ def _merge_job(L: dict[str, Any], T: dict[str, Any], p: Plan, theirs_wins: bool)
     return L["state"] if found and not theirs_wins else None
 
 
-def _meta_rows(data_id: str, md: dict[str, Any]) -> list[dict[str, str]]:
-    from lwfm.errors import BundleError, LwfmError
-    from lwfm.model import DataObject
+def _meta_rows(data_id: str, md: dict[str, Any]) -> list[dict[str, Any]]:
     try:
-        return Store.meta_rows(DataObject(url="-", id=data_id, metadata=md))
+        return Store.meta_rows_for(data_id, md)
     except LwfmError as e:  # e.g. a key the store cannot index
         raise BundleError(f"data {data_id}: {e}") from None
 
 
 def _plan_data(c: Connection, inc: Incoming, p: Plan, theirs_wins: bool) -> None:
-    res = "theirs" if theirs_wins else "kept local"
+    res = p.resolution
     for L, T in _merge_rows(c, t.data, inc.data, p, "data"):
         upd: dict[str, Any] = {}
         for k in _DATA_CONFLICT:
@@ -204,7 +204,7 @@ def _plan_triggers(c: Connection, inc: Incoming, p: Plan, theirs_wins: bool) -> 
         elif settled and L["reason"] != mark and L["status"] != "pending" and \
                 (L["status"], L["fired_by"]) != (T["status"], T["fired_by"]):
             p.conflicts.append(Conflict("trigger", T["id"], "status", L["status"], T["status"],
-                                        "theirs" if theirs_wins else "kept local"))
+                                        p.resolution))
             if theirs_wins:
                 upd = {k: T[k] for k in _SETTLE}
         elif settled and L["status"] == "pending" and T["status"] != "pending":

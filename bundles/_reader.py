@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Integer, String, Table, Text
+from sqlalchemy import JSON, BigInteger, Integer, Table
 
 from lwfm.errors import BundleError
 from lwfm.model import JobDefn, State, Trigger, TriggerStatus, iso, parse_time
@@ -65,8 +65,6 @@ def _checker(table: Table, skip: tuple[str, ...] = ()) -> list[tuple[str, str, i
             kind = "json"
         elif isinstance(ty, Integer):
             kind = "int" if isinstance(ty, BigInteger) else "int32"
-        elif isinstance(ty, (String, Text)):
-            kind = "str"
         else:
             kind = "str"
         length = getattr(ty, "length", None)

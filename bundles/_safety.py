@@ -253,7 +253,7 @@ def check_jsonld(doc: dict[str, Any], where: str, max_entities: int = 5000) -> N
 _HEAD, _TAIL = b'{"@context":', b',"@graph":[\n'
 
 
-def stream_entities(sz: SafeZip, limits: Limits) -> tuple[Any, Iterator[dict[str, Any]]] | None:
+def stream_entities(sz: SafeZip, limits: Limits) -> Iterator[dict[str, Any]] | None:
     """Entities of a metadata file in lwfm's one-entity-per-line layout, one at a time.
 
     None if the file does not start like lwfm writes it (then parse it whole). Each line
@@ -279,7 +279,7 @@ def stream_entities(sz: SafeZip, limits: Limits) -> tuple[Any, Iterator[dict[str
         f.close()
         return None
     check_context(ctx, where)
-    return ctx, _lines(f, where, limits)
+    return _lines(f, where, limits)
 
 
 def _lines(f: BinaryIO, where: str, limits: Limits) -> Iterator[dict[str, Any]]:

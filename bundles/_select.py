@@ -29,13 +29,8 @@ class Selection:
 
 def _in(c: Connection, col, ids: Iterable[str], want) -> set[str]:
     """Values of column ``want`` where ``col`` (same table) is in ``ids``; driver-level."""
-    mark = "?" if c.dialect.paramstyle == "qmark" else "%s"
-    out: set[str] = set()
-    for ch in chunks(sorted(set(ids))):
-        sql = (f"SELECT {want.name} FROM {col.table.name} WHERE {col.name} IN "
-               f"({', '.join([mark] * len(ch))})")
-        out.update(r[0] for r in c.exec_driver_sql(sql, tuple(ch)).cursor.fetchall())
-    return out
+    return {r[want.name] for r in fetch_in(c, col.table, col.name, sorted(set(ids)),
+                                           cols=(want.name,))}
 
 
 def _closure(c: Connection, seed: Any) -> set[str]:
@@ -57,6 +52,8 @@ def select_closure(store: Store, *, workflow_id: str | None = None, job_id: str 
     given = [x for x in (workflow_id, job_id, since) if x] + ([True] if all else [])
     if len(given) != 1:
         raise BundleError("choose exactly one of --workflow ID, --job ID, --since TIME, --all")
+    if job_id:
+        job_id = store.resolve_job_id(job_id)
     with store.read() as c:
         if all:
             sel = Selection({"all": True})
@@ -68,7 +65,6 @@ def select_closure(store: Store, *, workflow_id: str | None = None, job_id: str 
         wfs: set[str] = set()
         data: set[str] = set()
         if job_id:
-            job_id = store.resolve_job_id(job_id)
             spec: dict[str, Any] = {"job": job_id}
             jobs = _closure(c, select(t.jobs.c.id).where(t.jobs.c.id == job_id))
         elif workflow_id:
@@ -100,16 +96,18 @@ def select_closure(store: Store, *, workflow_id: str | None = None, job_id: str 
     return Selection(spec, sorted(jobs), sorted(wfs), sorted(data), sorted(trg))
 
 
-def fetch_in(c: Connection, table: Any, col: str, ids: list[str],
-             order: str | None = None) -> Iterator[dict[str, Any]]:
+def fetch_in(c: Connection, table: Any, col: str, ids: list[str], order: str | None = None,
+             cols: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
     """Rows of ``table`` whose ``col`` is in ``ids``, straight from the driver.
 
     Chunked ``IN (...)`` with driver placeholders: SQLAlchemy's per-row result and
-    bind processing dominates at 100k rows. JSON columns come back decoded. Rows
-    follow ``ids`` chunk by chunk, ordered by ``order`` (an integer column) within.
+    bind processing dominates at 100k rows. Only the columns ``cols`` (default: all)
+    are read; JSON columns come back decoded. Rows follow ``ids`` chunk by chunk,
+    ordered by ``order`` (an integer column) within.
     """
-    names = [k.name for k in table.columns]
-    js = {i for i, k in enumerate(table.columns) if isinstance(k.type, JSON)}
+    columns = [table.c[n] for n in cols] if cols is not None else list(table.columns)
+    names = [k.name for k in columns]
+    js = {i for i, k in enumerate(columns) if isinstance(k.type, JSON)}
     mark = "?" if c.dialect.paramstyle == "qmark" else "%s"
     loads = json.loads
     for ch in chunks(ids):

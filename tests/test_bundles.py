@@ -36,6 +36,15 @@ def _export(remote: Home, tmp: Path, name="thread.zip", **sel) -> Path:
     return out
 
 
+def _export_crate_dir(remote: Home, tmp: Path, workflow_id: str) -> tuple[Path, Path]:
+    """Export a workflow's thread with its data and extract it: (bundle, crate dir)."""
+    bundle = tmp / "b.zip"
+    export_bundle(remote.store, remote.config, bundle, workflow_id=workflow_id, with_data=True)
+    d = tmp / "crate"
+    zipfile.ZipFile(bundle).extractall(d)
+    return bundle, d
+
+
 def _meta(path: Path) -> dict:
     with zipfile.ZipFile(path) as z:
         return json.loads(z.read("ro-crate-metadata.json"))
@@ -251,10 +260,7 @@ def test_with_data_payload_lands_per_origin_and_verified(homes, tmp_path):
 def test_rocrate_py_loads_the_bundle(homes, tmp_path):
     from rocrate.rocrate import ROCrate
     _, remote, th = homes
-    bundle = tmp_path / "b.zip"
-    export_bundle(remote.store, remote.config, bundle, workflow_id=th.workflow, with_data=True)
-    d = tmp_path / "crate"
-    zipfile.ZipFile(bundle).extractall(d)
+    bundle, d = _export_crate_dir(remote, tmp_path, th.workflow)
     crate = ROCrate(d)
     action = crate.get(f"urn:uuid:{th.steps[2]}")
     assert action is not None and "CreateAction" in action.type
@@ -270,10 +276,7 @@ def test_rocrate_py_loads_the_bundle(homes, tmp_path):
 def test_exported_crate_passes_rocrate_validator_offline(homes, tmp_path):
     from tests._rocrate_cache import seed_cache, validate
     _, remote, th = homes
-    bundle = tmp_path / "b.zip"
-    export_bundle(remote.store, remote.config, bundle, workflow_id=th.workflow, with_data=True)
-    d = tmp_path / "crate"
-    zipfile.ZipFile(bundle).extractall(d)
+    bundle, d = _export_crate_dir(remote, tmp_path, th.workflow)
     cache = seed_cache(tmp_path / "validator-cache" / "http_cache")
     conforms = {c["@id"] for e in _meta(bundle)["@graph"] if e["@id"] == "./"
                 for c in e["conformsTo"]}

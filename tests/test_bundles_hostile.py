@@ -273,24 +273,26 @@ def test_fuzz_random_json_metadata(env, doc):
     _attempt(env, write_zip(env[3] / "fuzz.zip", [(META, json.dumps(doc).encode())]))
 
 
+def _set_at(graph, path, value) -> None:
+    """Walk ``graph`` by ``path`` (indices modulo the size, dict keys sorted) as far as
+    non-empty containers go, then set the last step's item there to ``value``."""
+    node = graph
+    for i in path[:-1]:
+        items = node if isinstance(node, list) else list(node.values())
+        nxt = items[i % len(items)] if items else None
+        if not isinstance(nxt, (dict, list)) or not nxt:
+            break
+        node = nxt
+    if isinstance(node, list) and node:
+        node[path[-1] % len(node)] = value
+    elif isinstance(node, dict) and node:
+        node[sorted(node)[path[-1] % len(node)]] = value
+
+
 @FUZZ
 @given(path=st.lists(st.integers(min_value=0, max_value=50), min_size=1, max_size=3), value=_json)
 def test_fuzz_mutated_real_bundle(env, path, value):
-    def mutate(d):
-        node = d["@graph"]
-        for i in path[:-1]:
-            items = node if isinstance(node, list) else list(node.values())
-            if not items:
-                break
-            nxt = items[i % len(items)]
-            if not isinstance(nxt, (dict, list)):
-                break
-            node = nxt
-        if isinstance(node, list) and node:
-            node[path[-1] % len(node)] = value
-        elif isinstance(node, dict) and node:
-            node[sorted(node)[path[-1] % len(node)]] = value
-    _attempt(env, with_meta(env, mutate, "fuzzmut.zip"))
+    _attempt(env, with_meta(env, lambda d: _set_at(d["@graph"], path, value), "fuzzmut.zip"))
 
 
 @FUZZ
@@ -310,17 +312,7 @@ _CWL = Path(__file__).parent / "fixtures" / "crates" / "cwl_provenance" / META
 @given(path=st.lists(st.integers(min_value=0, max_value=60), min_size=1, max_size=3), value=_json)
 def test_fuzz_mutated_foreign_crate(env, path, value):
     doc = json.loads(_CWL.read_text())
-    node = doc["@graph"]
-    for i in path[:-1]:
-        items = node if isinstance(node, list) else list(node.values())
-        nxt = items[i % len(items)] if items else None
-        if not isinstance(nxt, (dict, list)) or not nxt:
-            break
-        node = nxt
-    if isinstance(node, list) and node:
-        node[path[-1] % len(node)] = value
-    elif isinstance(node, dict) and node:
-        node[sorted(node)[path[-1] % len(node)]] = value
+    _set_at(doc["@graph"], path, value)
     _attempt(env, write_zip(env[3] / "fuzzforeign.zip", [(META, json.dumps(doc).encode())]))
 
 

@@ -10,7 +10,9 @@ from typing import Any
 
 import click
 
-from ._common import echo_json, json_option
+from ._common import command_list, echo_json, json_option
+
+COMMANDS, command = command_list()
 
 _PLURAL = {"status": "statuses", "data": "data objects"}
 
@@ -48,7 +50,7 @@ def _progress(quiet: bool, label: str) -> Iterator[Any]:
         yield report
 
 
-@click.command("export")
+@command("export")
 @click.option("--workflow", "workflow_id", metavar="ID", help="Export one workflow's thread.")
 @click.option("--job", "job_id", metavar="ID", help="Export a job, its descendants and ancestors.")
 @click.option("--since", metavar="TIME", help="Export what was recorded since an ISO 8601 time.")
@@ -76,7 +78,7 @@ def export_cmd(ctx: click.Context, workflow_id: str | None, job_id: str | None, 
                    f"({res.bytes} bytes, sha256 {res.sha256[:16]})")
 
 
-@click.command("import")
+@command("import")
 @click.argument("bundle", type=click.Path(dir_okay=False))
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 @click.option("--on-conflict", type=click.Choice(["fail", "keep", "theirs"]), default="fail",
@@ -110,7 +112,7 @@ def import_cmd(ctx: click.Context, bundle: str, dry_run: bool, on_conflict: str,
         ctx.exit(1)
 
 
-@click.command("bundles")
+@command("bundles")
 @json_option
 @click.pass_context
 def bundles_cmd(ctx: click.Context, as_json: bool) -> None:
@@ -130,5 +132,3 @@ def bundles_cmd(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"{r['imported_at'][:19]}  {r['id'][:8]}  from {r['origin_instance']}  "
                    f"{r['file_name']}  {what}")
 
-
-COMMANDS: list[click.Command] = [export_cmd, import_cmd, bundles_cmd]
