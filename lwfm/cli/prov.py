@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ..provenance.query import FORMATS
 from ._common import command_list, echo_json, json_option, with_manager
 
 COMMANDS, command = command_list()
@@ -31,7 +32,7 @@ def _write(text: str, out: str | None) -> None:
 @click.argument("sparql", required=False)
 @click.option("-f", "--file", "file", type=click.Path(exists=True, dir_okay=False),
               help="Read the query from a .rq file.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "turtle", "jsonld"]),
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
               default="table", show_default=True, help="Output format.")
 @with_manager
 def query_cmd(m: Any, sparql: str | None, file: str | None, fmt: str) -> None:
@@ -104,7 +105,7 @@ def thread_cmd(m: Any, workflow: str, fmt: str, output: str | None) -> None:
 def reindex_cmd(m: Any, as_json: bool) -> None:
     """Rebuild the provenance graph from the SQL store (the source of truth)."""
     import time
-    g = m.graph
+    g = m.open_graph(sync=False)   # reindex rebuilds it: no sync first
     t0 = time.perf_counter()
     lines = g.reindex()
     secs = time.perf_counter() - t0

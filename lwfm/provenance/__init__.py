@@ -40,7 +40,23 @@ projection itself at ``SPARQLUpdateStore`` would also work (the N-Quads lines of
 sync. The tests publish to a real ``oxigraph serve`` (PyPI ``oxigraph``) and query it.
 """
 
-from .check import check_consistency
-from .graph import GraphBusy, ProvenanceGraph
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .check import check_consistency
+    from .graph import GraphBusy, ProvenanceGraph
 
 __all__ = ["GraphBusy", "ProvenanceGraph", "check_consistency"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import rdflib/pyoxigraph on first use, not when the CLI imports a submodule."""
+    if name == "check_consistency":
+        from .check import check_consistency
+        return check_consistency
+    if name in ("GraphBusy", "ProvenanceGraph"):
+        from . import graph
+        return getattr(graph, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,10 +33,7 @@ def iter_lines(store: Store) -> Iterator[str]:
         for r in _rows(c, select(t.workflows).order_by(t.workflows.c.id)):
             yield from em.workflow(r)
         for r in _rows(c, select(*job_columns()).order_by(t.jobs.c.id)):
-            yield from em.job(r, extra)
-            if extra:
-                yield from extra
-                extra.clear()
+            yield from _with_extra(em.job(r, extra), extra)
         q = (select(t.statuses, t.jobs.c.instance_id.label("instance_id"))
              .join(t.jobs, t.jobs.c.id == t.statuses.c.job_id)
              .order_by(t.statuses.c.job_id, t.statuses.c.seq))
@@ -52,23 +49,22 @@ def iter_lines(store: Store) -> Iterator[str]:
         cur, entries = None, []
         for r in _rows(c, q):   # one row per (data, metadata entry): group by data id
             if cur is not None and r["id"] != cur["id"]:
-                yield from _data(em, cur, entries, extra)
+                yield from _with_extra(em.data(cur, entries, extra), extra)
                 entries = []
             cur = r
             if r["_key"] is not None:
                 entries.append((r["_key"], r["_value"]))
         if cur is not None:
-            yield from _data(em, cur, entries, extra)
+            yield from _with_extra(em.data(cur, entries, extra), extra)
         for r in c.execute(select(t.bundles).order_by(t.bundles.c.id)).mappings().all():
             yield from em.bundle(r, store.instance_id, bundle_items(c, r["id"]))
         for r in _rows(c, select(t.triggers).order_by(t.triggers.c.id)):
-            yield from em.trigger(r, store.instance_id, extra)
-            yield from extra
-            extra.clear()
+            yield from _with_extra(em.trigger(r, store.instance_id, extra), extra)
 
 
-def _data(em: Emitter, r: Any, entries: list[tuple[str, str]], extra: list[str]) -> Iterator[str]:
-    yield from em.data(r, entries, extra)
+def _with_extra(owned: list[str], extra: list[str]) -> Iterator[str]:
+    """A row's owned lines, then the extra lines its emitter appended (emptied after)."""
+    yield from owned
     yield from extra
     extra.clear()
 

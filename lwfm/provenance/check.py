@@ -20,18 +20,10 @@ if TYPE_CHECKING:
     from .graph import ProvenanceGraph
 
 
-def _v(term: Any) -> Any:
-    return None if term is None else term.value
-
-
 def _same_time(a: Any, b: Any) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return parse_time(a) == parse_time(b)
-
-
-def _rows(g: "ProvenanceGraph", sparql: str) -> list[tuple[Any, ...]]:
-    return [tuple(_v(x) for x in row) for row in g.select(sparql)]
 
 
 def check_consistency(g: "ProvenanceGraph") -> list[str]:
@@ -52,7 +44,7 @@ def check_consistency(g: "ProvenanceGraph") -> list[str]:
 
     # -- jobs: one row per job, or the graph holds contradicting values
     got: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-    for row in _rows(g, """SELECT ?j ?name ?state ?status ?exit ?start ?end ?parent ?wf ?trig
+    for row in g.select_values("""SELECT ?j ?name ?state ?status ?exit ?start ?end ?parent ?wf ?trig
             ?native ?site ?inst WHERE {
           ?j a lwfm:Job ; schema:name ?name ; schema:agent ?s . ?s schema:name ?site ;
              lwfm:instance ?i . ?i schema:identifier ?inst .
@@ -89,7 +81,7 @@ def check_consistency(g: "ProvenanceGraph") -> list[str]:
 
     # -- status history, in order
     ghist: dict[str, dict[int, tuple[Any, ...]]] = defaultdict(dict)
-    for s, j, state, at in _rows(g, """SELECT ?s ?j ?state ?at WHERE {
+    for s, j, state, at in g.select_values("""SELECT ?s ?j ?state ?at WHERE {
           ?s a lwfm:StatusReport ; lwfm:statusOf ?j ; lwfm:state ?state ; prov:atTime ?at }"""):
         ghist[node_id(j) or j][int(s.rsplit(":", 1)[1])] = (state, at)
     for jid, rs in hist.items():
@@ -105,14 +97,14 @@ def check_consistency(g: "ProvenanceGraph") -> list[str]:
 
     # -- data objects
     gdata: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-    for row in _rows(g, """SELECT ?d ?url ?dir ?size ?sha ?gen ?used ?from WHERE {
+    for row in g.select_values("""SELECT ?d ?url ?dir ?size ?sha ?gen ?used ?from WHERE {
           ?d a lwfm:DataObject ; schema:contentUrl ?url ; lwfm:direction ?dir .
           OPTIONAL { ?d schema:contentSize ?size } OPTIONAL { ?d lwfm:sha256 ?sha }
           OPTIONAL { ?d prov:wasGeneratedBy ?gen } OPTIONAL { ?used prov:used ?d }
           OPTIONAL { ?d prov:wasDerivedFrom ?from } }"""):
         gdata[node_id(row[0]) or row[0]].append(row)
     gmeta: dict[str, dict[str, str]] = defaultdict(dict)
-    for d, k, v in _rows(g, """SELECT ?d ?k ?v WHERE { ?d a lwfm:DataObject ;
+    for d, k, v in g.select_values("""SELECT ?d ?k ?v WHERE { ?d a lwfm:DataObject ;
           schema:additionalProperty ?p . ?p schema:propertyID ?k ; schema:value ?v }"""):
         gmeta[node_id(d) or d][k] = v
     for did, r in data.items():
@@ -134,19 +126,20 @@ def check_consistency(g: "ProvenanceGraph") -> list[str]:
     problems += [f"data {d}: in the graph but not in SQL" for d in gdata]
 
     # -- workflows and triggers
-    gw = {node_id(w): n for w, n in _rows(g, "SELECT ?w ?n WHERE { ?w a lwfm:Workflow ; schema:name ?n }")}
+    gw = {node_id(w): n for w, n in g.select_values(
+        "SELECT ?w ?n WHERE { ?w a lwfm:Workflow ; schema:name ?n }")}
     for wid, r in wfs.items():
         if gw.get(wid) != r["name"]:
             problems.append(f"workflow {wid}: name {gw.get(wid)!r} in the graph, {r['name']!r} in SQL")
     gt: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-    for tr, st, fb, fires in _rows(g, """SELECT ?t ?st ?fb ?fires WHERE { ?t a lwfm:Trigger ;
+    for tr, st, fb, fires in g.select_values("""SELECT ?t ?st ?fb ?fires WHERE { ?t a lwfm:Trigger ;
           lwfm:triggerStatus ?st ; lwfm:fires ?fires . OPTIONAL { ?t lwfm:firedBy ?fb } }"""):
         gt[node_id(tr) or tr].append((st, fb and node_id(fb), node_id(fires)))
     for tid, r in trigs.items():
         want_t = [(r["status"], r["fired_by"], r["job_id"])]
         if gt.get(tid) != want_t:
             problems.append(f"trigger {tid}: {gt.get(tid)} in the graph, {want_t} in SQL")
-    gb = {node_id(b): node_id(o) for b, o in _rows(g, """SELECT ?b ?o WHERE {
+    gb = {node_id(b): node_id(o) for b, o in g.select_values("""SELECT ?b ?o WHERE {
           ?b a lwfm:Bundle ; lwfm:originInstance ?o }""")}
     for bid, origin in bundles.items():
         if gb.get(bid) != origin:

@@ -25,12 +25,12 @@ from ..store import Store
 from .journal import JournalState
 from .project import JOB_OWNED, Emitter, Lines
 from .rows import fetch
-from .vocab import PREFIXES, SPARQL_PREFIXES, node_iri
+from .vocab import PREFIXES, PROV, SPARQL_PREFIXES, node_iri
 
 BATCH_EVENTS = 5000
 REINDEX_ABOVE = 50_000   # a new graph over more events than this is bulk-built
-_INFLUENCE = "http://www.w3.org/ns/prov#wasInfluencedBy"
 REINDEX_WINDOW = 1000    # seqs below a reindex's watermark re-read once (PostgreSQL)
+_INFLUENCE = str(PROV.wasInfluencedBy)
 
 
 class GraphBusy(LwfmError):
@@ -229,6 +229,10 @@ class ProvenanceGraph:
         """Internal fast path: SELECT over the union graph, rows of pyoxigraph terms."""
         res = self.ox.query(SPARQL_PREFIXES + sparql, use_default_graph_as_union=True)
         return [tuple(s) for s in res]
+
+    def select_values(self, sparql: str) -> list[tuple[Any, ...]]:
+        """Like :meth:`select`, each term as its lexical value (None when unbound)."""
+        return [tuple(None if x is None else x.value for x in row) for row in self.select(sparql)]
 
     def select_iris(self, sparql: str) -> list[list[str]]:
         """Internal fast path for IRI-only results: TSV serialized natively, split here

@@ -18,6 +18,7 @@ import json
 from sqlalchemy import select, text
 
 from ..errors import LwfmError, NotFound
+from ..store import chunks
 from ..store import schema as t
 from .vocab import UP_PATH, node_id, node_iri
 
@@ -65,8 +66,6 @@ def resolve(g: "ProvenanceGraph", ident: str) -> tuple[str, str]:
 
 
 def _kind(g: "ProvenanceGraph", ident: str) -> str | None:
-    if any(c in ident for c in "<> \"{}|\\^`"):
-        return None
     rows = g.select(f"SELECT ?t WHERE {{ <{node_iri(ident)}> a ?t . "
                     f"VALUES ?t {{ lwfm:Job lwfm:DataObject }} }}")
     if not rows:
@@ -133,8 +132,7 @@ def _describe(g: "ProvenanceGraph", ids: list[str]) -> dict[str, tuple[str, str,
                     arg):
                 out[did] = ("data", url, None)
             return out
-        for i in range(0, len(ids), 5000):
-            ch = ids[i:i + 5000]
+        for ch in chunks(ids):
             for jid, name, state in c.execute(select(t.jobs.c.id, t.jobs.c.name, t.jobs.c.state)
                                               .where(t.jobs.c.id.in_(ch))):
                 out[jid] = ("job", name, state)

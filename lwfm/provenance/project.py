@@ -5,10 +5,11 @@ paths cannot drift apart. Lines (not rdflib or pyoxigraph term objects) because
 formatting text is several times faster than building term objects in Python, and
 Oxigraph's N-Quads parser then loads them at native speed.
 
-Each function returns ``(owned, extra)``: ``owned`` are the lines whose subject is the
-row's own node and whose predicate the row alone decides (replaced when the row
-changes); ``extra`` are add-only facts about shared nodes (sites, the instance, entry
-points) or links a row adds to another node (a data row's ``job schema:result data``).
+Each row method returns the ``owned`` lines, those whose subject is the row's own node
+and whose predicate the row alone decides (replaced when the row changes), and appends
+to the ``extra`` list it is given the add-only facts about shared nodes (sites, the
+instance, entry points) or links a row adds to another node (a data row's
+``job schema:result data``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Mapping
 
-from .vocab import (ACTION_STATUS, _part, LWFM, PROV, RDF, SCHEMA, XSD, entry_text, graph_iri,
-                    node_iri, person_iri, site_iri, software_iri, status_iri)
+from .vocab import (ACTION_STATUS, LWFM, PROV, RDF, SCHEMA, XSD, entry_text, graph_iri,
+                    meta_iri, node_iri, person_iri, site_iri, software_iri, status_iri)
 
 Row = Mapping[str, Any]
 Lines = list[str]
@@ -184,11 +185,13 @@ class Emitter:
             o.append(f"{j} {P['lwfm_state']} \"{st}\" {g} .\n")
             o.append(f"{j} {P['actionStatus']} {_STATUS_OBJ[st]} {g} .\n")
         if r["started"]:
-            o.append(f"{j} {P['startTime']} {dt(r['started'])} {g} .\n")
-            o.append(f"{j} {P['prov_startedAtTime']} {dt(r['started'])} {g} .\n")
+            started = dt(r["started"])
+            o.append(f"{j} {P['startTime']} {started} {g} .\n")
+            o.append(f"{j} {P['prov_startedAtTime']} {started} {g} .\n")
         if r["ended"]:
-            o.append(f"{j} {P['endTime']} {dt(r['ended'])} {g} .\n")
-            o.append(f"{j} {P['prov_endedAtTime']} {dt(r['ended'])} {g} .\n")
+            ended = dt(r["ended"])
+            o.append(f"{j} {P['endTime']} {ended} {g} .\n")
+            o.append(f"{j} {P['prov_endedAtTime']} {ended} {g} .\n")
         if r["exit_code"] is not None:
             o.append(f"{j} {P['lwfm_exitCode']} \"{int(r['exit_code'])}\"{_INT} {g} .\n")
         if r["native_id"]:
@@ -258,7 +261,7 @@ class Emitter:
             o.append(f"{d} {P['prov_wasDerivedFrom']} <{src}> {g} .\n")
             extra.append(f"{d} {_INFL} <{src}> {g} .\n")
         for key, value in meta:
-            pv = f"<urn:lwfm:meta:{did}:{_meta_key(key)}>"
+            pv = f"<{meta_iri(did, key)}>"
             o.append(f"{d} {P['additionalProperty']} {pv} {g} .\n")
             extra += (f"{pv} {_TYPE} {C['PropertyValue']} {g} .\n",
                       f"{pv} {P['propertyID']} {lit(key)} {g} .\n",
@@ -295,11 +298,12 @@ class Emitter:
         body = _defn(r["body"])
         g = f"<{graph_iri(body.get('instance_id') or default_instance)}>"
         t = f"<{node_iri(r['id'])}>"
+        job = f"<{node_iri(r['job_id'])}>"
         o = [f"{t} {_TYPE} {C['Trigger']} {g} .\n",
              f"{t} {_TYPE} {C['Entity']} {g} .\n",
              f"{t} {P['lwfm_triggerKind']} {lit(r['kind'])} {g} .\n",
              f"{t} {P['lwfm_triggerStatus']} {lit(r['status'])} {g} .\n",
-             f"{t} {P['lwfm_fires']} <{node_iri(r['job_id'])}> {g} .\n"]
+             f"{t} {P['lwfm_fires']} {job} {g} .\n"]
         if body.get("created"):
             o.append(f"{t} {P['dateCreated']} {dt(body['created'])} {g} .\n")
         for w in body.get("watch") or []:
@@ -313,7 +317,7 @@ class Emitter:
         if r["fired_by"]:
             cause = node_iri(r["fired_by"])
             o.append(f"{t} {P['lwfm_firedBy']} <{cause}> {g} .\n")
-            extra.append(f"<{node_iri(r['job_id'])}> {_INFL} <{cause}> {g} .\n")
+            extra.append(f"{job} {_INFL} <{cause}> {g} .\n")
         if r["reason"]:
             o.append(f"{t} {P['lwfm_reason']} {lit(r['reason'])} {g} .\n")
         if r["fired_at"]:
@@ -339,10 +343,6 @@ class Emitter:
         for ref in items:
             o.append(f"{b} {P['lwfm_brought']} <{node_iri(ref)}> {g} .\n")
         return o
-
-
-def _meta_key(key: str) -> str:
-    return _part(key)
 
 
 # Predicates a job row owns on its own node (replaced when the row changes). A data

@@ -54,10 +54,9 @@ def classify(sparql: str) -> str:
 def local_context() -> dict[str, Any]:
     """The lwfm JSON-LD context, inline: the remote RO-Crate context is never fetched, so
     its reference is dropped and schema.org/PROV terms are compacted with prefixes."""
+    from .vocab import PREFIXES   # rdflib: not at import time (the CLI imports FORMATS)
     doc = json.loads(ontology_path("lwfm-context.jsonld").read_text())
-    ctx: dict[str, Any] = {"schema": "http://schema.org/",
-                           "xsd": "http://www.w3.org/2001/XMLSchema#",
-                           "rdfs": "http://www.w3.org/2000/01/rdf-schema#"}
+    ctx: dict[str, Any] = {p: PREFIXES[p] for p in ("schema", "xsd", "rdfs")}
     for part in doc["@context"]:
         if isinstance(part, dict):
             ctx.update(part)

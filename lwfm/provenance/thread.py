@@ -34,34 +34,27 @@ class ThreadNode:
             yield from c.walk()
 
 
-def _val(x: Any) -> str | None:
-    return None if x is None else x.value
-
-
 def thread(g: "ProvenanceGraph", workflow_id: str) -> ThreadNode:
     wid = node_id(workflow_id) or workflow_id
-    if any(c in wid for c in "<> \"{}|\\^`"):
-        raise NotFound(f"no workflow {workflow_id!r}")
     w = f"<{node_iri(wid)}>"
-    rows = g.select(f"SELECT ?n WHERE {{ {w} a lwfm:Workflow ; schema:name ?n }}")
+    rows = g.select_values(f"SELECT ?n WHERE {{ {w} a lwfm:Workflow ; schema:name ?n }}")
     if not rows:
         raise NotFound(f"no workflow {workflow_id!r} in the provenance graph "
                        f"(lwfm workflows lists them; lwfm reindex if the graph is stale)")
-    root = ThreadNode(id=wid, kind="workflow", label=rows[0][0].value or wid)
+    root = ThreadNode(id=wid, kind="workflow", label=rows[0][0] or wid)
     jobs: dict[str, ThreadNode] = {}
     attach: dict[str, tuple[str | None, str]] = {}
-    for j, name, state, parent, cause, site, created in g.select(f"""
+    for j, name, state, parent, cause, site, created in g.select_values(f"""
           SELECT ?j ?name ?state ?parent ?cause ?site ?created WHERE {{
             ?j lwfm:workflow {w} ; a lwfm:Job ; schema:name ?name ; lwfm:created ?created .
             OPTIONAL {{ ?j lwfm:state ?state }} OPTIONAL {{ ?j lwfm:parentJob ?parent }}
             OPTIONAL {{ ?j lwfm:triggeredBy ?t . ?t lwfm:firedBy ?cause }}
             OPTIONAL {{ ?j schema:agent ?a . ?a schema:name ?site }}
           }} ORDER BY ?created ?j"""):
-        jid = node_id(j.value) or j.value
-        jobs[jid] = ThreadNode(id=jid, kind="job", label=name.value, state=_val(state),
-                               site=_val(site))
-        p = node_id(_val(parent) or "")
-        c = node_id(_val(cause) or "")
+        jid = node_id(j) or j
+        jobs[jid] = ThreadNode(id=jid, kind="job", label=name, state=state, site=site)
+        p = node_id(parent or "")
+        c = node_id(cause or "")
         attach[jid] = (p, "child") if p else (c, "triggered") if c else (None, "")
     for jid, node in jobs.items():
         up, rel = attach[jid]
@@ -72,7 +65,7 @@ def thread(g: "ProvenanceGraph", workflow_id: str) -> ThreadNode:
             node.relation = rel or "part"
             root.children.append(node)
     seen: set[tuple[str, str]] = set()
-    for d, url, direction, job, created in g.select(f"""
+    for d, url, direction, job, created in g.select_values(f"""
           SELECT DISTINCT ?d ?url ?dir ?job ?created WHERE {{
             {{ ?d lwfm:workflow {w} }} UNION {{ ?job lwfm:workflow {w} . ?d prov:wasGeneratedBy ?job }}
             UNION {{ ?job lwfm:workflow {w} . ?job prov:used ?d }}
@@ -80,12 +73,12 @@ def thread(g: "ProvenanceGraph", workflow_id: str) -> ThreadNode:
                schema:dateCreated ?created .
             OPTIONAL {{ {{ ?d prov:wasGeneratedBy ?job }} UNION {{ ?job prov:used ?d }} }}
           }} ORDER BY ?created ?d"""):
-        did = node_id(d.value) or d.value
-        jid = node_id(_val(job) or "")
+        did = node_id(d) or d
+        jid = node_id(job or "")
         if (did, jid or "") in seen:
             continue
         seen.add((did, jid or ""))
-        node = ThreadNode(id=did, kind="data", label=url.value, relation=direction.value)
+        node = ThreadNode(id=did, kind="data", label=url, relation=direction)
         (jobs[jid].children if jid in jobs else root.children).append(node)
     return root
 

@@ -9,6 +9,8 @@ threads merge by IRI alone:
   inside the instance whose ``lwfm.toml`` configures it)
 * status report: ``urn:lwfm:status:<job_id>:<n>`` (n = 0-based position in the job's
   history as the recording store ordered it)
+* data metadata entry (``schema:additionalProperty``):
+  ``urn:lwfm:meta:<data_id>:<key>``
 * entry point (``schema:instrument``): ``urn:lwfm:software:<sha256 of kind+entry>``,
   so every run of the same program points at one SoftwareApplication node
 * named graph of an instance's facts: ``urn:lwfm:graph:<instance_id>``
@@ -80,6 +82,11 @@ def status_iri(job_id: str, n: int) -> str:
     return f"urn:lwfm:status:{_part(job_id)}:{n}"
 
 
+def meta_iri(data_id: str, key: str) -> str:
+    """IRI of one metadata entry (a schema:PropertyValue) of a data object."""
+    return f"urn:lwfm:meta:{_part(data_id)}:{_part(key)}"
+
+
 def graph_iri(instance_id: str) -> str:
     return "urn:lwfm:graph:" + _part(instance_id)
 
@@ -102,4 +109,4 @@ UP_PATH = "prov:wasInfluencedBy"
 
 __all__ = ["ACTION_STATUS", "LWFM", "OWL", "PREFIXES", "PROV", "RDF", "RDFS", "SCHEMA",
            "SPARQL_PREFIXES", "UP_PATH", "XSD", "entry_text", "graph_iri",
-           "node_id", "node_iri", "person_iri", "site_iri", "software_iri", "status_iri"]
+           "meta_iri", "node_id", "node_iri", "person_iri", "site_iri", "software_iri", "status_iri"]
