@@ -8,7 +8,6 @@ home: the submitting workflow, the jobs it starts (which find their context in
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import logging
 import os
 import threading
@@ -17,25 +16,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from . import config as _config
+from .context import USER, adopt_context
 from .errors import LwfmError, NotFound, SiteError
 from .files import local_path, sha256_file
 from .model import (DataObject, Direction, Job, JobContext, JobDefn, JobStatus, LogRecord, State,
-                    Trigger, TriggerKind, TriggerStatus, Workflow)
+                    Trigger, TriggerKind, Workflow)
 from .recorder import Recorder
 from .registry import make_site
 from .site import Site, SiteHost
 from .store import Store
-from .triggers import TriggerEngine
+from .triggers import TriggerEngine, parse_states
 
 if TYPE_CHECKING:
     from .provenance import ProvenanceGraph
 
 log = logging.getLogger("lwfm")
 _GRACE_S = 10.0  # how long a vanished process may wait for its supervisor's report
-try:  # the person behind the jobs this process submits (an agent in the graph)
-    _USER: str | None = getpass.getuser()
-except (KeyError, OSError):
-    _USER = None
 
 
 class Manager:
@@ -54,7 +50,7 @@ class Manager:
         self._stop = threading.Event()
         self._graph: ProvenanceGraph | None = None
         self._rec = Recorder(self.store, self._written)
-        self.context = self._adopt_context()
+        self.context = adopt_context(self.store)
 
     @property
     def instance_id(self) -> str:
@@ -82,42 +78,6 @@ class Manager:
         return sorted(set(self.config.sites) | {"local"})
 
     # -- context ----------------------------------------------------------------------
-    def _adopt_context(self) -> JobContext | None:
-        """The job we run inside, if any. A job launched by another lwfm instance (same
-        id, e.g. over SSH) is recorded here too, so what it does links to it after import."""
-        job_id = os.environ.get("LWFM_JOB_ID")
-        if not job_id:
-            return None
-        wf_id = os.environ.get("LWFM_WORKFLOW_ID") or None
-        # Launched by this instance: the submitter's group commit may be a moment behind.
-        ours = os.environ.get("LWFM_INSTANCE_ID") == self.instance_id
-        deadline = time.monotonic() + (10.0 if ours else 0.0)
-        while True:
-            try:
-                return self.store.get_job(job_id).context
-            except NotFound:
-                if time.monotonic() >= deadline:
-                    break
-                time.sleep(0.01)
-        if wf_id:
-            try:
-                self.store.get_workflow(wf_id)
-            except NotFound:
-                self.store.add_workflow(Workflow(name=os.environ.get("LWFM_WORKFLOW_NAME", ""),
-                                                 id=wf_id))
-        parent = os.environ.get("LWFM_PARENT_ID") or None
-        ctx = JobContext(job_id=job_id, parent_id=parent,
-                         originator_id=os.environ.get("LWFM_ORIGINATOR_ID") or job_id,
-                         workflow_id=wf_id, site=os.environ.get("LWFM_SITE", "remote"))
-        defn = JobDefn(entry=["(launched by another lwfm instance)"], site=ctx.site,
-                       name=os.environ.get("LWFM_JOB_NAME", "adopted job"))
-        try:
-            self.store.add_job(Job(defn=defn, context=ctx, state=State.RUNNING, submitter=_USER),
-                               JobStatus(job_id, State.RUNNING, info="adopted from environment"))
-        except Exception:  # another process adopted it first
-            return self.store.get_job(job_id).context
-        return ctx
-
     # -- run --------------------------------------------------------------------------
     def submit(self, defn: JobDefn, *, parent_id: str | None = None, workflow_id: str | None = None,
                job_id: str | None = None, triggered_by: str | None = None) -> Job:
@@ -135,7 +95,7 @@ class Manager:
             self.store.get_workflow(workflow_id)
         ctx = JobContext(parent_id=parent_id, originator_id=originator, workflow_id=workflow_id,
                          site=defn.site, **({"job_id": job_id} if job_id else {}))
-        job = Job(defn=defn, context=ctx, triggered_by=triggered_by, submitter=_USER)
+        job = Job(defn=defn, context=ctx, triggered_by=triggered_by, submitter=USER)
         with self._lock:
             self._inflight[ctx.job_id] = []
         try:
@@ -191,32 +151,6 @@ class Manager:
             raise LwfmError("report_status needs a job id outside an lwfm job")
         self._record(JobStatus(jid, State(state), info=info))
 
-    def _states(self, job_ids: Iterable[str]) -> dict[str, State | None]:
-        """Current states; a job whose trigger is dead will never run: CANCELLED."""
-        out: dict[str, State | None] = {}
-        for j in job_ids:
-            try:
-                job = self._job_or_future(j)
-                out[j] = job.state if job else None
-            except NotFound:
-                out[j] = None
-            except LwfmError:  # its trigger is dead
-                out[j] = State.CANCELLED
-        return out
-
-    def _job_or_future(self, job_id: str) -> Job | None:
-        """The job, or None while a pending trigger has yet to start it."""
-        try:
-            return self.store.get_job(job_id)
-        except NotFound:
-            tr = self.store.trigger_for_job(job_id)
-            if tr is None:
-                raise
-            if tr.status is TriggerStatus.DEAD:
-                raise LwfmError(f"job {job_id} will never run: its trigger {tr.id} is dead "
-                                f"({tr.reason})") from None
-            return None
-
     def status(self, job_id: str) -> Job:
         """The job as recorded, refreshed from its site when nothing else will report it."""
         self._rec.flush()
@@ -265,7 +199,7 @@ class Manager:
         self._ensure_loop()
         while True:
             self._rec.flush()
-            job = self._job_or_future(job_id)
+            job = self.triggers.job_or_future(job_id)
             if job is not None:
                 job = self._refreshed(job)
                 if job.state is not None and job.state.terminal:
@@ -405,9 +339,9 @@ class Manager:
     def _add_trigger(self, tr: Trigger) -> Trigger:
         self._rec.flush()
         for j in tr.watch:  # unknown ids are an error now, not a trigger that never fires
-            self._job_or_future(j)
+            self.triggers.job_or_future(j)
         if tr.workflow_id is None and tr.watch:
-            first = self._job_or_future(tr.watch[0])
+            first = self.triggers.job_or_future(tr.watch[0])
             tr.workflow_id = (first.context.workflow_id if first else
                               self.store.trigger_for_job(tr.watch[0]).workflow_id)  # type: ignore[union-attr]
         if tr.workflow_id is None and self.context is not None:
@@ -421,18 +355,18 @@ class Manager:
            **kw: Any) -> Trigger:
         """Run ``defn`` when ``job_id`` reaches one of ``states`` ("terminal" = any end)."""
         return self._add_trigger(Trigger(kind=TriggerKind.JOB, watch=[job_id], defn=defn,
-                                         states=_states(states), **kw))
+                                         states=parse_states(states), **kw))
 
     def on_all(self, job_ids: Iterable[str], defn: JobDefn,
                states: Iterable[State | str] = (State.COMPLETE,), **kw: Any) -> Trigger:
         """Join: run ``defn`` when every job reaches one of ``states``."""
         return self._add_trigger(Trigger(kind=TriggerKind.ALL, watch=list(job_ids), defn=defn,
-                                         states=_states(states), **kw))
+                                         states=parse_states(states), **kw))
 
     def on_any(self, job_ids: Iterable[str], defn: JobDefn,
                states: Iterable[State | str] = (State.COMPLETE,), **kw: Any) -> Trigger:
         return self._add_trigger(Trigger(kind=TriggerKind.ANY, watch=list(job_ids), defn=defn,
-                                         states=_states(states), **kw))
+                                         states=parse_states(states), **kw))
 
     def on_data(self, pattern: Mapping[str, Any], defn: JobDefn, **kw: Any) -> Trigger:
         """Run ``defn`` when data whose metadata matches ``pattern`` is put."""
@@ -484,12 +418,3 @@ class Manager:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def _states(states: Iterable[State | str]) -> list[State]:
-    out: list[State] = []
-    for s in ([states] if isinstance(states, (str, State)) else states):
-        if str(getattr(s, "value", s)).lower() == "terminal":
-            out += [State.COMPLETE, State.FAILED, State.CANCELLED]
-        else:
-            out.append(State(s))
-    return out

@@ -11,15 +11,27 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
-from .model import DataObject, State, Trigger, TriggerKind, TriggerStatus
+from .errors import LwfmError, NotFound
+from .model import DataObject, Job, State, Trigger, TriggerKind, TriggerStatus
 from .store import field_matches
 
 if TYPE_CHECKING:
     from .manager import Manager
 
 log = logging.getLogger("lwfm.triggers")
+
+
+def parse_states(states: Iterable[State | str] | State | str) -> list[State]:
+    """States a trigger waits for; "terminal" stands for every end state."""
+    out: list[State] = []
+    for s in ([states] if isinstance(states, (str, State)) else states):
+        if str(getattr(s, "value", s)).lower() == "terminal":
+            out += [State.COMPLETE, State.FAILED, State.CANCELLED]
+        else:
+            out.append(State(s))
+    return out
 
 
 def decide(tr: Trigger, states: dict[str, State | None]) -> tuple[str, str | None, str | None]:
@@ -75,6 +87,32 @@ class TriggerEngine:
     def added(self) -> None:
         self._any, self._checked = True, time.monotonic()
 
+    def job_or_future(self, job_id: str) -> Job | None:
+        """The job, or None while a pending trigger has yet to start it."""
+        try:
+            return self.store.get_job(job_id)
+        except NotFound:
+            tr = self.store.trigger_for_job(job_id)
+            if tr is None:
+                raise
+            if tr.status is TriggerStatus.DEAD:
+                raise LwfmError(f"job {job_id} will never run: its trigger {tr.id} is dead "
+                                f"({tr.reason})") from None
+            return None
+
+    def states(self, job_ids: Iterable[str]) -> dict[str, State | None]:
+        """Current states; a job whose trigger is dead will never run: CANCELLED."""
+        out: dict[str, State | None] = {}
+        for j in job_ids:
+            try:
+                job = self.job_or_future(j)
+                out[j] = job.state if job else None
+            except NotFound:
+                out[j] = None
+            except LwfmError:  # its trigger is dead
+                out[j] = State.CANCELLED
+        return out
+
     def on_job_change(self, job_id: str) -> None:
         for tr in self.store.triggers(status=TriggerStatus.PENDING, watching=job_id):
             self.evaluate(tr)
@@ -91,7 +129,7 @@ class TriggerEngine:
                     self._fire(tr, d.id)
                     return
             return
-        states = self.m._states(tr.watch)
+        states = self.states(tr.watch)
         verdict, fired_by, reason = decide(tr, states)
         if verdict == "fire":
             self._fire(tr, fired_by)

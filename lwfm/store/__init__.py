@@ -8,52 +8,20 @@ the job row is locked with ``SELECT ... FOR UPDATE``.
 
 from __future__ import annotations
 
-import fnmatch
-import json
 from contextlib import contextmanager
-from operator import itemgetter
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping
 
-from sqlalchemy import (JSON, Connection, Engine, bindparam, create_engine, event, func, insert,
-                        select, update)
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import DataError
 
 from ..errors import InvalidInput, NotFound
 from ..model import (TERMINAL, DataObject, Job, JobContext, JobDefn, JobStatus, LogRecord, State,
                      Trigger, TriggerStatus, Workflow, advance, iso, new_id, parse_time, utcnow)
 from . import schema as t
+from .metadata import field_matches, is_glob, matches, meta_rows_for, meta_value
+from .sql import chunks, insert_many, make_engine
 
 __all__ = ["Store", "chunks", "field_matches", "is_glob", "matches", "t"]
-
-IN_CHUNK = 5000  # ids per IN (...): under SQLite's 32766 and PostgreSQL's 65535 bind limits
-
-
-def chunks(items: Sequence[Any], n: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
-    """``items`` in slices small enough for one SQL ``IN (...)`` list."""
-    for i in range(0, len(items), n):
-        yield items[i:i + n]
-
-
-def _engine(url: str) -> Engine:
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, future=True)
-    eng = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
-
-    @event.listens_for(eng, "connect")
-    def _on_connect(dbapi_conn, _rec):  # noqa: ANN001
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=60000")
-        cur.close()
-
-    @event.listens_for(eng, "begin")
-    def _on_begin(conn):  # noqa: ANN001
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write")
-                             else "BEGIN")
-
-    return eng
 
 
 class Store:
@@ -61,7 +29,7 @@ class Store:
 
     def __init__(self, url: str):
         self.url = url
-        self.engine = _engine(url)
+        self.engine = make_engine(url)
         self.sqlite = url.startswith("sqlite")
         t.metadata.create_all(self.engine)
         with self.write() as c:
@@ -100,33 +68,8 @@ class Store:
         self.insert_many(c, t.events, [{"kind": kind, "ref": r} for r in refs])
 
     def insert_many(self, c: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
-        """executemany of plain rows. On SQLite it goes straight to the DB-API cursor of the
-        same connection (so the same transaction): this is the hot path of group commit and
-        of bundle import, and SQLAlchemy's per-row processing cost more than SQLite's."""
-        if not rows:
-            return
-        if not self.sqlite:
-            c.execute(insert(table), rows)
-            return
-        cols = list(rows[0])
-        js = [i for i, k in enumerate(cols) if isinstance(table.c[k].type, JSON)]
-        names = ", ".join('"' + k + '"' for k in cols)
-        sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(cols))})'
-        get = itemgetter(*cols) if len(cols) > 1 else (lambda r: (r[cols[0]],))
-        if js:
-            params: list[Any] = []
-            for r in rows:
-                v = list(get(r))
-                for i in js:
-                    v[i] = json.dumps(v[i])
-                params.append(v)
-        else:
-            params = [get(r) for r in rows]
-        cur = c.connection.cursor()
-        try:
-            cur.executemany(sql, params)
-        finally:
-            cur.close()
+        """executemany of plain rows (see :func:`lwfm.store.sql.insert_many`)."""
+        insert_many(c, table, rows, self.sqlite)
 
     # -- workflows --------------------------------------------------------------------
     def add_workflow(self, wf: Workflow) -> Workflow:
@@ -346,29 +289,12 @@ class Store:
         return [JobStatus.from_dict({k: v for k, v in r.items() if k != "seq"}) for r in rows]
 
     # -- data -------------------------------------------------------------------------
-    @staticmethod
-    def meta_value(v: Any) -> tuple[str, bool]:
-        """(stored text, typed): strings as they are, anything else as canonical JSON."""
-        return (v, False) if isinstance(v, str) else (json.dumps(v, sort_keys=True), True)
+    meta_value = staticmethod(meta_value)
+    meta_rows_for = staticmethod(meta_rows_for)
 
     @staticmethod
     def meta_rows(d: DataObject) -> list[dict[str, Any]]:
-        return Store.meta_rows_for(d.id, d.metadata)
-
-    @staticmethod
-    def meta_rows_for(data_id: str, metadata: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """The data_meta rows of one data object's metadata (one row per field)."""
-        rows = []
-        for k, v in metadata.items():
-            key = str(k)
-            text, typed = Store.meta_value(v)
-            if len(key) > 255 or "\x00" in key or "\x00" in text:
-                raise InvalidInput(f"metadata key {key[:40]!r}: keys must be at most 255 "
-                                   "characters, and keys and string values must not contain "
-                                   "NUL characters")
-            rows.append({"data_id": data_id, "key": key, "value": text, "typed": typed,
-                         "vhash": t.value_hash(text)})
-        return rows
+        return meta_rows_for(d.id, d.metadata)
 
     def add_data(self, d: DataObject) -> DataObject:
         d.instance_id = d.instance_id or self.instance_id
@@ -496,25 +422,3 @@ class Store:
     def last_event(self) -> int:
         with self.read() as c:
             return int(c.execute(select(func.coalesce(func.max(t.events.c.seq), 0))).scalar_one())
-
-
-def is_glob(v: Any) -> bool:
-    """A pattern value with ``*``, ``?`` or ``[`` is a glob; anything else must be equal."""
-    return isinstance(v, str) and any(ch in v for ch in "*?[")
-
-
-def field_matches(metadata: Mapping[str, Any], key: str, want: Any) -> bool:
-    """One field of a metadata pattern, by the same rule find_data applies in SQL."""
-    if key not in metadata:
-        return False
-    if is_glob(want):
-        return matches(metadata[key], want)
-    return Store.meta_value(metadata[key]) == Store.meta_value(want)
-
-
-def matches(value: Any, glob: str) -> bool:
-    """Case-sensitive glob match of one metadata value."""
-    if value is None:
-        return False
-    return fnmatch.fnmatchcase(value if isinstance(value, str) else json.dumps(value, sort_keys=True), glob)
-
