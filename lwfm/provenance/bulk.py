@@ -73,16 +73,22 @@ class LineStream(io.RawIOBase):
     """A binary stream of N-Quads formatted by a producer thread, for ``bulk_load``.
 
     The producer joins lines into ~4 MB chunks and hands them over a small bounded
-    queue, so memory stays flat and formatting runs while Oxigraph parses.
+    queue, so memory stays flat and formatting runs while Oxigraph parses. The stream
+    comes in segments of about ``SEGMENT_BYTES`` (whole chunks, so whole lines): each
+    is one ``bulk_load``, whose memory grows with its input -- one load of a 5.7M-quad
+    store peaks at ~1.7 GB, loads of ~250k quads at ~0.4 GB, for some 20% more time.
     """
 
     CHUNK_LINES = 20_000
+    SEGMENT_BYTES = 48 << 20
 
     def __init__(self, lines: Iterable[str], depth: int = 4):
         super().__init__()
         self.lines = 0
         self._q: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
         self._buf = memoryview(b"")
+        self._left = self.SEGMENT_BYTES   # bytes this segment may still take from the queue
+        self._eof = False
         self._error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._produce, args=(lines,), daemon=True,
@@ -119,13 +125,21 @@ class LineStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def next_segment(self) -> bool:
+        """Start the next segment after the first; False once every line was read."""
+        self._left = self.SEGMENT_BYTES
+        return not self._eof
+
     def readinto(self, b: Any) -> int:
         while not self._buf:
+            if self._eof or self._left <= 0:
+                return 0   # end of this segment (or of all)
             item = self._q.get()
             if item is None:
-                self._q.put(None)   # stay at EOF
+                self._eof = True
                 return 0
             self._buf = memoryview(item)
+            self._left -= len(item)
         n = min(len(b), len(self._buf))
         b[:n] = self._buf[:n]
         self._buf = self._buf[n:]

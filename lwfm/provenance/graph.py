@@ -190,10 +190,10 @@ class ProvenanceGraph:
     def reindex(self, optimize: bool = True) -> int:
         """Drop the graph and rebuild it from the SQL rows alone; returns lines loaded.
 
-        One Oxigraph bulk load reads a stream that a producer thread formats from the
-        rows, so formatting (Python, holds the GIL) overlaps with parsing and index
-        building (Rust, releases it); one load, not many, because each bulk load adds
-        its own sorted files and later ones pay to merge with earlier ones. ``lenient``
+        Oxigraph bulk loads read a stream that a producer thread formats from the rows,
+        so formatting (Python, holds the GIL) overlaps with parsing and index building
+        (Rust, releases it). One load per ~48 MB segment of the stream, not one for
+        all: a bulk load's memory grows with its input. ``lenient``
         skips IRI re-validation: every IRI comes from :mod:`.vocab`, which escapes ids
         and names. The watermark is taken *before* reading, so anything written
         meanwhile is applied again by the next sync (harmless: idempotent).
@@ -203,7 +203,10 @@ class ProvenanceGraph:
         self.ox.clear()
         stream = LineStream(iter_lines(self.store))
         try:
-            self.ox.bulk_load(input=stream, format=ox.RdfFormat.N_QUADS, lenient=True)
+            while True:
+                self.ox.bulk_load(input=stream, format=ox.RdfFormat.N_QUADS, lenient=True)
+                if not stream.next_segment():
+                    break
         finally:
             stream.close()
         stream.raise_error()
