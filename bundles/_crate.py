@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+import orjson
 from sqlalchemy import select
 
 from lwfm import __version__
@@ -48,12 +49,20 @@ _SECRET = re.compile(r"pass|secret|token|credential|api_?key|private", re.IGNORE
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
-_ENC = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
+_ENC = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False,
+                       ensure_ascii=False)
 
 
 def dumps(obj: Any) -> str:
-    """Canonical JSON (sorted keys, compact, ASCII): the form records take inside a bundle."""
-    return _ENC.encode(obj)
+    """Canonical JSON (sorted keys, compact, UTF-8): the form records take inside a bundle.
+
+    orjson writes exactly this, several times faster; integers beyond 64 bits, which
+    it refuses, take the standard library's identical path.
+    """
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
+        return _ENC.encode(obj)
 
 
 def _ref(iri: str | None) -> dict[str, str] | None:
@@ -62,7 +71,7 @@ def _ref(iri: str | None) -> dict[str, str] | None:
 
 def encode_entity(e: dict[str, Any]) -> str:
     """One entity as one line of canonical JSON, without null or empty properties."""
-    return _ENC.encode({k: v for k, v in e.items() if v is not None and v != []})
+    return dumps({k: v for k, v in e.items() if v is not None and v != []})
 
 
 def local_file(url: str) -> Path | None:
@@ -101,9 +110,19 @@ class _Writer:
         self.line(encode_entity(e))
 
     def line(self, encoded: str) -> None:
-        """An entity already encoded by a worker (same canonical form)."""
+        """One encoded entity."""
         self.raw(("" if self.first else ",\n") + encoded)
         self.first = False
+
+    def begin_lines(self) -> None:
+        """Entities written by :meth:`block` follow: the separator before them."""
+        self.raw("" if self.first else ",\n")
+        self.first = False
+
+    def block(self, b: bytes) -> None:
+        """Encoded entities joined by ``,\\n``, as a worker wrote them."""
+        self.flush()
+        self.fh.write(b)
 
     def flush(self) -> None:
         self.fh.write("".join(self.buf).encode())

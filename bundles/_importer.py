@@ -25,16 +25,13 @@ from lwfm.store import Store, t
 from ._common import METADATA, ImportReport, Limits, ProgressFn, derived_id, sha256_file
 from ._foreign import read_foreign
 from ._merge import Merger
-from ._reader import Incoming, LwfmConverter, Payload, entities, lwfm_origin, read_lwfm
-from ._safety import SafeZip, check_jsonld, open_zip, parse_metadata, stream_entities
+from ._reader import Incoming, Payload, entities, read_lwfm
+from ._safety import SafeZip, check_jsonld, open_zip, parse_metadata
+from ._stream import NotStreamable, child_batches
 
 MODES = ("fail", "keep", "theirs")
-STREAM_MIN_BYTES = 16 << 20   # metadata at least this large is read entity by entity
+STREAM_MIN_BYTES = 16 << 20   # metadata at least this large is read by a child process
 BATCH = 5000                  # records merged per step of a streamed import
-
-
-class _NotStreamable(Exception):
-    """The stream is not lwfm's layout after all; nothing was merged yet."""
 
 
 def import_bundle(store: Store, config: Any, path: Path, *, dry_run: bool = False,
@@ -54,12 +51,10 @@ def import_bundle(store: Store, config: Any, path: Path, *, dry_run: bool = Fals
                                 already_imported=earlier["id"])
         job = _Import(store, config, path, sz, sha, on_conflict, dry_run, progress, limits)
         if sz.entries[METADATA].file_size >= STREAM_MIN_BYTES:
-            streamed = stream_entities(sz, limits)
-            if streamed is not None:
-                try:
-                    return job.run(job.streamed(streamed))
-                except _NotStreamable:
-                    pass
+            try:
+                return job.run(job.streamed())
+            except NotStreamable:   # raised before any batch was merged
+                pass
         return job.run(job.whole())
     finally:
         sz.close()
@@ -109,42 +104,17 @@ class _Import:
         self.data_rows = {d["id"]: d for d in inc.data}
         yield inc
 
-    def streamed(self, ents: Iterator[dict[str, Any]]) -> Iterator[Incoming]:
-        small: dict[str, dict[str, Any]] = {}
-        conv: LwfmConverter | None = None
-        ids: set[str] = set()
+    def streamed(self) -> Iterator[Incoming]:
         done = 0
-        for e in ents:
-            is_record = "lwfm:record" in e or "lwfm:payloadOf" in e
-            if not is_record:
-                small[e["@id"]] = e
-                continue
-            if conv is None:
-                root = _root(small)
-                if root is None or "lwfm:bundleFormat" not in root:
-                    raise _NotStreamable()
-                self._start(lwfm_origin(root, self.where))
-                conv = LwfmConverter(self.head, self.where, set(self.sz.entries))
-            conv.add(e)
-            rid = e["@id"].lower()
-            if rid in ids:
-                raise BundleError(f"{self.where}: two records share the id {e['@id'][:100]}")
-            ids.add(rid)
-            if conv.size >= BATCH:
-                batch = conv.take()
-                self._keep_payload_rows(batch)
-                done += len(batch.jobs) + len(batch.data)
-                if self.progress:
-                    self.progress("import", done, done + BATCH)
-                yield batch
-        if conv is None:
-            raise _NotStreamable()
-        if _root(small) is None:
-            raise BundleError(f"{self.where}: no metadata descriptor/root data entity")
-        last = conv.take()
-        self._keep_payload_rows(last)
-        self.payload = conv.finish()
-        yield last
+        for inc in child_batches(self.path, self.limits, BATCH):
+            if self.head is None:
+                self._start(inc)
+            self._keep_payload_rows(inc)
+            self.payload += inc.payload
+            done += len(inc.jobs) + len(inc.data)
+            if self.progress:
+                self.progress("import", done, done + BATCH)
+            yield inc
 
     def _keep_payload_rows(self, inc: Incoming) -> None:
         # Payload entities come last; the rows they copy are few enough to keep (url, type).
@@ -263,13 +233,6 @@ class _Import:
                 "job_id": None, "workflow_id": orig["workflow_id"], "derived_from": p.data_id,
                 "time": now, "instance_id": self.store.instance_id})
         return staged, tmpdir, copies
-
-
-def _root(small: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    desc = small.get(METADATA)
-    about = desc.get("about") if desc else None
-    rid = about.get("@id") if isinstance(about, dict) else None
-    return small.get(rid) if isinstance(rid, str) else None
 
 
 def _extract(sz: SafeZip, member: str, sha: str, size: int, dest: Path | None) -> None:

@@ -85,7 +85,9 @@ def plan_merge(c: Connection, inc: Incoming, mode: str) -> Plan:
         sts = inc.statuses.get(T["id"], [])
         if L is None:
             p.inserts["job"].append(T)
-            p.inserts["status"] += [{"job_id": T["id"], **s} for s in sts]
+            for s in sts:   # rows fresh from the bundle: tag them in place
+                s["job_id"] = T["id"]
+            p.inserts["status"] += sts
             continue
         kept_state = _merge_job(L, T, p, theirs_wins)
         have = local_hist.get(T["id"], Counter())
@@ -218,7 +220,7 @@ _TABLES = {"workflow": t.workflows, "job": t.jobs, "data": t.data, "trigger": t.
 
 
 def apply_plan(c: Connection, store: Store, p: Plan) -> list[dict[str, str]]:
-    """Write the plan with bulk statements; returns (kind, ref) items for bundle_items."""
+    """Write the plan with bulk statements; returns the (kind, ref) items for bundle_items."""
     items: list[dict[str, str]] = []
     for kind in ("workflow", "job", "data", "trigger"):
         rows = p.inserts[kind]
@@ -233,10 +235,8 @@ def apply_plan(c: Connection, store: Store, p: Plan) -> list[dict[str, str]]:
                                             t.data_meta.c.key == m["key"]))
     bulk_insert(c, store, t.data_meta, p.inserts["data_meta"])
     bulk_insert(c, store, t.trigger_watch, p.inserts["watch"])
-    seqs = _insert_statuses(c, store, p.inserts["status"])
-    store.journal(c, "status", seqs)
-    items += [{"kind": "status", "ref": s} for s in seqs]
-    return items
+    store.journal(c, "status", _insert_statuses(c, store, p.inserts["status"]))
+    return items   # statuses come with their jobs: bundle_items names records only
 
 
 def bulk_insert(c: Connection, store: Store, table: Any, rows: list[dict[str, Any]]) -> None:

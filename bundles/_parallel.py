@@ -1,11 +1,14 @@
 """Render the entities of a large export in worker processes, one slice each.
 
 Encoding 100k jobs as JSON is CPU-bound Python; on a multi-core machine each
-worker (``python -m lwfm.bundles._parallel SPEC.json``) reads its slice of job and
-data ids from the store and writes one encoded entity per line to a file, plus the
-instruments and sites it met. The parent copies the files in slice order, so the
-metadata is byte-for-byte what a single process writes. Specs and results are
-JSON files: nothing is pickled.
+worker (``main(SPEC.json)`` in a child interpreter) reads its slice of job and data
+ids from the store and writes its entities, one encoded entity per line, plus the
+instruments and sites it met. The slices are contiguous runs of the metadata's
+entity order (jobs, then data), so the parent appends the workers' output in
+worker order and the metadata is byte-for-byte what a single process writes. The
+first worker writes into a pipe that the parent compresses into the zip while the
+others still run; the others write files. Specs and results are JSON: nothing is
+pickled.
 """
 
 from __future__ import annotations
@@ -15,13 +18,16 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from lwfm.errors import BundleError
 
+# Not ``-m lwfm.bundles._parallel``: the package imports this module first, and runpy warns.
+_CHILD = "import sys; from lwfm.bundles._parallel import main; main(sys.argv[1])"
 PARALLEL_MIN = 20_000   # jobs + data objects from which an export uses workers
+JOB_WEIGHT = 2          # a job entity costs about twice a data entity to render
+_BLOCK = 1 << 20
 
 
 def workers() -> int:
@@ -29,86 +35,104 @@ def workers() -> int:
                else os.cpu_count() or 1)
 
 
-def _slices(ids: list[str], n: int) -> list[list[str]]:
-    k, r = divmod(len(ids), n)
-    out, i = [], 0
-    for j in range(n):
-        size = k + (1 if j < r else 0)
-        out.append(ids[i:i + size])
-        i += size
+def _slices(jobs: list[str], data: list[str], n: int) -> list[tuple[list[str], list[str]]]:
+    """``n`` contiguous runs of jobs-then-data of about equal rendering cost."""
+    total = JOB_WEIGHT * len(jobs) + len(data)
+    out, j, d = [], 0, 0
+    for k in range(1, n + 1):
+        goal = total * k // n   # cumulative cost at the end of slice k
+        j2 = min(len(jobs), -(-goal // JOB_WEIGHT))
+        d2 = max(0, min(len(data), goal - JOB_WEIGHT * len(jobs)))
+        if k == n:
+            j2, d2 = len(jobs), len(data)
+        out.append((jobs[j:j2], data[d:d2]))
+        j, d = j2, d2
     return out
 
 
 def render_parallel(store_url: str, jobs: list[str], data: list[str], refs: dict[str, str],
                     w: Any, apps: dict[str, str], sites: set[tuple[str, str]],
                     progress: Any, total: int) -> None:
-    """Run the workers, then append their job lines, then their data lines, to ``w``."""
+    """Run the workers, appending their entity lines to ``w`` in slice order.
+
+    A worker's output is its entities joined by ``,\\n`` (no separator before the
+    first or after the last), so the parent copies it in blocks as it is.
+    """
     n = workers()
     with tempfile.TemporaryDirectory(prefix="lwfm-export-") as tmp:
         procs = []
-        for i, (js, ds) in enumerate(zip(_slices(jobs, n), _slices(data, n))):
-            spec = {"jobs": js, "data": ds,
-                    "refs": {d: refs[d] for d in ds if d in refs}, "dir": tmp, "part": i}
+        # The store URL (it may carry a password) goes by environment, never into a file.
+        env = {**os.environ, "LWFM_EXPORT_STORE_URL": store_url}
+        for i, (js, ds) in enumerate(_slices(jobs, data, n)):
+            spec = {"jobs": js, "data": ds, "refs": {d: refs[d] for d in ds if d in refs},
+                    "out": "-" if i == 0 else str(Path(tmp) / f"part-{i}.jsonl"),
+                    "extra": str(Path(tmp) / f"extra-{i}.json")}
             path = Path(tmp) / f"spec-{i}.json"
             path.write_text(json.dumps(spec))
-            # The store URL (it may carry a password) goes by environment, never into a file.
-            env = {**os.environ, "LWFM_EXPORT_STORE_URL": store_url}
-            procs.append(subprocess.Popen([sys.executable, "-m", "lwfm.bundles._parallel", str(path)],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env))
-        errors = []
-        for i, p in enumerate(procs):
-            _, err = p.communicate()
-            if p.returncode != 0:
-                errors.append(f"worker {i}: {err.decode(errors='replace')[-800:]}")
+            err = open(Path(tmp) / f"err-{i}.txt", "wb")
+            procs.append(subprocess.Popen([sys.executable, "-c", _CHILD, str(path)], env=env,
+                                          stdout=subprocess.PIPE if i == 0 else subprocess.DEVNULL,
+                                          stderr=err))
+            err.close()
+        ok = False
+        try:
+            done = 0
+            for i, p in enumerate(procs):
+                if i == 0:
+                    src = p.stdout
+                elif p.wait() != 0:
+                    break
+                else:
+                    src = open(Path(tmp) / f"part-{i}.jsonl", "rb")
+                with src:
+                    first = True
+                    while block := src.read(_BLOCK):
+                        if first:
+                            w.begin_lines()
+                            first = False
+                        w.block(block)
+                        done += block.count(b"\n")
+                        if progress:
+                            progress("export", done, total)
+            ok = True
+        finally:
+            for p in procs:
+                if not ok and p.poll() is None:
+                    p.kill()
+                p.wait()
+        errors = [f"worker {i}: " + (Path(tmp) / f"err-{i}.txt").read_text(errors="replace")[-800:]
+                  for i, p in enumerate(procs) if p.returncode != 0]
         if errors:
             raise BundleError("export worker failed:\n" + "\n".join(errors))
-        done = 0
-        for kind in ("jobs", "data"):
-            for i in range(n):
-                with open(Path(tmp) / f"{kind}-{i}.jsonl", encoding="ascii") as f:
-                    for line in f:
-                        w.line(line.rstrip("\n"))
-                        done += 1
-                        if progress and done % 5000 == 0:
-                            progress("export", done, total)
         for i in range(n):
             extra = json.loads((Path(tmp) / f"extra-{i}.json").read_text())
             apps.update(extra["apps"])
             sites.update(tuple(s) for s in extra["sites"])
 
 
-def _write_lines(path: Path, entities: Iterator[dict[str, Any]]) -> None:
-    from ._crate import encode_entity
-    with open(path, "w", encoding="ascii") as f:
-        buf = []
-        for e in entities:
-            buf.append(encode_entity(e))
-            if len(buf) >= 2000:
-                f.write("\n".join(buf) + "\n")
-                buf = []
-        if buf:
-            f.write("\n".join(buf) + "\n")
-
-
 def main(spec_path: str) -> None:
     from sqlalchemy import create_engine
 
-    from ._crate import render_data, render_jobs
+    from ._crate import encode_entity, render_data, render_jobs
     spec = json.loads(Path(spec_path).read_text())
-    out = Path(spec["dir"])
     apps: dict[str, str] = {}
     sites: set[tuple[str, str]] = set()
     engine = create_engine(os.environ["LWFM_EXPORT_STORE_URL"])
+    out = sys.stdout.buffer if spec["out"] == "-" else open(spec["out"], "wb")
     try:
         with engine.connect() as c:
-            _write_lines(out / f"jobs-{spec['part']}.jsonl", render_jobs(c, spec["jobs"], apps, sites))
-            _write_lines(out / f"data-{spec['part']}.jsonl",
-                         render_data(c, spec["data"], spec["refs"], sites))
+            buf: list[str] = []
+            sep = ""
+            for ents in (render_jobs(c, spec["jobs"], apps, sites),
+                         render_data(c, spec["data"], spec["refs"], sites)):
+                for e in ents:
+                    buf.append(encode_entity(e))
+                    if len(buf) >= 2000:
+                        out.write((sep + ",\n".join(buf)).encode())
+                        buf, sep = [], ",\n"
+            if buf:
+                out.write((sep + ",\n".join(buf)).encode())
     finally:
+        out.close()
         engine.dispose()
-    (out / f"extra-{spec['part']}.json").write_text(json.dumps(
-        {"apps": apps, "sites": sorted(sites)}))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1])
+    Path(spec["extra"]).write_text(json.dumps({"apps": apps, "sites": sorted(sites)}))

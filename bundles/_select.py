@@ -12,7 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import JSON, Connection, or_, select
+from sqlalchemy import (JSON, Column, Connection, MetaData, String, Table, insert, or_, select,
+                        union)
 
 from lwfm.errors import BundleError, NotFound
 from lwfm.model import iso, parse_time
@@ -27,23 +28,23 @@ class Selection:
     triggers: list[str] = field(default_factory=list)
 
 
-def _in(c: Connection, col, ids: Iterable[str], want) -> set[str]:
-    """Values of column ``want`` where ``col`` (same table) is in ``ids``; driver-level."""
-    return {r[want.name] for r in fetch_in(c, col.table, col.name, sorted(set(ids)),
-                                           cols=(want.name,))}
+# The selected jobs, in a temporary table of the reading connection: the closure's
+# queries join it instead of sending 100k ids back and forth in IN lists.
+_SEL = Table("lwfm_export_jobs", MetaData(), Column("id", String(64), primary_key=True),
+             prefixes=["TEMPORARY"])
 
 
-def _closure(c: Connection, seed: Any) -> set[str]:
-    """Jobs of ``seed`` (a select of ids), their descendants, and the ancestors linking them."""
+def _closure(c: Connection, seed: Any) -> None:
+    """Fill _SEL: jobs of ``seed`` (a select of ids), their descendants, the ancestors linking them."""
     d = seed.cte("sel_desc", recursive=True)
     d = d.union(select(t.jobs.c.id).join(d, t.jobs.c.parent_id == d.c.id))
-    found = set(c.execute(select(d.c.id)).scalars().all())
-    a = select(t.jobs.c.parent_id.label("id")).where(
-        t.jobs.c.id.in_(select(d.c.id)), t.jobs.c.parent_id.is_not(None)).cte("sel_anc", recursive=True)
+    c.execute(insert(_SEL).from_select(["id"], select(d.c.id)))
+    a = (select(t.jobs.c.parent_id.label("id")).join(_SEL, _SEL.c.id == t.jobs.c.id)
+         .where(t.jobs.c.parent_id.is_not(None)).cte("sel_anc", recursive=True))
     j2 = t.jobs.alias("j2")
     a = a.union(select(j2.c.parent_id).join(a, j2.c.id == a.c.id).where(j2.c.parent_id.is_not(None)))
-    found |= set(c.execute(select(t.jobs.c.id).where(t.jobs.c.id.in_(select(a.c.id)))).scalars().all())
-    return found
+    c.execute(insert(_SEL).from_select(["id"], select(t.jobs.c.id).where(
+        t.jobs.c.id.in_(select(a.c.id)), t.jobs.c.id.not_in(select(_SEL.c.id)))))
 
 
 def select_closure(store: Store, *, workflow_id: str | None = None, job_id: str | None = None,
@@ -62,18 +63,16 @@ def select_closure(store: Store, *, workflow_id: str | None = None, job_id: str 
             sel.data = sorted(c.execute(select(t.data.c.id)).scalars())
             sel.triggers = sorted(c.execute(select(t.triggers.c.id)).scalars())
             return sel
-        wfs: set[str] = set()
-        data: set[str] = set()
         if job_id:
             spec: dict[str, Any] = {"job": job_id}
-            jobs = _closure(c, select(t.jobs.c.id).where(t.jobs.c.id == job_id))
+            seed = select(t.jobs.c.id).where(t.jobs.c.id == job_id)
+            more_data, wfs = None, set()
         elif workflow_id:
             if c.execute(select(t.workflows.c.id).where(t.workflows.c.id == workflow_id)).first() is None:
                 raise NotFound(f"no workflow with id {workflow_id!r} (lwfm workflows lists them)")
             spec = {"workflow": workflow_id}
-            wfs.add(workflow_id)
-            jobs = _closure(c, select(t.jobs.c.id).where(t.jobs.c.workflow_id == workflow_id))
-            data |= set(c.execute(select(t.data.c.id).where(t.data.c.workflow_id == workflow_id)).scalars())
+            seed = select(t.jobs.c.id).where(t.jobs.c.workflow_id == workflow_id)
+            more_data, wfs = t.data.c.workflow_id == workflow_id, {workflow_id}
         else:
             try:
                 ts = iso(parse_time(since))
@@ -81,19 +80,34 @@ def select_closure(store: Store, *, workflow_id: str | None = None, job_id: str 
                 raise BundleError(f"--since {since!r} is not an ISO 8601 time "
                                   "(e.g. 2026-11-21T13:00:00Z)") from None
             spec = {"since": ts}
-            jobs = _closure(c, select(t.jobs.c.id).where(or_(
+            seed = select(t.jobs.c.id).where(or_(
                 t.jobs.c.created >= ts,
-                t.jobs.c.id.in_(select(t.statuses.c.job_id).where(t.statuses.c.time >= ts)))))
-            data |= set(c.execute(select(t.data.c.id).where(t.data.c.time >= ts)).scalars())
-            wfs |= set(c.execute(select(t.workflows.c.id).where(t.workflows.c.created >= ts)).scalars())
-        data |= _in(c, t.data.c.job_id, jobs, t.data.c.id)
-        wfs |= {w for w in _in(c, t.jobs.c.id, jobs, t.jobs.c.workflow_id) if w}
-        wfs |= {w for w in _in(c, t.data.c.id, data, t.data.c.workflow_id) if w}
-        wfs = _in(c, t.workflows.c.id, wfs, t.workflows.c.id)
-        trg = _in(c, t.triggers.c.job_id, jobs, t.triggers.c.id)
-        trg |= _in(c, t.trigger_watch.c.job_id, jobs, t.trigger_watch.c.trigger_id)
-        trg = _in(c, t.triggers.c.id, trg, t.triggers.c.id)
-    return Selection(spec, sorted(jobs), sorted(wfs), sorted(data), sorted(trg))
+                t.jobs.c.id.in_(select(t.statuses.c.job_id).where(t.statuses.c.time >= ts))))
+            more_data = t.data.c.time >= ts
+            wfs = set(c.execute(select(t.workflows.c.id).where(t.workflows.c.created >= ts)).scalars())
+        _SEL.drop(c, checkfirst=True)
+        _SEL.create(c)
+        try:
+            _closure(c, seed)
+            sel_ids = select(_SEL.c.id)
+            jobs = sorted(c.execute(sel_ids).scalars())
+            in_data = t.data.c.job_id.in_(sel_ids)
+            if more_data is not None:
+                in_data = or_(in_data, more_data)
+            data = sorted(c.execute(select(t.data.c.id).where(in_data)).scalars())
+            wfs |= set(c.execute(select(t.jobs.c.workflow_id).distinct()
+                                 .where(t.jobs.c.id.in_(sel_ids))).scalars())
+            wfs |= set(c.execute(select(t.data.c.workflow_id).distinct().where(in_data)).scalars())
+            wfs.discard(None)
+            wfs = set(c.execute(select(t.workflows.c.id).where(t.workflows.c.id.in_(sorted(wfs))))
+                      .scalars()) if wfs else set()
+            trg = union(select(t.triggers.c.id).where(t.triggers.c.job_id.in_(sel_ids)),
+                        select(t.trigger_watch.c.trigger_id).where(t.trigger_watch.c.job_id.in_(sel_ids)))
+            trg_ids = sorted(c.execute(select(t.triggers.c.id).where(
+                t.triggers.c.id.in_(select(trg.subquery().c[0])))).scalars())
+        finally:
+            _SEL.drop(c)
+    return Selection(spec, jobs, sorted(wfs), data, trg_ids)
 
 
 def fetch_in(c: Connection, table: Any, col: str, ids: list[str], order: str | None = None,
@@ -106,7 +120,7 @@ def fetch_in(c: Connection, table: Any, col: str, ids: list[str], order: str | N
     ordered by ``order`` (an integer column) within.
     """
     columns = [table.c[n] for n in cols] if cols is not None else list(table.columns)
-    names = [k.name for k in columns]
+    names = [str(k.name) for k in columns]   # plain str (not quoted_name): orjson keys
     js = {i for i, k in enumerate(columns) if isinstance(k.type, JSON)}
     mark = "?" if c.dialect.paramstyle == "qmark" else "%s"
     loads = json.loads

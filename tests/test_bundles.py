@@ -358,6 +358,12 @@ def test_round_trip_through_postgresql(tmp_path, pg_server, monkeypatch):
         import_bundle(third.store, third.config, out)
         for jid in th.steps + [th.launcher]:
             assert third.store.get_job(jid).to_dict() == local.store.get_job(jid).to_dict()
+        # The closure queries (a temporary table per selection) agree across both databases.
+        from lwfm.bundles._select import select_closure
+        for how in ({"job_id": th.launcher}, {"workflow_id": th.workflow}):
+            on_pg, on_sqlite = select_closure(local.store, **how), select_closure(third.store, **how)
+            assert on_pg.jobs and on_pg == on_sqlite
+            assert select_closure(local.store, **how) == on_pg   # the temp table was dropped
     finally:
         local.store.close()
         remote.store.close()
@@ -407,3 +413,23 @@ def test_parallel_export_writes_the_same_metadata(homes, tmp_path, monkeypatch):
     monkeypatch.setattr(_crate, "PARALLEL_MIN", 0)
     monkeypatch.setattr("lwfm.bundles._parallel.workers", lambda: 3)
     assert norm(_export(remote, tmp_path, "parallel.zip", workflow_id=th.workflow)) == serial
+
+
+def test_unicode_and_huge_integers_round_trip(homes, tmp_path, monkeypatch):
+    """Metadata with non-ASCII text and an integer beyond 64 bits (which the fast JSON
+    encoder refuses, so the standard one writes it) arrives exactly, whole or streamed,
+    from a single process or from export workers."""
+    from lwfm.bundles import _crate
+    local, remote, th = homes
+    md = {"title": "Ünïcode ✓ 数据", "big": 2 ** 70, "neg": -(2 ** 65), "pi": 3.25}
+    d = remote.store.add_data(DataObject(url="/lab/ü.h5", job_id=th.steps[0], metadata=md,
+                                         workflow_id=th.workflow))
+    for workers in (False, True):
+        if workers:
+            monkeypatch.setattr(_crate, "PARALLEL_MIN", 0)
+        out = _export(remote, tmp_path, f"u{workers}.zip", workflow_id=th.workflow)
+        assert "Ünïcode ✓ 数据" in zipfile.ZipFile(out).read("ro-crate-metadata.json").decode()
+        import_bundle(local.store, local.config, out)
+        got = local.store.get_data(d.id)
+        assert got.metadata == md and got.url == "/lab/ü.h5"
+        assert local.store.find_data({"big": 2 ** 70})[0].id == d.id

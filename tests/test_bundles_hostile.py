@@ -229,6 +229,30 @@ def test_streamed_reader_is_as_strict(env, monkeypatch, edit, match):
     refused(env, _lines_edit(env, "lines.zip", edit), match)
 
 
+def test_streamed_reader_that_dies_changes_nothing(env, monkeypatch, tmp_path):
+    """The child that reads a large bundle sends one good batch, then crashes: the
+    import is refused with the child's own words and the store is as it was."""
+    import sys
+    import types
+
+    from lwfm.bundles import _importer, _stream
+    monkeypatch.setattr(_importer, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(_importer, "BATCH", 1)
+    fake = tmp_path / "reader.py"
+    fake.write_text(
+        "import subprocess, sys\n"
+        "p = subprocess.Popen([sys.argv[1]] + sys.argv[2:], stdin=sys.stdin,\n"
+        "                     stdout=subprocess.PIPE)\n"
+        "sys.stdout.buffer.write(p.stdout.readline()); sys.stdout.flush()\n"
+        "p.kill()\n"
+        "sys.exit('reader crashed on purpose')\n")
+    runner = tmp_path / "python"
+    runner.write_text(f"#!/bin/sh\nexec {sys.executable} {fake} {sys.executable} \"$@\"\n")
+    runner.chmod(0o755)
+    monkeypatch.setattr(_stream, "sys", types.SimpleNamespace(executable=str(runner)))
+    refused(env, env[2], "bundle reader failed.*crashed on purpose")
+
+
 def test_bundle_from_this_very_instance(env):
     local, _, _, tmp = env
     own = tmp / "own.zip"

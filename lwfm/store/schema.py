@@ -147,7 +147,8 @@ bundles = Table(
     Column("summary", JSON, nullable=False, default=dict),
 )
 
-# Which bundle brought which record (kind: workflow/job/data/trigger/status).
+# Which bundle brought which record (kind: workflow/job/data/trigger; a job's statuses
+# come with it).
 bundle_items = Table(
     "bundle_items", metadata,
     Column("bundle_id", String(64), nullable=False, index=True),
