@@ -34,6 +34,8 @@ from lwfm.files import local_path, sha256_file
 from lwfm.model import DataObject, Direction, EntryKind, JobContext, JobDefn, JobStatus, State
 from lwfm.site import NoAuth, Repo, Run, Site, SiteHost, StaticSpin
 
+from ._spawn import spawnp
+
 _WRAP = '"$@"; rc=$?; echo $rc > "$LWFM_EXIT_FILE"; exit $rc'
 
 
@@ -61,7 +63,8 @@ def _environ_bytes() -> dict[bytes, bytes]:
 def _spawn(argv: list[str], env: dict[bytes, bytes], log: str, cwd: str | None) -> int:
     """Start argv in its own process group with stdin from /dev/null and stdout+stderr to
     ``log`` (one per job, interleaved as batch systems do). posix_spawn lets the child
-    open its own log and skips subprocess's per-call set-up: it is the hot path."""
+    open its own log and skips subprocess's per-call set-up: it is the hot path, and
+    :mod:`._spawn` calls it without holding the GIL."""
     if cwd:
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
@@ -72,10 +75,7 @@ def _spawn(argv: list[str], env: dict[bytes, bytes], log: str, cwd: str | None) 
         finally:
             os.close(fd)
     try:
-        return os.posix_spawnp(argv[0], argv, env, setpgroup=0, file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
-            (os.POSIX_SPAWN_DUP2, 1, 2)])
+        return spawnp(argv, env, log)
     except OSError as e:
         raise SiteError(f"cannot start {argv[0]!r}: {e.strerror or e}") from None
 

@@ -5,7 +5,8 @@ Run: ``python tests/bench/bench_core.py [--jobs N] [--hops N]``. Human-readable 
 first, then ONE JSON object on the last line. Goals are reported, never asserted;
 correctness (every job COMPLETE in the store) is asserted. lwfm, Popen and psij run
 interleaved, one of each per repetition, and ``vs_*`` are medians of per-repetition
-ratios: a shared machine's load changes from one minute to the next.
+ratios: a shared machine's load changes from one minute to the next. Popen and psij
+each run in an interpreter of their own (see :func:`in_child`).
 
 * ``jobs_per_s``: N ``/bin/true`` jobs submitted one by one through ``Manager.submit``
   to ``local``, then all waited to COMPLETE (median of 3 runs, each on a fresh home).
@@ -24,6 +25,8 @@ ratios: a shared machine's load changes from one minute to the next.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -134,6 +137,28 @@ def bench_lwfm_with_provenance(root: Path, n: int) -> dict[str, float] | None:
     return {"dt": dt, "syncs": syncs[0], "jobs_in_graph": jobs, "dt_synced": dt_synced}
 
 
+def in_child(peer: str, n: int, rep: int) -> float:
+    """Run a peer in its own interpreter (after its own untimed warm-up); its rate.
+
+    Each contender gets a process of its own: psij's local executor installs a SIGCHLD
+    handler and keeps a reaper thread for the life of the process, which would tax
+    every later child process of a shared interpreter (lwfm's jobs included).
+    """
+    r = subprocess.run([sys.executable, __file__, "--peer", peer, "--jobs", str(n), "--rep", str(rep)],
+                       stdout=subprocess.PIPE, text=True, check=True)
+    lines = r.stdout.strip().splitlines()
+    print("\n".join(lines[:-1]))
+    return float(lines[-1])
+
+
+def run_peer(peer: str, n: int, rep: int) -> None:
+    """``--peer``: warm up, then time ``n`` jobs; the rate alone on the last line."""
+    fn = {"psij": bench_psij, "popen": bench_popen}[peer]
+    with contextlib.redirect_stdout(io.StringIO()):
+        fn(200, -1)
+    print(fn(n, rep))
+
+
 def bench_psij(n: int, rep: int) -> float:
     import psij
     ex = psij.JobExecutor.get_instance("local")
@@ -213,7 +238,12 @@ def main() -> dict[str, object]:
     ap.add_argument("--jobs", type=int, default=1000)
     ap.add_argument("--hops", type=int, default=100)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--peer", choices=("psij", "popen"), help=argparse.SUPPRESS)
+    ap.add_argument("--rep", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.peer:
+        run_peer(args.peer, args.jobs, args.rep)
+        sys.exit(0)
     for var in ("LWFM_JOB_ID", "LWFM_WORKFLOW_ID", "LWFM_PARENT_ID", "LWFM_STORE_URL"):
         os.environ.pop(var, None)
     n = args.jobs
@@ -229,14 +259,12 @@ def main() -> dict[str, object]:
         # An untimed warm-up of each (imports, compiled statements, first threads).
         with Manager(fresh_home(root, "warm-up")) as m:
             lwfm_run(m, 200)
-        bench_popen(200, -1)
-        bench_psij(200, -1)
         for rep in range(args.reps):
             rate, p = bench_lwfm(root, n, rep)
             lwfm_rates.append(rate)
             prov = prov or p
-            popen_rates.append(bench_popen(n, rep))
-            psij_rates.append(bench_psij(n, rep))
+            popen_rates.append(in_child("popen", n, rep))
+            psij_rates.append(in_child("psij", n, rep))
         with_prov = bench_lwfm_with_provenance(root, n)
         hop = bench_hops(root, args.hops)
     finally:
