@@ -16,6 +16,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,32 +89,32 @@ def _root(small: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
 
 def child_batches(path: Path, limits: Limits, batch: int) -> Iterator[Incoming]:
     """:func:`read_batches`, run in a child process; the child is gone when this ends."""
-    proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(path)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    with tempfile.TemporaryFile() as err:   # a file, not a pipe: it can never fill and block
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(path)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
         assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps({"limits": dataclasses.asdict(limits), "batch": batch}).encode())
-        proc.stdin.close()
-        for line in proc.stdout:
-            msg = json.loads(line)
-            if "error" in msg:
-                raise BundleError(msg["error"])
-            if "not_streamable" in msg:
-                raise NotStreamable()
-            yield Incoming(origin=msg["origin"], foreign=False, info=msg["info"],
-                           payload=[Payload(**p) for p in msg["payload"]],
-                           **{k: msg[k] for k in _ROWS})
-        if proc.wait() != 0:
-            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-            raise BundleError(f"{path}: the bundle reader failed (exit {proc.returncode}): "
-                              f"{err.strip()[-800:]}")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for f in (proc.stdout, proc.stderr):
-            if f is not None:
-                f.close()
+        try:
+            proc.stdin.write(json.dumps({"limits": dataclasses.asdict(limits),
+                                         "batch": batch}).encode())
+            proc.stdin.close()
+            for line in proc.stdout:
+                msg = json.loads(line)
+                if "error" in msg:
+                    raise BundleError(msg["error"])
+                if "not_streamable" in msg:
+                    raise NotStreamable()
+                yield Incoming(origin=msg["origin"], foreign=False, info=msg["info"],
+                               payload=[Payload(**p) for p in msg["payload"]],
+                               **{k: msg[k] for k in _ROWS})
+            if proc.wait() != 0:
+                err.seek(0)
+                why = err.read().decode(errors="replace").strip()[-800:]
+                raise BundleError(f"{path}: the bundle reader failed (exit {proc.returncode}): {why}")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            proc.stdout.close()
 
 
 def main(path: str) -> int:
