@@ -111,11 +111,12 @@ class _Writer:
 
     def line(self, encoded: str) -> None:
         """One encoded entity."""
-        self.raw(("" if self.first else ",\n") + encoded)
-        self.first = False
+        self.begin_lines()
+        self.raw(encoded)
 
     def begin_lines(self) -> None:
-        """Entities written by :meth:`block` follow: the separator before them."""
+        """Entities follow (one by :meth:`line`, or a worker's :meth:`block`): the
+        separator before them."""
         self.raw("" if self.first else ",\n")
         self.first = False
 

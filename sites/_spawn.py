@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
-import threading
 
 _O_LOG = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 _SETPGROUP = getattr(os, "POSIX_SPAWN_SETPGROUP", 2)
 _OPAQUE = 1024   # bytes for posix_spawn_file_actions_t / posix_spawnattr_t (glibc: 80 / 336)
+_DEVNULL = os.fsencode(os.devnull)
 
 
 class _Libc:
@@ -41,7 +42,7 @@ class _Libc:
         fa = ctypes.create_string_buffer(_OPAQUE)
         _check(self.fa_init(fa))
         try:
-            _check(self.fa_open(fa, 0, os.devnull.encode(), os.O_RDONLY, 0))
+            _check(self.fa_open(fa, 0, _DEVNULL, os.O_RDONLY, 0))
             _check(self.fa_open(fa, 1, os.fsencode(log), _O_LOG, 0o644))
             _check(self.fa_dup2(fa, 1, 2))
             args = [os.fsencode(a) for a in argv]
@@ -60,24 +61,21 @@ def _check(err: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
-_libc: _Libc | None = None
-_lock = threading.Lock()
-_unbound = False
+@functools.cache
+def _bound() -> _Libc | None:
+    """libc's posix_spawn functions, bound once; None where they cannot be."""
+    try:
+        return _Libc()
+    except (OSError, AttributeError):
+        return None
 
 
 def spawnp(argv: list[str], env: dict[bytes, bytes], log: str) -> int:
     """Start ``argv`` (PATH-searched) in its own process group, stdin from /dev/null,
     stdout and stderr to ``log``; returns the pid. Raises OSError as os.posix_spawnp."""
-    global _libc, _unbound
-    if _libc is None and not _unbound:
-        with _lock:
-            if _libc is None and not _unbound:
-                try:
-                    _libc = _Libc()
-                except (OSError, AttributeError):
-                    _unbound = True
-    if _libc is not None:
-        return _libc.spawn(argv, env, log)
+    libc = _bound()
+    if libc is not None:
+        return libc.spawn(argv, env, log)
     return os.posix_spawnp(argv[0], argv, env, setpgroup=0, file_actions=[
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, log, _O_LOG, 0o644),

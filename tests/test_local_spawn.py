@@ -20,11 +20,9 @@ def _reap(pid: int) -> int:
 @pytest.fixture(params=["ctypes", "os"])
 def spawnp(request, monkeypatch):
     if request.param == "os":
-        monkeypatch.setattr(_spawn, "_libc", None)
-        monkeypatch.setattr(_spawn, "_unbound", True)
+        monkeypatch.setattr(_spawn, "_bound", lambda: None)
     else:
-        _spawn.spawnp(["true"], {}, os.devnull)   # bind libc now
-        assert _spawn._libc is not None, "libc's posix_spawnp could not be bound"
+        assert _spawn._bound() is not None, "libc's posix_spawnp could not be bound"
     return _spawn.spawnp
 
 
