@@ -20,6 +20,10 @@ each run in an interpreter of their own (see :func:`in_child`).
 * ``jobs_per_s_with_provenance``: the same N-job run with a thread syncing the graph
   CONCURRENTLY (``m.graph`` every 50 ms) while jobs run; the clock stops when all
   jobs are COMPLETE. ``..._until_graph_synced`` stops it when the graph holds them all.
+* ``fs_create_ms_runs``: the time to create an empty file in the bench directory, just
+  before each lwfm run (lwfm writes a log per job, the peers none). The bench first
+  waits (``fs_settle_s``, at most 60 s) until creating files is quick: on a disk mounted
+  with ``discard``, an earlier run's clean-up slows every create ~30x for up to a minute.
 """
 
 from __future__ import annotations
@@ -55,6 +59,30 @@ def fresh_home(root: Path, name: str) -> Path:
     return home
 
 
+def fs_create_ms(root: Path, files: int = 200) -> float:
+    """Mean time to create an empty file under ``root``, as a local job's log is made.
+
+    Files are left in place: deleting them is what slows creation down. On a disk
+    mounted with ``discard`` (these VMs), for some seconds after many files are deleted
+    each create waits on the journal: 0.6 ms instead of 0.02. lwfm makes one log per job
+    on the submit path and the peers make none, so this figure is printed with the runs.
+    """
+    d = Path(tempfile.mkdtemp(prefix="probe-", dir=root))
+    t0 = time.perf_counter()
+    for i in range(files):
+        os.close(os.open(d / str(i), os.O_WRONLY | os.O_CREAT, 0o644))
+    return 1000 * (time.perf_counter() - t0) / files
+
+
+def settle(root: Path, limit_s: float = 60.0) -> float:
+    """Wait (at most ``limit_s``) until creating a file is quick again, e.g. after an
+    earlier run's clean-up; returns the seconds waited."""
+    t0 = time.perf_counter()
+    while fs_create_ms(root) > 0.1 and time.perf_counter() - t0 < limit_s:
+        time.sleep(1)
+    return time.perf_counter() - t0
+
+
 def completed(m: Manager) -> int:
     m.flush()
     return len(m.store.find_jobs(state=State.COMPLETE.value))
@@ -73,13 +101,15 @@ def lwfm_run(m: Manager, n: int) -> float:
 
 def bench_lwfm(root: Path, n: int, rep: int) -> tuple[float, dict[str, float]]:
     """One throughput run on a fresh home; the first run also measures the provenance sync."""
+    fs_ms = fs_create_ms(root)
+    print(f"file creation before lwfm run {rep + 1}: {fs_ms:.3f} ms per file")
     with Manager(fresh_home(root, f"lwfm-{rep}")) as m:
         dt = lwfm_run(m, n)
         count = completed(m)
         assert count == n, f"{count} of {n} jobs COMPLETE in the store"
         print(f"lwfm run {rep + 1}: {n} jobs in {dt:.2f} s = {n / dt:.0f} jobs/s; "
               f"COMPLETE in the store: {count}")
-        return n / dt, (provenance_after(m, n) if rep == 0 else {})
+        return n / dt, {"fs_create_ms": fs_ms, **(provenance_after(m, n) if rep == 0 else {})}
 
 
 def provenance_after(m: Manager, n: int) -> dict[str, float]:
@@ -253,7 +283,10 @@ def main() -> dict[str, object]:
     popen_rates: list[float] = []
     psij_rates: list[float] = []
     prov: dict[str, float] = {}
+    fs_ms: list[float] = []
     try:
+        waited = settle(root)
+        print(f"waited {waited:.1f} s for file creation to be quick")
         # Interleaved, so each repetition compares the three under the same machine load
         # (these machines are shared and noisy); ratios are medians of per-repetition ratios.
         # An untimed warm-up of each (imports, compiled statements, first threads).
@@ -262,6 +295,7 @@ def main() -> dict[str, object]:
         for rep in range(args.reps):
             rate, p = bench_lwfm(root, n, rep)
             lwfm_rates.append(rate)
+            fs_ms.append(p.pop("fs_create_ms"))
             prov = prov or p
             popen_rates.append(in_child("popen", n, rep))
             psij_rates.append(in_child("psij", n, rep))
@@ -291,6 +325,8 @@ def main() -> dict[str, object]:
         "vs_psij": round(vs_psij, 2),
         "vs_popen": round(vs_popen, 3),
         "vs_popen_runs": [round(a / b, 3) for a, b in zip(lwfm_rates, popen_rates)],
+        "fs_create_ms_runs": [round(x, 3) for x in fs_ms],
+        "fs_settle_s": round(waited, 1),
         "trigger_hop_ms": round(hop_median, 2),
         "trigger_hop_p90_ms": round(pct(hops, 90), 2),
         "trigger_hops": len(hops),
