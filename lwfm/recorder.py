@@ -70,8 +70,9 @@ class Recorder:
             return
         with self._cv:
             target = self._queued
-            self._urgent = True
-            self._cv.notify_all()
+            if self._done < target:  # (nothing to hurry when all is written)
+                self._urgent = True
+                self._cv.notify_all()
             if not self._cv.wait_for(lambda: self._done >= target, timeout):
                 raise LwfmError(f"the store did not accept writes within {timeout} s")
             errors, self._errors = self._errors, []
