@@ -20,7 +20,7 @@ from .context import USER, adopt_context
 from .errors import LwfmError, NotFound, SiteError
 from .files import local_path, sha256_file
 from .model import (DataObject, Direction, Job, JobContext, JobDefn, JobStatus, LogRecord, State,
-                    Trigger, TriggerKind, Workflow)
+                    Trigger, TriggerKind, Workflow, check_json)
 from .recorder import Recorder
 from .registry import make_site
 from .site import Site, SiteHost
@@ -82,6 +82,7 @@ class Manager:
     def submit(self, defn: JobDefn, *, parent_id: str | None = None, workflow_id: str | None = None,
                job_id: str | None = None, triggered_by: str | None = None) -> Job:
         """Record and start a job on ``defn.site``; returns it (state RUNNING or later)."""
+        check_json((defn.entry, defn.env, defn.resources), "a job definition")
         site = self.site(defn.site)
         if parent_id is None and self.context is not None:
             parent_id = self.context.job_id
@@ -261,6 +262,7 @@ class Manager:
     def put(self, local_file: str | os.PathLike[str], dest: str, *, site: str = "local",
             metadata: Mapping[str, Any] | None = None, job_id: str | None = None) -> DataObject:
         """Copy a file to a site and record it as produced by the job (default: ours)."""
+        check_json(dict(metadata or {}), "metadata")  # before anything is copied
         ctx, wf = self._data_context(job_id)
         d = self.site(site).repo.put(Path(local_file), dest, ctx)
         self._link_copy(d, "local", wf)
@@ -269,6 +271,7 @@ class Manager:
     def get(self, source: str, local_file: str | os.PathLike[str], *, site: str = "local",
             metadata: Mapping[str, Any] | None = None, job_id: str | None = None) -> DataObject:
         """Fetch a file from a site and record it as used by the job (default: ours)."""
+        check_json(dict(metadata or {}), "metadata")  # before anything is copied
         ctx, wf = self._data_context(job_id)
         d = self.site(site).repo.get(source, Path(local_file), ctx)
         self._link_copy(d, site, wf)
@@ -291,6 +294,7 @@ class Manager:
                site: str = "local", metadata: Mapping[str, Any] | None = None,
                job_id: str | None = None, derived_from: str | None = None) -> DataObject:
         """Record a put or get done by other means (a job wrote a file itself)."""
+        check_json(dict(metadata or {}), "metadata")
         ctx, wf = self._data_context(job_id)
         url, size, digest = str(path_or_url), None, None
         if site == "local":
@@ -318,6 +322,7 @@ class Manager:
     # -- workflows and logs -----------------------------------------------------------
     def create_workflow(self, name: str, description: str = "",
                         props: Mapping[str, Any] | None = None) -> Workflow:
+        check_json(dict(props or {}), "workflow props")
         return self.store.add_workflow(Workflow(name=name, description=description,
                                                 props=dict(props or {})))
 
@@ -337,6 +342,7 @@ class Manager:
 
     # -- triggers ---------------------------------------------------------------------
     def _add_trigger(self, tr: Trigger) -> Trigger:
+        check_json((tr.pattern, tr.defn.entry, tr.defn.env, tr.defn.resources), "a trigger")
         self._rec.flush()
         for j in tr.watch:  # unknown ids are an error now, not a trigger that never fires
             self.triggers.job_or_future(j)

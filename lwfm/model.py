@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import os
 import threading
 import uuid
@@ -143,6 +144,17 @@ class _Record:
     def _coerce(cls, name: str, v: Any) -> Any:
         return v
 
+
+
+def check_json(value: Any, what: str) -> None:
+    """Refuse what standard JSON cannot hold (NaN, infinity, arbitrary objects) where a
+    user hands it in: SQLite would store it, PostgreSQL would refuse it, and no bundle,
+    graph or ``--json`` output could carry it."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise InvalidInput(f"{what} must be plain JSON (strings, numbers, booleans, null, "
+                           f"lists and objects; not NaN or infinity): {e}") from None
 
 @dataclass
 class JobDefn(_Record):

@@ -61,6 +61,18 @@ def test_put_find_get(home: Path, tmp_path: Path) -> None:
     assert g.returncode == 0 and (tmp_path / "back.txt").read_text() == "payload\n"
 
 
+def test_nan_and_infinity_stay_strings_so_json_output_stays_json(home: Path,
+                                                                  tmp_path: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("x\n")
+    r = lwfm(home, "put", str(src), str(tmp_path / "out.txt"), "--meta", "a=NaN",
+             "--meta", "b=-Infinity", "--meta", "c=1.5", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["metadata"] == {"a": "NaN", "b": "-Infinity", "c": 1.5}
+    found = lwfm(home, "find", "a=NaN", "--json").stdout
+    assert "NaN" in found and json.loads(found)[0]["metadata"]["a"] == "NaN"  # strict JSON
+
+
 @pytest.mark.parametrize("args, message", [
     (["status", "00000000-dead"], "no job with id"),
     (["cancel", "nope"], "no job with id"),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lwfm import JobDefn, Manager, State
-from lwfm.errors import NotFound, SiteError
+from lwfm.errors import InvalidInput, NotFound, SiteError
 
 REPO = Path(__file__).resolve().parents[1]
 PYENV = {"PYTHONPATH": str(REPO)}
@@ -175,3 +175,26 @@ def test_native_id_guards_against_pid_reuse(m: Manager) -> None:
     assert not _alive(f"{pid}:{int(stamp) - 60_000}")  # same pid, a process started earlier
     m.cancel(j.id)
     assert not _alive(native)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), {"at": object()}])
+def test_values_json_cannot_hold_are_refused_before_anything_happens(m: Manager, tmp_path: Path,
+                                                                     bad: object) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("x\n")
+    dest = tmp_path / "copy.txt"
+    with pytest.raises(InvalidInput, match="plain JSON"):
+        m.put(src, str(dest), metadata={"score": bad})
+    assert not dest.exists()  # refused before the copy, not after
+    with pytest.raises(InvalidInput, match="plain JSON"):
+        m.notate(src, metadata={"score": bad})
+    with pytest.raises(InvalidInput, match="plain JSON"):
+        m.find({"score": bad})
+    with pytest.raises(InvalidInput, match="plain JSON"):
+        m.submit(JobDefn(entry=["/bin/true"], resources={"mem": bad}))
+    with pytest.raises(InvalidInput, match="plain JSON"):
+        m.on_data({"score": bad}, JobDefn(entry=["/bin/true"]))
+    with pytest.raises(InvalidInput, match="plain JSON"):
+        m.create_workflow("w", props={"p": bad})
+    assert m.find() == [] and m.store.find_jobs() == [] and m.workflows() == []
+    assert m.store.triggers() == []

@@ -17,6 +17,10 @@ from ._common import command_list, echo_json, json_option, with_manager
 COMMANDS, command = command_list()
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def parse_pairs(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
     """``key=value`` pairs; a value that is valid JSON (number, true, [..]) keeps its type."""
     out: dict[str, Any] = {}
@@ -24,9 +28,9 @@ def parse_pairs(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
         key, sep, value = p.partition("=")
         if not sep or not key.strip():
             raise click.BadParameter(f"{p!r} is not KEY=VALUE", param_hint=what)
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
+        try:  # NaN and Infinity are not JSON: they stay strings
+            out[key.strip()] = json.loads(value, parse_constant=_not_json)
+        except ValueError:
             out[key.strip()] = value
     return out
 

@@ -19,7 +19,12 @@ from . import schema as t
 
 def meta_value(v: Any) -> tuple[str, bool]:
     """(stored text, typed): strings as they are, anything else as canonical JSON."""
-    return (v, False) if isinstance(v, str) else (json.dumps(v, sort_keys=True), True)
+    if isinstance(v, str):
+        return v, False
+    try:
+        return json.dumps(v, sort_keys=True, allow_nan=False), True
+    except (TypeError, ValueError) as e:
+        raise InvalidInput(f"metadata value {v!r:.60}: not plain JSON ({e})") from None
 
 
 def meta_rows_for(data_id: str, metadata: Mapping[str, Any]) -> list[dict[str, Any]]:
