@@ -174,17 +174,21 @@ class Manager:
         st = site.run.status(job.context)
         if st.state is job.state:
             return False
+        if st.state is State.UNKNOWN:
+            if job.started and time.time() - job.started.timestamp() < _GRACE_S:
+                return False  # its supervisor may not have recorded the exit yet (ask again)
+            # Its supervisor died with it: the outcome is lost. End it, so waits return.
+            st = JobStatus(job.id, State.FAILED, native_state=st.native_state,
+                           info=f"{st.info} (recorded as FAILED)")
         seen = (st.state, st.info, st.native_state)
         with self._lock:  # the loop and a waiter may poll the same job: report a change once
             if self._polled.get(job.id) == seen:
                 return False
             self._polled[job.id] = seen
-        if st.state is State.UNKNOWN:
-            if job.started and time.time() - job.started.timestamp() < _GRACE_S:
-                return False  # its supervisor may not have recorded the exit yet
-            # Its supervisor died with it: the outcome is lost. End it, so waits return.
-            st = JobStatus(job.id, State.FAILED, native_state=st.native_state,
-                           info=f"{st.info} (recorded as FAILED)")
+        self._rec.flush()  # the job's supervisor may have reported meanwhile: its word wins
+        now = self.store.get_job(job.id).state
+        if now is st.state or (now is not None and now.terminal):
+            return False
         self._record(st)
         return True
 

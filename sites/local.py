@@ -9,6 +9,7 @@ Two ways to run, one contract:
   job runs under ``/bin/sh`` that writes its exit code to ``<job id>.exit`` beside its
   log, so any later process (``lwfm status``, ``lwfm serve``) can learn how
   it ended after the submitter has gone. It costs one extra exec per job.
+  While the submitter lives, it reports the end as an event too.
 
 ``native_id`` is ``"<pid>:<spawn time ms>[:x]"``: checked against the kernel's start
 time of the pid, it guards cancel against pid reuse; ``:x`` marks a detached job with an
@@ -119,7 +120,9 @@ def _group_alive(pgid: int) -> bool:
 
 
 def exit_status(job_id: str, code: int | None, cancelled: bool = False) -> JobStatus:
-    if cancelled or (code is not None and code < 0 and -code in (signal.SIGTERM, signal.SIGKILL)):
+    """COMPLETE on 0, CANCELLED only when lwfm cancelled it (its marker file), else FAILED:
+    a job the OOM killer or a stray ``kill`` ended has failed, not been cancelled."""
+    if cancelled:
         return JobStatus(job_id, State.CANCELLED, native_state=f"exit {code}", exit_code=code)
     state = State.COMPLETE if code == 0 else State.FAILED
     return JobStatus(job_id, state, native_state=f"exit {code}", exit_code=code)
@@ -192,22 +195,21 @@ class LocalRun(Run):
         stamp = int(time.time() * 1000)
         pid = _spawn(argv, env, self._file(ctx.job_id, "log"), defn.cwd)
         ctx.native_id = f"{pid}:{stamp}" + (":x" if self.detach else "")
-        if not self.detach:
-            with self._lock:
-                self._procs[ctx.job_id] = pid
-                if self._reaper is None:
-                    self._reaper = _Reaper(self)
-                    self._reaper.start()
-            self._reaper.watch(pid, ctx.job_id)
-        else:  # still our child: reap it when it ends so it leaves no zombie
-            threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True).start()
+        # Detached or not, it is our child: while we live, its end is an event here (and
+        # reaping leaves no zombie); a detached job's exit file serves everyone else.
+        with self._lock:
+            self._procs[ctx.job_id] = pid
+            if self._reaper is None:
+                self._reaper = _Reaper(self)
+                self._reaper.start()
+        self._reaper.watch(pid, ctx.job_id)
         return JobStatus(ctx.job_id, State.RUNNING, native_state=f"pid {pid}")
 
     def _finished(self, job_id: str, code: int) -> None:
-        with self._lock:
-            self._procs.pop(job_id, None)
         cancelled = os.path.exists(self._file(job_id, "cancelled"))
         self.host.report(exit_status(job_id, code, cancelled))
+        with self._lock:  # only now: whoever sees it unsupervised finds the report queued
+            self._procs.pop(job_id, None)
 
     def supervises(self, job_id: str) -> bool:
         """Whether this process will report the job's end by itself (no polling needed)."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,31 @@ def test_run_wait_status_jobs_log_json(home: Path) -> None:
     assert [j["id"] for j in listed] == [job["id"]]
     fail = lwfm(home, "run", "--wait", "--shell", "exit 5")
     assert fail.returncode == 1 and "FAILED" in fail.stdout
+
+
+def test_env_values_pass_through_exactly(home: Path) -> None:
+    r = lwfm(home, "run", "--wait", "--env", "A=true", "--env", "B=1.50", "--env", "C=[1,2]",
+             "--shell", "--", 'echo "$A|$B|$C"')
+    assert r.returncode == 0, r.stderr
+    assert lwfm(home, "log", r.stdout.split()[0]).stdout == "true|1.50|[1,2]\n"
+
+
+def test_interrupting_run_wait_leaves_the_job_running_and_recorded(home: Path) -> None:
+    """Ctrl-C stops the waiting, not the job; the job still records how it ended."""
+    p = subprocess.Popen([sys.executable, "-m", "lwfm.cli", "run", "--wait", "--shell", "--",
+                          "sleep 2; exit 0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env={**os.environ, "LWFM_HOME": str(home)})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until the job is recorded as running
+        if json.loads(lwfm(home, "jobs", "--state", "running", "--json").stdout):
+            break
+        time.sleep(0.1)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 1 and "stopped waiting; job" in err and "Traceback" not in err
+    job_id = err.split("stopped waiting; job ")[1].split()[0]
+    w = lwfm(home, "wait", job_id, "--timeout", "60")
+    assert w.returncode == 0 and "COMPLETE" in w.stdout
 
 
 def test_run_detached_then_wait(home: Path) -> None:

@@ -198,3 +198,28 @@ def test_values_json_cannot_hold_are_refused_before_anything_happens(m: Manager,
         m.create_workflow("w", props={"p": bad})
     assert m.find() == [] and m.store.find_jobs() == [] and m.workflows() == []
     assert m.store.triggers() == []
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_a_job_killed_from_outside_failed_it_was_not_cancelled(m: Manager, detach: bool) -> None:
+    m.site("local").detach = detach  # type: ignore[attr-defined]
+    j = m.wait(m.submit(JobDefn(entry="kill -KILL $$", kind="shell")).id, timeout=30)
+    assert j.state is State.FAILED
+    assert j.exit_code in (-9, 137)  # the signal itself, or sh's 128+9 via the exit file
+
+
+def test_a_detached_job_that_vanished_is_failed_after_the_grace(home: Path, monkeypatch) -> None:
+    """Nobody supervises it (its submitter exited) and it left no exit code: once the grace
+    is over, a waiter records FAILED instead of waiting forever."""
+    import lwfm.manager
+    monkeypatch.setattr(lwfm.manager, "_GRACE_S", 1.0)
+    r = subprocess.run([sys.executable, "-m", "lwfm.cli", "run", "--", "sleep", "100"],
+                       capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "LWFM_HOME": str(home)})
+    assert r.returncode == 0, r.stderr
+    job_id = r.stdout.strip()
+    with Manager(home) as mgr:
+        pid = int(mgr.store.get_job(job_id).context.native_id.split(":")[0])
+        os.killpg(pid, 9)  # the wrapper and the job die: no exit file is written
+        j = mgr.wait(job_id, timeout=30)
+        assert j.state is State.FAILED and "not recorded" in (mgr.history(job_id)[-1].info or "")

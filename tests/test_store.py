@@ -589,3 +589,14 @@ def test_find_any_metadata_roundtrip(store: Store, md: dict) -> None:
         assert all(x.metadata.get(k) == v and type(x.metadata.get(k)) is type(v) for x in found)
     if exact:
         assert d.id in [x.id for x in store.find_data(exact)]
+
+
+def test_many_processes_open_a_fresh_store_at_once(store_url: str) -> None:
+    """The first open creates the schema: eight processes racing to do it all succeed and
+    agree on one instance id."""
+    code = "import sys; from lwfm.store import Store; print(Store(sys.argv[1]).instance_id)"
+    procs = [subprocess.Popen([sys.executable, "-c", code, store_url], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, [err for _, err in outs if err]
+    assert len({out.strip() for out, _ in outs}) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 from typing import Any
 
@@ -21,17 +22,28 @@ def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def parse_pairs(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
-    """``key=value`` pairs; a value that is valid JSON (number, true, [..]) keeps its type."""
+def _finite(text: str) -> float:
+    v = float(text)
+    if math.isinf(v):
+        raise ValueError(f"{text} is beyond a float")
+    return v
+
+
+def parse_pairs(pairs: tuple[str, ...], what: str, typed: bool = True) -> dict[str, Any]:
+    """``key=value`` pairs. ``typed``: a value that is valid JSON (number, true, [..]) keeps
+    its type; NaN and numbers beyond a float (1e999) are not JSON and stay strings."""
     out: dict[str, Any] = {}
     for p in pairs:
         key, sep, value = p.partition("=")
         if not sep or not key.strip():
             raise click.BadParameter(f"{p!r} is not KEY=VALUE", param_hint=what)
-        try:  # NaN and Infinity are not JSON: they stay strings
-            out[key.strip()] = json.loads(value, parse_constant=_not_json)
-        except ValueError:
-            out[key.strip()] = value
+        out[key.strip()] = value
+        if typed:
+            try:
+                out[key.strip()] = json.loads(value, parse_constant=_not_json,
+                                              parse_float=_finite)
+            except ValueError:
+                pass
     return out
 
 
@@ -73,13 +85,18 @@ def run_cmd(m, site: str, kind: str | None, name: str, workflow_id: str | None,
     k = EntryKind(kind or "argv")
     entry: Any = list(command_) if k is EntryKind.ARGV else " ".join(command_)
     defn = JobDefn(entry=entry, kind=k, name=name, site=site, cwd=cwd,
-                   env={k_: str(v) for k_, v in parse_pairs(env, "--env").items()})
+                   env=parse_pairs(env, "--env", typed=False))
     target = m.site(site)
-    if not do_wait and getattr(target, "detach", None) is False:
-        target.detach = True  # this process exits now; the job must record its own end
+    if getattr(target, "detach", None) is False:
+        # This process may exit (or be interrupted) before the job: it records its own end.
+        target.detach = True
     job = m.submit(defn, parent_id=parent_id, workflow_id=workflow_id)
     if do_wait:
-        job = m.wait(job.id)
+        try:
+            job = m.wait(job.id)
+        except KeyboardInterrupt:
+            raise LwfmError(f"stopped waiting; job {job.id} runs on "
+                            f"(lwfm wait {job.id[:8]}, lwfm cancel {job.id[:8]})") from None
     if as_json:
         echo_json(job_dict(job))
     else:

@@ -31,8 +31,11 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self.sqlite = url.startswith("sqlite")
-        t.metadata.create_all(self.engine)
         with self.write() as c:
+            # Inside the write lock: many processes may open a fresh home at once.
+            if not self.sqlite:
+                c.exec_driver_sql("SELECT pg_advisory_xact_lock(7403)")  # 7403: lwfm's schema
+            t.metadata.create_all(c)
             row = c.execute(select(t.meta.c.value).where(t.meta.c.key == "instance_id")).first()
             if row is None:
                 self._instance_id = new_id()
