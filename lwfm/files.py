@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from .errors import InvalidInput
 
@@ -21,6 +21,11 @@ def sha256_file(path: str | Path) -> str:
 def local_path(url: str) -> Path:
     """A local path from a path or ``file://`` URL."""
     u = urlparse(url)
-    if u.scheme in ("", "file"):
-        return Path(u.path if u.scheme else url).expanduser().resolve()
+    if u.scheme == "file":
+        if u.netloc not in ("", "localhost"):
+            raise InvalidInput(f"{url!r} names host {u.netloc!r}: a file:// URL here must be "
+                               "local (file:///path)")
+        return Path(unquote(u.path)).resolve()  # as Path.as_uri() quoted it
+    if u.scheme == "":
+        return Path(url).expanduser().resolve()
     raise InvalidInput(f"{url!r} is not a local path or file:// URL")

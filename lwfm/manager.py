@@ -125,7 +125,13 @@ class Manager:
             if st.job_id in self._inflight:  # its submit() is still recording; keep order
                 self._inflight[st.job_id].append(st)
                 return
-        self._rec.put(("status", (st, None)))
+        try:
+            self._rec.put(("status", (st, None)))
+        except LwfmError:
+            if not self._rec.closed:
+                raise
+            # The job outlived this Manager: a detached job's exit file tells the others.
+            log.debug("job %s ended (%s) after its Manager closed", st.job_id, st.state.value)
 
     def _record(self, st: JobStatus) -> None:
         """Record a status and wait until it is written (callers read it back)."""
@@ -255,6 +261,11 @@ class Manager:
         return self.site(job.context.site).run.log(job.context)
 
     # -- data -------------------------------------------------------------------------
+    def _check_metadata(self, metadata: Mapping[str, Any] | None) -> None:
+        """Refuse bad metadata (long keys, NUL, values JSON cannot hold) before anything
+        is copied, by the rules the store applies when it writes it."""
+        self.store.meta_rows(DataObject(url="", metadata=dict(metadata or {})))
+
     def _data_context(self, job_id: str | None) -> tuple[JobContext | None, str | None]:
         jid = job_id or (self.context.job_id if self.context else None)
         if jid is None:
@@ -266,7 +277,7 @@ class Manager:
     def put(self, local_file: str | os.PathLike[str], dest: str, *, site: str = "local",
             metadata: Mapping[str, Any] | None = None, job_id: str | None = None) -> DataObject:
         """Copy a file to a site and record it as produced by the job (default: ours)."""
-        check_json(dict(metadata or {}), "metadata")  # before anything is copied
+        self._check_metadata(metadata)  # before anything is copied
         ctx, wf = self._data_context(job_id)
         d = self.site(site).repo.put(Path(local_file), dest, ctx)
         self._link_copy(d, "local", wf)
@@ -275,7 +286,7 @@ class Manager:
     def get(self, source: str, local_file: str | os.PathLike[str], *, site: str = "local",
             metadata: Mapping[str, Any] | None = None, job_id: str | None = None) -> DataObject:
         """Fetch a file from a site and record it as used by the job (default: ours)."""
-        check_json(dict(metadata or {}), "metadata")  # before anything is copied
+        self._check_metadata(metadata)  # before anything is copied
         ctx, wf = self._data_context(job_id)
         d = self.site(site).repo.get(source, Path(local_file), ctx)
         self._link_copy(d, site, wf)
@@ -298,7 +309,7 @@ class Manager:
                site: str = "local", metadata: Mapping[str, Any] | None = None,
                job_id: str | None = None, derived_from: str | None = None) -> DataObject:
         """Record a put or get done by other means (a job wrote a file itself)."""
-        check_json(dict(metadata or {}), "metadata")
+        self._check_metadata(metadata)
         ctx, wf = self._data_context(job_id)
         url, size, digest = str(path_or_url), None, None
         if site == "local":

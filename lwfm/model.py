@@ -178,6 +178,8 @@ class JobDefn(_Record):
             if not isinstance(self.entry, list) or not self.entry or not all(
                     isinstance(a, str) for a in self.entry):
                 raise InvalidInput("an argv job needs a non-empty list of strings as entry")
+            if not self.entry[0].strip():
+                raise InvalidInput("an argv job's program (its first word) is empty")
         elif self.kind in (EntryKind.SHELL, EntryKind.PYTHON):
             if not isinstance(self.entry, str) or not self.entry.strip():
                 raise InvalidInput(f"a {self.kind.value} job needs a non-empty string entry")

@@ -55,6 +55,10 @@ class Recorder:
         ref = weakref.ref(self)
         atexit.register(lambda: (r := ref()) is not None and r.close())
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def put(self, op: Op) -> None:
         with self._cv:
             if self._closed:

@@ -19,6 +19,7 @@ from any process and whichever process reaps the job reports it CANCELLED.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import select
@@ -185,6 +186,8 @@ class LocalRun(Run):
         return f"{shard}/{job_id}.{suffix}"
 
     def submit(self, defn: JobDefn, ctx: JobContext) -> JobStatus:
+        if defn.cwd and not os.path.isdir(defn.cwd):
+            raise SiteError(f"the job's working directory {defn.cwd} is not a directory")
         extra = self.host.job_env(defn, ctx)
         argv = job_argv(defn)
         if self.detach:
@@ -268,11 +271,18 @@ class LocalRepo(Repo):
     def _copy(self, src: Path, dst: Path, direction: Direction) -> DataObject:
         if not src.is_file():
             raise NotFound(f"no such file: {src}")
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.is_dir():
+            raise SiteError(f"cannot copy {src} to {dst}: it is a directory (name the file)")
         if src != dst:
             tmp = dst.with_name(f".{dst.name}.lwfm-tmp")
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
+            try:  # through a temp name: a failed copy leaves the destination as it was
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, tmp)
+                os.replace(tmp, dst)
+            except OSError as e:
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
+                raise SiteError(f"cannot copy {src} to {dst}: {e.strerror or e}") from None
         return DataObject(url=dst.as_uri(), site=self.host.name, direction=direction,
                           size=dst.stat().st_size, sha256=sha256_file(dst))
 

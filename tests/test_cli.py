@@ -88,6 +88,42 @@ def test_put_find_get(home: Path, tmp_path: Path) -> None:
     assert g.returncode == 0 and (tmp_path / "back.txt").read_text() == "payload\n"
 
 
+def test_bad_destinations_are_clear_errors_that_change_nothing(home: Path, tmp_path: Path) -> None:
+    src = tmp_path / "a.txt"
+    src.write_text("new\n")
+    kept = tmp_path / "kept.txt"
+    kept.write_text("OLD\n")
+    for args in (["put", str(src), str(tmp_path)],                # a directory
+                 ["put", str(src), "/proc/lwfm-x"],               # cannot be written
+                 ["put", str(src), str(src / "x")],               # under a file
+                 ["get", str(src), "/proc/lwfm-y"],
+                 ["put", str(src), str(kept), "--meta", "k" * 300 + "=1"],  # key too long
+                 ["put", str(src), "file://elsewhere/tmp/x"],     # not this host
+                 ["export", "--all", "-o", "/proc/lwfm-x.zip"]):
+        r = lwfm(home, *args)
+        assert r.returncode == 1 and r.stderr.startswith("lwfm: error:"), (args, r.stderr)
+        assert "Traceback" not in r.stderr
+    assert kept.read_text() == "OLD\n"  # metadata is checked before anything is copied
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "kept.txt", "lwfm-home"]
+    assert json.loads(lwfm(home, "find", "--json").stdout) == []
+
+
+def test_empty_program_is_refused_before_anything_is_recorded(home: Path) -> None:
+    r = lwfm(home, "run", "--", "")
+    assert r.returncode == 1 and "program (its first word) is empty" in r.stderr
+    assert json.loads(lwfm(home, "jobs", "--json").stdout) == []
+
+
+def test_recorded_file_urls_read_back_with_spaces_and_unicode(home: Path, tmp_path: Path) -> None:
+    src = tmp_path / "a.txt"
+    src.write_text("data\n")
+    put = json.loads(lwfm(home, "put", str(src), str(tmp_path / "x y é.txt"), "--json").stdout)
+    assert "%20" in put["url"]  # recorded as a proper file:// URL
+    g = lwfm(home, "get", put["url"], str(tmp_path / "back.txt"))
+    assert g.returncode == 0, g.stderr
+    assert (tmp_path / "back.txt").read_text() == "data\n"
+
+
 def test_nan_and_infinity_stay_strings_so_json_output_stays_json(home: Path,
                                                                   tmp_path: Path) -> None:
     src = tmp_path / "in.txt"

@@ -66,5 +66,9 @@ def run_main(group: click.Group) -> None:
     except LwfmError as e:
         click.echo(f"lwfm: error: {e}", err=True)
         sys.exit(1)
+    except OSError as e:  # a path the user gave: missing, a directory, not writable, ...
+        where = f": {e.filename}" if e.filename else ""
+        click.echo(f"lwfm: error: {e.strerror or e}{where}", err=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

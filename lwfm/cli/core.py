@@ -73,7 +73,7 @@ def jobs_table(jobs: list[Job]) -> None:
 @click.option("--workflow", "workflow_id", help="Workflow id the job belongs to.")
 @click.option("--parent", "parent_id", help="Parent job id.")
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment variable.")
-@click.option("--cwd", type=click.Path(file_okay=False), help="Working directory.")
+@click.option("--cwd", type=click.Path(exists=True, file_okay=False), help="Working directory.")
 @click.option("--wait", "do_wait", is_flag=True, help="Wait for the job to end; exit 1 unless COMPLETE.")
 @json_option
 @click.argument("command_", nargs=-1, required=True, type=click.UNPROCESSED, metavar="COMMAND...")
