@@ -26,7 +26,7 @@ import orjson
 from sqlalchemy import select
 
 from lwfm import __version__
-from lwfm.model import iso, utcnow
+from lwfm.model import SECRET_NAME, iso, redacted_env, utcnow
 from lwfm.provenance.vocab import ACTION_STATUS, SCHEMA, site_iri, software_iri
 from lwfm.provenance.vocab import node_iri as urn
 from lwfm.store import Store, chunks, t
@@ -45,7 +45,6 @@ from ._common import (
 from ._parallel import PARALLEL_MIN, render_parallel, workers
 from ._select import Selection, fetch_in, select_closure
 
-_SECRET = re.compile(r"pass|secret|token|credential|api_?key|private", re.IGNORECASE)
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
@@ -312,10 +311,9 @@ def _job_entity(r: dict[str, Any], statuses: list[dict[str, Any]], io: tuple[lis
                 apps: dict[str, str], sites: set[tuple[str, str]]) -> dict[str, Any]:
     defn = r["defn"] or {}
     env = defn.get("env")
-    if isinstance(env, dict) and any(_SECRET.search(k) for k in env):
-        # Secrets never reach a bundle, even if a job definition carried one in its env.
-        defn = r["defn"] = {**defn, "env": {k: "<redacted>" if _SECRET.search(k) else v
-                                            for k, v in env.items()}}
+    if isinstance(env, dict) and any(SECRET_NAME.search(k) for k in env):
+        # Secrets never reach a bundle, even from a store written before they were redacted.
+        defn = r["defn"] = {**defn, "env": redacted_env(env)}
     app = software_iri(str(defn.get("kind")), defn.get("entry"))
     entry = defn.get("entry")
     apps[app] = (" ".join(entry) if isinstance(entry, list) else

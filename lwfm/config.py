@@ -70,6 +70,8 @@ def load(home: str | os.PathLike[str] | None = None) -> Config:
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{f} is not valid TOML: {e}") from None
     store = raw.get("store", {})
+    if not isinstance(store, dict) or not isinstance(store.get("url", ""), str):
+        raise ConfigError(f'{f}: [store] must be a table with url = "<SQLAlchemy URL>"')
     url = os.environ.get("LWFM_STORE_URL") or store.get("url") or f"sqlite:///{h / 'lwfm.db'}"
     sites = raw.get("sites", {})
     if not isinstance(sites, dict) or not all(isinstance(v, dict) for v in sites.values()):

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from . import config as _config
 from .context import USER, adopt_context
-from .errors import LwfmError, NotFound, SiteError
+from .errors import InvalidInput, LwfmError, NotFound, SiteError
 from .files import local_path, sha256_file
 from .model import (DataObject, Direction, Job, JobContext, JobDefn, JobStatus, LogRecord, State,
-                    Trigger, TriggerKind, Workflow, check_json)
+                    SECRET_NAME, Trigger, TriggerKind, Workflow, check_json)
 from .recorder import Recorder
 from .registry import make_site
 from .site import Site, SiteHost
@@ -50,7 +50,18 @@ class Manager:
         self._stop = threading.Event()
         self._graph: ProvenanceGraph | None = None
         self._rec = Recorder(self.store, self._written)
-        self.context = adopt_context(self.store)
+        self._context: JobContext | None = None
+        self._context_known = False
+
+    @property
+    def context(self) -> JobContext | None:
+        """The job this process runs in (``LWFM_JOB_ID``), looked up, or adopted when another
+        instance launched it, on first use: a read-only command records no job."""
+        with self._lock:
+            if not self._context_known:
+                self._context = adopt_context(self.store)
+                self._context_known = True
+            return self._context
 
     @property
     def instance_id(self) -> str:
@@ -67,7 +78,7 @@ class Manager:
                 host = SiteHost(name=name, home=self.home, config=self.config.site_config(name),
                                 report=self._report, instance_id=self.instance_id)
                 site = make_site(self.config, name, host)
-                if self.context is not None and getattr(site, "detach", None) is False:
+                if os.environ.get("LWFM_JOB_ID") and getattr(site, "detach", None) is False:
                     # We run inside a job, which may exit before what it starts: those
                     # jobs must record their own end (the detached path).
                     site.detach = True  # type: ignore[attr-defined]
@@ -358,6 +369,12 @@ class Manager:
     # -- triggers ---------------------------------------------------------------------
     def _add_trigger(self, tr: Trigger) -> Trigger:
         check_json((tr.pattern, tr.defn.entry, tr.defn.env, tr.defn.resources), "a trigger")
+        secret = [k for k in tr.defn.env if SECRET_NAME.search(k)]
+        if secret:  # a trigger's job is stored until it fires: it cannot carry a secret
+            raise InvalidInput(f"the triggered job's env sets {secret[0]}, which looks like a "
+                               "secret, and lwfm does not store secrets: set it in the "
+                               "environment of the process that fires triggers (your "
+                               "workflow script, or lwfm serve) instead; jobs inherit it")
         self._rec.flush()
         for j in tr.watch:  # unknown ids are an error now, not a trigger that never fires
             self.triggers.job_or_future(j)

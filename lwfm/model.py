@@ -12,6 +12,7 @@ import dataclasses
 import enum
 import json
 import os
+import re
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -145,6 +146,16 @@ class _Record:
         return v
 
 
+
+#: Environment variable names that look like secrets: their values are never recorded.
+SECRET_NAME = re.compile(r"pass|secret|token|credential|api_?key|private", re.IGNORECASE)
+REDACTED = "<redacted>"
+
+
+def redacted_env(env: Mapping[str, Any]) -> dict[str, Any]:
+    """``env`` with the values of secret-looking names replaced (what lwfm records; the
+    job itself runs with the real values)."""
+    return {k: REDACTED if SECRET_NAME.search(k) else v for k, v in env.items()}
 
 def check_json(value: Any, what: str) -> None:
     """Refuse what standard JSON cannot hold (NaN, infinity, arbitrary objects) where a

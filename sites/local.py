@@ -31,7 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-from lwfm.errors import NotFound, NotSupported, SiteError
+from lwfm.errors import ConfigError, NotFound, NotSupported, SiteError
 from lwfm.files import local_path, sha256_file
 from lwfm.model import DataObject, Direction, EntryKind, JobContext, JobDefn, JobStatus, State
 from lwfm.site import NoAuth, Repo, Run, Site, SiteHost, StaticSpin
@@ -305,9 +305,14 @@ class LocalSite(Site):
     def __init__(self, host: SiteHost):
         super().__init__(host)
         self.auth = NoAuth()
-        self.run = LocalRun(host, detach=bool(host.config.get("detach", False)))
+        detach, types = host.config.get("detach", False), host.config.get("compute_types", ["default"])
+        if not isinstance(detach, bool):
+            raise ConfigError(f"site {host.name!r}: detach must be true or false, not {detach!r}")
+        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+            raise ConfigError(f"site {host.name!r}: compute_types must be a list of names")
+        self.run = LocalRun(host, detach=detach)
         self.repo = LocalRepo(host)
-        self.spin = StaticSpin(host.config.get("compute_types", ["default"]))
+        self.spin = StaticSpin(types)
 
     @property
     def detach(self) -> bool:

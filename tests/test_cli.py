@@ -172,3 +172,36 @@ def test_demo_tells_the_whole_story(home: Path) -> None:
     assert r.returncode == 0, r.stderr + r.stdout
     assert "the remote thread joins the local one" in r.stdout
     assert "imported again: added 0" in r.stdout
+
+
+def test_a_foreign_job_id_in_the_environment_is_adopted_only_by_a_write(home: Path,
+                                                                       tmp_path: Path) -> None:
+    env = {**os.environ, "LWFM_HOME": str(home), "LWFM_JOB_ID": "job-of-another-instance"}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "lwfm.cli", *args], capture_output=True,
+                              text=True, timeout=120, env=env)
+    for args in (["jobs"], ["find"], ["workflows"], ["triggers"]):
+        assert run(*args).returncode == 0
+    assert json.loads(lwfm(home, "jobs", "--json").stdout) == []  # reading recorded nothing
+    src = tmp_path / "a.txt"
+    src.write_text("x\n")
+    put = run("put", str(src), str(tmp_path / "b.txt"), "--json")
+    assert put.returncode == 0, put.stderr
+    assert json.loads(put.stdout)["job_id"] == "job-of-another-instance"
+    assert [j["id"] for j in json.loads(lwfm(home, "jobs", "--json").stdout)] == [
+        "job-of-another-instance"]
+
+
+@pytest.mark.parametrize("toml, message", [
+    ("store = 3\n", "[store] must be a table"),
+    ("[store]\nurl = 5\n", "[store] must be a table"),
+    ('[store]\nurl = "nosuchdb://bob:hunter2@db/x"\n', "cannot use store URL"),
+    ("[sites.local]\ncompute_types = 5\n", "compute_types must be a list"),
+    ('[sites.local]\ndetach = "false"\n', "detach must be true or false"),
+])
+def test_a_mistyped_config_is_a_clear_error(home: Path, toml: str, message: str) -> None:
+    (home / "lwfm.toml").write_text(toml)
+    r = lwfm(home, "run", "--", "true")
+    assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr
+    assert "hunter2" not in r.stderr  # a password in the URL is not echoed

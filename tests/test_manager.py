@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -223,3 +224,27 @@ def test_a_detached_job_that_vanished_is_failed_after_the_grace(home: Path, monk
         os.killpg(pid, 9)  # the wrapper and the job die: no exit file is written
         j = mgr.wait(job_id, timeout=30)
         assert j.state is State.FAILED and "not recorded" in (mgr.history(job_id)[-1].info or "")
+
+
+def test_secrets_in_a_job_env_are_used_but_never_recorded(m: Manager, home: Path,
+                                                          tmp_path: Path) -> None:
+    secret = "s3cret-value-4711"
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    check = f'test "$(printf %s "$API_TOKEN" | sha256sum | cut -d" " -f1)" = {digest}'
+    j = m.wait(m.submit(JobDefn(entry=check, kind="shell",
+                                env={"API_TOKEN": secret, "PLAIN": "ok"})).id, timeout=30)
+    assert j.state is State.COMPLETE  # the job saw the real value
+    assert j.defn.env == {"API_TOKEN": "<redacted>", "PLAIN": "ok"}
+    m.flush()
+    _ = m.graph  # the projection, too
+    from lwfm.bundles import export_bundle
+    export_bundle(m.store, m.config, tmp_path / "b.zip", job_id=j.id)
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "b.zip") as z:
+        assert not any(secret.encode() in z.read(n) for n in z.namelist())
+    m.store.close()
+    for f in home.rglob("*"):
+        if f.is_file():
+            assert secret.encode() not in f.read_bytes(), f
+    with pytest.raises(InvalidInput, match="looks like a secret"):
+        m.on_data({"k": "v"}, JobDefn(entry=["/bin/true"], env={"DB_PASSWORD": secret}))

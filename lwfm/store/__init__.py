@@ -16,7 +16,8 @@ from sqlalchemy.exc import DataError
 
 from ..errors import InvalidInput, NotFound
 from ..model import (TERMINAL, DataObject, Job, JobContext, JobDefn, JobStatus, LogRecord, State,
-                     Trigger, TriggerStatus, Workflow, advance, iso, new_id, parse_time, utcnow)
+                     Trigger, TriggerStatus, Workflow, advance, iso, new_id, parse_time,
+                     redacted_env, utcnow)
 from . import schema as t
 from .metadata import field_matches, is_glob, matches, meta_rows_for, meta_value
 from .sql import chunks, insert_many, make_engine
@@ -102,7 +103,10 @@ class Store:
     @staticmethod
     def job_row(job: Job) -> dict[str, Any]:
         ctx = job.context
-        return dict(id=ctx.job_id, name=job.defn.name, defn=job.defn.to_dict(),
+        defn = job.defn.to_dict()
+        if defn["env"]:  # secrets in a job's env are used, never recorded
+            defn["env"] = redacted_env(defn["env"])
+        return dict(id=ctx.job_id, name=job.defn.name, defn=defn,
                     parent_id=ctx.parent_id, originator_id=ctx.originator_id,
                     workflow_id=ctx.workflow_id, site=ctx.site, native_id=ctx.native_id,
                     state=job.state.value if job.state else None, exit_code=job.exit_code,

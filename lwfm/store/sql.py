@@ -8,10 +8,14 @@ another process.
 from __future__ import annotations
 
 import json
+import re
 from operator import itemgetter
 from typing import Any, Iterator, Sequence
 
 from sqlalchemy import JSON, Connection, Engine, create_engine, event, insert
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from ..errors import ConfigError
 
 IN_CHUNK = 5000  # ids per IN (...): under SQLite's 32766 and PostgreSQL's 65535 bind limits
 
@@ -22,10 +26,19 @@ def chunks(items: Sequence[Any], n: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
         yield items[i:i + n]
 
 
+def _shown(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:***@", url)
+
+
 def make_engine(url: str) -> Engine:
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, future=True)
-    eng = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+    try:
+        if not url.startswith("sqlite"):
+            return create_engine(url, pool_pre_ping=True, future=True)
+        eng = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+    except (ArgumentError, NoSuchModuleError, ImportError) as e:
+        raise ConfigError(f"cannot use store URL {_shown(url)!r}: {_shown(str(e))} (set [store] url in lwfm.toml "
+                          "or LWFM_STORE_URL; the postgres extra adds PostgreSQL)") from None
 
     @event.listens_for(eng, "connect")
     def _on_connect(dbapi_conn, _rec):  # noqa: ANN001

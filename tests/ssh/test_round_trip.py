@@ -119,7 +119,8 @@ def test_lab_records_the_end_of_adopted_jobs(lab_home, live_sshd):
     """Failed and cancelled jobs end the same way in both stores, so pull has no conflict."""
     import time
     from lwfm.model import JobDefn
-    adopt = "from lwfm import Manager; import sys, time; Manager().close(); time.sleep(float(sys.argv[1])); sys.exit(int(sys.argv[2]))"
+    # Using the job's context (here: just reading it) is what adopts it at the lab.
+    adopt = "from lwfm import Manager; import sys, time; m = Manager(); m.context; m.close(); time.sleep(float(sys.argv[1])); sys.exit(int(sys.argv[2]))"
     with Manager(lab_home) as m:
         wf = m.create_workflow("ends")
         failed = m.submit(JobDefn(entry=[sys.executable, "-c", adopt, "0", "3"], site="lab"),
