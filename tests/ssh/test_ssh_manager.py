@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -31,7 +30,7 @@ def test_submit_wait_log_history(manager):
                                  kind=EntryKind.SHELL, site="lab"))
     done = manager.wait(job.id, timeout=30)
     assert done.state is State.COMPLETE and done.exit_code == 0
-    assert f"hello from" in manager.log(job.id) and job.id in manager.log(job.id)
+    assert "hello from" in manager.log(job.id) and job.id in manager.log(job.id)
     states = [s.state for s in manager.history(job.id)]
     assert states[0] is State.PENDING and states[-1] is State.COMPLETE and State.RUNNING in states
 
