@@ -22,8 +22,9 @@ each run in an interpreter of their own (see :func:`in_child`).
   jobs are COMPLETE. ``..._until_graph_synced`` stops it when the graph holds them all.
 * ``fs_create_ms_runs``: the time to create an empty file in the bench directory, just
   before each lwfm run (lwfm writes a log per job, the peers none). The bench first
-  waits (``fs_settle_s``, at most 60 s) until creating files is quick: on a disk mounted
-  with ``discard``, an earlier run's clean-up slows every create ~30x for up to a minute.
+  waits (``fs_settle_s``, at most 90 s) until creating files has stayed quick for 6 s: on
+  a disk mounted with ``discard``, an earlier clean-up slows every create ~30x for up to
+  a minute.
 """
 
 from __future__ import annotations
@@ -74,12 +75,21 @@ def fs_create_ms(root: Path, files: int = 200) -> float:
     return 1000 * (time.perf_counter() - t0) / files
 
 
-def settle(root: Path, limit_s: float = 60.0) -> float:
-    """Wait (at most ``limit_s``) until creating a file is quick again, e.g. after an
-    earlier run's clean-up; returns the seconds waited."""
+def settle(root: Path, limit_s: float = 90.0, quiet_s: float = 6.0) -> float:
+    """Wait (at most ``limit_s``) until creating a file has stayed quick for ``quiet_s``,
+    longer than ext4's 5 s journal commit (a deletion slows creates only from the next
+    commit on), e.g. after an earlier run's clean-up; returns the seconds waited."""
     t0 = time.perf_counter()
-    while fs_create_ms(root) > 0.1 and time.perf_counter() - t0 < limit_s:
-        time.sleep(1)
+    quick_since = None
+    while time.perf_counter() - t0 < limit_s:
+        now = time.perf_counter()
+        if fs_create_ms(root) > 0.1:
+            quick_since = None
+        elif quick_since is None:
+            quick_since = now
+        elif now - quick_since >= quiet_s:
+            break
+        time.sleep(0.5)
     return time.perf_counter() - t0
 
 
