@@ -275,7 +275,7 @@ class Manager:
     def _check_metadata(self, metadata: Mapping[str, Any] | None) -> None:
         """Refuse bad metadata (long keys, NUL, values JSON cannot hold) before anything
         is copied, by the rules the store applies when it writes it."""
-        self.store.meta_rows(DataObject(url="", metadata=dict(metadata or {})))
+        self.store.meta_rows_for("", dict(metadata or {}))
 
     def _data_context(self, job_id: str | None) -> tuple[JobContext | None, str | None]:
         jid = job_id or (self.context.job_id if self.context else None)

@@ -146,7 +146,6 @@ class _Record:
         return v
 
 
-
 #: Environment variable names that look like secrets: their values are never recorded.
 SECRET_NAME = re.compile(r"pass|secret|token|credential|api_?key|private", re.IGNORECASE)
 REDACTED = "<redacted>"
@@ -157,6 +156,7 @@ def redacted_env(env: Mapping[str, Any]) -> dict[str, Any]:
     job itself runs with the real values)."""
     return {k: REDACTED if SECRET_NAME.search(k) else v for k, v in env.items()}
 
+
 def check_json(value: Any, what: str) -> None:
     """Refuse what standard JSON cannot hold (NaN, infinity, arbitrary objects) where a
     user hands it in: SQLite would store it, PostgreSQL would refuse it, and no bundle,
@@ -166,6 +166,7 @@ def check_json(value: Any, what: str) -> None:
     except (TypeError, ValueError) as e:
         raise InvalidInput(f"{what} must be plain JSON (strings, numbers, booleans, null, "
                            f"lists and objects; not NaN or infinity): {e}") from None
+
 
 @dataclass
 class JobDefn(_Record):

@@ -3,7 +3,7 @@
 Job inserts and status reports from any thread of the process (the submitter, the
 local reaper, site pollers) go into one FIFO; the writer drains whatever has queued
 and applies it with :meth:`Store.write_batch` in a single transaction. Under load a
-transaction carries many jobs; when idle, a report is written within a millisecond.
+transaction carries many jobs; when idle, a report is written within a few ms.
 Readers in the same process call :meth:`flush` first so they see their own writes.
 ``close`` (and interpreter exit) drains the queue, so nothing reported is lost.
 
@@ -11,7 +11,8 @@ The linger adapts. Idle, a report is written ~2 ms after it arrives (a trigger h
 one report). While ops keep arriving during writes, the linger doubles, up to 20 ms or
 until 512 ops wait; each write that leaves the queue empty halves it, down to 2 ms. A
 commit costs far more than a row: a 1000-job burst written in 2 ms batches spends
-twice the recorder CPU, on the cores the jobs need. A ``flush`` (someone waits to read) cuts any linger short.
+twice the recorder CPU, on the cores the jobs need. A ``flush`` (someone waits to
+read) cuts any linger short.
 """
 
 from __future__ import annotations
