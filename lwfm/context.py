@@ -24,9 +24,14 @@ except (KeyError, OSError):
     USER = None
 
 
+def env_job_id() -> str | None:
+    """The id of the lwfm job this process runs in, from its environment (None outside)."""
+    return os.environ.get("LWFM_JOB_ID") or None
+
+
 def adopt_context(store: Store) -> JobContext | None:
     """The context of the job this process runs in, or None outside lwfm jobs."""
-    job_id = os.environ.get("LWFM_JOB_ID")
+    job_id = env_job_id()
     if not job_id:
         return None
     wf_id = os.environ.get("LWFM_WORKFLOW_ID") or None

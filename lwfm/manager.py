@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from . import config as _config
-from .context import USER, adopt_context
+from .context import USER, adopt_context, env_job_id
 from .errors import InvalidInput, LwfmError, NotFound, SiteError
 from .files import local_path, sha256_file
 from .model import (DataObject, Direction, Job, JobContext, JobDefn, JobStatus, LogRecord, State,
@@ -78,7 +78,7 @@ class Manager:
                 host = SiteHost(name=name, home=self.home, config=self.config.site_config(name),
                                 report=self._report, instance_id=self.instance_id)
                 site = make_site(self.config, name, host)
-                if os.environ.get("LWFM_JOB_ID") and getattr(site, "detach", None) is False:
+                if env_job_id() and getattr(site, "detach", None) is False:
                     # We run inside a job, which may exit before what it starts: those
                     # jobs must record their own end (the detached path).
                     site.detach = True  # type: ignore[attr-defined]
@@ -93,7 +93,7 @@ class Manager:
     def submit(self, defn: JobDefn, *, parent_id: str | None = None, workflow_id: str | None = None,
                job_id: str | None = None, triggered_by: str | None = None) -> Job:
         """Record and start a job on ``defn.site``; returns it (state RUNNING or later)."""
-        check_json((defn.entry, defn.env, defn.resources), "a job definition")
+        defn.check_plain()
         site = self.site(defn.site)
         if parent_id is None and self.context is not None:
             parent_id = self.context.job_id
@@ -368,7 +368,8 @@ class Manager:
 
     # -- triggers ---------------------------------------------------------------------
     def _add_trigger(self, tr: Trigger) -> Trigger:
-        check_json((tr.pattern, tr.defn.entry, tr.defn.env, tr.defn.resources), "a trigger")
+        check_json(tr.pattern, "a data trigger's pattern")
+        tr.defn.check_plain()
         secret = [k for k in tr.defn.env if SECRET_NAME.search(k)]
         if secret:  # a trigger's job is stored until it fires: it cannot carry a secret
             raise InvalidInput(f"the triggered job's env sets {secret[0]}, which looks like a "

@@ -202,6 +202,10 @@ class JobDefn(_Record):
         if not self.name:
             self.name = self.display_name()
 
+    def check_plain(self) -> None:
+        """Refuse free-form parts (entry payload, env, resources) JSON cannot hold."""
+        check_json((self.entry, self.env, self.resources), "a job definition")
+
     def display_name(self) -> str:
         if self.kind is EntryKind.ARGV:
             return " ".join(self.entry)[:80]  # type: ignore[arg-type]
