@@ -600,3 +600,38 @@ def test_many_processes_open_a_fresh_store_at_once(store_url: str) -> None:
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 8, [err for _, err in outs if err]
     assert len({out.strip() for out, _ in outs}) == 1
+
+
+_OPENER = """
+import sys
+from sqlalchemy import text
+from lwfm.store.sql import make_engine
+for url in sys.stdin:
+    try:
+        with make_engine(url.strip()).connect() as c:
+            c.execute(text("select 1"))
+        print("ok", flush=True)
+    except Exception as e:
+        print(type(e).__name__, str(e).splitlines()[0], flush=True)
+"""
+
+
+def test_processes_opening_a_fresh_sqlite_file_in_step_all_succeed(tmp_path: Path) -> None:
+    """Switching a new SQLite file to WAL needs an exclusive lock, and SQLite refuses it at
+    once (no busy timeout) while another opener holds a lock. Eight processes, released
+    together on each of 40 new files, must all get a connection: a CLI command racing the
+    first `lwfm run` in a new home once failed with "database is locked"."""
+    procs = [subprocess.Popen([sys.executable, "-c", _OPENER], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for _ in range(8)]
+    failures = []
+    try:
+        for r in range(40):
+            for p in procs:
+                p.stdin.write(f"sqlite:///{tmp_path / f's{r}.db'}\n")
+                p.stdin.flush()
+            failures += [x for x in (p.stdout.readline().strip() for p in procs) if x != "ok"]
+    finally:
+        for p in procs:
+            p.stdin.close()
+            p.wait(timeout=60)
+    assert failures == []

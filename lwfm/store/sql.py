@@ -8,7 +8,10 @@ another process.
 from __future__ import annotations
 
 import json
+import random
 import re
+import sqlite3
+import time
 from operator import itemgetter
 from typing import Any, Iterator, Sequence
 
@@ -31,6 +34,25 @@ def _shown(url: str) -> str:
     return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:***@", url)
 
 
+def _wal(cur: Any) -> None:
+    """Put the database in WAL mode (it stays so: later opens only read the mode).
+
+    Switching a fresh database to WAL needs an exclusive lock, and SQLite answers
+    "database is locked" at once, without its busy timeout, when another process
+    opening the same new home holds any lock: so retry, briefly and jittered."""
+    if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() in ("wal", "memory"):
+        return  # already WAL (every open after the first), or an in-memory database
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL").fetchall()
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.005, 0.05))
+
+
 def make_engine(url: str) -> Engine:
     try:
         if not url.startswith("sqlite"):
@@ -44,10 +66,12 @@ def make_engine(url: str) -> Engine:
     def _on_connect(dbapi_conn, _rec):  # noqa: ANN001
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=60000")
-        cur.close()
+        try:
+            cur.execute("PRAGMA busy_timeout=60000")
+            _wal(cur)
+            cur.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cur.close()
 
     @event.listens_for(eng, "begin")
     def _on_begin(conn):  # noqa: ANN001
