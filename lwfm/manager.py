@@ -88,7 +88,6 @@ class Manager:
     def site_names(self) -> list[str]:
         return sorted(set(self.config.sites) | {"local"})
 
-    # -- context ----------------------------------------------------------------------
     # -- run --------------------------------------------------------------------------
     def submit(self, defn: JobDefn, *, parent_id: str | None = None, workflow_id: str | None = None,
                job_id: str | None = None, triggered_by: str | None = None) -> Job:
@@ -129,6 +128,26 @@ class Manager:
             self._rec.put(("status", (s_, None)))
         # The queued Job may not be written yet: hand back a copy, never mutate it.
         return dataclasses.replace(job, state=st.state)
+
+    def record_unstarted(self, defn: JobDefn, job_id: str, reason: str, *,
+                         workflow_id: str | None = None, triggered_by: str | None = None) -> None:
+        """Record a job that ``submit`` refused before recording it (its site or workflow
+        gone, say) as FAILED, so whoever waits on its id - a fired trigger's - sees it end."""
+        self._rec.flush()
+        try:
+            self.store.get_job(job_id)
+            return  # submit got as far as recording it
+        except NotFound:
+            pass
+        if workflow_id is not None:
+            try:
+                self.store.get_workflow(workflow_id)
+            except NotFound:
+                workflow_id = None
+        ctx = JobContext(workflow_id=workflow_id, site=defn.site, job_id=job_id)
+        job = Job(defn=defn, context=ctx, triggered_by=triggered_by, submitter=USER)
+        self._rec.put(("job", (job, JobStatus(job_id, State.FAILED, info=f"could not start: {reason}"))))
+        self._rec.flush()
 
     def _report(self, st: JobStatus) -> None:
         """Drivers call this (from any thread) when a job moves."""
@@ -254,9 +273,18 @@ class Manager:
         return self.store.get_jobs(ids)
 
     def cancel(self, job_id: str) -> bool:
-        """Stop a job on its site and record CANCELLED. False if it had already ended."""
+        """Stop a job on its site and record CANCELLED. False if it had already ended.
+
+        A job a pending trigger has yet to start is cancelled by retiring the trigger
+        (dead, "cancelled by user"), so triggers chained on that job see it end."""
         self._rec.flush()
-        job = self.store.get_job(job_id)
+        try:
+            job = self.store.get_job(job_id)
+        except NotFound:
+            retired = self.triggers.retire(job_id)
+            if retired is not None:
+                return retired
+            job = self.triggers.fired_job(job_id)
         if job.state is not None and job.state.terminal:
             return False
         stopped = True
@@ -268,7 +296,9 @@ class Manager:
 
     def log(self, job_id: str) -> str:
         self._rec.flush()
-        job = self.store.get_job(job_id)
+        job = self.triggers.job_or_future(job_id)
+        if job is None:
+            raise LwfmError(f"job {job_id} has no output yet: its trigger has not fired")
         return self.site(job.context.site).run.log(job.context)
 
     # -- data -------------------------------------------------------------------------
@@ -376,6 +406,8 @@ class Manager:
                                "secret, and lwfm does not store secrets: set it in the "
                                "environment of the process that fires triggers (your "
                                "workflow script, or lwfm serve) instead; jobs inherit it")
+        if tr.defn.site not in self.site_names():  # now, not when it fires
+            raise NotFound(f"no site named {tr.defn.site!r} (lwfm sites lists them)")
         self._rec.flush()
         for j in tr.watch:  # unknown ids are an error now, not a trigger that never fires
             self.triggers.job_or_future(j)

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Iterable
 
-from .errors import LwfmError, NotFound
+from .errors import InvalidInput, LwfmError, NotFound
 from .model import DataObject, Job, State, Trigger, TriggerKind, TriggerStatus
 from .store import field_matches
 
@@ -23,26 +23,47 @@ if TYPE_CHECKING:
 log = logging.getLogger("lwfm.triggers")
 
 
+_NEVER_REACHED = {State.INFO: "INFO is a report a job makes, not a state it reaches",
+                  State.UNKNOWN: "UNKNOWN means a site could not tell, not a state a job reaches"}
+
+
 def parse_states(states: Iterable[State | str] | State | str) -> list[State]:
     """States a trigger waits for; "terminal" stands for every end state."""
     out: list[State] = []
     for s in ([states] if isinstance(states, (str, State)) else states):
-        if str(getattr(s, "value", s)).lower() == "terminal":
+        name = str(getattr(s, "value", s))
+        if name.lower() == "terminal":
             out += [State.COMPLETE, State.FAILED, State.CANCELLED]
-        else:
-            out.append(State(s))
-    return out
+            continue
+        try:
+            st = State(name.upper())
+        except ValueError:
+            raise InvalidInput(f"unknown state {name!r} for a trigger; use one of "
+                               f"{', '.join(_REACHABLE)} or 'terminal'") from None
+        if st in _NEVER_REACHED:
+            raise InvalidInput(f"a trigger cannot wait for {st.value}: {_NEVER_REACHED[st]}")
+        out.append(st)
+    if not out:
+        raise InvalidInput("a trigger needs at least one state to wait for")
+    return list(dict.fromkeys(out))
 
 
-def decide(tr: Trigger, states: dict[str, State | None]) -> tuple[str, str | None, str | None]:
+_REACHABLE = [s.value for s in State if s not in _NEVER_REACHED]
+
+
+def decide(tr: Trigger, states: dict[str, State | None],
+           seen: dict[str, set[State]] | None = None) -> tuple[str, str | None, str | None]:
     """("fire", fired_by, None), ("dead", None, reason) or ("wait", None, None).
 
-    ``states`` holds the current state of each watched job (None if unknown).
+    ``states`` holds the current state of each watched job (None if unknown); ``seen``
+    every state a job has reported, so a job that passed through a wanted state
+    (RUNNING) before anyone looked still counts as having reached it.
     """
     want = set(tr.states)
-    hit = [j for j in tr.watch if states.get(j) in want]
-    # A job that ended in a state the trigger does not want can never satisfy it.
-    lost = [j for j in tr.watch if (s := states.get(j)) is not None and s.terminal and s not in want]
+    seen = seen or {}
+    hit = [j for j in tr.watch if states.get(j) in want or want & seen.get(j, set())]
+    # A job that ended without reaching a wanted state can never satisfy it.
+    lost = [j for j in tr.watch if (s := states.get(j)) is not None and s.terminal and j not in hit]
     wanted = "/".join(s.value for s in tr.states)
     if tr.kind in (TriggerKind.JOB, TriggerKind.ANY):
         if hit:
@@ -100,6 +121,32 @@ class TriggerEngine:
                                 f"({tr.reason})") from None
             return None
 
+    def retire(self, job_id: str) -> bool | None:
+        """Cancel a job its trigger has yet to start: True if this retired the trigger,
+        False if it was dead already, None if it fired (the job is the one to cancel)."""
+        tr = self.store.trigger_for_job(job_id)
+        if tr is None:
+            raise NotFound(f"no job with id {job_id!r}")
+        if self.store.settle_trigger(tr.id, TriggerStatus.DEAD, reason="cancelled by user"):
+            self.m.record_log(f"trigger {tr.id} cancelled by user: job {job_id} will not run",
+                              workflow_id=tr.workflow_id)
+            self.on_job_change(job_id)  # triggers chained on it see it end
+            return True
+        return None if self.store.get_trigger(tr.id).status is TriggerStatus.FIRED else False
+
+    def fired_job(self, job_id: str, timeout: float = 10.0) -> Job:
+        """The job a trigger just fired, once the firing process has recorded it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.m.flush()
+            try:
+                return self.store.get_job(job_id)
+            except NotFound:
+                if time.monotonic() > deadline:
+                    raise LwfmError(f"job {job_id} was started by its trigger but is not "
+                                    "recorded yet; try again") from None
+                time.sleep(0.05)
+
     def states(self, job_ids: Iterable[str]) -> dict[str, State | None]:
         """Current states; a job whose trigger is dead will never run: CANCELLED."""
         out: dict[str, State | None] = {}
@@ -130,7 +177,11 @@ class TriggerEngine:
                     return
             return
         states = self.states(tr.watch)
-        verdict, fired_by, reason = decide(tr, states)
+        seen = None
+        if any(not s.terminal for s in tr.states):  # a passing state: ask the histories
+            seen = self.store.states_seen([j for j, s in states.items()
+                                           if s is not None and s not in tr.states])
+        verdict, fired_by, reason = decide(tr, states, seen)
         if verdict == "fire":
             self._fire(tr, fired_by)
         elif verdict == "dead" and self.store.settle_trigger(tr.id, TriggerStatus.DEAD, reason=reason):
@@ -148,10 +199,15 @@ class TriggerEngine:
             return  # another process (or an earlier event) won the claim
         parent = tr.parent_id
         workflow = tr.workflow_id
-        if tr.kind is not TriggerKind.DATA and fired_by:
-            parent = parent or fired_by
+        if tr.kind is not TriggerKind.DATA and fired_by and parent is None:
+            try:  # the job that fired it is the parent, unless it never ran (dead trigger)
+                parent = self.store.get_job(fired_by).id
+            except NotFound:
+                pass
         try:
             self.m.submit(tr.defn, parent_id=parent, workflow_id=workflow, job_id=tr.job_id,
                           triggered_by=tr.id)
-        except Exception as e:  # the fired job is recorded FAILED by submit; keep the loop alive
+        except Exception as e:  # the fired job ends FAILED, so its waiters return; loop lives
             log.warning("trigger %s fired but its job could not start: %s", tr.id, e)
+            self.m.record_unstarted(tr.defn, tr.job_id, str(e), workflow_id=workflow,
+                                    triggered_by=tr.id)

@@ -205,3 +205,34 @@ def test_a_mistyped_config_is_a_clear_error(home: Path, toml: str, message: str)
     r = lwfm(home, "run", "--", "true")
     assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr
     assert "hunter2" not in r.stderr  # a password in the URL is not echoed
+
+
+def test_a_triggers_job_is_addressable_before_it_runs(home: Path) -> None:
+    """`lwfm triggers` shows the id of the job a trigger will start: status, log, cancel
+    and wait take it (or its prefix, in either case) before the job exists."""
+    from lwfm import JobDefn, Manager
+    with Manager(home) as m:
+        a = m.submit(JobDefn(entry="sleep 30", kind="shell"))
+        tr = m.on(a.id, JobDefn(entry=["echo", "B"]))
+    short = tr.job_id[:8].upper()
+    st = lwfm(home, "status", short)
+    assert st.returncode == 0 and f"not started: trigger {tr.id} is pending" in st.stdout
+    assert json.loads(lwfm(home, "status", short, "--json").stdout)["trigger"]["id"] == tr.id
+    log = lwfm(home, "log", short)
+    assert log.returncode == 1 and "its trigger has not fired" in log.stderr
+    w = lwfm(home, "wait", short, "--timeout", "0.2")
+    assert w.returncode == 1 and "waiting for its trigger" in w.stderr
+    c = lwfm(home, "cancel", short)
+    assert c.returncode == 0 and c.stdout.strip() == f"{tr.job_id} cancelled", c.stderr
+    w = lwfm(home, "wait", short)
+    assert w.returncode == 1 and "will never run" in w.stderr and "cancelled by user" in w.stderr
+    assert "cancelled by user" in lwfm(home, "status", short).stdout
+    assert lwfm(home, "cancel", a.id).returncode == 0
+
+
+def test_filters_and_limits_that_cannot_match_are_errors(home: Path) -> None:
+    for args, msg in ((["jobs", "--workflow", "nosuch"], "no workflow with id 'nosuch'"),
+                      (["wait", "abc", "--timeout", "-1"], "Invalid value for '--timeout'"),
+                      (["jobs", "--limit", "-3"], "Invalid value for '--limit'")):
+        r = lwfm(home, *args)
+        assert r.returncode != 0 and msg in r.stderr and "Traceback" not in r.stderr, args

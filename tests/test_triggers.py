@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lwfm import JobDefn, Manager, State, TriggerStatus
-from lwfm.errors import LwfmError, NotFound
+from lwfm.errors import InvalidInput, LwfmError, NotFound
 from lwfm.triggers import decide
 from lwfm.model import Trigger, TriggerKind
 
@@ -107,6 +107,71 @@ def test_decide_table() -> None:
     anyt = Trigger(kind=TriggerKind.ANY, watch=["a", "b"], defn=echo("x"))
     assert decide(anyt, {"a": State.FAILED, "b": State.RUNNING})[0] == "wait"
     assert decide(anyt, {"a": State.FAILED, "b": State.FAILED})[0] == "dead"
+
+
+def test_trigger_on_a_passing_state_fires_after_the_job_moved_on(m: Manager) -> None:
+    """RUNNING counts once reached, even if the job has ended before anyone looked."""
+    a = m.submit(echo("A"))
+    assert m.wait(a.id, timeout=60).state is State.COMPLETE
+    tr = m.on(a.id, echo("B"), states="running")
+    assert m.wait(tr.job_id, timeout=60).state is State.COMPLETE
+    assert m.store.get_trigger(tr.id).fired_by == a.id
+
+
+def test_decide_counts_states_seen_in_history() -> None:
+    tr = Trigger(kind=TriggerKind.JOB, watch=["a"], defn=echo("x"), states=[State.RUNNING])
+    assert decide(tr, {"a": State.COMPLETE})[0] == "dead"
+    assert decide(tr, {"a": State.COMPLETE}, {"a": {State.PENDING, State.RUNNING}})[0] == "fire"
+    assert decide(tr, {"a": State.FAILED}, {"a": {State.PENDING}})[0] == "dead"
+
+
+@pytest.mark.parametrize("states, msg", [([], "at least one state"),
+                                         ("info", "cannot wait for INFO"),
+                                         (["COMPLETE", "unknown"], "cannot wait for UNKNOWN"),
+                                         ("done", "unknown state 'done'.*RUNNING")])
+def test_trigger_states_that_can_never_be_reached_are_refused(m: Manager, states, msg) -> None:
+    a = m.submit(echo("A"))
+    with pytest.raises(InvalidInput, match=msg):
+        m.on(a.id, echo("B"), states=states)
+    assert m.store.triggers() == []
+
+
+def test_cancelling_a_job_its_trigger_has_not_started(m: Manager) -> None:
+    """The future job's trigger is retired; a trigger chained on that job sees it end."""
+    a = m.submit(JobDefn(entry="sleep 30", kind="shell"))
+    tb = m.on(a.id, echo("B"))
+    cleanup = m.on(tb.job_id, echo("cleanup"), states="terminal")
+    after = m.on(tb.job_id, echo("after B"))
+    assert m.cancel(tb.job_id) is True
+    assert m.cancel(tb.job_id) is False  # already retired
+    dead = m.store.get_trigger(tb.id)
+    assert dead.status is TriggerStatus.DEAD and dead.reason == "cancelled by user"
+    assert m.store.get_trigger(after.id).status is TriggerStatus.DEAD
+    assert m.wait(cleanup.job_id, timeout=60).state is State.COMPLETE
+    m.cancel(a.id)
+    assert m.wait(a.id, timeout=60).state is State.CANCELLED
+    assert m.store.get_trigger(tb.id).status is TriggerStatus.DEAD  # A's end does not revive it
+    with pytest.raises(NotFound):
+        m.cancel("no-such-job")
+
+
+def test_a_fired_job_that_cannot_even_be_submitted_ends_failed(home: Path) -> None:
+    """Its site was removed from lwfm.toml after the trigger was made: waiters on the
+    fired job still see it end (FAILED, saying why) instead of waiting forever."""
+    (home / "lwfm.toml").write_text('[sites.other]\ndriver = "local"\n')
+    with Manager(home) as m:
+        with pytest.raises(NotFound, match="no site named 'gone'"):
+            m.on_data({"k": "v"}, JobDefn(entry=["true"], site="gone"))
+        tr = m.on_data({"k": "v"}, JobDefn(entry=["true"], site="other"))
+    (home / "lwfm.toml").write_text("")
+    with Manager(home) as m:
+        f = home / "x.txt"
+        f.write_text("x")
+        m.notate(f, metadata={"k": "v"})
+        job = m.wait(tr.job_id, timeout=30)
+        assert job.state is State.FAILED and job.triggered_by == tr.id
+        assert "could not start" in (m.history(job.id)[-1].info or "")
+        assert m.store.get_trigger(tr.id).status is TriggerStatus.FIRED
 
 
 def _serve(home: Path) -> subprocess.Popen:

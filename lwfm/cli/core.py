@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import LwfmError
+from ..errors import LwfmError, NotFound
 from ..model import EntryKind, Job, JobDefn, State
 from ._common import command_list, echo_json, json_option, with_manager
 
@@ -112,7 +112,19 @@ def run_cmd(m, site: str, kind: str | None, name: str, workflow_id: str | None,
 @with_manager
 def status_cmd(m, job_id: str, history: bool, as_json: bool) -> None:
     """Show a job's current state (and its history)."""
-    job = m.status(m.store.resolve_job_id(job_id))
+    jid = m.store.resolve_job_id(job_id)
+    try:
+        job = m.status(jid)
+    except NotFound:  # a job a trigger has yet to start
+        tr = m.store.trigger_for_job(jid)
+        if tr is None:
+            raise
+        if as_json:
+            echo_json({"id": jid, "state": None, "trigger": tr.to_dict()})
+        else:
+            click.echo(f"{jid}  not started: trigger {tr.id} is {tr.status.value}"
+                       + (f" ({tr.reason})" if tr.reason else ""))
+        return
     hist = m.history(job.id) if history else []
     if as_json:
         d = job_dict(job)
@@ -130,12 +142,14 @@ def status_cmd(m, job_id: str, history: bool, as_json: bool) -> None:
 @click.option("--workflow", "workflow_id")
 @click.option("--site")
 @click.option("--state", type=click.Choice([s.value for s in State], case_sensitive=False))
-@click.option("--limit", type=int, default=None)
+@click.option("--limit", type=click.IntRange(min=0), default=None)
 @json_option
 @with_manager
 def jobs_cmd(m, workflow_id: str | None, site: str | None, state: str | None,
              limit: int | None, as_json: bool) -> None:
     """List jobs, filtered by workflow, site or state."""
+    if workflow_id:
+        m.store.get_workflow(workflow_id)  # a mistyped id is an error, not an empty list
     m.flush()
     jobs = m.store.find_jobs(workflow_id=workflow_id, site=site,
                              state=state.upper() if state else None, limit=limit)
@@ -147,7 +161,8 @@ def jobs_cmd(m, workflow_id: str | None, site: str | None, state: str | None,
 
 @command("wait")
 @click.argument("job_ids", nargs=-1, required=True)
-@click.option("--timeout", type=float, default=None, help="Seconds to wait at most.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=None,
+              help="Seconds to wait at most.")
 @json_option
 @with_manager
 def wait_cmd(m, job_ids: tuple[str, ...], timeout: float | None, as_json: bool) -> None:

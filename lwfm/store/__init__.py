@@ -137,15 +137,18 @@ class Store:
         return self.job_from_row(r)
 
     def resolve_job_id(self, prefix: str) -> str:
-        """Accept a unique id prefix, as users copy short ids from tables."""
+        """Accept a unique id prefix, as users copy short ids from tables. A job a pending
+        (or dead) trigger has yet to start counts too: its id is known before it runs."""
         if not prefix:
             raise NotFound("an empty job id")
-        esc = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        esc = prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        ids: set[str] = set()
         with self.read() as c:
-            ids = c.execute(select(t.jobs.c.id).where(t.jobs.c.id.like(esc + "%", escape="\\"))
-                            .limit(2)).scalars().all()
+            for col in (t.jobs.c.id, t.triggers.c.job_id):  # a fired trigger's job is in both
+                ids.update(c.execute(select(col).where(col.like(esc + "%", escape="\\"))
+                                     .limit(2)).scalars())
         if len(ids) == 1:
-            return ids[0]
+            return ids.pop()
         if not ids:
             raise NotFound(f"no job with id {prefix!r} (lwfm jobs lists them)")
         raise NotFound(f"job id prefix {prefix!r} is ambiguous; give more characters")
@@ -159,6 +162,16 @@ class Store:
                 done.update(c.execute(select(t.jobs.c.id).where(
                     t.jobs.c.id.in_(ch), t.jobs.c.state.in_(term))).scalars())
         return done
+
+    def states_seen(self, job_ids: list[str]) -> dict[str, set[State]]:
+        """Every state each job has reported, for triggers on passing states (RUNNING)."""
+        out: dict[str, set[State]] = {j: set() for j in job_ids}
+        with self.read() as c:
+            for ch in chunks(job_ids):
+                for jid, st in c.execute(select(t.statuses.c.job_id, t.statuses.c.state)
+                                         .where(t.statuses.c.job_id.in_(ch)).distinct()):
+                    out[jid].add(State(st))
+        return out
 
     def get_jobs(self, job_ids: list[str]) -> list[Job]:
         """Jobs by id, in the order given; unknown ids raise NotFound."""

@@ -114,7 +114,7 @@ triggers = Table(
     Column("kind", String(8), nullable=False),
     Column("status", String(8), nullable=False, index=True),
     Column("body", JSON, nullable=False),   # Trigger.to_dict()
-    Column("job_id", String(64), nullable=False),
+    Column("job_id", String(64), nullable=False, index=True),  # the job it starts
     Column("fired_by", String(64)),
     Column("reason", Text),
     Column("fired_at", String(40)),
