@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from . import config as _config
 from .context import USER, adopt_context, env_job_id
-from .errors import InvalidInput, LwfmError, NotFound, SiteError
-from .files import local_path, sha256_file
-from .model import (DataObject, Direction, Job, JobContext, JobDefn, JobStatus, LogRecord, State,
-                    SECRET_NAME, Trigger, TriggerKind, Workflow, check_json)
+from .data import DataVerbs
+from .errors import LwfmError, NotFound, SiteError
+from .model import (Job, JobContext, JobDefn, JobStatus, LogRecord, State, Trigger, TriggerKind,
+                    Workflow, check_json)
 from .recorder import Recorder
 from .registry import make_site
 from .site import Site, SiteHost
@@ -34,7 +34,7 @@ log = logging.getLogger("lwfm")
 _GRACE_S = 10.0  # how long a vanished process may wait for its supervisor's report
 
 
-class Manager:
+class Manager(DataVerbs):
     """Submit, track and link jobs and data across sites."""
 
     def __init__(self, home: str | os.PathLike[str] | None = None):
@@ -301,80 +301,6 @@ class Manager:
             raise LwfmError(f"job {job_id} has no output yet: its trigger has not fired")
         return self.site(job.context.site).run.log(job.context)
 
-    # -- data -------------------------------------------------------------------------
-    def _check_metadata(self, metadata: Mapping[str, Any] | None) -> None:
-        """Refuse bad metadata (long keys, NUL, values JSON cannot hold) before anything
-        is copied, by the rules the store applies when it writes it."""
-        self.store.meta_rows_for("", dict(metadata or {}))
-
-    def _data_context(self, job_id: str | None) -> tuple[JobContext | None, str | None]:
-        jid = job_id or (self.context.job_id if self.context else None)
-        if jid is None:
-            return None, None
-        self._rec.flush()
-        ctx = self.store.get_job(jid).context
-        return ctx, ctx.workflow_id
-
-    def put(self, local_file: str | os.PathLike[str], dest: str, *, site: str = "local",
-            metadata: Mapping[str, Any] | None = None, job_id: str | None = None) -> DataObject:
-        """Copy a file to a site and record it as produced by the job (default: ours)."""
-        self._check_metadata(metadata)  # before anything is copied
-        ctx, wf = self._data_context(job_id)
-        d = self.site(site).repo.put(Path(local_file), dest, ctx)
-        self._link_copy(d, "local", wf)
-        return self._notate(d, metadata, ctx, wf)
-
-    def get(self, source: str, local_file: str | os.PathLike[str], *, site: str = "local",
-            metadata: Mapping[str, Any] | None = None, job_id: str | None = None) -> DataObject:
-        """Fetch a file from a site and record it as used by the job (default: ours)."""
-        self._check_metadata(metadata)  # before anything is copied
-        ctx, wf = self._data_context(job_id)
-        d = self.site(site).repo.get(source, Path(local_file), ctx)
-        self._link_copy(d, site, wf)
-        return self._notate(d, metadata, ctx, wf)
-
-    def _link_copy(self, d: DataObject, original_site: str, wf: str | None) -> None:
-        """A Repo names the other end of a copy in ``metadata["copied_from"]``: link the copy
-        to the record of its original (recording the original first if it is new here),
-        so lineage crosses sites."""
-        original = d.metadata.get("copied_from")
-        if not original or d.derived_from is not None:
-            return
-        known = [o for o in self.store.find_data(url=original) if o.sha256 in (None, d.sha256)]
-        if not known:
-            known = [self._notate(DataObject(url=original, site=original_site, size=d.size,
-                                             sha256=d.sha256), None, None, wf)]
-        d.derived_from = known[-1].id
-
-    def notate(self, path_or_url: str | os.PathLike[str], *, direction: Direction | str = "put",
-               site: str = "local", metadata: Mapping[str, Any] | None = None,
-               job_id: str | None = None, derived_from: str | None = None) -> DataObject:
-        """Record a put or get done by other means (a job wrote a file itself)."""
-        self._check_metadata(metadata)
-        ctx, wf = self._data_context(job_id)
-        url, size, digest = str(path_or_url), None, None
-        if site == "local":
-            p = local_path(url)
-            if not p.is_file():
-                raise NotFound(f"no such file: {p}")
-            url, size, digest = p.as_uri(), p.stat().st_size, sha256_file(p)
-        d = DataObject(url=url, site=site, direction=Direction(direction), size=size,
-                       sha256=digest, derived_from=derived_from)
-        return self._notate(d, metadata, ctx, wf)
-
-    def _notate(self, d: DataObject, metadata: Mapping[str, Any] | None, ctx: JobContext | None,
-                wf: str | None) -> DataObject:
-        d.metadata = {**d.metadata, **dict(metadata or {})}
-        d.job_id = ctx.job_id if ctx else d.job_id
-        d.workflow_id = wf or d.workflow_id
-        self.store.add_data(d)
-        self.triggers.on_data(d)
-        return d
-
-    def find(self, pattern: Mapping[str, Any] | None = None, **filters: Any) -> list[DataObject]:
-        """Data by metadata: exact or glob per field, AND across fields."""
-        return self.store.find_data(pattern, **filters)
-
     # -- workflows and logs -----------------------------------------------------------
     def create_workflow(self, name: str, description: str = "",
                         props: Mapping[str, Any] | None = None) -> Workflow:
@@ -397,51 +323,26 @@ class Manager:
         log.log(num if isinstance(num, int) else logging.INFO, message)
 
     # -- triggers ---------------------------------------------------------------------
-    def _add_trigger(self, tr: Trigger) -> Trigger:
-        check_json(tr.pattern, "a data trigger's pattern")
-        tr.defn.check_plain()
-        secret = [k for k in tr.defn.env if SECRET_NAME.search(k)]
-        if secret:  # a trigger's job is stored until it fires: it cannot carry a secret
-            raise InvalidInput(f"the triggered job's env sets {secret[0]}, which looks like a "
-                               "secret, and lwfm does not store secrets: set it in the "
-                               "environment of the process that fires triggers (your "
-                               "workflow script, or lwfm serve) instead; jobs inherit it")
-        if tr.defn.site not in self.site_names():  # now, not when it fires
-            raise NotFound(f"no site named {tr.defn.site!r} (lwfm sites lists them)")
-        self._rec.flush()
-        for j in tr.watch:  # unknown ids are an error now, not a trigger that never fires
-            self.triggers.job_or_future(j)
-        if tr.workflow_id is None and tr.watch:
-            first = self.triggers.job_or_future(tr.watch[0])
-            tr.workflow_id = (first.context.workflow_id if first else
-                              self.store.trigger_for_job(tr.watch[0]).workflow_id)  # type: ignore[union-attr]
-        if tr.workflow_id is None and self.context is not None:
-            tr.workflow_id = self.context.workflow_id
-        self.store.add_trigger(tr)
-        self.triggers.added()
-        self.triggers.evaluate(tr)  # its condition may already hold
-        return self.store.get_trigger(tr.id)
-
     def on(self, job_id: str, defn: JobDefn, states: Iterable[State | str] = (State.COMPLETE,),
            **kw: Any) -> Trigger:
         """Run ``defn`` when ``job_id`` reaches one of ``states`` ("terminal" = any end)."""
-        return self._add_trigger(Trigger(kind=TriggerKind.JOB, watch=[job_id], defn=defn,
+        return self.triggers.add(Trigger(kind=TriggerKind.JOB, watch=[job_id], defn=defn,
                                          states=parse_states(states), **kw))
 
     def on_all(self, job_ids: Iterable[str], defn: JobDefn,
                states: Iterable[State | str] = (State.COMPLETE,), **kw: Any) -> Trigger:
         """Join: run ``defn`` when every job reaches one of ``states``."""
-        return self._add_trigger(Trigger(kind=TriggerKind.ALL, watch=list(job_ids), defn=defn,
+        return self.triggers.add(Trigger(kind=TriggerKind.ALL, watch=list(job_ids), defn=defn,
                                          states=parse_states(states), **kw))
 
     def on_any(self, job_ids: Iterable[str], defn: JobDefn,
                states: Iterable[State | str] = (State.COMPLETE,), **kw: Any) -> Trigger:
-        return self._add_trigger(Trigger(kind=TriggerKind.ANY, watch=list(job_ids), defn=defn,
+        return self.triggers.add(Trigger(kind=TriggerKind.ANY, watch=list(job_ids), defn=defn,
                                          states=parse_states(states), **kw))
 
     def on_data(self, pattern: Mapping[str, Any], defn: JobDefn, **kw: Any) -> Trigger:
         """Run ``defn`` when data whose metadata matches ``pattern`` is put."""
-        return self._add_trigger(Trigger(kind=TriggerKind.DATA, pattern=dict(pattern), defn=defn,
+        return self.triggers.add(Trigger(kind=TriggerKind.DATA, pattern=dict(pattern), defn=defn,
                                          **kw))
 
     # -- the manager loop -------------------------------------------------------------

@@ -14,7 +14,8 @@ import time
 from typing import TYPE_CHECKING, Iterable
 
 from .errors import InvalidInput, LwfmError, NotFound
-from .model import DataObject, Job, State, Trigger, TriggerKind, TriggerStatus
+from .model import (SECRET_NAME, DataObject, Job, State, Trigger, TriggerKind, TriggerStatus,
+                    check_json)
 from .store import field_matches
 
 if TYPE_CHECKING:
@@ -104,6 +105,34 @@ class TriggerEngine:
             self._any = bool(self.store.triggers(status=TriggerStatus.PENDING, limit=1))
             self._checked = now
         return self._any
+
+    def add(self, tr: Trigger) -> Trigger:
+        """Check and persist a new trigger, then evaluate it: its condition may hold already.
+        Whatever would stop it firing later (an unknown job or site, a secret it would have
+        to store) is an error now."""
+        check_json(tr.pattern, "a data trigger's pattern")
+        tr.defn.check_plain()
+        secret = [k for k in tr.defn.env if SECRET_NAME.search(k)]
+        if secret:  # a trigger's job is stored until it fires: it cannot carry a secret
+            raise InvalidInput(f"the triggered job's env sets {secret[0]}, which looks like a "
+                               "secret, and lwfm does not store secrets: set it in the "
+                               "environment of the process that fires triggers (your "
+                               "workflow script, or lwfm serve) instead; jobs inherit it")
+        if tr.defn.site not in self.m.site_names():  # now, not when it fires
+            raise NotFound(f"no site named {tr.defn.site!r} (lwfm sites lists them)")
+        self.m.flush()
+        for j in tr.watch:  # unknown ids are an error now, not a trigger that never fires
+            self.job_or_future(j)
+        if tr.workflow_id is None and tr.watch:
+            first = self.job_or_future(tr.watch[0])
+            tr.workflow_id = (first.context.workflow_id if first else
+                              self.store.trigger_for_job(tr.watch[0]).workflow_id)  # type: ignore[union-attr]
+        if tr.workflow_id is None and self.m.context is not None:
+            tr.workflow_id = self.m.context.workflow_id
+        self.store.add_trigger(tr)
+        self.added()
+        self.evaluate(tr)
+        return self.store.get_trigger(tr.id)
 
     def added(self) -> None:
         self._any, self._checked = True, time.monotonic()
