@@ -16,16 +16,16 @@ from sqlalchemy.exc import DataError
 
 from ..errors import InvalidInput, NotFound
 from ..model import (TERMINAL, DataObject, Job, JobContext, JobDefn, JobStatus, LogRecord, State,
-                     Trigger, TriggerStatus, Workflow, advance, iso, new_id, parse_time,
-                     redacted_env, utcnow)
+                     Workflow, advance, iso, new_id, parse_time, redacted_env)
 from . import schema as t
 from .metadata import field_matches, is_glob, matches, meta_rows_for, meta_value
 from .sql import chunks, insert_many, make_engine
+from .triggers import TriggerRows
 
 __all__ = ["Store", "chunks", "field_matches", "is_glob", "matches", "t"]
 
 
-class Store:
+class Store(TriggerRows):
     """Typed access to lwfm's tables. The Manager is the usual caller."""
 
     def __init__(self, url: str):
@@ -357,63 +357,6 @@ class Store:
         with self.read() as c:
             found = [DataObject.from_dict(dict(r)) for r in c.execute(q).mappings()]
         return [d for d in found if all(matches(d.metadata.get(k), g) for k, g in globs.items())]
-
-    # -- triggers ---------------------------------------------------------------------
-    def add_trigger(self, tr: Trigger) -> Trigger:
-        tr.instance_id = tr.instance_id or self.instance_id
-        with self.write() as c:
-            c.execute(insert(t.triggers).values(
-                id=tr.id, kind=tr.kind.value, status=tr.status.value, body=tr.to_dict(),
-                job_id=tr.job_id, fired_by=None, reason=None, fired_at=None))
-            if tr.watch:
-                c.execute(insert(t.trigger_watch), [{"trigger_id": tr.id, "job_id": j}
-                                                    for j in tr.watch])
-            self.journal(c, "trigger", [tr.id])
-        return tr
-
-    def _trigger(self, r: Mapping[str, Any]) -> Trigger:
-        body = dict(r["body"])
-        body.update(status=r["status"], fired_by=r["fired_by"], reason=r["reason"],
-                    fired_at=r["fired_at"])
-        return Trigger.from_dict(body)
-
-    def get_trigger(self, trigger_id: str) -> Trigger:
-        with self.read() as c:
-            r = c.execute(select(t.triggers).where(t.triggers.c.id == trigger_id)).mappings().first()
-        if r is None:
-            raise NotFound(f"no trigger with id {trigger_id!r}")
-        return self._trigger(r)
-
-    def trigger_for_job(self, job_id: str) -> Trigger | None:
-        """The trigger that will start (or started) ``job_id``, if any."""
-        with self.read() as c:
-            r = c.execute(select(t.triggers).where(t.triggers.c.job_id == job_id)).mappings().first()
-        return None if r is None else self._trigger(r)
-
-    def triggers(self, status: TriggerStatus | None = None, kind: str | None = None,
-                 watching: str | None = None, limit: int | None = None) -> list[Trigger]:
-        q = select(t.triggers).limit(limit)
-        if status is not None:
-            q = q.where(t.triggers.c.status == TriggerStatus(status).value)
-        if kind is not None:
-            q = q.where(t.triggers.c.kind == kind)
-        if watching is not None:
-            q = q.where(t.triggers.c.id.in_(select(t.trigger_watch.c.trigger_id).where(
-                t.trigger_watch.c.job_id == watching)))
-        with self.read() as c:
-            return [self._trigger(r) for r in c.execute(q).mappings()]
-
-    def settle_trigger(self, trigger_id: str, status: TriggerStatus, *, fired_by: str | None = None,
-                       reason: str | None = None) -> bool:
-        """Move a pending trigger to fired/dead. True only for the one caller that won."""
-        with self.write() as c:
-            n = c.execute(update(t.triggers).where(t.triggers.c.id == trigger_id,
-                                                   t.triggers.c.status == "pending").values(
-                status=TriggerStatus(status).value, fired_by=fired_by, reason=reason,
-                fired_at=iso(utcnow()))).rowcount
-            if n:
-                self.journal(c, "trigger", [trigger_id])
-        return n == 1
 
     # -- logs -------------------------------------------------------------------------
     def add_log(self, rec: LogRecord) -> None:
