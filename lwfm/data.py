@@ -24,13 +24,13 @@ if TYPE_CHECKING:
 class DataVerbs:
     """Data, recorded with the job that put or got it and linked across sites."""
 
-    store: "Store"
-    triggers: "TriggerEngine"
-    _rec: "Recorder"
-    context: JobContext | None
+    if TYPE_CHECKING:  # the Manager's
+        store: Store
+        triggers: TriggerEngine
+        _rec: Recorder
+        context: JobContext | None
 
-    def site(self, name: str) -> "Site":
-        raise NotImplementedError  # the Manager's
+        def site(self, name: str) -> Site: ...
 
     def _check_metadata(self, metadata: Mapping[str, Any] | None) -> None:
         """Refuse bad metadata (long keys, NUL, values JSON cannot hold) before anything
