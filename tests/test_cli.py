@@ -172,6 +172,10 @@ def test_demo_tells_the_whole_story(home: Path) -> None:
     assert r.returncode == 0, r.stderr + r.stdout
     assert "the remote thread joins the local one" in r.stdout
     assert "imported again: added 0" in r.stdout
+    q = lwfm(home, "demo", "--quiet", timeout=600)  # a second run in the same home
+    assert q.returncode == 0, q.stderr
+    summary = json.loads(q.stdout)
+    assert summary["joined"] is True and "launch remote lab" in summary["lineage"]
 
 
 def test_a_foreign_job_id_in_the_environment_is_adopted_only_by_a_write(home: Path,
@@ -236,3 +240,25 @@ def test_filters_and_limits_that_cannot_match_are_errors(home: Path) -> None:
                       (["jobs", "--limit", "-3"], "Invalid value for '--limit'")):
         r = lwfm(home, *args)
         assert r.returncode != 0 and msg in r.stderr and "Traceback" not in r.stderr, args
+
+
+def test_ctrl_c_on_a_waiting_command_exits_130(home: Path) -> None:
+    """The shell's convention for an interrupted command; the job itself runs on."""
+    job_id = lwfm(home, "run", "--shell", "sleep 30").stdout.strip()
+    p = subprocess.Popen([sys.executable, "-m", "lwfm.cli", "wait", job_id], text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env={**os.environ, "LWFM_HOME": str(home)})
+    fds = Path(f"/proc/{p.pid}/fd")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until it has opened the store: inside the command
+        try:
+            if any(os.readlink(f).endswith("lwfm.db") for f in fds.iterdir()):
+                break
+        except OSError:
+            pass
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 130 and "aborted" in err and "Traceback" not in err
+    assert json.loads(lwfm(home, "status", job_id, "--json").stdout)["state"] == "RUNNING"
+    assert lwfm(home, "cancel", job_id).returncode == 0

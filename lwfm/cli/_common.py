@@ -55,9 +55,9 @@ def run_main(group: click.Group) -> None:
     """Run the CLI: lwfm errors become one clear line on stderr and exit status 1."""
     try:
         group.main(standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort:  # click's form of Ctrl-C (and of EOF at a prompt)
         click.echo("aborted", err=True)
-        sys.exit(1)
+        sys.exit(130)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
@@ -70,5 +70,3 @@ def run_main(group: click.Group) -> None:
         where = f": {e.filename}" if e.filename else ""
         click.echo(f"lwfm: error: {e.strerror or e}{where}", err=True)
         sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)

@@ -321,9 +321,14 @@ def serve_cmd(m, interval: float) -> None:
 
 
 @command("demo")
-@click.option("--quiet", is_flag=True, help="Print only the final summary.")
+@click.option("--quiet", is_flag=True, help="Print only the final summary (JSON).")
 @with_manager
 def demo_cmd(m, quiet: bool) -> None:
     """Run a small end-to-end workflow and show its digital thread."""
     from ..demo import run_demo
-    run_demo(m, echo=(lambda *_: None) if quiet else click.echo)
+    summary = run_demo(m, echo=(lambda *_: None) if quiet else click.echo)
+    if quiet:
+        echo_json(summary)
+    if not summary["joined"]:
+        raise LwfmError("the demo's lineage did not reach the local launch job: the remote "
+                        "thread did not join the local one")
