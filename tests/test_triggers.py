@@ -94,6 +94,17 @@ def test_data_trigger_fires_once_on_matching_put(m: Manager, tmp_path: Path) -> 
     assert len(m.store.find_jobs()) == 1
 
 
+def test_data_trigger_fires_on_matching_data_recorded_before_it(m: Manager,
+                                                                tmp_path: Path) -> None:
+    """A producer may put its data before the workflow script gets to make the trigger."""
+    f = tmp_path / "early.dat"
+    f.write_text("x")
+    early = m.notate(f, metadata={"kind": "early"})
+    tr = m.on_data({"kind": "early"}, echo("late trigger"))
+    assert m.wait(tr.job_id, timeout=60).state is State.COMPLETE
+    assert m.store.get_trigger(tr.id).fired_by == early.id
+
+
 def test_unknown_watched_job_is_refused(m: Manager) -> None:
     with pytest.raises(NotFound):
         m.on("no-such-job", echo("x"))
