@@ -26,6 +26,7 @@ log = logging.getLogger("lwfm.triggers")
 
 _NEVER_REACHED = {State.INFO: "INFO is a report a job makes, not a state it reaches",
                   State.UNKNOWN: "UNKNOWN means a site could not tell, not a state a job reaches"}
+_REACHABLE = [s.value for s in State if s not in _NEVER_REACHED]
 
 
 def parse_states(states: Iterable[State | str] | State | str) -> list[State]:
@@ -47,9 +48,6 @@ def parse_states(states: Iterable[State | str] | State | str) -> list[State]:
     if not out:
         raise InvalidInput("a trigger needs at least one state to wait for")
     return list(dict.fromkeys(out))
-
-
-_REACHABLE = [s.value for s in State if s not in _NEVER_REACHED]
 
 
 def decide(tr: Trigger, states: dict[str, State | None],
