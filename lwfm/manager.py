@@ -91,22 +91,20 @@ class Manager(DataVerbs):
     # -- run --------------------------------------------------------------------------
     def submit(self, defn: JobDefn, *, parent_id: str | None = None, workflow_id: str | None = None,
                job_id: str | None = None, triggered_by: str | None = None) -> Job:
-        """Record and start a job on ``defn.site``; returns it (state RUNNING or later)."""
+        """Record and start a job on ``defn.site``; returns it (state RUNNING or later).
+
+        A ``job_id`` given here was handed out before the job existed (a trigger's): if the
+        job cannot even be recorded (its site or workflow gone), it is recorded FAILED,
+        so whoever waits on that id sees it end."""
         defn.check_plain()
-        site = self.site(defn.site)
-        if parent_id is None and self.context is not None:
-            parent_id = self.context.job_id
-        originator = None
-        if parent_id is not None:
-            self._rec.flush()
-            parent = self.store.get_job(parent_id).context
-            originator = parent.originator_id
-            workflow_id = workflow_id or parent.workflow_id
-        if workflow_id is not None:
-            self.store.get_workflow(workflow_id)
-        ctx = JobContext(parent_id=parent_id, originator_id=originator, workflow_id=workflow_id,
-                         site=defn.site, **({"job_id": job_id} if job_id else {}))
-        job = Job(defn=defn, context=ctx, triggered_by=triggered_by, submitter=USER)
+        try:
+            site = self.site(defn.site)
+            job = self._new_job(defn, parent_id, workflow_id, job_id, triggered_by)
+        except Exception as e:
+            if job_id is not None:
+                self._record_unstarted(defn, job_id, str(e), workflow_id, triggered_by)
+            raise
+        ctx = job.context
         with self._lock:
             self._inflight[ctx.job_id] = []
         try:
@@ -129,21 +127,31 @@ class Manager(DataVerbs):
         # The queued Job may not be written yet: hand back a copy, never mutate it.
         return dataclasses.replace(job, state=st.state)
 
-    def record_unstarted(self, defn: JobDefn, job_id: str, reason: str, *,
-                         workflow_id: str | None = None, triggered_by: str | None = None) -> None:
-        """Record a job that ``submit`` refused before recording it (its site or workflow
-        gone, say) as FAILED, so whoever waits on its id - a fired trigger's - sees it end."""
-        self._rec.flush()
-        try:
-            self.store.get_job(job_id)
-            return  # submit got as far as recording it
-        except NotFound:
-            pass
+    def _new_job(self, defn: JobDefn, parent_id: str | None, workflow_id: str | None,
+                 job_id: str | None, triggered_by: str | None) -> Job:
+        """The job to record: linked to its parent (default: the job we run in), which
+        gives its originator and, unless given, its workflow."""
+        if parent_id is None and self.context is not None:
+            parent_id = self.context.job_id
+        originator = None
+        if parent_id is not None:
+            self._rec.flush()
+            parent = self.store.get_job(parent_id).context
+            originator = parent.originator_id
+            workflow_id = workflow_id or parent.workflow_id
+        if workflow_id is not None:
+            self.store.get_workflow(workflow_id)
+        ctx = JobContext(parent_id=parent_id, originator_id=originator, workflow_id=workflow_id,
+                         site=defn.site, **({"job_id": job_id} if job_id else {}))
+        return Job(defn=defn, context=ctx, triggered_by=triggered_by, submitter=USER)
+
+    def _record_unstarted(self, defn: JobDefn, job_id: str, reason: str,
+                          workflow_id: str | None, triggered_by: str | None) -> None:
         if workflow_id is not None:
             try:
                 self.store.get_workflow(workflow_id)
             except NotFound:
-                workflow_id = None
+                workflow_id = None  # the workflow is what is gone
         ctx = JobContext(workflow_id=workflow_id, site=defn.site, job_id=job_id)
         job = Job(defn=defn, context=ctx, triggered_by=triggered_by, submitter=USER)
         self._rec.put(("job", (job, JobStatus(job_id, State.FAILED, info=f"could not start: {reason}"))))

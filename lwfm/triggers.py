@@ -119,10 +119,10 @@ class TriggerEngine:
         if tr.defn.site not in self.m.site_names():  # now, not when it fires
             raise NotFound(f"no site named {tr.defn.site!r} (lwfm sites lists them)")
         self.m.flush()
-        for j in tr.watch:  # unknown ids are an error now, not a trigger that never fires
-            self.job_or_future(j)
+        # Unknown ids are an error now, not a trigger that never fires.
+        watched = [self.job_or_future(j) for j in tr.watch]
         if tr.workflow_id is None and tr.watch:
-            first = self.job_or_future(tr.watch[0])
+            first = watched[0]
             tr.workflow_id = (first.context.workflow_id if first else
                               self.store.trigger_for_job(tr.watch[0]).workflow_id)  # type: ignore[union-attr]
         if tr.workflow_id is None and self.m.context is not None:
@@ -234,7 +234,5 @@ class TriggerEngine:
         try:
             self.m.submit(tr.defn, parent_id=parent, workflow_id=workflow, job_id=tr.job_id,
                           triggered_by=tr.id)
-        except Exception as e:  # the fired job ends FAILED, so its waiters return; loop lives
+        except Exception as e:  # submit recorded the job FAILED; keep the loop alive
             log.warning("trigger %s fired but its job could not start: %s", tr.id, e)
-            self.m.record_unstarted(tr.defn, tr.job_id, str(e), workflow_id=workflow,
-                                    triggered_by=tr.id)
