@@ -51,7 +51,7 @@ def test_env_values_pass_through_exactly(home: Path) -> None:
 def test_interrupting_run_wait_leaves_the_job_running_and_recorded(home: Path) -> None:
     """Ctrl-C stops the waiting, not the job; the job still records how it ended."""
     p = subprocess.Popen([sys.executable, "-m", "lwfm.cli", "run", "--wait", "--shell", "--",
-                          "sleep 2; exit 0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          "sleep 6; exit 0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, env={**os.environ, "LWFM_HOME": str(home)})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # until the job is recorded as running
