@@ -3,9 +3,12 @@ graph to `oxigraph serve` with rdflib's SPARQLUpdateStore, query it with SPARQLS
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -20,7 +23,22 @@ from lwfm.provenance.vocab import node_iri
 from lwfm.store import Store
 from tests.test_provenance_helpers import part_one, part_two
 
-OXIGRAPH = shutil.which("oxigraph")   # PyPI `oxigraph` (test extra): the server binary
+
+
+def _beside_python(name: str) -> str | None:
+    """A console script of this interpreter's environment: pip puts it in the scripts
+    dir, which is on PATH only while that venv is activated (``PYTHON=<venv> .ci/run``
+    does not activate it); then the base interpreter's (a --system-site-packages venv);
+    PATH last."""
+    for d in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable),
+              sysconfig.get_path("scripts", vars={"base": sys.base_prefix})):
+        exe = os.path.join(d, name)
+        if os.access(exe, os.X_OK):
+            return exe
+    return shutil.which(name)
+
+
+OXIGRAPH = _beside_python("oxigraph")   # PyPI `oxigraph` (test extra): the server binary
 
 
 def _free_port() -> int:

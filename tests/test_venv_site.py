@@ -447,8 +447,10 @@ def test_a_dead_worker_is_replaced(make_site):
 
 
 LWFM_JOB = '''
+import os
 import six
 from pathlib import Path
+import lwfm
 from lwfm import Manager
 
 def notate(path):
@@ -456,7 +458,8 @@ def notate(path):
     p = Path(path)
     p.write_text(six.__version__)
     with Manager() as m:
-        m.put(p, str(p.with_suffix(".stored")), metadata={"six": six.__version__, "by": "venv job"})
+        m.put(p, str(p.with_suffix(".stored")), metadata={
+            "six": six.__version__, "by": "venv job", "lwfm": os.path.realpath(lwfm.__file__)})
 '''
 
 
@@ -465,7 +468,8 @@ def test_a_venv_job_with_lwfm_links_its_data(home: Path, venv_cache: Path, code_
     """lwfm visible in the venv (system_site_packages; listing lwfm's checkout among the
     requirements works too, but costs a minute of dependency installs): the job finds
     its context in its environment and notates data linked to itself, while the venv's
-    pinned six still shadows the host's."""
+    pinned six still shadows the host's. The job's lwfm is the host's own, also when the
+    host is a venv (lwfm installed there, editable or not), not the base interpreter's."""
     from lwfm import Manager
     (code_dir / "lwfmjob.py").write_text(LWFM_JOB)
     (home / "lwfm.toml").write_text(
@@ -481,3 +485,5 @@ def test_a_venv_job_with_lwfm_links_its_data(home: Path, venv_cache: Path, code_
         found = m.find({"by": "venv job"})
         assert [(d.job_id, d.metadata["six"]) for d in found] == [(job.id, "1.15.0")]
         assert found[0].sha256 is not None
+        import lwfm
+        assert found[0].metadata["lwfm"] == os.path.realpath(lwfm.__file__)
