@@ -5,6 +5,11 @@ group, so a third-party package adds one without touching lwfm. The Manager owns
 store; drivers never touch it. They talk back through :class:`SiteHost`: ``report``
 a status (from a reaper thread, a poller, a remote callback) and the per-job
 directory for logs. Stdlib-only on purpose (see ``lwfm.model``).
+
+What the core relies on is declared here, not probed for: ``Run.supervises``,
+``Run.detach``, ``Run.resource_keys``, ``Site.pillars``, ``Site.check_request``,
+``Site.fetch_thread`` and ``Site.close``. A site may leave out pillars (a data
+service is Repo-only): every verb on a missing one raises :class:`NotSupported`.
 """
 
 from __future__ import annotations
@@ -12,9 +17,9 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Generic, Mapping, TypeVar, overload
 
-from .errors import NotSupported, SiteError
+from .errors import InvalidInput, NotSupported
 from .model import DataObject, JobContext, JobDefn, JobStatus
 
 
@@ -55,7 +60,38 @@ class Auth(abc.ABC):
         """Whether a login is valid now."""
 
 
+#: JobDefn.resources keys a site that runs jobs as processes can enforce with rlimits:
+#: key -> (the ``resource`` module's limit name, what one unit is in that limit's units).
+PROCESS_LIMITS: dict[str, tuple[str, int]] = {
+    "cpu_seconds": ("RLIMIT_CPU", 1),            # CPU time: SIGXCPU past it, SIGKILL 1 s on
+    "memory_mb": ("RLIMIT_AS", 1024 * 1024),     # address space; allocations past it fail
+    "open_files": ("RLIMIT_NOFILE", 1),          # open file descriptors
+}
+
+
+def process_limits(resources: Mapping[str, Any]) -> dict[str, int]:
+    """The soft rlimits (``{"RLIMIT_CPU": 5, ...}``, in the limit's own units) that
+    ``resources`` asks for; other keys are not limits and are left out. The hard limit
+    is the same, but one second more for RLIMIT_CPU: the job is told (SIGXCPU, which
+    its record then shows) before it is killed."""
+    return {PROCESS_LIMITS[k][0]: int(v) * PROCESS_LIMITS[k][1]
+            for k, v in resources.items() if k in PROCESS_LIMITS}
+
+
 class Run(abc.ABC):
+    #: The JobDefn.resources keys this site enforces. Any other key is refused at submit
+    #: (``Site.check_request``): a request that is silently ignored would be a lie in the
+    #: record. Process-based sites can take ``PROCESS_LIMITS``.
+    resource_keys: frozenset[str] = frozenset()
+
+    #: False: this process supervises the jobs it starts and records their end itself,
+    #: so a job whose submitter exits first loses its end. True: a job records its own end
+    #: wherever it runs (a remote site, a batch system), so it outlives the submitter. A
+    #: site that can do both starts at False and the Manager sets True where the submitter
+    #: may exit before the job (inside a job, ``lwfm run``); a driver that cannot detach
+    #: refuses that assignment (a property that raises NotSupported).
+    detach: bool = True
+
     @abc.abstractmethod
     def submit(self, defn: JobDefn, ctx: JobContext) -> JobStatus:
         """Start the job; set ``ctx.native_id``; return its first status."""
@@ -71,6 +107,12 @@ class Run(abc.ABC):
     def log(self, ctx: JobContext) -> str:
         """The job's stdout and stderr, as far as they go."""
         raise NotSupported("this site keeps no job logs")
+
+    def supervises(self, job_id: str) -> bool:
+        """Whether this process will be told when the job ends (a reaper, a worker's exit
+        event): the Manager then neither polls ``status`` for it nor takes a missing
+        answer for a lost job. Default: no, poll it every ``poll_interval`` seconds."""
+        return False
 
     #: seconds between status polls when no event tells us a job moved
     poll_interval: float = 1.0
@@ -92,6 +134,7 @@ class Repo(abc.ABC):
 
 class Spin(abc.ABC):
     def compute_types(self) -> list[str]:
+        """The names a JobDefn.compute_type may take here; none: any is refused."""
         return []
 
     def provision(self, compute_type: str, **options: Any) -> str:
@@ -110,12 +153,6 @@ class StaticSpin(Spin):
     def compute_types(self) -> list[str]:
         return list(self._types)
 
-    def require(self, site: str, compute_type: str | None) -> None:
-        """Refuse a job asking for a compute type this site does not have."""
-        if compute_type and self._types and compute_type not in self._types:
-            raise SiteError(f"site {site!r} has no compute type {compute_type!r} "
-                            f"(configured: {', '.join(self._types)})")
-
 
 class NoAuth(Auth):
     """For sites that need no login (your own machine)."""
@@ -127,13 +164,61 @@ class NoAuth(Auth):
         return True
 
 
-class Site(abc.ABC):
-    """A site bundles its four pillars. Subclasses build them in ``__init__``."""
+P = TypeVar("P")
 
-    auth: Auth
-    run: Run
-    repo: Repo
-    spin: Spin
+#: The pillars a site may have, in the order they are listed.
+PILLARS = ("auth", "run", "repo", "spin")
+
+
+class _Pillar(Generic[P]):
+    """A pillar slot on :class:`Site`. A site that never sets one lacks it, and every
+    verb on it is a clear NotSupported ("site X has no Run pillar"), not an
+    AttributeError from deep inside the Manager."""
+
+    def __init__(self, kind: type[P]):
+        self.kind = kind
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> "_Pillar[P]": ...
+    @overload
+    def __get__(self, obj: "Site", owner: type | None = None) -> P: ...
+
+    def __get__(self, obj: "Site | None", owner: type | None = None) -> "P | _Pillar[P]":
+        if obj is None:
+            return self
+        try:
+            return obj.__dict__[self.name]
+        except KeyError:
+            raise NotSupported(f"site {obj.name!r} has no {self.kind.__name__} pillar "
+                               f"(it has: {', '.join(obj.pillars()) or 'none'})") from None
+
+    def __set__(self, obj: "Site", value: P) -> None:
+        if not isinstance(value, self.kind):
+            raise TypeError(f"{type(obj).__name__}.{self.name} must be a {self.kind.__name__}, "
+                            f"not {type(value).__name__}")
+        obj.__dict__[self.name] = value
+
+
+@dataclass
+class FetchedThread:
+    """What ``Site.fetch_thread`` brought home: a bundle file, checked end to end."""
+
+    path: Path            # the local bundle (zip)
+    source: str           # where it was made, e.g. the remote bundle's path
+    sha256: str
+    size: int
+
+
+class Site(abc.ABC):
+    """A site bundles up to four pillars; subclasses set those they have in ``__init__``."""
+
+    auth = _Pillar(Auth)
+    run = _Pillar(Run)
+    repo = _Pillar(Repo)
+    spin = _Pillar(Spin)
 
     def __init__(self, host: SiteHost):
         self.host = host
@@ -142,5 +227,38 @@ class Site(abc.ABC):
     def name(self) -> str:
         return self.host.name
 
+    def pillars(self) -> tuple[str, ...]:
+        """The pillars this site has (of ``PILLARS``), e.g. ``("repo",)`` for a data service."""
+        return tuple(p for p in PILLARS if p in self.__dict__ or
+                     not isinstance(getattr(type(self), p, None), _Pillar))
+
+    def check_request(self, defn: JobDefn) -> None:
+        """Refuse, before anything starts, a job this site cannot run as asked: no Run
+        pillar, a compute type it does not have, a resource key it does not enforce
+        (a request that is silently ignored would be recorded as if it had been met)."""
+        run = self.run                                       # NotSupported if it has none
+        if defn.compute_type is not None:
+            types = self.spin.compute_types() if "spin" in self.pillars() else []
+            if defn.compute_type not in types:
+                raise NotSupported(f"site {self.name!r} has no compute type "
+                                   f"{defn.compute_type!r} (it has: {', '.join(types) or 'none'})")
+        for key, value in defn.resources.items():
+            if key not in run.resource_keys:
+                raise NotSupported(f"site {self.name!r} cannot honour resource {key!r} "
+                                   f"(it honours: {', '.join(sorted(run.resource_keys)) or 'none'})")
+            if key in PROCESS_LIMITS and (isinstance(value, bool) or not isinstance(value, int)
+                                          or value <= 0):
+                raise InvalidInput(f"resource {key!r} must be a positive whole number, "
+                                   f"not {value!r}")
+
+    def fetch_thread(self, dest: Path, *, workflow_id: str | None = None,
+                     with_data: bool = False) -> FetchedThread:
+        """Export the thread of the lwfm instance this site runs (one workflow, or all)
+        as a bundle at ``dest``; ``lwfm pull`` imports it. Only sites that run lwfm
+        themselves can (a remote lab over SSH)."""
+        raise NotSupported(f"site {self.name!r} runs no lwfm instance to pull a thread from "
+                           f"(lwfm pull needs a site such as ssh with a remote_home)")
+
     def close(self) -> None:
-        """Release connections and helper processes."""
+        """Release connections, threads and helper processes this site started. The
+        Manager calls it once, on its own close; a site must not be used after it."""

@@ -7,7 +7,9 @@ call. Stdlib only: lwfm itself is not installed in the venv. Requests on stdin a
 line on stdout; a job ending sends ``{"event": "exit", "job", "code", "cancelled"}``.
 Nothing received is ever evaluated: python jobs are imported by name with importlib.
 
-``_venv_worker.py --call module:function [args...]`` is the runner for python jobs.
+``_venv_worker.py --call module:function [args...]`` is the runner for python jobs;
+``_venv_worker.py --limits JSON -- argv...`` sets a job's rlimits, then execs it (same
+pid: the job's native id and its process group stay what the worker spawned).
 """
 
 from __future__ import annotations
@@ -217,7 +219,33 @@ def run_call(spec: str, args: list[str]) -> int:
     return 0
 
 
+LIMITS = ("RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_NOFILE")   # what lwfm.site.process_limits names
+
+
+def exec_limited(limits: str, argv: list[str]) -> int:
+    """Set the rlimits ``{"RLIMIT_CPU": 5, ...}`` and exec ``argv``; only returns on
+    failure, with the shell's codes (125: cannot set, 127: cannot run). Hard = soft,
+    but for CPU one second more, so the job gets SIGXCPU before SIGKILL."""
+    import resource
+    try:
+        for name, value in json.loads(limits).items():
+            if name not in LIMITS or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"not a limit lwfm sets: {name}={value!r}")
+            hard = value + 1 if name == "RLIMIT_CPU" else value
+            resource.setrlimit(getattr(resource, name), (value, hard))
+    except (ValueError, OSError) as e:
+        print(f"lwfm: cannot set the job's resource limits: {e}", file=sys.stderr)
+        return 125
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as e:
+        print(f"lwfm: cannot run {argv[0]}: {e}", file=sys.stderr)
+    return 127
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) >= 4 and argv[0] == "--limits" and argv[2] == "--":
+        return exec_limited(argv[1], argv[3:])
     if len(argv) >= 2 and argv[0] == "--call":
         sys.path[:] = [p for p in sys.path if p != os.path.dirname(os.path.abspath(__file__))]
         return run_call(argv[1], argv[2:])

@@ -15,14 +15,16 @@ Configured by a ``[sites.NAME]`` table in ``lwfm.toml``::
     workdir = "/scratch/me"               # default cwd and base for relative paths
     lwfm_command = "lwfm"                 # how to run the lab's lwfm CLI
     python_command = "python3"            # for "module:function" jobs
-    compute_types = ["cpu", "gpu"]
+    compute_types = ["cpu", "gpu"]         # what JobDefn.compute_type may name
     reconnect_timeout = 60                # s a call retries a dropped connection
     poll_reconnect_timeout = 5            # s a status poll retries (then: INFO)
     record_end_at_lab = true              # the lab's lwfm records how adopted jobs ended
 
 Jobs run detached (own session and process group, stdio to files) under a small
 wrapper that writes the exit code atomically, so they outlive the SSH connection and
-the driver can pick up their state after any reconnect. The remote job sees the
+the driver can pick up their state after any reconnect. ``JobDefn.resources`` may set
+``cpu_seconds``, ``memory_mb`` and ``open_files`` (the job's ``ulimit``); any other key
+is refused at submit. The remote job sees the
 SAME job id as the local record (``LWFM_JOB_ID``) and the lab's lwfm home, so what it
 records there joins the local thread after ``lwfm pull``.
 """
@@ -40,76 +42,15 @@ from urllib.parse import urlparse
 from lwfm.errors import AuthError, ChecksumMismatch, ConfigError, NotFound, SiteError
 from lwfm.files import sha256_file
 from lwfm.model import DataObject, Direction, EntryKind, JobContext, JobDefn, JobStatus, State
-from lwfm.site import Auth, Repo, Run, Site, SiteHost, StaticSpin
+from lwfm.site import PROCESS_LIMITS, Auth, FetchedThread, Repo, Run, Site, SiteHost, StaticSpin
 from lwfm.sites.local import exit_status, job_argv
 
 from ._ssh_conn import Connection, SshConfig
+from ._ssh_scripts import CANCEL, LAUNCH, STATUS, WRAPPER, limits_function
 
 q = shlex.quote
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-
-# The detached wrapper. $1 = job dir, $2 = cwd, the rest = the job's argv. The job's
-# environment comes from "$d/env" (mode 600, sent over stdin) so it never shows in the
-# lab's process list. TERM is caught (not ignored, so the job itself still dies of it)
-# so the wrapper survives a cancel long enough to record the exit code. Before the exit
-# file appears, ``lwfm_finish`` (defined in the env file when the lab runs lwfm) records
-# the job's end in the lab's store, so a pull right after the job ends sees it.
-_WRAPPER = r'''
-d=$1; cwd=$2; shift 2
-echo $$ > "$d/pid.tmp" && mv -f "$d/pid.tmp" "$d/pid"
-trap 'true' TERM
-. "$d/env"
-if cd "$cwd"; then "$@" > "$d/stdout" 2> "$d/stderr" < /dev/null; rc=$?
-else rc=127; echo "lwfm: cannot cd to $cwd" > "$d/stderr"; fi
-if command -v lwfm_finish > /dev/null; then
-  if [ -e "$d/cancelled" ]; then st=CANCELLED; c=; elif [ $rc = 0 ]; then st=COMPLETE; c=0
-  else st=FAILED; c=$rc; fi
-  lwfm_finish "$LWFM_JOB_ID" $st $c < /dev/null > "$d/finish.log" 2>&1
-fi
-echo $rc > "$d/exit.tmp" && mv -f "$d/exit.tmp" "$d/exit"
-'''
-
-# Idempotent launch: `mkdir` claims the job dir, so re-sending the command after a
-# dropped connection never starts a second copy; it just reports the first one's pid.
-_LAUNCH = r'''
-d={d}
-mkdir -p "$(dirname "$d")" || exit 3
-if mkdir "$d" 2>/dev/null; then
-  (umask 077 && cat > "$d/env") || exit 3
-  setsid /bin/sh -c {wrapper} lwfm-job "$d" {cwd} {argv} < /dev/null > /dev/null 2>&1 &
-else
-  cat > /dev/null
-fi
-i=0
-while [ ! -s "$d/pid" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
-[ -s "$d/pid" ] && cat "$d/pid" || {{ echo "job did not start" >&2; exit 4; }}
-'''
-
-_STATUS = r'''
-d={d}
-if [ -e "$d/cancelled" ]; then echo cancelled $(cat "$d/exit" 2>/dev/null)
-elif [ -e "$d/exit" ]; then echo exit $(cat "$d/exit")
-elif [ -s "$d/pid" ] && kill -0 -$(cat "$d/pid") 2>/dev/null; then echo running
-elif [ -e "$d/exit" ]; then echo exit $(cat "$d/exit")
-elif [ -s "$d/pid" ]; then echo vanished
-elif [ -d "$d" ]; then echo starting
-else echo missing; fi
-'''
-
-_CANCEL = r'''
-d={d}
-[ -s "$d/pid" ] || {{ echo missing; exit 0; }}
-[ -e "$d/exit" ] && {{ echo done; exit 0; }}
-pg=$(cat "$d/pid")
-touch "$d/cancelled"
-kill -TERM -$pg 2>/dev/null
-i=0
-while [ ! -e "$d/exit" ] && kill -0 -$pg 2>/dev/null && [ $i -lt {ticks} ]; do sleep 0.1; i=$((i+1)); done
-[ -e "$d/exit" ] || kill -KILL -$pg 2>/dev/null
-echo cancelled
-'''
-
 
 def _remote_path(cfg: dict[str, Any], key: str) -> str | None:
     v = cfg.get(key)
@@ -133,6 +74,8 @@ class SSHAuth(Auth):
 
 class SSHRun(Run):
     poll_interval = 0.5
+    detach = True                            # jobs run under the lab's wrapper, always
+    resource_keys = frozenset(PROCESS_LIMITS)
 
     def __init__(self, site: "SSHSite"):
         self.site = site
@@ -162,18 +105,19 @@ class SSHRun(Run):
                 **{k: str(v) for k, v in env.items()}}
 
     def submit(self, defn: JobDefn, ctx: JobContext) -> JobStatus:
-        self.site.spin.require(self.site.name, defn.compute_type)
+        self.site.check_request(defn)
         env = self._env(defn, ctx)
         for k in env:
             if not _ENV_NAME.fullmatch(k):
                 raise SiteError(f"job environment: {k!r} is not a valid variable name")
         env_file = "".join(f"export {k}={q(str(v))}\n" for k, v in env.items())
+        env_file += limits_function(defn.resources)
         if self.site.remote_home and self.site.cfg.get("record_end_at_lab", True):
             py = " ".join(q(a) for a in self.site.python_argv())
             env_file += (f"lwfm_finish() {{ timeout 120 {py} -m lwfm._pycall "
                          f"lwfm.sites._ssh_remote:finish \"$@\"; }}\n")
         cwd = defn.cwd or self.site.workdir
-        script = _LAUNCH.format(d=q(self.job_dir(ctx.job_id)), wrapper=q(_WRAPPER), cwd=q(cwd),
+        script = LAUNCH.format(d=q(self.job_dir(ctx.job_id)), wrapper=q(WRAPPER), cwd=q(cwd),
                                 argv=" ".join(q(a) for a in self._argv(defn)))
         out = self.conn.check(script, f"submitting job {ctx.job_id}", timeout=60,
                               stdin=env_file.encode())
@@ -190,7 +134,7 @@ class SSHRun(Run):
         RUNNING, the outage shows in its history, and tracking resumes after it."""
         d = self.job_dir(ctx.job_id)
         try:
-            out = self.conn.check(_STATUS.format(d=q(d)),
+            out = self.conn.check(STATUS.format(d=q(d)),
                                   f"status of job {ctx.job_id}",
                                   budget=self.conn.cfg.poll_reconnect_timeout).split()
         except (AuthError, ConfigError):
@@ -213,7 +157,7 @@ class SSHRun(Run):
                          info=f"no job directory {self.job_dir(ctx.job_id)} on {self.site.name}")
 
     def cancel(self, ctx: JobContext) -> bool:
-        out = self.conn.check(_CANCEL.format(d=q(self.job_dir(ctx.job_id)), ticks=50),
+        out = self.conn.check(CANCEL.format(d=q(self.job_dir(ctx.job_id)), ticks=50),
                               f"cancelling job {ctx.job_id}").strip()
         return out == "cancelled"
 
@@ -370,6 +314,12 @@ class SSHSite(Site):
     def python_argv(self) -> list[str]:
         """How to run the lab's python (``python_command``, parsed once)."""
         return list(self._python_argv)
+
+    def fetch_thread(self, dest: Path, *, workflow_id: str | None = None,
+                     with_data: bool = False) -> FetchedThread:
+        """The lab's ``lwfm export`` (under ``remote_home``), fetched to ``dest``."""
+        from ._ssh_pull import fetch_thread
+        return fetch_thread(self, dest, workflow_id, with_data)
 
     def close(self) -> None:
         self.conn.close()

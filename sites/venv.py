@@ -12,11 +12,15 @@ Two venv sites can hold incompatible versions of one library side by side. Confi
     # pythonpath = ["src"]                   extra import dirs for worker and jobs (relative: to the home)
     # system_site_packages = false           true: the host's packages (lwfm too) show
     #                                         beneath the venv's own, which still win
-    # compute_types = ["cpu"]
+    # compute_types = ["cpu"]                 what JobDefn.compute_type may name
 
 lwfm itself is not in a plain venv (the worker is stdlib-only). A job that calls lwfm
 (notate data, submit children) needs ``system_site_packages = true`` or lwfm among the
-requirements (e.g. its source checkout path). The venv is built once (see ``_venv_build``) and reused. Jobs and the driver's own
+requirements (e.g. its source checkout path). ``system_site_packages`` shows the
+packages of the interpreter lwfm runs in, a venv's too (see ``_venv_build``), so the job
+gets the host's own lwfm however it was installed. ``JobDefn.resources`` may set
+``cpu_seconds``, ``memory_mb`` and ``open_files`` (rlimits of the job); any other key
+is refused at submit. The venv is built once (see ``_venv_build``) and reused. Jobs and the driver's own
 calls go through one long-lived worker interpreter in the venv (``_venv_worker``);
 its exit events report completion. Status and cancel also work from any other process,
 from the native id ``pid:start_time`` and the exit-code file the worker writes.
@@ -24,6 +28,7 @@ from the native id ``pid:start_time`` and the exit-code file the worker writes.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -34,7 +39,7 @@ from typing import Any
 
 from lwfm.errors import ConfigError, NotSupported
 from lwfm.model import EntryKind, JobContext, JobDefn, JobStatus, State
-from lwfm.site import NoAuth, Run, Site, SiteHost, StaticSpin
+from lwfm.site import PROCESS_LIMITS, NoAuth, Run, Site, SiteHost, StaticSpin, process_limits
 
 from . import _venv_build as build
 from ._venv_client import WORKER_SCRIPT, WorkerClient, worker_env
@@ -76,18 +81,25 @@ class VenvRun(Run):
     """Jobs are children of the worker (in the venv), each in its own session."""
 
     poll_interval = 1.0
+    detach = True        # the worker outlives this process and writes each job's exit file
+    resource_keys = frozenset(PROCESS_LIMITS)
 
     def __init__(self, site: "VenvSite"):
         self.site = site
 
     def _argv(self, defn: JobDefn) -> list[str]:
+        py = str(build.venv_python(self.site.venv_dir))
         if defn.kind is EntryKind.PYTHON:   # lwfm._pycall is not in the venv: the worker runs it
-            return [str(build.venv_python(self.site.venv_dir)), str(WORKER_SCRIPT),
-                    "--call", str(defn.entry), *defn.args]
-        return job_argv(defn, self.site.name)   # argv and shell exactly as on ``local``
+            argv = [py, str(WORKER_SCRIPT), "--call", str(defn.entry), *defn.args]
+        else:
+            argv = job_argv(defn, self.site.name)   # argv and shell exactly as on ``local``
+        limits = process_limits(defn.resources)
+        if limits:   # set in the job's own process, which then execs the job
+            argv = [py, str(WORKER_SCRIPT), "--limits", json.dumps(limits), "--", *argv]
+        return argv
 
     def submit(self, defn: JobDefn, ctx: JobContext) -> JobStatus:
-        self.site.spin.require(self.site.name, defn.compute_type)
+        self.site.check_request(defn)
         argv = self._argv(defn)
         env = self.site.host.job_env(defn, ctx)
         job_dir = self.site.host.job_dir(ctx.job_id)   # made here: the worker writes into it

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from lwfm.errors import NotSupported, SiteError
+from lwfm.errors import LwfmError, NotSupported, SiteError
 from lwfm.model import JobContext, JobDefn, JobStatus, State
 from lwfm.site import SiteHost
 from lwfm.sites import _venv_build as build
@@ -208,6 +208,29 @@ def test_failing_jobs_fail_with_their_exit_code(make_site):
     st_other = other.run.status(ctx)
     assert (st_other.state, st_other.exit_code) == (State.FAILED, 7)
     assert other.existing_worker() is None
+
+
+def test_resources_are_enforced_or_refused(make_site):
+    """JobDefn.resources: the process limits bind the job (its own rlimits, in the pid
+    the worker spawned); a key the site cannot honour is refused at submit, by name."""
+    site, col = make_site("old", [OLD])
+    ctx = submit(site, JobDefn(entry="ulimit -t; ulimit -n; ulimit -v", kind="shell",
+                               resources={"cpu_seconds": 7, "open_files": 64, "memory_mb": 512}))
+    assert col.terminal(ctx.job_id).state is State.COMPLETE, site.run.log(ctx)
+    assert site.run.log(ctx).split() == ["7", "64", str(512 * 1024)]
+    busy = submit(site, JobDefn(entry="while :; do :; done", kind="shell",
+                                resources={"cpu_seconds": 1}))
+    st = col.terminal(busy.job_id, timeout=60)
+    assert (st.state, st.exit_code) == (State.FAILED, -signal.SIGXCPU)
+    py = submit(site, JobDefn(entry="sixjob:record", kind="python", args=["/dev/null"],
+                              resources={"open_files": 32}))
+    assert col.terminal(py.job_id).state is State.COMPLETE, site.run.log(py)
+    for resources, match in (({"gpus": 1}, "cannot honour resource 'gpus'"),
+                             ({"cpu_seconds": "1h"}, "must be a positive whole number")):
+        refused = JobContext(site=site.name)
+        with pytest.raises(LwfmError, match=match):
+            site.run.submit(JobDefn(entry=["true"], resources=resources), refused)
+        assert refused.native_id is None
 
 
 def _group_members(pgid: int) -> list[str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lwfm import Manager
 from lwfm.model import JobDefn, State
-from lwfm.sites._ssh_pull import pull
+from lwfm.pull import pull
 
 HERE = Path(__file__).resolve().parent
 

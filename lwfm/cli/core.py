@@ -260,16 +260,28 @@ def find_cmd(m, pattern: tuple[str, ...], workflow_id: str | None, job_id: str |
 @json_option
 @with_manager
 def sites_cmd(m, as_json: bool) -> None:
-    """List configured sites and installed site drivers."""
+    """List configured sites, the pillars each has, and installed site drivers."""
+    from rich.markup import escape
+
     from ..registry import drivers
     rows = [{"name": n, "driver": str(m.config.site_config(n).get("driver", n))}
             for n in m.site_names()]
-    if as_json:
-        echo_json({"sites": rows, "drivers": sorted(drivers())})
-        return
-    t = Table("site", "driver")
+    pillars: dict[str, list[str]] = {}
+    problems: dict[str, str] = {}   # a site whose driver is missing or misconfigured
     for r in rows:
-        t.add_row(r["name"], r["driver"])
+        try:
+            pillars[r["name"]] = list(m.site(r["name"]).pillars())
+        except LwfmError as e:
+            problems[r["name"]] = str(e)
+    if as_json:
+        echo_json({"sites": rows, "pillars": pillars, "problems": problems,
+                   "drivers": sorted(drivers())})
+        return
+    t = Table("site", "driver", "pillars")
+    for r in rows:
+        n = r["name"]
+        t.add_row(escape(n), escape(r["driver"]),
+                  escape(", ".join(pillars[n]) if n in pillars else f"error: {problems[n]}"))
     Console().print(t)
     click.echo("installed drivers: " + ", ".join(sorted(drivers())))
 

@@ -1,4 +1,4 @@
-"""Remote-lab commands: ``lwfm pull`` hauls an ssh site's lwfm thread home."""
+"""Remote-lab commands: ``lwfm pull`` hauls the thread of a site's own lwfm instance home."""
 
 from __future__ import annotations
 
@@ -23,11 +23,12 @@ from ._common import echo_json, json_option, with_manager
 @with_manager
 def pull_cmd(m, site: str, workflow_id: str | None, with_data: bool, dry_run: bool,
              on_conflict: str, keep_bundle: Path | None, as_json: bool) -> None:
-    """Run `lwfm export` on the lab of ssh site SITE, fetch the bundle, import it.
+    """Fetch the thread SITE's own lwfm instance recorded and import it (an ssh site
+    runs `lwfm export` at the lab and fetches the bundle).
 
     Safe to repeat: only what is new since the last pull is added.
     """
-    from lwfm.sites._ssh_pull import pull
+    from lwfm.pull import pull
     res = pull(m, site, workflow_id=workflow_id, with_data=with_data, dry_run=dry_run,
                on_conflict=on_conflict, keep=keep_bundle)
     if as_json:

@@ -112,7 +112,7 @@ def test_by_hand_with_the_cli(lab_home, live_sshd):
     bad = _cli(env, "pull", "nosuch", timeout=120)
     assert bad.returncode == 1 and "nosuch" in bad.stderr
     local = _cli(env, "pull", "local", timeout=120)
-    assert local.returncode == 1 and "not an ssh site" in local.stderr
+    assert local.returncode == 1 and "runs no lwfm instance" in local.stderr
 
 
 def test_lab_records_the_end_of_adopted_jobs(lab_home, live_sshd):
@@ -138,7 +138,7 @@ def test_lab_records_the_end_of_adopted_jobs(lab_home, live_sshd):
                     time.sleep(0.2)
         assert m.cancel(long.id) is True
         assert m.wait(long.id, timeout=30).state is State.CANCELLED
-        from lwfm.sites._ssh_pull import pull
+        from lwfm.pull import pull
         rep = pull(m, "lab", workflow_id=wf.id).report
         assert rep.conflicts == []
     with Manager(live_sshd.remote_home) as lab:

@@ -174,6 +174,30 @@ def test_spin_compute_types(live_sshd, tmp_path):
         site.run.submit(JobDefn(entry=["true"], compute_type="gpu"), JobContext(site="lab"))
 
 
+def test_resources_are_the_jobs_ulimits_or_refused(live_sshd, tmp_path):
+    """cpu_seconds, memory_mb, open_files bind the job at the lab (not the wrapper's own
+    bookkeeping); any other key is refused at submit, before anything is sent."""
+    site = make_site(live_sshd, tmp_path)
+    ctx = JobContext(site="lab")
+    site.run.submit(JobDefn(entry="ulimit -t; ulimit -n; ulimit -v", kind=EntryKind.SHELL,
+                            resources={"cpu_seconds": 7, "open_files": 64, "memory_mb": 512}), ctx)
+    st = wait_terminal(site, ctx)
+    assert st.state is State.COMPLETE, site.run.log(ctx)
+    assert site.run.log(ctx).split() == ["7", "64", str(512 * 1024)]
+    busy = JobContext(site="lab")
+    site.run.submit(JobDefn(entry="while :; do :; done", kind=EntryKind.SHELL,
+                            resources={"cpu_seconds": 1}), busy)
+    st = wait_terminal(site, busy, timeout=60)
+    assert st.state is State.FAILED and st.exit_code == 128 + 24   # SIGXCPU, as sh reports it
+    from lwfm.errors import NotSupported
+    refused = JobContext(site="lab")
+    connects = site.conn.connects
+    with pytest.raises(NotSupported, match="site 'lab' cannot honour resource 'nodes'"):
+        site.run.submit(JobDefn(entry=["true"], resources={"nodes": 2}), refused)
+    assert refused.native_id is None and site.conn.connects == connects
+    site.close()
+
+
 def test_connection_drop_mid_job(live_sshd, tmp_path):
     site = make_site(live_sshd, tmp_path, reconnect_timeout=30)
     ctx = JobContext(site="lab")
