@@ -119,9 +119,9 @@ def make_engine(url: str) -> Engine:
         raise ConfigError(f"cannot use store URL {shown(url)!r}: {shown(str(e))} (set [store] "
                           "url in lwfm.toml or LWFM_STORE_URL)") from None
     if backend not in SUPPORTED:
-        raise ConfigError(f"store URL {shown(url)!r}: {backend} is not supported; lwfm's store "
-                          "runs on SQLite (the default, sqlite:///PATH) or PostgreSQL "
-                          "(postgresql+psycopg://USER@HOST/DB, with the postgres extra)")
+        raise ConfigError(f"cannot use store URL {shown(url)!r}: {backend} is not supported; "
+                          "lwfm's store runs on SQLite (the default, sqlite:///PATH) or "
+                          "PostgreSQL (postgresql+psycopg://USER@HOST/DB, the postgres extra)")
     try:
         if backend != "sqlite":
             return create_engine(url, pool_pre_ping=True, future=True)
