@@ -101,8 +101,8 @@ def _connect_sqlite(dbapi: Any, cargs: tuple, cparams: dict[str, Any], path: Pat
         return conn
     except sqlite3.OperationalError as e:
         conn.close()
-        if not _settled(path):
-            raise
+        if "locked" in str(e) or not _settled(path):
+            raise  # (a lock is waited for, not read around)
         assert path is not None
         ro = dbapi.connect(f"file:{quote(str(path.absolute()))}?mode=ro&immutable=1",
                            **{**cparams, "uri": True})
