@@ -39,3 +39,8 @@ class QueryError(LwfmError):
 
 class BundleError(LwfmError):
     """A bundle is malformed, hostile, or conflicts with the local store."""
+
+
+class StoreError(LwfmError):
+    """The store cannot be opened, read or written (disk full, locked, read-only, a schema
+    from a newer lwfm); the message names the store and the cause."""

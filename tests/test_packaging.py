@@ -88,6 +88,52 @@ def test_entry_points_resolve() -> None:
         assert callable(ep.load())
 
 
+@pytest.mark.slow
+def test_wheel_has_the_store_migrations(wheel_names: set[str]) -> None:
+    """The Alembic scripts that upgrade older stores ship inside the wheel, every one."""
+    mig = REPO / "lwfm" / "store" / "migrations"
+    shipped = {f"lwfm/store/migrations/{p.relative_to(mig).as_posix()}" for p in mig.rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts}
+    assert {"lwfm/store/migrations/env.py", "lwfm/store/migrations/script.py.mako",
+            "lwfm/store/migrations/versions/0001_baseline.py"} <= shipped
+    assert len([n for n in shipped if "/versions/0" in n]) >= 3
+    missing = sorted(shipped - wheel_names)
+    assert not missing, f"migrations not in the wheel (pyproject packages/package-data): {missing}"
+
+
+UPGRADE = """
+import json, sqlite3, sys
+import lwfm
+from lwfm.store import Store, schema
+url = "sqlite:///" + sys.argv[1]
+Store(url).close()
+db = sqlite3.connect(sys.argv[1])   # make it a store from before the triggers.job_id index
+db.execute("DROP INDEX ix_triggers_job_id")
+db.execute("UPDATE lwfm_meta SET value = '2' WHERE key = 'schema_version'")
+db.commit()
+Store(url).close()
+idx = [r[1] for r in db.execute("PRAGMA index_list(triggers)")]
+ver = db.execute("SELECT value FROM lwfm_meta WHERE key = 'schema_version'").fetchone()[0]
+print(json.dumps({"lwfm": lwfm.__file__, "indexes": idx, "version": ver,
+                  "head": schema.SCHEMA_VERSION}))
+"""
+
+
+@pytest.mark.slow
+def test_installed_wheel_upgrades_an_older_store(wheel: Path, tmp_path: Path) -> None:
+    """The wheel's own migration scripts run: an older store opened by it is upgraded."""
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(site)
+    r = subprocess.run([sys.executable, "-c", UPGRADE, str(tmp_path / "old.db")], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(site)})
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["lwfm"].startswith(str(site)), got
+    assert "ix_triggers_job_id" in got["indexes"] and got["version"] == got["head"], got
+
+
 CHECK = """
 import json, sys
 import lwfm, lwfm.sites.local, lwfm.bundles

@@ -1,4 +1,4 @@
-"""Persistent store over SQLAlchemy Core: SQLite (WAL) by default, any URL by config.
+"""Persistent store over SQLAlchemy Core: SQLite (WAL) by default, PostgreSQL by config.
 
 Safe for many processes at once: job processes record their own statuses and data
 notations while their parent runs. Writes on SQLite take the database lock up front
@@ -8,6 +8,7 @@ the job row is locked with ``SELECT ... FOR UPDATE``.
 
 from __future__ import annotations
 
+import sqlite3
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -16,10 +17,11 @@ from sqlalchemy.exc import DataError
 
 from ..errors import InvalidInput, NotFound
 from ..model import (TERMINAL, DataObject, Job, JobContext, JobDefn, JobStatus, LogRecord, State,
-                     Workflow, advance, iso, new_id, parse_time, redacted_env)
+                     Workflow, advance, iso, parse_time, redacted_env)
 from . import schema as t
 from .metadata import field_matches, is_glob, matches, meta_rows_for, meta_value
-from .sql import chunks, insert_many, make_engine
+from ._migrate import open_store
+from .sql import READ_ONLY, chunks, failing, insert_many, make_engine
 from .triggers import TriggerRows
 
 __all__ = ["Store", "chunks", "field_matches", "is_glob", "matches", "t"]
@@ -31,19 +33,8 @@ class Store(TriggerRows):
     def __init__(self, url: str):
         self.url = url
         self.engine = make_engine(url)
-        self.sqlite = url.startswith("sqlite")
-        with self.write() as c:
-            # Inside the write lock: many processes may open a fresh home at once.
-            if not self.sqlite:
-                c.exec_driver_sql("SELECT pg_advisory_xact_lock(7403)")  # 7403: lwfm's schema
-            t.metadata.create_all(c)
-            row = c.execute(select(t.meta.c.value).where(t.meta.c.key == "instance_id")).first()
-            if row is None:
-                self._instance_id = new_id()
-                c.execute(insert(t.meta), [{"key": "instance_id", "value": self._instance_id},
-                                           {"key": "schema_version", "value": t.SCHEMA_VERSION}])
-            else:
-                self._instance_id = row[0]
+        self.sqlite = self.engine.dialect.name == "sqlite"
+        self._instance_id = open_store(self)
 
     @property
     def instance_id(self) -> str:
@@ -55,18 +46,38 @@ class Store(TriggerRows):
 
     # -- transactions -----------------------------------------------------------------
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """One write transaction; a value the database cannot take is an InvalidInput."""
+    def write(self, action: str = "write to") -> Iterator[Connection]:
+        """One write transaction; a value the database cannot take is an InvalidInput, a
+        database that cannot write (disk full, locked, read-only) a StoreError that says
+        it could not ``action`` the store, and why."""
         try:
-            with self.engine.connect().execution_options(write=True) as c, c.begin():
+            with failing(self.url, action), self._writable() as c, c.begin():
                 yield c
         except DataError as e:
             raise InvalidInput(f"the store refused a value: {e.orig}") from None
 
+    def _writable(self) -> Connection:
+        """A connection that can write. One SQLite opened read-only (see sql.py) is never
+        kept: the open is retried, and if it still cannot write, that is the error."""
+        for _ in range(2):
+            c = self.engine.connect().execution_options(write=True)
+            why = c.connection.info.get(READ_ONLY)
+            if why is None:
+                return c
+            c.invalidate()
+            c.close()
+        raise sqlite3.OperationalError(why)
+
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as c, c.begin():
-            yield c
+        with failing(self.url, "read"), self.engine.connect() as c:
+            immutable = READ_ONLY in c.connection.info
+            try:
+                with c.begin():
+                    yield c
+            finally:
+                if immutable:
+                    c.invalidate()  # a frozen view: the next read tries a normal open again
 
     def journal(self, c: Connection, kind: str, refs: Iterable[str]) -> None:
         self.insert_many(c, t.events, [{"kind": kind, "ref": r} for r in refs])

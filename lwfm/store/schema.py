@@ -7,18 +7,32 @@ graph from the rows alone.
 
 Times are ISO 8601 UTC strings (``lwfm.model.iso``): they sort, compare and survive
 both SQLite and PostgreSQL unchanged. JSON columns hold model ``to_dict`` output.
+
+A change to these tables needs a migration in ``lwfm/store/migrations/versions`` (Alembic)
+and SCHEMA_VERSION set to its revision: new stores are created from these tables at that
+version, older ones are upgraded on open (tests/test_store_migrations.py checks both agree).
 """
 
 from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import (JSON, BigInteger, Boolean, Column, Index, Integer, MetaData, String,
-                        Table, Text)
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, Index, Integer, MetaData,
+                        PrimaryKeyConstraint, String, Table, Text)
 
-SCHEMA_VERSION = "1"
+# The Alembic head: the revision of the last script in migrations/versions. A store records
+# its version in lwfm_meta (read on every open, with the instance id, by one SELECT).
+SCHEMA_VERSION = "3"
 
 metadata = MetaData()
+
+# Alembic's own bookkeeping (its format), stamped at creation so Alembic agrees with
+# lwfm_meta. Not in ``metadata``: it is not lwfm's data.
+alembic_version = Table(
+    "alembic_version", MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
 
 
 def value_hash(text: str) -> str:

@@ -1,24 +1,28 @@
-"""SQL plumbing under the Store: engine set-up, IN-list chunks and bulk inserts.
+"""SQL plumbing under the Store: engine set-up, failures, IN-list chunks and bulk inserts.
 
 SQLite runs in WAL mode and every write transaction takes the lock up front
 (``BEGIN IMMEDIATE``), so a read-then-write transaction never deadlocks against
-another process.
+another process. The supported databases are SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import sqlite3
 import time
+from contextlib import contextmanager
 from operator import itemgetter
+from pathlib import Path
 from typing import Any, Iterator, Sequence
+from urllib.parse import quote
 
-from sqlalchemy import JSON, Connection, Engine, create_engine, event, insert
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy import JSON, URL, Connection, Engine, create_engine, event, insert, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreError
 
 IN_CHUNK = 5000  # ids per IN (...): under SQLite's 32766 and PostgreSQL's 65535 bind limits
 
@@ -29,9 +33,18 @@ def chunks(items: Sequence[Any], n: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
         yield items[i:i + n]
 
 
-def _shown(url: str) -> str:
+def shown(url: str) -> str:
     """The URL without its password, for messages."""
     return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:***@", url)
+
+
+# The databases lwfm is written and tested for: SQL that is not SQLite's is PostgreSQL's
+# (advisory locks, SELECT ... FOR UPDATE, RETURNING in order).
+SUPPORTED = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+
+# Set in a connection's info when SQLite could only open the file immutable, read-only:
+# the value is why the normal open failed.
+READ_ONLY = "lwfm_read_only"
 
 
 def _wal(cur: Any) -> None:
@@ -53,25 +66,74 @@ def _wal(cur: Any) -> None:
             time.sleep(random.uniform(0.005, 0.05))
 
 
-def make_engine(url: str) -> Engine:
-    try:
-        if not url.startswith("sqlite"):
-            return create_engine(url, pool_pre_ping=True, future=True)
-        eng = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
-    except (ArgumentError, NoSuchModuleError, ImportError) as e:
-        raise ConfigError(f"cannot use store URL {_shown(url)!r}: {_shown(str(e))} (set [store] url in lwfm.toml "
-                          "or LWFM_STORE_URL; the postgres extra adds PostgreSQL)") from None
+def sqlite_file(url: str | URL) -> Path | None:
+    """The database file of a SQLite URL (None: in memory, or a ``file:`` URI)."""
+    db = make_url(url).database if isinstance(url, str) else url.database
+    if not db or db == ":memory:" or db.startswith("file:"):
+        return None
+    return Path(db)
 
-    @event.listens_for(eng, "connect")
-    def _on_connect(dbapi_conn, _rec):  # noqa: ANN001
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
-        cur = dbapi_conn.cursor()
+
+def _settled(path: Path | None) -> bool:
+    """Whether every committed row is in the main file (no WAL frames beside it): only
+    then may the file be read as immutable, without the WAL index SQLite must write."""
+    if path is None or not path.is_file() or path.stat().st_size == 0:
+        return False
+    wal = path.with_name(path.name + "-wal")
+    return not wal.exists() or wal.stat().st_size == 0
+
+
+def _connect_sqlite(dbapi: Any, cargs: tuple, cparams: dict[str, Any], path: Path | None,
+                    info: dict[str, Any]) -> Any:
+    """A SQLite connection, set up. Even reading a WAL database writes its index (the
+    ``-shm`` file): on a full disk or a read-only file system that fails, so a store whose
+    rows are all in the main file is then opened immutable, for reading only."""
+    conn = dbapi.connect(*cargs, **cparams)
+    conn.isolation_level = None  # we issue BEGIN ourselves (see make_engine)
+    try:
+        cur = conn.cursor()
         try:
             cur.execute("PRAGMA busy_timeout=60000")
             _wal(cur)
             cur.execute("PRAGMA synchronous=NORMAL")
         finally:
             cur.close()
+        return conn
+    except sqlite3.OperationalError as e:
+        conn.close()
+        if "locked" in str(e) or not _settled(path):
+            raise  # (a lock is waited for, not read around)
+        assert path is not None
+        ro = dbapi.connect(f"file:{quote(str(path.absolute()))}?mode=ro&immutable=1",
+                           **{**cparams, "uri": True})
+        ro.isolation_level = None
+        info[READ_ONLY] = str(e)
+        return ro
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for a supported URL (else a ConfigError that says which are)."""
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError as e:
+        raise ConfigError(f"cannot use store URL {shown(url)!r}: {shown(str(e))} (set [store] "
+                          "url in lwfm.toml or LWFM_STORE_URL)") from None
+    if backend not in SUPPORTED:
+        raise ConfigError(f"cannot use store URL {shown(url)!r}: {backend} is not supported; "
+                          "lwfm's store runs on SQLite (the default, sqlite:///PATH) or "
+                          "PostgreSQL (postgresql+psycopg://USER@HOST/DB, the postgres extra)")
+    try:
+        if backend != "sqlite":
+            return create_engine(url, pool_pre_ping=True, future=True)
+        eng = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+    except (ArgumentError, NoSuchModuleError, ImportError) as e:
+        raise ConfigError(f"cannot use store URL {shown(url)!r}: {shown(str(e))} (set [store] url in lwfm.toml "
+                          "or LWFM_STORE_URL; the postgres extra adds PostgreSQL)") from None
+    path = sqlite_file(eng.url)
+
+    @event.listens_for(eng, "do_connect")
+    def _do_connect(dialect, rec, cargs, cparams):  # noqa: ANN001
+        return _connect_sqlite(dialect.loaded_dbapi, cargs, cparams, path, rec.info)
 
     @event.listens_for(eng, "begin")
     def _on_begin(conn):  # noqa: ANN001
@@ -79,6 +141,42 @@ def make_engine(url: str) -> Engine:
                              else "BEGIN")
 
     return eng
+
+
+@contextmanager
+def failing(url: str, action: str) -> Iterator[None]:
+    """Turn a database that refuses to work (OperationalError: disk full, locked, read-only,
+    server gone) into one StoreError; anything else (a constraint, a bad value) passes."""
+    try:
+        yield
+    except (OperationalError, sqlite3.OperationalError) as e:
+        raise failure(url, action, e) from None
+
+
+def failure(url: str, action: str, err: BaseException) -> StoreError:
+    """One clear error for a database that refused to work: it names the store and the
+    likeliest cause (disk full, read-only, locked), which the driver's own message hides."""
+    orig = getattr(err, "orig", None) or err
+    msg = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    cause = msg
+    low = msg.lower()
+    path = sqlite_file(url) if url.startswith("sqlite") else None
+    if "locked" in low or "busy" in low:
+        cause = f"the database is locked by another process ({msg})"
+    elif path is not None:
+        where = path.parent
+        try:
+            st = os.statvfs(where)
+        except OSError:
+            st = None
+        if st is not None and st.f_flag & os.ST_RDONLY:
+            cause = f"{where} is on a read-only file system ({msg})"
+        elif st is not None and st.f_bavail * st.f_frsize < 1 << 20:
+            cause = (f"the disk is full ({st.f_bavail * st.f_frsize // 1024} KiB free on {where}; "
+                     f"free some space and retry) ({msg})")
+        elif not os.access(path if path.exists() else where, os.W_OK):
+            cause = f"no permission to write {path if path.exists() else where} ({msg})"
+    return StoreError(f"cannot {action} the store {shown(url)}: {cause}")
 
 
 def insert_many(c: Connection, table: Any, rows: list[dict[str, Any]], sqlite: bool) -> None:
