@@ -69,12 +69,18 @@ def _read_meta(store: Store) -> dict[str, str]:
     """lwfm_meta's identity rows, by one SELECT ({} for a database lwfm has not set up)."""
     with failing(store.url, "open"), store.engine.connect() as c:
         try:
-            with c.begin():
-                return dict(c.execute(_META).all())
-        except (OperationalError, ProgrammingError):
-            if inspect(c).has_table(t.meta.name):
-                raise  # the table is there: the database failed (disk, lock, server)
-            return {}
+            for attempt in range(2):
+                try:
+                    with c.begin():
+                        return dict(c.execute(_META).all())
+                except (OperationalError, ProgrammingError):
+                    if not inspect(c).has_table(t.meta.name):
+                        return {}
+                    if attempt:
+                        raise  # the table is there: the database failed (disk, lock, server)
+                    # Another process created the schema between our SELECT and the
+                    # check (a fresh PostgreSQL store opened by many at once): read again.
+            raise AssertionError("unreachable")
         finally:
             if READ_ONLY in c.connection.info:
                 c.invalidate()
