@@ -8,12 +8,11 @@ import threading
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from ..errors import LwfmError, NotFound
 from ..model import EntryKind, Job, JobDefn, State
-from ._common import command_list, echo_json, json_option, with_manager
+from ._common import (command_list, echo_json, get_manager, json_option, print_table,
+                      resolve_workflow, with_manager)
 
 COMMANDS, command = command_list()
 
@@ -57,12 +56,11 @@ def job_dict(job: Job) -> dict[str, Any]:
             "ended": job.ended.isoformat() if job.ended else None}
 
 
-def jobs_table(jobs: list[Job]) -> None:
-    t = Table("id", "name", "site", "state", "exit", "created")
-    for j in jobs:
-        t.add_row(j.id[:8], j.defn.name, j.context.site, j.state.value if j.state else "-",
-                  "" if j.exit_code is None else str(j.exit_code), j.created.strftime("%Y-%m-%d %H:%M:%S"))
-    Console().print(t)
+def jobs_table(jobs: list[dict[str, Any]]) -> None:
+    """Jobs as :func:`job_dict` gives them (the light read path gives the same dicts)."""
+    print_table(("id", "name", "site", "state", "exit", "created"),
+                ((j["id"][:8], j["name"], j["site"], j["state"] or "-", j["exit_code"],
+                  j["created"][:19].replace("T", " ")) for j in jobs))
 
 
 @command("run", context_settings={"ignore_unknown_options": True})
@@ -139,24 +137,29 @@ def status_cmd(m, job_id: str, history: bool, as_json: bool) -> None:
 
 
 @command("jobs")
-@click.option("--workflow", "workflow_id")
+@click.option("--workflow", "workflow", metavar="ID|NAME",
+              help="Workflow id, unique id prefix or name.")
 @click.option("--site")
 @click.option("--state", type=click.Choice([s.value for s in State], case_sensitive=False))
 @click.option("--limit", type=click.IntRange(min=0), default=None)
 @json_option
-@with_manager
-def jobs_cmd(m, workflow_id: str | None, site: str | None, state: str | None,
+@click.pass_context
+def jobs_cmd(ctx: click.Context, workflow: str | None, site: str | None, state: str | None,
              limit: int | None, as_json: bool) -> None:
     """List jobs, filtered by workflow, site or state."""
-    if workflow_id:
-        m.store.get_workflow(workflow_id)  # a mistyped id is an error, not an empty list
-    m.flush()
-    jobs = m.store.find_jobs(workflow_id=workflow_id, site=site,
-                             state=state.upper() if state else None, limit=limit)
+    from ._lite import light_jobs
+    st = state.upper() if state else None
+    rows = light_jobs(ctx.find_root().obj.get("home"), workflow, site, st, limit)
+    if rows is None:  # the light path cannot answer exactly: the Manager's
+        m = get_manager(ctx)
+        wid = resolve_workflow(m, workflow) if workflow else None  # a typo is an error
+        m.flush()
+        rows = [job_dict(j) for j in m.store.find_jobs(workflow_id=wid, site=site, state=st,
+                                                       limit=limit)]
     if as_json:
-        echo_json([job_dict(j) for j in jobs])
+        echo_json(rows)
     else:
-        jobs_table(jobs)
+        jobs_table(rows)
 
 
 @command("wait")
@@ -249,11 +252,9 @@ def find_cmd(m, pattern: tuple[str, ...], workflow_id: str | None, job_id: str |
     if as_json:
         echo_json([d.to_dict() for d in found])
         return
-    t = Table("id", "url", "site", "dir", "job", "metadata")
-    for d in found:
-        t.add_row(d.id[:8], d.url, d.site, d.direction.value, (d.job_id or "")[:8],
-                  json.dumps(d.metadata, sort_keys=True))
-    Console().print(t)
+    print_table(("id", "url", "site", "dir", "job", "metadata"),
+                ((d.id[:8], d.url, d.site, d.direction.value, (d.job_id or "")[:8],
+                  json.dumps(d.metadata, sort_keys=True)) for d in found))
 
 
 @command("sites")
@@ -267,10 +268,7 @@ def sites_cmd(m, as_json: bool) -> None:
     if as_json:
         echo_json({"sites": rows, "drivers": sorted(drivers())})
         return
-    t = Table("site", "driver")
-    for r in rows:
-        t.add_row(r["name"], r["driver"])
-    Console().print(t)
+    print_table(("site", "driver"), ((r["name"], r["driver"]) for r in rows))
     click.echo("installed drivers: " + ", ".join(sorted(drivers())))
 
 
@@ -283,10 +281,9 @@ def workflows_cmd(m, as_json: bool) -> None:
     if as_json:
         echo_json([w.to_dict() for w in wfs])
         return
-    t = Table("id", "name", "description", "created")
-    for w in wfs:
-        t.add_row(w.id, w.name, w.description, w.created.strftime("%Y-%m-%d %H:%M:%S"))
-    Console().print(t)
+    print_table(("id", "name", "description", "created"),
+                ((w.id, w.name, w.description, w.created.strftime("%Y-%m-%d %H:%M:%S"))
+                 for w in wfs))
 
 
 @command("triggers")
@@ -299,11 +296,10 @@ def triggers_cmd(m, status: str | None, as_json: bool) -> None:
     if as_json:
         echo_json([tr.to_dict() for tr in trs])
         return
-    t = Table("id", "kind", "status", "watch/pattern", "fires job", "reason")
-    for tr in trs:
-        what = ",".join(w[:8] for w in tr.watch) if tr.watch else json.dumps(tr.pattern)
-        t.add_row(tr.id[:8], tr.kind.value, tr.status.value, what, tr.job_id[:8], tr.reason or "")
-    Console().print(t)
+    print_table(("id", "kind", "status", "watch/pattern", "fires job", "reason"),
+                ((tr.id[:8], tr.kind.value, tr.status.value,
+                  ",".join(w[:8] for w in tr.watch) if tr.watch else json.dumps(tr.pattern),
+                  tr.job_id[:8], tr.reason or "") for tr in trs))
 
 
 @command("serve")
