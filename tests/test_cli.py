@@ -400,9 +400,19 @@ def test_listing_ended_jobs_takes_the_light_path_and_agrees_with_the_manager(hom
         got = light_jobs(str(home), kw.get("workflow"), kw.get("site"), kw.get("state"),
                          kw.get("limit"))
         assert got == want and (want or kw == {"site": "mars"}), kw
+    from lwfm.cli._lite import light_status
+    with Manager(home) as m:
+        for j in m.store.find_jobs():
+            d, hist = light_status(str(home), j.id[:8].upper(), True)
+            assert d == job_dict(j) and hist == m.history(j.id)
+    assert light_status(str(home), "", False) is None
+    assert light_status(str(home), "nosuch", False) is None   # the Manager path says why
     r, heavy = loaded(home, "jobs", "--json")
     assert r.returncode == 0 and len(json.loads(r.stdout)) == 3, r.stderr
     assert heavy == [], heavy          # neither SQLAlchemy nor rich for --json
+    r, heavy = loaded(home, "status", a.id[:8], "--history")
+    assert r.returncode == 0 and r.stdout.startswith(f"{a.id}  COMPLETE  a  site=local  exit=0")
+    assert heavy == [] and len(r.stdout.splitlines()) == 4, (heavy, r.stdout)
     r, heavy = loaded(home, "jobs", "--limit", "20")
     assert r.returncode == 0 and "sqlalchemy" not in heavy and "lwfm.manager" not in heavy
     r, heavy = loaded(home, "--help")
@@ -410,6 +420,7 @@ def test_listing_ended_jobs_takes_the_light_path_and_agrees_with_the_manager(hom
     with Manager(home) as m:
         d = m.submit(JobDefn(entry=["sleep", "30"], name="d"))
     assert light_jobs(str(home), None, None, None, None) is None   # d is still going
+    assert light_status(str(home), d.id, False) is None
     r, heavy = loaded(home, "jobs", "--json")
     assert r.returncode == 0 and "lwfm.manager" in heavy
     assert json.loads(r.stdout)[-1]["id"] == d.id

@@ -1,4 +1,4 @@
-"""The light read path of ``lwfm jobs``: stdlib sqlite3, read-only, no SQLAlchemy.
+"""The light read path of ``lwfm jobs`` and ``lwfm status``: stdlib sqlite3, read-only.
 
 Start-up is what a command-line user feels most, and importing SQLAlchemy alone costs
 several times Python's own start-up. A listing of jobs on a SQLite home therefore reads
@@ -11,7 +11,9 @@ Manager path gives, and says "not me" (None) otherwise, so that path decides:
   the Manager path migrates, or raises the one clear error;
 - a listed job has not ended: its site may know more than its row (a job whose
   supervisor is gone), and the Manager path is the one that asks. An ended job's row is
-  final (a state never goes backwards), so it needs no site.
+  final (a state never goes backwards), so it needs no site;
+- an id prefix that is unknown, ambiguous or a trigger's job yet to start: the Manager
+  path resolves it and gives the one error message.
 
 The rows come out as :func:`lwfm.cli.core.job_dict` gives them (a test compares the two
 paths on the same home).
@@ -26,7 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..config import load
-from ..model import TERMINAL, parse_time
+from ..model import TERMINAL, JobStatus, parse_time
 from ._common import pick_workflow
 
 _COLUMNS = ("id", "name", "site", "state", "exit_code", "workflow_id", "parent_id",
@@ -77,12 +79,46 @@ def light_jobs(home: str | None, workflow: str | None, site: str | None, state: 
         return None  # the Manager path opens it properly (migrates, or says what is wrong)
     finally:
         c.close()
-    out = []
-    for r in rows:
-        d = dict(zip(_COLUMNS, r))
-        if d["state"] not in _ENDED:
+    out = [_ended(r) for r in rows]
+    return None if None in out else out  # type: ignore[return-value]
+
+
+def _ended(row: tuple[Any, ...]) -> dict[str, Any] | None:
+    """A jobs row as :func:`lwfm.cli.core.job_dict` gives it, or None if it has not ended."""
+    d = dict(zip(_COLUMNS, row))
+    if d["state"] not in _ENDED:
+        return None
+    for k in ("created", "started", "ended"):  # as job_dict: parsed, then isoformat()
+        d[k] = parse_time(d[k]).isoformat() if d[k] is not None else None
+    return d
+
+
+def light_status(home: str | None, prefix: str,
+                 history: bool) -> tuple[dict[str, Any], list[JobStatus]] | None:
+    """An ended job (by unique id prefix, as ``Store.resolve_job_id`` takes it) and, if
+    asked, its history; None when the Manager path must answer."""
+    c = _open(home) if prefix else None
+    if c is None:
+        return None
+    esc = prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    try:
+        c.execute("BEGIN")
+        hits = {i for sql in ("SELECT id FROM jobs WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
+                              "SELECT job_id FROM triggers WHERE job_id LIKE ? ESCAPE '\\' LIMIT 2")
+                for (i,) in c.execute(sql, (esc + "%",))}
+        if len(hits) != 1:
             return None
-        for k in ("created", "started", "ended"):  # as job_dict: parsed, then isoformat()
-            d[k] = parse_time(d[k]).isoformat() if d[k] is not None else None
-        out.append(d)
-    return out
+        jid = hits.pop()
+        row = c.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE id = ?", (jid,)).fetchone()
+        if row is None or (d := _ended(row)) is None:
+            return None
+        hist = []
+        if history:
+            cols = ("job_id", "state", "native_state", "info", "time", "exit_code")
+            hist = [JobStatus.from_dict(dict(zip(cols, r))) for r in c.execute(
+                f"SELECT {', '.join(cols)} FROM statuses WHERE job_id = ? ORDER BY seq", (jid,))]
+    except sqlite3.Error:
+        return None
+    finally:
+        c.close()
+    return d, hist

@@ -107,31 +107,35 @@ def run_cmd(m, site: str, kind: str | None, name: str, workflow_id: str | None,
 @click.argument("job_id")
 @click.option("--history", is_flag=True, help="Show every status report.")
 @json_option
-@with_manager
-def status_cmd(m, job_id: str, history: bool, as_json: bool) -> None:
+@click.pass_context
+def status_cmd(ctx: click.Context, job_id: str, history: bool, as_json: bool) -> None:
     """Show a job's current state (and its history)."""
-    jid = m.store.resolve_job_id(job_id)
-    try:
-        job = m.status(jid)
-    except NotFound:  # a job a trigger has yet to start
-        tr = m.store.trigger_for_job(jid)
-        if tr is None:
-            raise
-        if as_json:
-            echo_json({"id": jid, "state": None, "trigger": tr.to_dict()})
-        else:
-            click.echo(f"{jid}  not started: trigger {tr.id} is {tr.status.value}"
-                       + (f" ({tr.reason})" if tr.reason else ""))
-        return
-    hist = m.history(job.id) if history else []
+    from ._lite import light_status
+    found = light_status(ctx.find_root().obj.get("home"), job_id, history)
+    if found is None:  # the light path cannot answer exactly: the Manager's
+        m = get_manager(ctx)
+        jid = m.store.resolve_job_id(job_id)
+        try:
+            job = m.status(jid)
+        except NotFound:  # a job a trigger has yet to start
+            tr = m.store.trigger_for_job(jid)
+            if tr is None:
+                raise
+            if as_json:
+                echo_json({"id": jid, "state": None, "trigger": tr.to_dict()})
+            else:
+                click.echo(f"{jid}  not started: trigger {tr.id} is {tr.status.value}"
+                           + (f" ({tr.reason})" if tr.reason else ""))
+            return
+        found = job_dict(job), m.history(job.id) if history else []
+    d, hist = found
     if as_json:
-        d = job_dict(job)
         if history:
             d["history"] = [s.to_dict() for s in hist]
         echo_json(d)
         return
-    click.echo(f"{job.id}  {job.state.value if job.state else '-'}  {job.defn.name}  "
-               f"site={job.context.site}" + ("" if job.exit_code is None else f"  exit={job.exit_code}"))
+    click.echo(f"{d['id']}  {d['state'] or '-'}  {d['name']}  site={d['site']}"
+               + ("" if d["exit_code"] is None else f"  exit={d['exit_code']}"))
     for s in hist:
         click.echo(f"  {s.time.isoformat()}  {s.state.value:<9} {s.info or s.native_state or ''}")
 
