@@ -355,9 +355,16 @@ def test_workflows_are_taken_by_id_prefix_or_name_and_ambiguity_is_an_error(home
             r = lwfm(home, *args)
             assert r.returncode == 1 and "is ambiguous" in r.stderr, (args, r.stderr)
             assert "abcdef00-000" in r.stderr and "Traceback" not in r.stderr
-    for args in (["jobs", "--workflow", "nosuch"], ["thread", "nosuch"]):
+    for args in (["jobs", "--workflow", "nosuch"], ["thread", "nosuch"],
+                 ["find", "--workflow", "nosuch"]):
         r = lwfm(home, *args)
         assert r.returncode == 1 and "no workflow with id or name 'nosuch'" in r.stderr, r.stderr
+    (home / "f.txt").write_text("x\n")
+    with Manager(home) as m:
+        d = m.put(str(home / "f.txt"), str(home / "g.txt"), job_id=jobs[0].id)
+    for args in (["--workflow", "sweep"], ["--job", jobs[0].id[:8].upper()]):
+        r = lwfm(home, "find", *args, "--json")
+        assert r.returncode == 0 and [x["id"] for x in json.loads(r.stdout)] == [d.id], r.stderr
 
 
 LOADED = """

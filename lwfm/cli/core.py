@@ -245,14 +245,17 @@ def get_cmd(m, source: str, local_file: str, **kw: Any) -> None:
 
 @command("find")
 @click.argument("pattern", nargs=-1)
-@click.option("--workflow", "workflow_id")
-@click.option("--job", "job_id")
+@click.option("--workflow", "workflow", metavar="ID|NAME",
+              help="Workflow id, unique id prefix or name.")
+@click.option("--job", "job_id", help="Job id or unique id prefix.")
 @json_option
 @with_manager
-def find_cmd(m, pattern: tuple[str, ...], workflow_id: str | None, job_id: str | None,
+def find_cmd(m, pattern: tuple[str, ...], workflow: str | None, job_id: str | None,
              as_json: bool) -> None:
     """Find data by metadata: KEY=VALUE (exact) or KEY='glob*' per field, ANDed."""
-    found = m.find(parse_pairs(pattern, "PATTERN"), workflow_id=workflow_id, job_id=job_id)
+    found = m.find(parse_pairs(pattern, "PATTERN"),
+                   workflow_id=resolve_workflow(m, workflow) if workflow else None,
+                   job_id=m.store.resolve_job_id(job_id) if job_id else None)
     if as_json:
         echo_json([d.to_dict() for d in found])
         return
