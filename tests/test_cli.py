@@ -432,3 +432,18 @@ def test_listing_ended_jobs_takes_the_light_path_and_agrees_with_the_manager(hom
     assert r.returncode == 0 and "lwfm.manager" in heavy
     assert json.loads(r.stdout)[-1]["id"] == d.id
     assert lwfm(home, "cancel", d.id).returncode == 0
+
+
+@pytest.mark.slow
+def test_a_type_checker_sees_the_manager(tmp_path: Path) -> None:
+    """mypy (when installed) types `from lwfm import Manager` as the class, not Any: a
+    misspelt method is caught."""
+    pytest.importorskip("mypy")
+    snippet = tmp_path / "snippet.py"
+    snippet.write_text("from lwfm import Manager, NotFound, Site\n\n"
+                       "def f(m: Manager) -> None:\n    m.submitt\n")
+    r = subprocess.run([sys.executable, "-m", "mypy", "--follow-imports=silent",
+                        "--cache-dir", str(tmp_path / "cache"),
+                        "--no-error-summary", str(snippet)], capture_output=True, text=True,
+                       timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    assert '"Manager" has no attribute "submitt"' in r.stdout, r.stdout + r.stderr
