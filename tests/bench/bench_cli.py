@@ -16,6 +16,8 @@ Each figure is the median over the rounds, interleaved so that a shared machine'
 drifts alike for all four, after warm-up rounds that are not counted. Children run with
 byte-code caching on (in a private cache directory), as an installed lwfm runs.
 ``cli_vs_python`` = ``cli_jobs_ms / python_pass_ms``; goal: at most 5.
+``cli_vs_python_paired`` is the median of the per-round ratios (steadier when the load
+changes between rounds).
 """
 
 from __future__ import annotations
@@ -103,6 +105,8 @@ def main() -> dict:
             print(f"{k:15s} median {statistics.median(v):7.1f}  min {min(v):7.1f}  "
                   f"max {max(v):7.1f}  ({len(v)} runs)")
         res["cli_vs_python"] = round(res["cli_jobs_ms"] / res["python_pass_ms"], 2)
+        res["cli_vs_python_paired"] = round(statistics.median(
+            j / p for j, p in zip(times["cli_jobs_ms"], times["python_pass_ms"])), 2)
         res["jobs"] = args.jobs
         res["runs"] = args.runs
         res["goals"] = {"cli_jobs_ms<=5*python_pass_ms":
