@@ -447,3 +447,18 @@ def test_a_type_checker_sees_the_manager(tmp_path: Path) -> None:
                         "--no-error-summary", str(snippet)], capture_output=True, text=True,
                        timeout=300, cwd=Path(__file__).resolve().parent.parent)
     assert '"Manager" has no attribute "submitt"' in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("url", ["sqlite:////tmp/a%20b/lwfm.db", "sqlite:////tmp/a b#c/lwfm.db",
+                                 "sqlite:///rel.db", "sqlite://", "sqlite:///:memory:",
+                                 "sqlite:////x.db?mode=ro", "postgresql+psycopg://u@h/db"])
+def test_the_light_path_opens_the_file_sqlalchemy_opens_or_none(url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    from lwfm.cli._lite import sqlite_path
+    got = sqlite_path(url)
+    if got is not None:  # a URL with options, or no file, is left to the Manager path
+        assert str(got) == make_url(url).database
+    else:
+        assert "?" in url or make_url(url).database in (None, ":memory:") or \
+            not url.startswith("sqlite")

@@ -25,7 +25,7 @@ import os
 import sqlite3
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from ..config import load
 from ..model import TERMINAL, JobStatus, parse_time
@@ -37,10 +37,11 @@ _ENDED = {s.value for s in TERMINAL}
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The database file of a plain ``sqlite:///PATH`` URL, else None."""
+    """The database file of a plain ``sqlite:///PATH`` URL (percent-decoded, as SQLAlchemy
+    reads it), else None."""
     if not url.startswith("sqlite:///") or "?" in url:
         return None
-    p = Path(url[len("sqlite:///"):])
+    p = Path(unquote(url[len("sqlite:///"):]))
     return p if str(p) not in ("", ":memory:") else None
 
 
