@@ -3,27 +3,40 @@
 Write a workflow once against four verbs every site implements (Auth, Run, Repo,
 Spin); lwfm tracks every job and piece of data as a digital thread (PROV-O /
 RO-Crate) that can be queried with SPARQL, exported and merged across instances.
+
+The public API is what ``__all__`` lists: the model, the errors a caller may catch, the
+site seam a driver implements, and the :class:`Manager`.
 """
 
-import logging
+from __future__ import annotations
 
-from .errors import LwfmError, NotFound
+import logging
+from typing import TYPE_CHECKING
+
+from .errors import (AuthError, BundleError, ChecksumMismatch, ConfigError, InvalidInput,
+                     LwfmError, NotFound, NotSupported, QueryError, SiteError)
 from .model import (DataObject, Direction, EntryKind, Job, JobContext, JobDefn, JobStatus, State,
                     Trigger, TriggerKind, TriggerStatus, Workflow)
+from .site import Auth, Repo, Run, Site, SiteHost, Spin
+
+if TYPE_CHECKING:  # static tools see the class; at run time it is imported on first use
+    from .manager import Manager
 
 __version__ = "0.1.0"
 
 # A library logs; the application (or `lwfm -v`) decides where it goes.
 logging.getLogger("lwfm").addHandler(logging.NullHandler())
 
-__all__ = ["DataObject", "Direction", "EntryKind", "Job", "JobContext", "JobDefn", "JobStatus",
-           "LwfmError", "Manager", "NotFound", "State", "Trigger", "TriggerKind", "TriggerStatus",
-           "Workflow", "__version__"]
+__all__ = ["Auth", "AuthError", "BundleError", "ChecksumMismatch", "ConfigError", "DataObject",
+           "Direction", "EntryKind", "InvalidInput", "Job", "JobContext", "JobDefn", "JobStatus",
+           "LwfmError", "Manager", "NotFound", "NotSupported", "QueryError", "Repo", "Run",
+           "Site", "SiteError", "SiteHost", "Spin", "State", "Trigger", "TriggerKind",
+           "TriggerStatus", "Workflow", "__version__"]
 
 
 def __getattr__(name: str):
-    # The Manager pulls in SQLAlchemy; keep `import lwfm.model` light for site drivers.
+    # The Manager pulls in SQLAlchemy: keep `import lwfm` light for site drivers and the CLI.
     if name == "Manager":
         from .manager import Manager
         return Manager
-    raise AttributeError(name)
+    raise AttributeError(f"module 'lwfm' has no attribute {name!r}")

@@ -158,3 +158,9 @@ def test_installed_wheel_finds_its_data(wheel: Path, tmp_path: Path) -> None:
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert got["lwfm"].startswith(str(site)), got    # really the wheel, not the checkout
     assert got["triples"] > 0 and got["shapes"] > 0
+
+
+@pytest.mark.slow
+def test_wheel_ships_py_typed(wheel_names: set[str]) -> None:
+    """PEP 561: type checkers use lwfm's own annotations only when the marker is installed."""
+    assert "lwfm/py.typed" in wheel_names

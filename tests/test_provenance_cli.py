@@ -77,3 +77,23 @@ def test_lineage_thread_reindex(home: Path, thread, tmp_path: Path) -> None:
     assert r.returncode == 1 and "no workflow" in r.stderr
     r = lwfm(home, "reindex", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["quads"] > 100
+
+
+def test_lineage_takes_the_short_ids_jobs_and_find_show(home: Path, thread) -> None:
+    """A unique prefix of a job's or a data item's id, in any case, as status takes one; an
+    unknown or ambiguous prefix is a clear error."""
+    out = thread.data["e_out"]
+    for ref in (out.id[:8], out.id[:8].upper()):
+        r = lwfm(home, "lineage", ref, "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["root"] == out.id
+    r = lwfm(home, "lineage", thread.jobs["a"].id[:8].upper(), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["root"] == thread.jobs["a"].id
+    r = lwfm(home, "lineage", "zzzz")
+    assert r.returncode == 1 and "no job or data item with id 'zzzz'" in r.stderr
+    from lwfm import DataObject
+    st = Store(load(home).store_url)   # a second item whose id shares out's first 8 characters
+    st.add_data(DataObject(id=out.id[:8] + "-0000-4000-8000-000000000000", url="/work/twin"))
+    st.close()
+    r = lwfm(home, "lineage", out.id[:8])
+    assert r.returncode == 1 and "is ambiguous" in r.stderr and "Traceback" not in r.stderr

@@ -8,12 +8,11 @@ import threading
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from ..errors import LwfmError, NotFound
 from ..model import EntryKind, Job, JobDefn, State
-from ._common import command_list, echo_json, json_option, with_manager
+from ._common import (command_list, echo_json, get_manager, json_option, print_table,
+                      resolve_workflow, with_manager)
 
 COMMANDS, command = command_list()
 
@@ -57,12 +56,11 @@ def job_dict(job: Job) -> dict[str, Any]:
             "ended": job.ended.isoformat() if job.ended else None}
 
 
-def jobs_table(jobs: list[Job]) -> None:
-    t = Table("id", "name", "site", "state", "exit", "created")
-    for j in jobs:
-        t.add_row(j.id[:8], j.defn.name, j.context.site, j.state.value if j.state else "-",
-                  "" if j.exit_code is None else str(j.exit_code), j.created.strftime("%Y-%m-%d %H:%M:%S"))
-    Console().print(t)
+def jobs_table(jobs: list[dict[str, Any]]) -> None:
+    """Jobs as :func:`job_dict` gives them (the light read path gives the same dicts)."""
+    print_table(("id", "name", "site", "state", "exit", "created"),
+                ((j["id"][:8], j["name"], j["site"], j["state"] or "-", j["exit_code"],
+                  j["created"][:19].replace("T", " ")) for j in jobs))
 
 
 @command("run", context_settings={"ignore_unknown_options": True})
@@ -109,54 +107,63 @@ def run_cmd(m, site: str, kind: str | None, name: str, workflow_id: str | None,
 @click.argument("job_id")
 @click.option("--history", is_flag=True, help="Show every status report.")
 @json_option
-@with_manager
-def status_cmd(m, job_id: str, history: bool, as_json: bool) -> None:
+@click.pass_context
+def status_cmd(ctx: click.Context, job_id: str, history: bool, as_json: bool) -> None:
     """Show a job's current state (and its history)."""
-    jid = m.store.resolve_job_id(job_id)
-    try:
-        job = m.status(jid)
-    except NotFound:  # a job a trigger has yet to start
-        tr = m.store.trigger_for_job(jid)
-        if tr is None:
-            raise
-        if as_json:
-            echo_json({"id": jid, "state": None, "trigger": tr.to_dict()})
-        else:
-            click.echo(f"{jid}  not started: trigger {tr.id} is {tr.status.value}"
-                       + (f" ({tr.reason})" if tr.reason else ""))
-        return
-    hist = m.history(job.id) if history else []
+    from ._lite import light_status
+    found = light_status(ctx.find_root().obj.get("home"), job_id, history)
+    if found is None:  # the light path cannot answer exactly: the Manager's
+        m = get_manager(ctx)
+        jid = m.store.resolve_job_id(job_id)
+        try:
+            job = m.status(jid)
+        except NotFound:  # a job a trigger has yet to start
+            tr = m.store.trigger_for_job(jid)
+            if tr is None:
+                raise
+            if as_json:
+                echo_json({"id": jid, "state": None, "trigger": tr.to_dict()})
+            else:
+                click.echo(f"{jid}  not started: trigger {tr.id} is {tr.status.value}"
+                           + (f" ({tr.reason})" if tr.reason else ""))
+            return
+        found = job_dict(job), m.history(job.id) if history else []
+    d, hist = found
     if as_json:
-        d = job_dict(job)
         if history:
             d["history"] = [s.to_dict() for s in hist]
         echo_json(d)
         return
-    click.echo(f"{job.id}  {job.state.value if job.state else '-'}  {job.defn.name}  "
-               f"site={job.context.site}" + ("" if job.exit_code is None else f"  exit={job.exit_code}"))
+    click.echo(f"{d['id']}  {d['state'] or '-'}  {d['name']}  site={d['site']}"
+               + ("" if d["exit_code"] is None else f"  exit={d['exit_code']}"))
     for s in hist:
         click.echo(f"  {s.time.isoformat()}  {s.state.value:<9} {s.info or s.native_state or ''}")
 
 
 @command("jobs")
-@click.option("--workflow", "workflow_id")
+@click.option("--workflow", "workflow", metavar="ID|NAME",
+              help="Workflow id, unique id prefix or name.")
 @click.option("--site")
 @click.option("--state", type=click.Choice([s.value for s in State], case_sensitive=False))
 @click.option("--limit", type=click.IntRange(min=0), default=None)
 @json_option
-@with_manager
-def jobs_cmd(m, workflow_id: str | None, site: str | None, state: str | None,
+@click.pass_context
+def jobs_cmd(ctx: click.Context, workflow: str | None, site: str | None, state: str | None,
              limit: int | None, as_json: bool) -> None:
     """List jobs, filtered by workflow, site or state."""
-    if workflow_id:
-        m.store.get_workflow(workflow_id)  # a mistyped id is an error, not an empty list
-    m.flush()
-    jobs = m.store.find_jobs(workflow_id=workflow_id, site=site,
-                             state=state.upper() if state else None, limit=limit)
+    from ._lite import light_jobs
+    st = state.upper() if state else None
+    rows = light_jobs(ctx.find_root().obj.get("home"), workflow, site, st, limit)
+    if rows is None:  # the light path cannot answer exactly: the Manager's
+        m = get_manager(ctx)
+        wid = resolve_workflow(m, workflow) if workflow else None  # a typo is an error
+        m.flush()
+        rows = [job_dict(j) for j in m.store.find_jobs(workflow_id=wid, site=site, state=st,
+                                                       limit=limit)]
     if as_json:
-        echo_json([job_dict(j) for j in jobs])
+        echo_json(rows)
     else:
-        jobs_table(jobs)
+        jobs_table(rows)
 
 
 @command("wait")
@@ -238,22 +245,23 @@ def get_cmd(m, source: str, local_file: str, **kw: Any) -> None:
 
 @command("find")
 @click.argument("pattern", nargs=-1)
-@click.option("--workflow", "workflow_id")
-@click.option("--job", "job_id")
+@click.option("--workflow", "workflow", metavar="ID|NAME",
+              help="Workflow id, unique id prefix or name.")
+@click.option("--job", "job_id", help="Job id or unique id prefix.")
 @json_option
 @with_manager
-def find_cmd(m, pattern: tuple[str, ...], workflow_id: str | None, job_id: str | None,
+def find_cmd(m, pattern: tuple[str, ...], workflow: str | None, job_id: str | None,
              as_json: bool) -> None:
     """Find data by metadata: KEY=VALUE (exact) or KEY='glob*' per field, ANDed."""
-    found = m.find(parse_pairs(pattern, "PATTERN"), workflow_id=workflow_id, job_id=job_id)
+    found = m.find(parse_pairs(pattern, "PATTERN"),
+                   workflow_id=resolve_workflow(m, workflow) if workflow else None,
+                   job_id=m.store.resolve_job_id(job_id) if job_id else None)
     if as_json:
         echo_json([d.to_dict() for d in found])
         return
-    t = Table("id", "url", "site", "dir", "job", "metadata")
-    for d in found:
-        t.add_row(d.id[:8], d.url, d.site, d.direction.value, (d.job_id or "")[:8],
-                  json.dumps(d.metadata, sort_keys=True))
-    Console().print(t)
+    print_table(("id", "url", "site", "dir", "job", "metadata"),
+                ((d.id[:8], d.url, d.site, d.direction.value, (d.job_id or "")[:8],
+                  json.dumps(d.metadata, sort_keys=True)) for d in found))
 
 
 @command("sites")
@@ -261,7 +269,6 @@ def find_cmd(m, pattern: tuple[str, ...], workflow_id: str | None, job_id: str |
 @with_manager
 def sites_cmd(m, as_json: bool) -> None:
     """List configured sites, the pillars each has, and installed site drivers."""
-    from rich.markup import escape
 
     from ..registry import drivers
     rows = [{"name": n, "driver": str(m.config.site_config(n).get("driver", n))}
@@ -277,12 +284,9 @@ def sites_cmd(m, as_json: bool) -> None:
         echo_json({"sites": rows, "pillars": pillars, "problems": problems,
                    "drivers": sorted(drivers())})
         return
-    t = Table("site", "driver", "pillars")
-    for r in rows:
-        n = r["name"]
-        t.add_row(escape(n), escape(r["driver"]),
-                  escape(", ".join(pillars[n]) if n in pillars else f"error: {problems[n]}"))
-    Console().print(t)
+    print_table(("site", "driver", "pillars"),
+                ((r["name"], r["driver"], ", ".join(pillars[r["name"]]) if r["name"] in pillars
+                  else f"error: {problems[r['name']]}") for r in rows))
     click.echo("installed drivers: " + ", ".join(sorted(drivers())))
 
 
@@ -295,10 +299,9 @@ def workflows_cmd(m, as_json: bool) -> None:
     if as_json:
         echo_json([w.to_dict() for w in wfs])
         return
-    t = Table("id", "name", "description", "created")
-    for w in wfs:
-        t.add_row(w.id, w.name, w.description, w.created.strftime("%Y-%m-%d %H:%M:%S"))
-    Console().print(t)
+    print_table(("id", "name", "description", "created"),
+                ((w.id, w.name, w.description, w.created.strftime("%Y-%m-%d %H:%M:%S"))
+                 for w in wfs))
 
 
 @command("triggers")
@@ -311,11 +314,10 @@ def triggers_cmd(m, status: str | None, as_json: bool) -> None:
     if as_json:
         echo_json([tr.to_dict() for tr in trs])
         return
-    t = Table("id", "kind", "status", "watch/pattern", "fires job", "reason")
-    for tr in trs:
-        what = ",".join(w[:8] for w in tr.watch) if tr.watch else json.dumps(tr.pattern)
-        t.add_row(tr.id[:8], tr.kind.value, tr.status.value, what, tr.job_id[:8], tr.reason or "")
-    Console().print(t)
+    print_table(("id", "kind", "status", "watch/pattern", "fires job", "reason"),
+                ((tr.id[:8], tr.kind.value, tr.status.value,
+                  ",".join(w[:8] for w in tr.watch) if tr.watch else json.dumps(tr.pattern),
+                  tr.job_id[:8], tr.reason or "") for tr in trs))
 
 
 @command("serve")

@@ -6,19 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from ..provenance.query import FORMATS
-from ._common import command_list, echo_json, json_option, with_manager
+from ._common import (command_list, console, echo_json, json_option, print_table,
+                      resolve_workflow, with_manager)
 
 COMMANDS, command = command_list()
-
-
-def _console() -> Console:
-    """Wide when piped, so ids and IRIs are never cut with an ellipsis."""
-    import sys
-    return Console(soft_wrap=True) if sys.stdout.isatty() else Console(width=400)
 
 
 def _write(text: str, out: str | None) -> None:
@@ -48,10 +41,7 @@ def query_cmd(m: Any, sparql: str | None, file: str | None, fmt: str) -> None:
         _write(out, None)
         return
     names, rows = out
-    t = Table(*names)
-    for r in rows:
-        t.add_row(*r)
-    _console().print(t)
+    print_table(names, rows)
 
 
 @command("lineage")
@@ -68,28 +58,26 @@ def lineage_cmd(m: Any, ident: str, direction: str, depth: int | None, as_json: 
     if as_json:
         echo_json(lin.to_dict())
         return
-    t = Table("depth", "kind", "id", "state", "label")
-    for n in lin.nodes:
-        t.add_row(str(n.depth), n.kind, n.id, n.state or "", n.label)
-    _console().print(t)
+    print_table(("depth", "kind", "id", "state", "label"),
+                ((n.depth, n.kind, n.id, n.state or "", n.label) for n in lin.nodes))
 
 
 @command("thread")
-@click.argument("workflow")
+@click.argument("workflow", metavar="WORKFLOW")
 @click.option("--format", "fmt", type=click.Choice(["text", "dot", "svg", "html", "json"]),
               default="text", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file.")
 @with_manager
 def thread_cmd(m: Any, workflow: str, fmt: str, output: str | None) -> None:
-    """The digital thread of a workflow, as a tree or a picture."""
+    """The digital thread of a workflow (id, unique id prefix or name), as a tree or a picture."""
     from ..provenance import render
-    root = m.graph.thread(workflow)
+    root = m.graph.thread(resolve_workflow(m, workflow))
     if fmt == "text":
         if output:
             with open(output, "w") as fh:
-                Console(file=fh, width=160).print(render.to_rich(root))
+                console(file=fh).print(render.to_rich(root))
         else:
-            _console().print(render.to_rich(root))
+            console().print(render.to_rich(root))
         return
     if fmt == "json":
         import json

@@ -50,15 +50,13 @@ class Lineage:
 
 
 def resolve(g: "ProvenanceGraph", ident: str) -> tuple[str, str]:
-    """(id, kind) of a job or data item given its id, IRI or a unique job-id prefix."""
+    """(id, kind) of a job or data item given its id, IRI or a unique id prefix (an
+    unknown or ambiguous prefix is the store's NotFound, which says which)."""
     raw = node_id(ident) or ident
     kind = _kind(g, raw)
     if kind is None and len(raw) < 36:
-        try:
-            raw = g.store.resolve_job_id(raw)
-            kind = _kind(g, raw)
-        except NotFound:
-            pass
+        raw = g.store.resolve_id(raw, ("job", "data"))
+        kind = _kind(g, raw)
     if kind is None:
         raise NotFound(f"no job or data item {ident!r} in the provenance graph "
                        f"(lwfm jobs / lwfm find list ids; lwfm reindex if the graph is stale)")

@@ -7,7 +7,7 @@ import html
 import shutil
 import subprocess
 
-from rich.markup import escape
+from rich.text import Text
 from rich.tree import Tree
 
 from ..errors import LwfmError
@@ -20,16 +20,19 @@ _STYLE = {"COMPLETE": ("green", "#c8e6c9"), "FAILED": ("red", "#ffcdd2"),
 _ARROW = {"put": "⬆ put", "get": "⬇ get", "child": "", "triggered": "⚡ ", "part": ""}
 
 
-def _line(n: ThreadNode) -> str:
+def _line(n: ThreadNode) -> Text:
+    """One node's line. Labels and sites are user text: assembled as plain spans, never
+    parsed as markup (a name ending in a backslash or holding ``[/]`` shows as it is)."""
     if n.kind == "workflow":
-        return f"[bold]workflow {escape(n.label)}[/bold] [dim]{n.id}[/dim]"
+        return Text.assemble((f"workflow {n.label}", "bold"), " ", (n.id, "dim"))
     if n.kind == "data":
-        return f"[blue]{_ARROW.get(n.relation, n.relation)}[/blue] {escape(n.label)} [dim]{n.id[:8]}[/dim]"
+        return Text.assemble((_ARROW.get(n.relation, n.relation), "blue"), f" {n.label} ",
+                             (n.id[:8], "dim"))
     color = _STYLE.get(n.state or "", ("white", ""))[0]
     trig = "⚡ " if n.relation == "triggered" else ""
-    site = f" @{escape(n.site)}" if n.site else ""
-    return (f"{trig}[bold]{escape(n.label)}[/bold] [{color}]{n.state or '-'}[/{color}]"
-            f"{site} [dim]{n.id[:8]}[/dim]")
+    site = f" @{n.site}" if n.site else ""
+    return Text.assemble(trig, (n.label, "bold"), " ", (n.state or "-", color), site, " ",
+                         (n.id[:8], "dim"))
 
 
 def to_rich(root: ThreadNode) -> Tree:

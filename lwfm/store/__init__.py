@@ -150,19 +150,29 @@ class Store(TriggerRows):
     def resolve_job_id(self, prefix: str) -> str:
         """Accept a unique id prefix, as users copy short ids from tables. A job a pending
         (or dead) trigger has yet to start counts too: its id is known before it runs."""
+        return self.resolve_id(prefix, ("job",))
+
+    def resolve_id(self, prefix: str, kinds: tuple[str, ...] = ("job",)) -> str:
+        """The one id that a unique prefix (any case) names among ``kinds`` ("job",
+        "data"): commands take the short ids ``lwfm jobs`` and ``lwfm find`` show."""
+        names = {"job": ("job", "lwfm jobs"), "data": ("data item", "lwfm find")}
+        what = " or ".join(names[k][0] for k in kinds)
         if not prefix:
-            raise NotFound("an empty job id")
+            raise NotFound(f"an empty {what} id")
         esc = prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        cols = {"job": (t.jobs.c.id, t.triggers.c.job_id), "data": (t.data.c.id,)}
         ids: set[str] = set()
         with self.read() as c:
-            for col in (t.jobs.c.id, t.triggers.c.job_id):  # a fired trigger's job is in both
+            for col in (col for k in kinds for col in cols[k]):  # a fired trigger's job is in both
                 ids.update(c.execute(select(col).where(col.like(esc + "%", escape="\\"))
                                      .limit(2)).scalars())
         if len(ids) == 1:
             return ids.pop()
         if not ids:
-            raise NotFound(f"no job with id {prefix!r} (lwfm jobs lists them)")
-        raise NotFound(f"job id prefix {prefix!r} is ambiguous; give more characters")
+            shown = " and ".join(names[k][1] for k in kinds)
+            verb = "lists" if len(kinds) == 1 else "list"
+            raise NotFound(f"no {what} with id {prefix!r} ({shown} {verb} them)")
+        raise NotFound(f"{what} id prefix {prefix!r} is ambiguous; give more characters")
 
     def terminal_among(self, job_ids: list[str]) -> set[str]:
         """Which of ``job_ids`` have ended (one query per chunk of ids)."""
