@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
+from .._schema_version import SCHEMA_VERSION
 from ..config import load
 from ..model import TERMINAL, JobStatus, parse_time
 from ._common import pick_workflow
@@ -50,8 +51,16 @@ def _open(home: str | None) -> sqlite3.Connection | None:
     if path is None or not path.is_file():
         return None
     # mode=ro: this process never writes the store (no schema created, no journal).
-    return sqlite3.connect(f"file:{quote(os.fspath(path.absolute()))}?mode=ro", uri=True,
-                           timeout=60, isolation_level=None)
+    c = sqlite3.connect(f"file:{quote(os.fspath(path.absolute()))}?mode=ro", uri=True,
+                        timeout=60, isolation_level=None)
+    try:  # another schema version: the Manager path upgrades it, or refuses it clearly
+        row = c.execute("SELECT value FROM lwfm_meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.Error:
+        row = None
+    if row is None or row[0] != SCHEMA_VERSION:
+        c.close()
+        return None
+    return c
 
 
 def light_jobs(home: str | None, workflow: str | None, site: str | None, state: str | None,

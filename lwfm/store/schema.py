@@ -9,7 +9,7 @@ Times are ISO 8601 UTC strings (``lwfm.model.iso``): they sort, compare and surv
 both SQLite and PostgreSQL unchanged. JSON columns hold model ``to_dict`` output.
 
 A change to these tables needs a migration in ``lwfm/store/migrations/versions`` (Alembic)
-and SCHEMA_VERSION set to its revision: new stores are created from these tables at that
+and SCHEMA_VERSION (lwfm/_schema_version.py) set to its revision: new stores are created from these tables at that
 version, older ones are upgraded on open (tests/test_store_migrations.py checks both agree).
 """
 
@@ -20,9 +20,10 @@ import hashlib
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, Index, Integer, MetaData,
                         PrimaryKeyConstraint, String, Table, Text)
 
-# The Alembic head: the revision of the last script in migrations/versions. A store records
-# its version in lwfm_meta (read on every open, with the instance id, by one SELECT).
-SCHEMA_VERSION = "3"
+from .._schema_version import SCHEMA_VERSION  # noqa: F401  (re-exported: t.SCHEMA_VERSION)
+
+# A store records its version in lwfm_meta (read on every open, with the instance id, by
+# one SELECT).
 
 metadata = MetaData()
 
