@@ -134,6 +134,7 @@ def status_cmd(m, job_id: str, history: bool, as_json: bool) -> None:
         return
     click.echo(f"{job.id}  {job.state.value if job.state else '-'}  {job.defn.name}  "
                f"site={job.context.site}" + ("" if job.exit_code is None else f"  exit={job.exit_code}"))
+    click.echo(f"  {m.start_note(job.id)}") if job.state is State.PENDING and m.start_note(job.id) else None
     for s in hist:
         click.echo(f"  {s.time.isoformat()}  {s.state.value:<9} {s.info or s.native_state or ''}")
 
@@ -150,7 +151,7 @@ def jobs_cmd(m, workflow_id: str | None, site: str | None, state: str | None,
     """List jobs, filtered by workflow, site or state."""
     if workflow_id:
         m.store.get_workflow(workflow_id)  # a mistyped id is an error, not an empty list
-    m.flush()
+    m.reconcile()  # no finished job is listed as running
     jobs = m.store.find_jobs(workflow_id=workflow_id, site=site,
                              state=state.upper() if state else None, limit=limit)
     if as_json:
@@ -279,6 +280,7 @@ def sites_cmd(m, as_json: bool) -> None:
 @with_manager
 def workflows_cmd(m, as_json: bool) -> None:
     """List workflows."""
+    m.reconcile()
     wfs = m.workflows()
     if as_json:
         echo_json([w.to_dict() for w in wfs])
