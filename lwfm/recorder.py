@@ -93,6 +93,7 @@ class Recorder:
         self._queued = 0      # ops ever queued
         self._done = 0        # ops ever written (or given up, with their owner told)
         self._stalled: LwfmError | None = None  # the systemic error of the last attempt
+        self._attempts = 0    # write attempts ever made
         self._closed = False
         self._idle = False
         self._lingering = False
@@ -113,10 +114,10 @@ class Recorder:
 
     def write(self, op: Op, timeout: float | None = 60.0) -> Results:
         """Queue an op and wait until it is written; raise its own error if it is not."""
-        e = _Entry(op, owned=True)
-        self._enqueue(e, urgent=True)
         if threading.current_thread() is self._thread:  # (from the after-write hook)
             raise LwfmError("the recorder cannot wait for itself")
+        e = _Entry(op, owned=True)
+        self._enqueue(e, urgent=True)
         with self._cv:
             if not self._cv.wait_for(lambda: e.done, timeout):
                 raise StoreStalled(f"the store did not record {describe(op)} within {timeout} s"
@@ -142,11 +143,12 @@ class Recorder:
         if threading.current_thread() is self._thread:
             return
         with self._cv:
-            target = self._queued
-            if self._done < target:  # (nothing to hurry when all is written)
+            target, tried = self._queued, self._attempts
+            if self._done < target:  # (nothing to hurry when all is written; a stall: retry now)
                 self._urgent = True
                 self._cv.notify_all()
-            if not self._cv.wait_for(lambda: self._done >= target or self._stalled, timeout):
+            if not self._cv.wait_for(lambda: self._done >= target or (
+                    self._stalled is not None and self._attempts > tried), timeout):
                 raise StoreStalled(f"the store did not accept writes within {timeout} s")
             if self._done < target and self._stalled:
                 raise StoreStalled(f"the store does not accept writes now ({self._stalled}); "
@@ -193,6 +195,7 @@ class Recorder:
                 self._q.extendleft(reversed(keep))  # in order, ahead of what came since
                 self._done += len(batch) - len(keep)
                 self._stalled = systemic
+                self._attempts += 1
                 # Ops arrived while we wrote: load. Linger longer next time, up to the cap.
                 self._linger = (min(2 * self._linger, _LINGER_BUSY_S) if self._q
                                 else max(self._linger / 2, _LINGER_S))
@@ -203,8 +206,8 @@ class Recorder:
                 except Exception:  # a failing trigger must not stop recording
                     log.exception("after-write hook failed")
             if systemic is not None:
-                with self._cv:  # back off; a close or a new op does not hurry a full disk
-                    self._cv.wait_for(lambda: self._closed, pause)
+                with self._cv:  # back off; only someone waiting (a flush) asks again sooner
+                    self._cv.wait_for(lambda: self._closed or self._urgent, pause)
                 pause = min(2 * pause, _RETRY_S[1])
             else:
                 pause = _RETRY_S[0]
