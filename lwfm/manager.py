@@ -13,31 +13,27 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NoReturn
-
-from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from . import config as _config
 from .context import USER, adopt_context, env_job_id
 from .data import DataVerbs
-from .errors import LwfmError, NotFound, SiteError
+from .errors import LwfmError, NotFound
 from .loop import LoopHost, ManagerLoop
 from .model import (Job, JobContext, JobDefn, JobStatus, LogRecord, State, Trigger, TriggerKind,
                     Workflow, check_json)
 from .recorder import Recorder
+from .runner import JobRunner
 from .registry import make_site
 from .site import Site, SiteHost
-from .store import Store, t
+from .store import Store
 from .triggers import TriggerEngine, TriggerHost, parse_states
 
 if TYPE_CHECKING:
     from .provenance import ProvenanceGraph
 
 log = logging.getLogger("lwfm")
-_GRACE_S = 10.0  # how long a vanished process may wait for its supervisor's report
 _JOIN_S = 30.0   # how long close waits for the loop thread (it may be in a site call)
-_ACTIVE = [s.value for s in (State.READY, State.PENDING, State.RUNNING, State.FINISHING)]
 
 
 class Manager(DataVerbs):
@@ -50,19 +46,18 @@ class Manager(DataVerbs):
         self._sites_closed = False  # set once the sites are closed: nothing may reopen one
         self._sites: dict[str, Site] = {}
         self._changed = threading.Condition()
-        self._inflight: dict[str, list[JobStatus]] = {}
-        self._polled: dict[str, tuple[State, str | None, str | None]] = {}
         self._lock = threading.RLock()
         self._loop: threading.Thread | None = None
         self._stop = threading.Event()
         self._graph: ProvenanceGraph | None = None
         self._rec = Recorder(self.store, self._written)
+        self.runner = JobRunner(self.store, self._rec, self._site, self.site_names)
         self._context: JobContext | None = None
         self._context_known = False
         self.triggers = TriggerEngine(TriggerHost(
             store=self.store, flush=self.flush, site_names=self.site_names,
             context=lambda: self.context, record_log=self.record_log,
-            launch=lambda job: self._launch(job, confirm=True), record=self._record))
+            launch=lambda job: self.runner.launch(job, confirm=True), record=self.runner.record))
 
     @property
     def closed(self) -> bool:
@@ -103,7 +98,7 @@ class Manager(DataVerbs):
                 raise LwfmError("this Manager is closed; open a new one")
             if name not in self._sites:
                 host = SiteHost(name=name, home=self.home, config=self.config.site_config(name),
-                                report=self._report, instance_id=self.instance_id)
+                                report=self.runner.report, instance_id=self.instance_id)
                 site = make_site(self.config, name, host)
                 if env_job_id() and getattr(site, "detach", None) is False:
                     # We run inside a job, which may exit before what it starts: those
@@ -133,50 +128,9 @@ class Manager(DataVerbs):
             if job_id is not None:
                 self._record_unstarted(defn, job_id, str(e), workflow_id, triggered_by)
             raise
-        self._insert(job, JobStatus(job.id, State.PENDING))
-        st = self._launch(job, site)
+        self.runner.insert(job, JobStatus(job.id, State.PENDING))
+        st = self.runner.launch(job, site)
         return dataclasses.replace(job, state=st.state)
-
-    def _insert(self, job: Job, first: JobStatus) -> None:
-        """Write a new job's row now, in this thread: a job is recorded before it runs."""
-        try:
-            self.store.add_job(job, first)
-        except LwfmError:
-            raise
-        except (SQLAlchemyError, OSError) as e:
-            why = getattr(e, "orig", None) or e
-            raise LwfmError(f"could not record job {job.id}, so it was not started: {why}") from e
-
-    def _launch(self, job: Job, site: Site | None = None, confirm: bool = False) -> JobStatus:
-        """Start a recorded job on its site and record its first status (``confirm``: and
-        wait until it is written). If it cannot start, it is recorded FAILED and this
-        raises. The site's reports of this job wait until its first status is queued."""
-        ctx = job.context
-        with self._lock:
-            self._inflight[ctx.job_id] = []
-        try:
-            try:
-                site = site or self._site(job.defn.site)
-                st = site.run.submit(job.defn, ctx)
-            except Exception as e:
-                self._failed_to_start(job, e)
-            op = ("status", (st, ctx.native_id))
-            self._rec.write(op) if confirm else self._rec.put(op)
-        finally:
-            with self._lock:
-                late = self._inflight.pop(ctx.job_id, [])
-            for s_ in late:
-                self._report(s_)
-        return st
-
-    def _failed_to_start(self, job: Job, e: Exception) -> NoReturn:
-        err = e if isinstance(e, LwfmError) else SiteError(
-            f"site {job.defn.site!r} could not start the job: {e}")
-        try:
-            self._record(JobStatus(job.id, State.FAILED, info=f"could not start: {e}"))
-        except LwfmError as rec:
-            raise LwfmError(f"{err}; and its failure could not be recorded: {rec}") from e
-        raise err from (None if err is e else e)
 
     def _new_job(self, defn: JobDefn, parent_id: str | None, workflow_id: str | None,
                  job_id: str | None, triggered_by: str | None) -> Job:
@@ -205,25 +159,7 @@ class Manager(DataVerbs):
                 workflow_id = None  # the workflow is what is gone
         ctx = JobContext(workflow_id=workflow_id, site=defn.site, job_id=job_id)
         job = Job(defn=defn, context=ctx, triggered_by=triggered_by, submitter=USER)
-        self._insert(job, JobStatus(job_id, State.FAILED, info=f"could not start: {reason}"))
-
-    def _report(self, st: JobStatus) -> None:
-        """Drivers call this (from any thread) when a job moves."""
-        with self._lock:
-            if st.job_id in self._inflight:  # its submit() is still recording; keep order
-                self._inflight[st.job_id].append(st)
-                return
-        try:
-            self._rec.put(("status", (st, None)))
-        except LwfmError:
-            if not self._rec.closed:
-                raise
-            # The job outlived this Manager: a detached job's exit file tells the others.
-            log.debug("job %s ended (%s) after its Manager closed", st.job_id, st.state.value)
-
-    def _record(self, st: JobStatus) -> None:
-        """Record a status and wait until it is written; raise if it was not."""
-        self._rec.write(("status", (st, None)))
+        self.runner.insert(job, JobStatus(job_id, State.FAILED, info=f"could not start: {reason}"))
 
     def _wake(self) -> None:
         with self._changed:
@@ -248,18 +184,12 @@ class Manager(DataVerbs):
         jid = job_id or (self.context.job_id if self.context else None)
         if jid is None:
             raise LwfmError("report_status needs a job id outside an lwfm job")
-        self._record(JobStatus(jid, State(state), info=info))
+        self.runner.record(JobStatus(jid, State(state), info=info))
 
     def status(self, job_id: str) -> Job:
         """The job as recorded, refreshed from its site when nothing else will report it."""
         self.flush()
-        return self._refreshed(self.store.get_job(job_id))
-
-    def _refreshed(self, job: Job) -> Job:
-        """``job`` as it is now: asks its site if it is still going and nothing reports it."""
-        if job.state is not None and job.state.terminal:
-            return job
-        return self.store.get_job(job.id) if self._refresh(job) else job
+        return self.runner.refreshed(self.store.get_job(job_id))
 
     def reconcile(self, due: Callable[[str, float], bool] | None = None) -> int:
         """Bring the recorded states of active jobs that no process reports (detached,
@@ -267,56 +197,7 @@ class Manager(DataVerbs):
         running. ``due(job_id, poll_interval)``: which to ask now (the loop's pace);
         default all. Returns how many changed. A site that cannot answer is logged."""
         self.ensure_open()
-        return self._reconcile(due)
-
-    def _reconcile(self, due: Callable[[str, float], bool] | None = None) -> int:
-        self._rec.flush()
-        with self.store.read() as c:
-            rows = c.execute(select(t.jobs.c.id, t.jobs.c.site).where(
-                t.jobs.c.state.in_(_ACTIVE), t.jobs.c.native_id.is_not(None))).all()
-        configured = set(self.site_names())
-        changed = 0
-        for job_id, site_name in rows:
-            if site_name not in configured:
-                continue  # a site configured elsewhere (imported job): nothing to ask
-            try:
-                run = self._site(site_name).run
-                if getattr(run, "supervises", lambda _j: False)(job_id):
-                    continue  # this process reports it as it moves
-                if due is None or due(job_id, run.poll_interval):
-                    changed += self._refresh(self.store.get_job(job_id))
-            except LwfmError as e:
-                log.warning("could not ask site %r about job %s: %s", site_name, job_id, e)
-        return changed
-
-    def _refresh(self, job: Job) -> bool:
-        """Ask the job's site; record and return True if that changed anything."""
-        try:
-            site = self._site(job.context.site)
-        except LwfmError:
-            return False  # a site configured elsewhere (imported job): nothing to ask
-        if getattr(site.run, "supervises", lambda _j: False)(job.id) or not job.context.native_id:
-            return False
-        st = site.run.status(job.context)
-        if st.state is job.state:
-            return False
-        if st.state is State.UNKNOWN:
-            if job.started and time.time() - job.started.timestamp() < _GRACE_S:
-                return False  # its supervisor may not have recorded the exit yet (ask again)
-            # Its supervisor died with it: the outcome is lost. End it, so waits return.
-            st = JobStatus(job.id, State.FAILED, native_state=st.native_state,
-                           info=f"{st.info} (recorded as FAILED)")
-        seen = (st.state, st.info, st.native_state)
-        with self._lock:  # the loop and a waiter may poll the same job: report a change once
-            if self._polled.get(job.id) == seen:
-                return False
-            self._polled[job.id] = seen
-        self._rec.flush()  # the job's supervisor may have reported meanwhile: its word wins
-        now = self.store.get_job(job.id).state
-        if now is st.state or (now is not None and now.terminal):
-            return False
-        self._record(st)
-        return True
+        return self.runner.reconcile(due)
 
     def history(self, job_id: str) -> list[JobStatus]:
         self.flush()
@@ -332,7 +213,7 @@ class Manager(DataVerbs):
             self._rec.flush()
             job = self.triggers.job_or_future(job_id)
             if job is not None:
-                job = self._refreshed(job)
+                job = self.runner.refreshed(job)
                 if job.state is not None and job.state.terminal:
                     return job
             left = None if deadline is None else deadline - time.monotonic()
@@ -391,7 +272,7 @@ class Manager(DataVerbs):
         if job.context.native_id:
             stopped = self.site(job.context.site).run.cancel(job.context)
         if stopped:
-            self._record(JobStatus(job_id, State.CANCELLED, info="cancelled by user"))
+            self.runner.record(JobStatus(job_id, State.CANCELLED, info="cancelled by user"))
         return stopped
 
     def log(self, job_id: str) -> str:
@@ -469,7 +350,7 @@ class Manager(DataVerbs):
 
     def _serve(self, stop: threading.Event, interval: float) -> None:
         host = LoopHost(store=self.store, triggers=self.triggers, wake=self._wake,
-                        reconcile=self._reconcile)
+                        reconcile=self.runner.reconcile)
         ManagerLoop(host, interval).run(stop)
 
     # -- provenance -------------------------------------------------------------------

@@ -99,6 +99,8 @@ class Recorder:
         self._lingering = False
         self._linger = _LINGER_S
         self._urgent = False   # a flush waits: stop lingering
+        self._wlock = threading.Lock()  # held by whichever thread writes a batch now
+        self._conn: Any = None          # the held write connection (used under _wlock)
         self._thread = threading.Thread(target=self._run, name="lwfm-recorder", daemon=True)
         self._thread.start()
         ref = weakref.ref(self)
@@ -117,8 +119,22 @@ class Recorder:
         if threading.current_thread() is self._thread:  # (from the after-write hook)
             raise LwfmError("the recorder cannot wait for itself")
         e = _Entry(op, owned=True)
-        self._enqueue(e, urgent=True)
+        # The caller writes (its op and all queued before it) itself when no write is under
+        # way: handing over to the writer thread costs two wake-ups, each a scheduler slice
+        # on a loaded machine, and a submit loop waits for one write per job.
+        if self._wlock.acquire(blocking=False):
+            try:
+                self._enqueue(e, wake=False)
+                results = self._drain()
+            finally:
+                self._wlock.release()
+            self._after(results)
+        else:
+            self._enqueue(e, urgent=True)
         with self._cv:
+            if not e.done:
+                self._urgent = True
+                self._cv.notify_all()
             if not self._cv.wait_for(lambda: e.done, timeout):
                 raise StoreStalled(f"the store did not record {describe(op)} within {timeout} s"
                                    + (f": {self._stalled}" if self._stalled else ""))
@@ -126,14 +142,43 @@ class Recorder:
             raise e.error
         return e.results
 
-    def _enqueue(self, e: _Entry, urgent: bool = False) -> None:
+    def write_alone(self, op: Op) -> None:
+        """Write one op now, in this thread and a transaction of its own, ahead of what is
+        queued; raise its error. Only for an op nothing queued can depend on: a new job's
+        row, without its first status (that one is queued after it). It costs the
+        submitter one small commit, and no wake-up of the writer thread."""
+        with self._cv:
+            if self._closed:
+                raise LwfmError("the Manager is closed")
+        with self._wlock:  # one writer at a time in this process (no SQLite busy waits)
+            try:
+                self._write_batch([op])
+            except Exception as exc:  # noqa: BLE001 - classified: the caller gets it
+                raise _as_lwfm(exc, op) from exc
+
+    def _write_batch(self, ops: list[Op]) -> Results:
+        """One transaction on the held connection (under ``_wlock``); after a failure the
+        connection is replaced, whatever state the error left it in."""
+        if self._conn is None:
+            self._conn = self.store.connect_writer()
+        try:
+            return self.store.write_batch(ops, conn=self._conn)
+        except Exception:
+            conn, self._conn = self._conn, None
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is gone
+                log.debug("closing a failed write connection", exc_info=True)
+            raise
+
+    def _enqueue(self, e: _Entry, urgent: bool = False, wake: bool = True) -> None:
         with self._cv:
             if self._closed:
                 raise LwfmError("the Manager is closed")
             self._q.append(e)
             self._queued += 1
             self._urgent = self._urgent or urgent
-            if urgent or self._idle or (self._lingering and len(self._q) >= _BUSY_BATCH):
+            if wake and (urgent or self._idle or (self._lingering and len(self._q) >= _BUSY_BATCH)):
                 self._cv.notify_all()
 
     def flush(self, timeout: float | None = 60.0) -> None:
@@ -171,6 +216,10 @@ class Recorder:
             self._closed = True
             self._cv.notify_all()
         self._thread.join(timeout=timeout)
+        with self._wlock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
         for e in list(self._q):  # the store would not take these, even at the end
             log.error("lost at close, the store would not take it (%s): %s",
                       self._stalled, describe(e.op))
@@ -189,22 +238,10 @@ class Recorder:
                                   or len(self._q) >= _BUSY_BATCH,
                                   self._linger)
                 self._lingering = self._urgent = False
-                batch = [self._q.popleft() for _ in range(min(len(self._q), _BATCH))]
-            results, keep, systemic = self._write(batch)
-            with self._cv:
-                self._q.extendleft(reversed(keep))  # in order, ahead of what came since
-                self._done += len(batch) - len(keep)
-                self._stalled = systemic
-                self._attempts += 1
-                # Ops arrived while we wrote: load. Linger longer next time, up to the cap.
-                self._linger = (min(2 * self._linger, _LINGER_BUSY_S) if self._q
-                                else max(self._linger / 2, _LINGER_S))
-                self._cv.notify_all()
-            if results:
-                try:
-                    self.on_written(results)
-                except Exception:  # a failing trigger must not stop recording
-                    log.exception("after-write hook failed")
+            with self._wlock:
+                results = self._drain()
+            self._after(results)
+            systemic = self._stalled
             if systemic is not None:
                 with self._cv:  # back off; only someone waiting (a flush) asks again sooner
                     self._cv.wait_for(lambda: self._closed or self._urgent, pause)
@@ -212,10 +249,37 @@ class Recorder:
             else:
                 pause = _RETRY_S[0]
 
+    def _drain(self) -> Results:
+        """Write what is queued, up to a batch (the caller holds ``_wlock``: batches are
+        written one at a time, in queue order)."""
+        with self._cv:
+            batch = [self._q.popleft() for _ in range(min(len(self._q), _BATCH))]
+        if not batch:
+            return []
+        results, keep, systemic = self._write(batch)
+        with self._cv:
+            self._q.extendleft(reversed(keep))  # in order, ahead of what came since
+            self._done += len(batch) - len(keep)
+            self._stalled = systemic
+            self._attempts += 1
+            # Ops arrived while we wrote: load. Linger longer next time, up to the cap.
+            self._linger = (min(2 * self._linger, _LINGER_BUSY_S) if self._q
+                            else max(self._linger / 2, _LINGER_S))
+            self._cv.notify_all()
+        return results
+
+    def _after(self, results: Results) -> None:
+        if not results:
+            return
+        try:
+            self.on_written(results)
+        except Exception:  # a failing trigger must not stop recording
+            log.exception("after-write hook failed")
+
     def _write(self, batch: list[_Entry]) -> tuple[Results, list[_Entry], LwfmError | None]:
         """Write ``batch``: (results, entries to keep and retry, the systemic error)."""
         try:
-            results = self.store.write_batch([e.op for e in batch])
+            results = self._write_batch([e.op for e in batch])
         except Exception as exc:  # noqa: BLE001 - every failure is classified and owned below
             if _own_fault(exc) and len(batch) > 1:  # isolate the bad op; the others land
                 out: Results = []

@@ -71,7 +71,7 @@ def test_submit_on_a_full_disk_raises_and_what_ran_is_recorded(disk: Path, tmp_p
             except LwfmError as e:
                 refused.append(str(e))
         assert refused, "every submit returned on a full disk"
-        assert "so it was not started" in refused[0] and "full" in refused[0], refused[0]
+        assert "was not started" in refused[0] and "full" in refused[0], refused[0]
         time.sleep(1.0)  # what was started has run
         free(disk)
         done = m.wait_all(returned, timeout=60)  # nothing else's error surfaces here
