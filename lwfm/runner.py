@@ -67,7 +67,15 @@ class JobRunner:
             except Exception as e:
                 self._failed_to_start(job, e)
             op = ("status", (st, ctx.native_id))
-            self._rec.write(op) if confirm else self._rec.put(op)
+            if not confirm:
+                self._rec.put(op)
+            else:
+                try:
+                    self._rec.write(op)
+                except LwfmError as e:  # it runs: its start is kept and retried, not lost
+                    log.warning("job %s started; recording that waits for the store: %s",
+                                ctx.job_id, e)
+                    self._rec.put(op)
         finally:
             with self._lock:
                 late = self._inflight.pop(ctx.job_id, [])
