@@ -301,3 +301,17 @@ def test_no_lwfm_thread_outlives_close_and_nothing_reopens(home: Path) -> None:
         with pytest.raises(LwfmError, match="Manager is closed"):
             call()
     m.close()  # twice is fine
+
+
+def test_firing_and_recovery_on_each_backend(store_url: str, home: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LWFM_STORE_URL", store_url)
+    marks = tmp_path / "marks"
+    _, left = _fired_unstarted(home, marks)
+    with Manager(home) as m:
+        a = m.submit(JobDefn(entry=["true"]))
+        tr = m.on(a.id, _marking(marks, "B2"))
+        assert m.wait(tr.job_id, timeout=60).state is State.COMPLETE
+        assert m.wait(left, timeout=60).state is State.COMPLETE
+        assert m.store.unstarted() == []
+    assert _starts(marks) == {left: 1, tr.job_id: 1}
