@@ -199,7 +199,7 @@ class TriggerEngine:
         return None
 
     def note(self, job_id: str) -> str | None:
-        """"fired by trigger ..., not started yet (...)" for such a job, else None."""
+        """What to tell about a job fired but not started yet (None if it is not one)."""
         return self.starter.note(job_id)
 
     def recover(self) -> int:

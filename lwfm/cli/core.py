@@ -134,7 +134,8 @@ def status_cmd(m, job_id: str, history: bool, as_json: bool) -> None:
         return
     click.echo(f"{job.id}  {job.state.value if job.state else '-'}  {job.defn.name}  "
                f"site={job.context.site}" + ("" if job.exit_code is None else f"  exit={job.exit_code}"))
-    click.echo(f"  {m.start_note(job.id)}") if job.state is State.PENDING and m.start_note(job.id) else None
+    if job.state is State.PENDING and (note := m.start_note(job.id)):
+        click.echo(f"  {note}")  # fired by its trigger, not started yet
     for s in hist:
         click.echo(f"  {s.time.isoformat()}  {s.state.value:<9} {s.info or s.native_state or ''}")
 
