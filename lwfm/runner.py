@@ -16,7 +16,7 @@ from typing import Callable, NoReturn
 
 from sqlalchemy import select
 
-from .errors import InvalidInput, LwfmError, NotFound, SiteError
+from .errors import ConfigError, InvalidInput, LwfmError, NotFound, SiteError
 from .model import Job, JobStatus, State
 from .recorder import Recorder
 from .site import Site
@@ -118,7 +118,9 @@ class JobRunner:
 
     def reconcile(self, due: Callable[[str, float], bool] | None = None) -> int:
         """Ask the sites of active jobs no process reports (``due``: which now); returns
-        how many changed. A site that cannot answer is logged, the others still asked."""
+        how many changed. A site that cannot answer is logged and the others still asked;
+        a store that cannot take what changed (a full disk) ends the round, logged: what
+        is listed then is the state as last recorded."""
         self._rec.flush()
         with self.store.read() as c:
             rows = c.execute(select(t.jobs.c.id, t.jobs.c.site).where(
@@ -134,8 +136,11 @@ class JobRunner:
                     continue  # this process reports it as it moves
                 if due is None or due(job_id, run.poll_interval):
                     changed += self.refresh(self.store.get_job(job_id))
-            except LwfmError as e:
+            except (SiteError, ConfigError) as e:
                 log.warning("could not ask site %r about job %s: %s", site_name, job_id, e)
+            except LwfmError as e:
+                log.warning("job states are as last recorded: %s", e)
+                break
         return changed
 
     def refresh(self, job: Job) -> bool:
