@@ -15,7 +15,6 @@ from .files import local_path, sha256_file
 from .model import DataObject, Direction, JobContext
 
 if TYPE_CHECKING:
-    from .recorder import Recorder
     from .site import Site
     from .store import Store
     from .triggers import TriggerEngine
@@ -24,13 +23,14 @@ if TYPE_CHECKING:
 class DataVerbs:
     """Data, recorded with the job that put or got it and linked across sites."""
 
-    if TYPE_CHECKING:  # the Manager's
+    if TYPE_CHECKING:  # the Manager's public members these verbs use
         store: Store
         triggers: TriggerEngine
-        _rec: Recorder
         context: JobContext | None
 
         def site(self, name: str) -> Site: ...
+        def flush(self) -> None: ...
+        def ensure_open(self) -> None: ...
 
     def _check_metadata(self, metadata: Mapping[str, Any] | None) -> None:
         """Refuse bad metadata (long keys, NUL, values JSON cannot hold) before anything
@@ -41,7 +41,7 @@ class DataVerbs:
         jid = job_id or (self.context.job_id if self.context else None)
         if jid is None:
             return None, None
-        self._rec.flush()
+        self.flush()
         ctx = self.store.get_job(jid).context
         return ctx, ctx.workflow_id
 
@@ -94,6 +94,7 @@ class DataVerbs:
 
     def _notate(self, d: DataObject, metadata: Mapping[str, Any] | None, ctx: JobContext | None,
                 wf: str | None) -> DataObject:
+        self.ensure_open()
         d.metadata = {**d.metadata, **dict(metadata or {})}
         d.job_id = ctx.job_id if ctx else d.job_id
         d.workflow_id = wf or d.workflow_id

@@ -9,6 +9,8 @@ so they survive restarts.
 On PostgreSQL, sequence values can commit out of order; the loop re-reads a short
 trailing window of the journal each pass, which is safe because evaluation is
 idempotent and firing is an atomic claim.
+
+The loop sees its Manager through a :class:`LoopHost`, the four things it uses.
 """
 
 from __future__ import annotations
@@ -16,41 +18,53 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Callable
 
 from sqlalchemy import func, select
 
 from .errors import LwfmError
-from .model import State, TriggerStatus
-from .store import chunks, t
-
-if TYPE_CHECKING:
-    from .manager import Manager
+from .model import TriggerStatus
+from .store import Store, chunks, t
+from .triggers import TriggerEngine
 
 log = logging.getLogger("lwfm.loop")
-_ACTIVE = [s.value for s in (State.READY, State.PENDING, State.RUNNING, State.FINISHING)]
 _WINDOW = 0  # extra journal entries re-read per pass (set >0 for PostgreSQL)
+_RECOVER_S = 2.0  # how often fired jobs that stopped processes left are looked for
+
+
+@dataclass
+class LoopHost:
+    """What the manager loop may use of the Manager running it."""
+
+    store: Store
+    triggers: TriggerEngine
+    wake: Callable[[], None]      # wake this process's waiters: the store changed
+    reconcile: Callable[[Callable[[str, float], bool]], int]  # poll jobs nobody reports
 
 
 class ManagerLoop:
-    def __init__(self, manager: "Manager", interval: float = 0.05):
-        self.m = manager
+    def __init__(self, host: LoopHost, interval: float = 0.05):
+        self.host = host
         self.interval = interval
-        self.window = _WINDOW if manager.store.sqlite else 200
+        self.window = _WINDOW if host.store.sqlite else 200
         self._polled: dict[str, float] = {}
 
     def run(self, stop: threading.Event) -> None:
-        store = self.m.store
+        store, triggers = self.host.store, self.host.triggers
         seq = store.last_event()
-        self._safely(self.m.triggers.evaluate_all)
+        self._safely(triggers.evaluate_all)
+        recovered = 0.0
         while not stop.is_set():
+            if time.monotonic() - recovered > _RECOVER_S:
+                self._safely(triggers.recover)
+                recovered = time.monotonic()
             events = store.events_after(max(0, seq - self.window))
             if events:
                 seq = max(seq, events[-1][0])
                 self._safely(lambda: self._apply(events))
-                with self.m._changed:
-                    self.m._changed.notify_all()
-            self._safely(self._poll_unreported)
+                self.host.wake()
+            self._safely(lambda: self.host.reconcile(self._due))
             stop.wait(self.interval)
 
     def _safely(self, fn) -> None:  # noqa: ANN001
@@ -62,7 +76,7 @@ class ManagerLoop:
             log.exception("manager loop step failed")
 
     def _pending(self) -> int:
-        with self.m.store.read() as c:
+        with self.host.store.read() as c:
             return c.execute(select(func.count()).select_from(t.triggers).where(
                 t.triggers.c.status == TriggerStatus.PENDING.value)).scalar_one()
 
@@ -72,34 +86,24 @@ class ManagerLoop:
         status_seqs = [int(ref) for _, kind, ref in events if kind == "status"]
         job_ids: set[str] = set()
         if status_seqs:
-            with self.m.store.read() as c:
+            with self.host.store.read() as c:
                 for ch in chunks(status_seqs):
                     job_ids.update(c.execute(select(t.statuses.c.job_id).where(
                         t.statuses.c.seq.in_(ch))).scalars())
         for jid in job_ids:
-            self.m.triggers.on_job_change(jid)
+            self.host.triggers.on_job_change(jid)
         for _, kind, ref in events:
             if kind == "data":
-                self.m.triggers.on_data(self.m.store.get_data(ref))
+                self.host.triggers.on_data(self.host.store.get_data(ref))
             elif kind == "trigger":
-                tr = self.m.store.get_trigger(ref)
+                tr = self.host.store.get_trigger(ref)
                 if tr.status is TriggerStatus.PENDING:
-                    self.m.triggers.evaluate(tr)
+                    self.host.triggers.evaluate(tr)
 
-    def _poll_unreported(self) -> None:
-        """Ask sites about active jobs that no event will report, at each site's pace."""
+    def _due(self, job_id: str, poll_interval: float) -> bool:
+        """Poll each job no one reports at its site's pace."""
         now = time.monotonic()
-        with self.m.store.read() as c:
-            rows = c.execute(select(t.jobs.c.id, t.jobs.c.site).where(
-                t.jobs.c.state.in_(_ACTIVE), t.jobs.c.native_id.is_not(None))).all()
-        configured = set(self.m.site_names())
-        for job_id, site_name in rows:
-            if site_name not in configured:
-                continue
-            site = self.m.site(site_name)
-            if getattr(site.run, "supervises", lambda _j: False)(job_id):
-                continue
-            if now - self._polled.get(job_id, 0.0) < site.run.poll_interval:
-                continue
-            self._polled[job_id] = now
-            self.m.status(job_id)
+        if now - self._polled.get(job_id, 0.0) < poll_interval:
+            return False
+        self._polled[job_id] = now
+        return True

@@ -13,25 +13,27 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from . import config as _config
 from .context import USER, adopt_context, env_job_id
 from .data import DataVerbs
-from .errors import LwfmError, NotFound, SiteError
+from .errors import LwfmError, NotFound
+from .loop import LoopHost, ManagerLoop
 from .model import (Job, JobContext, JobDefn, JobStatus, LogRecord, State, Trigger, TriggerKind,
                     Workflow, check_json)
 from .recorder import Recorder
+from .runner import JobRunner
 from .registry import make_site
 from .site import Site, SiteHost
 from .store import Store
-from .triggers import TriggerEngine, parse_states
+from .triggers import TriggerEngine, TriggerHost, parse_states
 
 if TYPE_CHECKING:
     from .provenance import ProvenanceGraph
 
 log = logging.getLogger("lwfm")
-_GRACE_S = 10.0  # how long a vanished process may wait for its supervisor's report
+_JOIN_S = 30.0   # how long close waits for the loop thread (it may be in a site call)
 
 
 class Manager(DataVerbs):
@@ -40,18 +42,31 @@ class Manager(DataVerbs):
     def __init__(self, home: str | os.PathLike[str] | None = None):
         self.config = _config.load(home)
         self.store = Store(self.config.store_url)
-        self.triggers = TriggerEngine(self)
+        self._closed = False        # set first in close(): the public verbs refuse
+        self._sites_closed = False  # set once the sites are closed: nothing may reopen one
         self._sites: dict[str, Site] = {}
         self._changed = threading.Condition()
-        self._inflight: dict[str, list[JobStatus]] = {}
-        self._polled: dict[str, tuple[State, str | None, str | None]] = {}
         self._lock = threading.RLock()
         self._loop: threading.Thread | None = None
         self._stop = threading.Event()
         self._graph: ProvenanceGraph | None = None
         self._rec = Recorder(self.store, self._written)
+        self.runner = JobRunner(self.store, self._rec, self._site, self.site_names)
         self._context: JobContext | None = None
         self._context_known = False
+        self.triggers = TriggerEngine(TriggerHost(
+            store=self.store, flush=self.flush, site_names=self.site_names,
+            context=lambda: self.context, record_log=self.record_log,
+            launch=lambda job: self.runner.launch(job, confirm=True), record=self.runner.record))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def ensure_open(self) -> None:
+        """Refuse to work after close (nothing closed may be reopened)."""
+        if self._closed:
+            raise LwfmError("this Manager is closed; open a new one")
 
     @property
     def context(self) -> JobContext | None:
@@ -73,10 +88,17 @@ class Manager(DataVerbs):
 
     # -- sites ------------------------------------------------------------------------
     def site(self, name: str) -> Site:
+        self.ensure_open()
+        return self._site(name)
+
+    def _site(self, name: str) -> Site:
+        """The site, also while closing (the starter finishes its starts), never after."""
         with self._lock:
+            if self._sites_closed:
+                raise LwfmError("this Manager is closed; open a new one")
             if name not in self._sites:
                 host = SiteHost(name=name, home=self.home, config=self.config.site_config(name),
-                                report=self._report, instance_id=self.instance_id)
+                                report=self.runner.report, instance_id=self.instance_id)
                 site = make_site(self.config, name, host)
                 if env_job_id() and getattr(site, "detach", None) is False:
                     # We run inside a job, which may exit before what it starts: those
@@ -91,11 +113,13 @@ class Manager(DataVerbs):
     # -- run --------------------------------------------------------------------------
     def submit(self, defn: JobDefn, *, parent_id: str | None = None, workflow_id: str | None = None,
                job_id: str | None = None, triggered_by: str | None = None) -> Job:
-        """Record and start a job on ``defn.site``; returns it (state RUNNING or later).
+        """Record, then start a job on ``defn.site``; returns it (state RUNNING or later).
 
-        A ``job_id`` given here was handed out before the job existed (a trigger's): if the
-        job cannot even be recorded (its site or workflow gone), it is recorded FAILED,
-        so whoever waits on that id sees it end."""
+        The job's row is written before its site is asked: if it cannot be recorded
+        (disk full), this raises and nothing runs. A ``job_id`` given here was handed out
+        before the job existed: if the job cannot even be made (its site or workflow gone),
+        it is recorded FAILED, so whoever waits on that id sees it end."""
+        self.ensure_open()
         defn.check_plain()
         try:
             site = self.site(defn.site)
@@ -104,27 +128,8 @@ class Manager(DataVerbs):
             if job_id is not None:
                 self._record_unstarted(defn, job_id, str(e), workflow_id, triggered_by)
             raise
-        ctx = job.context
-        with self._lock:
-            self._inflight[ctx.job_id] = []
-        try:
-            self._rec.put(("job", (job, JobStatus(ctx.job_id, State.PENDING))))
-            try:
-                st = site.run.submit(defn, ctx)
-            except Exception as e:
-                self._rec.put(("status", (JobStatus(ctx.job_id, State.FAILED,
-                                                    info=f"could not start: {e}"), None)))
-                self._rec.flush()
-                if isinstance(e, LwfmError):
-                    raise
-                raise SiteError(f"site {defn.site!r} could not start the job: {e}") from e
-            self._rec.put(("status", (st, ctx.native_id)))
-        finally:
-            with self._lock:
-                late = self._inflight.pop(ctx.job_id, [])
-        for s_ in late:
-            self._rec.put(("status", (s_, None)))
-        # The queued Job may not be written yet: hand back a copy, never mutate it.
+        self.runner.insert(job, JobStatus(job.id, State.PENDING))
+        st = self.runner.launch(job, site)
         return dataclasses.replace(job, state=st.state)
 
     def _new_job(self, defn: JobDefn, parent_id: str | None, workflow_id: str | None,
@@ -154,38 +159,23 @@ class Manager(DataVerbs):
                 workflow_id = None  # the workflow is what is gone
         ctx = JobContext(workflow_id=workflow_id, site=defn.site, job_id=job_id)
         job = Job(defn=defn, context=ctx, triggered_by=triggered_by, submitter=USER)
-        self._rec.put(("job", (job, JobStatus(job_id, State.FAILED, info=f"could not start: {reason}"))))
-        self._rec.flush()
+        self.runner.insert(job, JobStatus(job_id, State.FAILED, info=f"could not start: {reason}"))
 
-    def _report(self, st: JobStatus) -> None:
-        """Drivers call this (from any thread) when a job moves."""
-        with self._lock:
-            if st.job_id in self._inflight:  # its submit() is still recording; keep order
-                self._inflight[st.job_id].append(st)
-                return
-        try:
-            self._rec.put(("status", (st, None)))
-        except LwfmError:
-            if not self._rec.closed:
-                raise
-            # The job outlived this Manager: a detached job's exit file tells the others.
-            log.debug("job %s ended (%s) after its Manager closed", st.job_id, st.state.value)
-
-    def _record(self, st: JobStatus) -> None:
-        """Record a status and wait until it is written (callers read it back)."""
-        self._rec.put(("status", (st, None)))
-        self._rec.flush()
-
-    def _written(self, results: list[tuple[str, State | None, bool]]) -> None:
-        """After each group commit: wake waiters, then fire what the changes enable."""
+    def _wake(self) -> None:
         with self._changed:
             self._changed.notify_all()
+
+    def _written(self, results: list[tuple[str, State | None, bool]]) -> None:
+        """After each group commit: wake waiters, then fire what the changes enable (store
+        work only: the fired jobs start on the starter's thread, not this writer's)."""
+        self._wake()
         if self.triggers.any_pending():
             for job_id in dict.fromkeys(j for j, _, changed in results if changed):
                 self.triggers.on_job_change(job_id)
 
     def flush(self) -> None:
         """Wait until this process's queued writes are in the store."""
+        self.ensure_open()
         self._rec.flush()
 
     def report_status(self, state: State | str, info: str | None = None,
@@ -194,50 +184,23 @@ class Manager(DataVerbs):
         jid = job_id or (self.context.job_id if self.context else None)
         if jid is None:
             raise LwfmError("report_status needs a job id outside an lwfm job")
-        self._record(JobStatus(jid, State(state), info=info))
+        self.runner.record(JobStatus(jid, State(state), info=info))
 
     def status(self, job_id: str) -> Job:
         """The job as recorded, refreshed from its site when nothing else will report it."""
-        self._rec.flush()
-        return self._refreshed(self.store.get_job(job_id))
+        self.flush()
+        return self.runner.refreshed(self.store.get_job(job_id))
 
-    def _refreshed(self, job: Job) -> Job:
-        """``job`` as it is now: asks its site if it is still going and nothing reports it."""
-        if job.state is not None and job.state.terminal:
-            return job
-        return self.store.get_job(job.id) if self._refresh(job) else job
-
-    def _refresh(self, job: Job) -> bool:
-        """Ask the job's site; record and return True if that changed anything."""
-        try:
-            site = self.site(job.context.site)
-        except LwfmError:
-            return False  # a site configured elsewhere (imported job): nothing to ask
-        if getattr(site.run, "supervises", lambda _j: False)(job.id) or not job.context.native_id:
-            return False
-        st = site.run.status(job.context)
-        if st.state is job.state:
-            return False
-        if st.state is State.UNKNOWN:
-            if job.started and time.time() - job.started.timestamp() < _GRACE_S:
-                return False  # its supervisor may not have recorded the exit yet (ask again)
-            # Its supervisor died with it: the outcome is lost. End it, so waits return.
-            st = JobStatus(job.id, State.FAILED, native_state=st.native_state,
-                           info=f"{st.info} (recorded as FAILED)")
-        seen = (st.state, st.info, st.native_state)
-        with self._lock:  # the loop and a waiter may poll the same job: report a change once
-            if self._polled.get(job.id) == seen:
-                return False
-            self._polled[job.id] = seen
-        self._rec.flush()  # the job's supervisor may have reported meanwhile: its word wins
-        now = self.store.get_job(job.id).state
-        if now is st.state or (now is not None and now.terminal):
-            return False
-        self._record(st)
-        return True
+    def reconcile(self, due: Callable[[str, float], bool] | None = None) -> int:
+        """Bring the recorded states of active jobs that no process reports (detached,
+        remote) up to date with their sites, so a listing shows no finished job as
+        running. ``due(job_id, poll_interval)``: which to ask now (the loop's pace);
+        default all. Returns how many changed. A site that cannot answer is logged."""
+        self.ensure_open()
+        return self.runner.reconcile(due)
 
     def history(self, job_id: str) -> list[JobStatus]:
-        self._rec.flush()
+        self.flush()
         return self.store.history(job_id)
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job:
@@ -245,23 +208,25 @@ class Manager(DataVerbs):
         are polled with a backoff bounded by their site's poll interval."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.005
-        self._ensure_loop()
+        self._ensure_loop()  # it also starts fired jobs that a stopped process left
         while True:
             self._rec.flush()
             job = self.triggers.job_or_future(job_id)
             if job is not None:
-                job = self._refreshed(job)
+                job = self.runner.refreshed(job)
                 if job.state is not None and job.state.terminal:
                     return job
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 now = job.state.value if job and job.state else "waiting for its trigger"
-                raise TimeoutError(f"job {job_id} is still {now} after {timeout} s")
+                note = self.triggers.note(job_id) if job else None
+                raise TimeoutError(f"job {job_id} is still {now} after {timeout} s"
+                                   + (f": {note}" if note else ""))
             step = delay if left is None else min(delay, left)
             with self._changed:
                 self._changed.wait(step)
             try:
-                cap = self.site(job.context.site).run.poll_interval if job else 0.5
+                cap = self._site(job.context.site).run.poll_interval if job else 0.5
             except LwfmError:
                 cap = 1.0
             delay = min(delay * 2, cap)
@@ -284,30 +249,44 @@ class Manager(DataVerbs):
         """Stop a job on its site and record CANCELLED. False if it had already ended.
 
         A job a pending trigger has yet to start is cancelled by retiring the trigger
-        (dead, "cancelled by user"), so triggers chained on that job see it end."""
-        self._rec.flush()
+        (dead, "cancelled by user"), so triggers chained on that job see it end; one fired
+        but not started yet is ended before it starts."""
+        self.flush()
         try:
             job = self.store.get_job(job_id)
         except NotFound:
             retired = self.triggers.retire(job_id)
             if retired is not None:
                 return retired
-            job = self.triggers.fired_job(job_id)
+            job = self.store.get_job(job_id)  # it fired meanwhile: recorded with the firing
         if job.state is not None and job.state.terminal:
             return False
+        if not job.context.native_id:
+            if self.triggers.cancel_unstarted(job_id):
+                self._wake()
+                return True
+            job = self.store.get_job(job_id)  # its start just finished
+            if job.state is not None and job.state.terminal:
+                return False
         stopped = True
         if job.context.native_id:
             stopped = self.site(job.context.site).run.cancel(job.context)
         if stopped:
-            self._record(JobStatus(job_id, State.CANCELLED, info="cancelled by user"))
+            self.runner.record(JobStatus(job_id, State.CANCELLED, info="cancelled by user"))
         return stopped
 
     def log(self, job_id: str) -> str:
-        self._rec.flush()
+        self.flush()
         job = self.triggers.job_or_future(job_id)
         if job is None:
             raise LwfmError(f"job {job_id} has no output yet: its trigger has not fired")
+        if not job.context.native_id and (note := self.triggers.note(job_id)):
+            raise LwfmError(f"job {job_id} has no output yet: {note}")
         return self.site(job.context.site).run.log(job.context)
+
+    def start_note(self, job_id: str) -> str | None:
+        """For a job fired by its trigger but not started yet, what to tell about it."""
+        return self.triggers.note(job_id)
 
     # -- workflows and logs -----------------------------------------------------------
     def create_workflow(self, name: str, description: str = "",
@@ -334,6 +313,7 @@ class Manager(DataVerbs):
     def on(self, job_id: str, defn: JobDefn, states: Iterable[State | str] = (State.COMPLETE,),
            **kw: Any) -> Trigger:
         """Run ``defn`` when ``job_id`` reaches one of ``states`` ("terminal" = any end)."""
+        self.ensure_open()
         return self.triggers.add(Trigger(kind=TriggerKind.JOB, watch=[job_id], defn=defn,
                                          states=parse_states(states), **kw))
 
@@ -356,20 +336,28 @@ class Manager(DataVerbs):
     # -- the manager loop -------------------------------------------------------------
     def _ensure_loop(self) -> None:
         with self._lock:
+            self.ensure_open()
             if self._loop is None:
-                self._loop = threading.Thread(target=self.serve, kwargs={"stop": self._stop},
+                self._loop = threading.Thread(target=self._serve, args=(self._stop, 0.05),
                                               name="lwfm-manager-loop", daemon=True)
                 self._loop.start()
 
     def serve(self, stop: threading.Event | None = None, interval: float = 0.05) -> None:
-        """Pick up what other processes recorded: fire triggers, poll jobs no one reports."""
-        from .loop import ManagerLoop
-        ManagerLoop(self, interval).run(stop or threading.Event())
+        """Pick up what other processes recorded: fire triggers, start fired jobs that a
+        stopped process left, poll jobs no one reports."""
+        self.ensure_open()
+        self._serve(stop or threading.Event(), interval)
+
+    def _serve(self, stop: threading.Event, interval: float) -> None:
+        host = LoopHost(store=self.store, triggers=self.triggers, wake=self._wake,
+                        reconcile=self.runner.reconcile)
+        ManagerLoop(host, interval).run(stop)
 
     # -- provenance -------------------------------------------------------------------
     def open_graph(self, sync: bool = True) -> "ProvenanceGraph":
         """The provenance graph, synced with the store first unless ``sync`` is False
         (``lwfm reindex`` rebuilds it anyway)."""
+        self.ensure_open()
         if self._graph is None:
             from .provenance import ProvenanceGraph
             self._graph = ProvenanceGraph(self.config, self.store)
@@ -384,9 +372,29 @@ class Manager(DataVerbs):
         return self.open_graph()
 
     def close(self) -> None:
-        self._rec.close()
+        """Stop everything this Manager started, in order: the loop (which fires and
+        polls), then what the writes still queued fire (the starter starts what is
+        queued for a while and leaves the rest to the next process), the recorder, the
+        sites, the graph, the store. Afterwards every verb refuses."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         self._stop.set()
-        for s in self._sites.values():
+        if self._loop is not None and self._loop is not threading.current_thread():
+            self._loop.join(_JOIN_S)
+            if self._loop.is_alive():
+                log.error("the manager loop did not stop within %.0f s", _JOIN_S)
+        try:
+            self._rec.flush()  # what the queued writes fire reaches the starter
+        except LwfmError as e:
+            log.error("closing: %s", e)  # (the recorder keeps retrying them at its close)
+        self.triggers.close()
+        self._rec.close()
+        with self._lock:
+            self._sites_closed = True
+            sites = list(self._sites.values())
+        for s in sites:
             s.close()
         if self._graph is not None:
             self._graph.close()

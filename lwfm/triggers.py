@@ -4,22 +4,26 @@ A trigger is evaluated whenever something it watches moves: in the process that
 recorded the change (so a hop costs milliseconds), and by any process running the
 manager loop, which replays the events journal (so triggers survive restarts and
 changes recorded by other processes). Evaluation is idempotent; the atomic
-``settle_trigger`` claim makes sure only one process fires.
+``fire_trigger`` claim makes sure only one process fires, and records the fired job in
+the same transaction. Evaluating touches only the store (it runs after each group
+commit, on the writer thread); the fired job is started by :mod:`lwfm.starter`.
+
+The engine sees its Manager through a :class:`TriggerHost`, the few things it uses.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Iterable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
 
+from .context import USER
 from .errors import InvalidInput, LwfmError, NotFound
-from .model import (SECRET_NAME, DataObject, Job, State, Trigger, TriggerKind, TriggerStatus,
-                    check_json)
-from .store import field_matches
-
-if TYPE_CHECKING:
-    from .manager import Manager
+from .model import (SECRET_NAME, DataObject, Job, JobContext, JobStatus, State, Trigger,
+                    TriggerKind, TriggerStatus, check_json)
+from .starter import Starter
+from .store import Store, field_matches
 
 log = logging.getLogger("lwfm.triggers")
 
@@ -86,12 +90,26 @@ def data_matches(tr: Trigger, d: DataObject) -> bool:
         field_matches(d.metadata, k, want) for k, want in tr.pattern.items())
 
 
-class TriggerEngine:
-    """Evaluates and fires triggers for one Manager."""
+@dataclass
+class TriggerHost:
+    """What the trigger engine may use of the Manager hosting it."""
 
-    def __init__(self, manager: "Manager"):
-        self.m = manager
-        self.store = manager.store
+    store: Store
+    flush: Callable[[], None]                     # this process's queued writes reach the store
+    site_names: Callable[[], list[str]]           # the sites a job may name
+    context: Callable[[], JobContext | None]      # the job this process runs in, if any
+    record_log: Callable[..., None]               # (message, level=, workflow_id=)
+    launch: Callable[[Job], Any]                  # start a recorded job, record how it went
+    record: Callable[[JobStatus], None]           # write a status, wait until it is written
+
+
+class TriggerEngine:
+    """Evaluates and fires triggers for one Manager; its starter starts the fired jobs."""
+
+    def __init__(self, host: TriggerHost):
+        self.host = host
+        self.store = host.store
+        self.starter = Starter(host.store, host.launch, host.record)
         self._checked = 0.0
         self._any = True
 
@@ -116,17 +134,17 @@ class TriggerEngine:
                                "secret, and lwfm does not store secrets: set it in the "
                                "environment of the process that fires triggers (your "
                                "workflow script, or lwfm serve) instead; jobs inherit it")
-        if tr.defn.site not in self.m.site_names():  # now, not when it fires
+        if tr.defn.site not in self.host.site_names():  # now, not when it fires
             raise NotFound(f"no site named {tr.defn.site!r} (lwfm sites lists them)")
-        self.m.flush()
+        self.host.flush()
         # Unknown ids are an error now, not a trigger that never fires.
         watched = [self.job_or_future(j) for j in tr.watch]
         if tr.workflow_id is None and tr.watch:
             first = watched[0]
             tr.workflow_id = (first.context.workflow_id if first else
                               self.store.trigger_for_job(tr.watch[0]).workflow_id)  # type: ignore[union-attr]
-        if tr.workflow_id is None and self.m.context is not None:
-            tr.workflow_id = self.m.context.workflow_id
+        if tr.workflow_id is None and (ctx := self.host.context()) is not None:
+            tr.workflow_id = ctx.workflow_id
         self.store.add_trigger(tr)
         self.added()
         self.evaluate(tr)
@@ -155,24 +173,41 @@ class TriggerEngine:
         if tr is None:
             raise NotFound(f"no job with id {job_id!r}")
         if self.store.settle_trigger(tr.id, TriggerStatus.DEAD, reason="cancelled by user"):
-            self.m.record_log(f"trigger {tr.id} cancelled by user: job {job_id} will not run",
+            self.host.record_log(f"trigger {tr.id} cancelled by user: job {job_id} will not run",
                               workflow_id=tr.workflow_id)
             self.on_job_change(job_id)  # triggers chained on it see it end
             return True
         return None if self.store.get_trigger(tr.id).status is TriggerStatus.FIRED else False
 
-    def fired_job(self, job_id: str, timeout: float = 10.0) -> Job:
-        """The job a trigger just fired, once the firing process has recorded it."""
+    def cancel_unstarted(self, job_id: str, timeout: float = 30.0) -> bool | None:
+        """Cancel a fired job that has not started: True if this cancelled it, None if it
+        is not (or no longer) such a job. A start in progress is waited for (then the job
+        has a native id and is cancelled on its site)."""
         deadline = time.monotonic() + timeout
-        while True:
-            self.m.flush()
-            try:
-                return self.store.get_job(job_id)
-            except NotFound:
-                if time.monotonic() > deadline:
-                    raise LwfmError(f"job {job_id} was started by its trigger but is not "
-                                    "recorded yet; try again") from None
-                time.sleep(0.05)
+        while (got := self.store.launch_of(job_id)) is not None:
+            trigger_id, phase, claim = got
+            if phase == "waiting":
+                st = JobStatus(job_id, State.CANCELLED, info="cancelled by user before it started")
+                if self.store.cancel_launch(trigger_id, st):
+                    self.on_job_change(job_id)  # triggers chained on it see it end
+                    return True
+                continue
+            if time.monotonic() > deadline:
+                raise LwfmError(f"job {job_id} is being started by process {claim}; "
+                                "try again in a moment")
+            time.sleep(0.05)
+        return None
+
+    def note(self, job_id: str) -> str | None:
+        """What to tell about a job fired but not started yet (None if it is not one)."""
+        return self.starter.note(job_id)
+
+    def recover(self) -> int:
+        """Start the fired jobs that stopped processes left unstarted (see lwfm.starter)."""
+        return self.starter.recover()
+
+    def close(self) -> None:
+        self.starter.close()
 
     def states(self, job_ids: Iterable[str]) -> dict[str, State | None]:
         """Current states; a job whose trigger is dead will never run: CANCELLED."""
@@ -212,7 +247,7 @@ class TriggerEngine:
         if verdict == "fire":
             self._fire(tr, fired_by)
         elif verdict == "dead" and self.store.settle_trigger(tr.id, TriggerStatus.DEAD, reason=reason):
-            self.m.record_log(f"trigger {tr.id} can no longer fire: {reason}", level="WARNING",
+            self.host.record_log(f"trigger {tr.id} can no longer fire: {reason}", level="WARNING",
                               workflow_id=tr.workflow_id)
             self.on_job_change(tr.job_id)  # triggers chained on the job it would have run
 
@@ -222,17 +257,33 @@ class TriggerEngine:
             self.evaluate(tr)
 
     def _fire(self, tr: Trigger, fired_by: str | None) -> None:
-        if not self.store.settle_trigger(tr.id, TriggerStatus.FIRED, fired_by=fired_by):
-            return  # another process (or an earlier event) won the claim
-        parent = tr.parent_id
-        workflow = tr.workflow_id
-        if tr.kind is not TriggerKind.DATA and fired_by and parent is None:
-            try:  # the job that fired it is the parent, unless it never ran (dead trigger)
-                parent = self.store.get_job(fired_by).id
+        """Fire and record the job in one transaction; the starter starts it."""
+        job = self._fired_job(tr, fired_by)
+        first = JobStatus(job.id, State.PENDING, info=f"fired by trigger {tr.id}; not started yet")
+        if self.store.fire_trigger(tr.id, fired_by, job, first, self.starter.claim):
+            self.starter.start(tr.id, job.id)
+        # (else another process, or an earlier event, won the claim)
+
+    def _fired_job(self, tr: Trigger, fired_by: str | None) -> Job:
+        """The job a trigger starts, linked as a submitted job is: its parent is the job
+        that fired it (unless the trigger names one), which gives originator and workflow."""
+        parent_id, workflow = tr.parent_id, tr.workflow_id
+        if parent_id is None and tr.kind is not TriggerKind.DATA and fired_by:
+            parent_id = fired_by
+        if parent_id is None and (ctx := self.host.context()) is not None:
+            parent_id = ctx.job_id
+        originator = None
+        if parent_id is not None:
+            try:
+                parent = self.store.get_job(parent_id).context
+                originator, workflow = parent.originator_id, workflow or parent.workflow_id
+            except NotFound:  # it never ran (a dead trigger's job fired this one)
+                parent_id = None
+        if workflow is not None:
+            try:
+                self.store.get_workflow(workflow)
             except NotFound:
-                pass
-        try:
-            self.m.submit(tr.defn, parent_id=parent, workflow_id=workflow, job_id=tr.job_id,
-                          triggered_by=tr.id)
-        except Exception as e:  # submit recorded the job FAILED; keep the loop alive
-            log.warning("trigger %s fired but its job could not start: %s", tr.id, e)
+                workflow = None  # the workflow is gone; the job still runs
+        ctx = JobContext(job_id=tr.job_id, parent_id=parent_id, originator_id=originator,
+                         workflow_id=workflow, site=tr.defn.site)
+        return Job(defn=tr.defn, context=ctx, triggered_by=tr.id, submitter=USER)

@@ -133,9 +133,6 @@ def test_writes_on_a_full_disk_fail_with_one_clear_error(fs: dict) -> None:
     assert_reads_work(fs)   # and the store still reads as before
 
 
-@pytest.mark.xfail(reason="lwfm run records the job from the recorder's thread after starting "
-                          "it: needs issue 10 item 3 (submit records before it starts, and "
-                          "raises when it cannot), another package", strict=False)
 def test_lwfm_run_on_a_full_disk_fails_in_one_line(fs: dict) -> None:
     before = state_of(fs["home"])
     fill(fs["dir"])

@@ -212,8 +212,8 @@ def test_a_job_killed_from_outside_failed_it_was_not_cancelled(m: Manager, detac
 def test_a_detached_job_that_vanished_is_failed_after_the_grace(home: Path, monkeypatch) -> None:
     """Nobody supervises it (its submitter exited) and it left no exit code: once the grace
     is over, a waiter records FAILED instead of waiting forever."""
-    import lwfm.manager
-    monkeypatch.setattr(lwfm.manager, "_GRACE_S", 1.0)
+    import lwfm.runner
+    monkeypatch.setattr(lwfm.runner, "_GRACE_S", 1.0)
     r = subprocess.run([sys.executable, "-m", "lwfm.cli", "run", "--", "sleep", "100"],
                        capture_output=True, text=True, timeout=60,
                        env={**os.environ, "LWFM_HOME": str(home)})

@@ -29,10 +29,10 @@ class SlowStore(Store):
         super().__init__(url)
         self.batches: list[int] = []
 
-    def write_batch(self, ops):  # noqa: ANN001, ANN201
+    def write_batch(self, ops, conn=None):  # noqa: ANN001, ANN201
         time.sleep(self.delay)
         self.batches.append(len(ops))
-        return super().write_batch(ops)
+        return super().write_batch(ops, conn)
 
 
 @pytest.fixture
@@ -86,6 +86,7 @@ def test_linger_grows_under_load_and_shrinks_when_idle(store: SlowStore) -> None
         while rec._linger < recorder._LINGER_BUSY_S and time.monotonic() < deadline:
             time.sleep(0.01)
         assert rec._linger == recorder._LINGER_BUSY_S
+        time.sleep(0.1)  # a few batches at the full linger (the first ones set the floor)
     finally:
         stop.set()
         th.join()
@@ -97,3 +98,24 @@ def test_linger_grows_under_load_and_shrinks_when_idle(store: SlowStore) -> None
     assert rec._linger == recorder._LINGER_S
     rec.close()
     assert sum(store.batches) == len(store.find_jobs())
+
+
+def test_an_op_error_goes_to_its_owner_and_nowhere_else(store: SlowStore, caplog) -> None:
+    """A write that fails raises in the thread that waits for it; a report no one waits
+    for is logged at ERROR; neither surfaces in an unrelated flush, and the rest lands."""
+    from lwfm.errors import NotFound
+    rec = Recorder(store, lambda _r: None)
+    try:
+        good = job_op()
+        rec.put(good)
+        with pytest.raises(NotFound, match="no-such-job"):
+            rec.write(("status", (JobStatus("no-such-job", State.RUNNING), None)))
+        rec.put(("status", (JobStatus("orphan-report", State.COMPLETE), None)))
+        later = job_op()
+        rec.put(later)
+        rec.flush()  # nobody else's error is raised here
+        assert store.get_job(good[1][0].id) and store.get_job(later[1][0].id)
+        assert any(r.levelname == "ERROR" and "orphan-report" in r.getMessage()
+                   for r in caplog.records)
+    finally:
+        rec.close()

@@ -136,6 +136,8 @@ def status_cmd(ctx: click.Context, job_id: str, history: bool, as_json: bool) ->
         return
     click.echo(f"{d['id']}  {d['state'] or '-'}  {d['name']}  site={d['site']}"
                + ("" if d["exit_code"] is None else f"  exit={d['exit_code']}"))
+    if d["state"] == State.PENDING.value and (note := get_manager(ctx).start_note(d["id"])):
+        click.echo(f"  {note}")  # fired by its trigger, not started yet
     for s in hist:
         click.echo(f"  {s.time.isoformat()}  {s.state.value:<9} {s.info or s.native_state or ''}")
 
@@ -157,7 +159,7 @@ def jobs_cmd(ctx: click.Context, workflow: str | None, site: str | None, state: 
     if rows is None:  # the light path cannot answer exactly: the Manager's
         m = get_manager(ctx)
         wid = resolve_workflow(m, workflow) if workflow else None  # a typo is an error
-        m.flush()
+        m.reconcile()  # no finished job is listed as running
         rows = [job_dict(j) for j in m.store.find_jobs(workflow_id=wid, site=site, state=st,
                                                        limit=limit)]
     if as_json:
@@ -295,6 +297,7 @@ def sites_cmd(m, as_json: bool) -> None:
 @with_manager
 def workflows_cmd(m, as_json: bool) -> None:
     """List workflows."""
+    m.reconcile()
     wfs = m.workflows()
     if as_json:
         echo_json([w.to_dict() for w in wfs])

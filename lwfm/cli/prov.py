@@ -36,6 +36,7 @@ def query_cmd(m: Any, sparql: str | None, file: str | None, fmt: str) -> None:
     if bool(sparql) == bool(file):
         raise click.UsageError("give the query inline or with -f FILE.rq (exactly one)")
     text = Path(file).read_text() if file else sparql
+    m.reconcile()  # no finished job is shown as running
     out = m.graph.query(text, fmt=fmt)
     if fmt != "table":
         _write(out, None)
@@ -54,6 +55,7 @@ def query_cmd(m: Any, sparql: str | None, file: str | None, fmt: str) -> None:
 @with_manager
 def lineage_cmd(m: Any, ident: str, direction: str, depth: int | None, as_json: bool) -> None:
     """Lineage of a job or data item, across jobs and data (and instances)."""
+    m.reconcile()
     lin = m.graph.lineage(ident, direction=direction, depth=depth)
     if as_json:
         echo_json(lin.to_dict())
@@ -71,6 +73,7 @@ def lineage_cmd(m: Any, ident: str, direction: str, depth: int | None, as_json: 
 def thread_cmd(m: Any, workflow: str, fmt: str, output: str | None) -> None:
     """The digital thread of a workflow (id, unique id prefix or name), as a tree or a picture."""
     from ..provenance import render
+    m.reconcile()
     root = m.graph.thread(resolve_workflow(m, workflow))
     if fmt == "text":
         if output:

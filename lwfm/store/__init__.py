@@ -68,6 +68,21 @@ class Store(TriggerRows):
             c.close()
         raise sqlite3.OperationalError(why)
 
+    def connect_writer(self) -> Connection:
+        """A write connection for one thread at a time to hold: the group commit's hot path
+        (a pool checkout per transaction costs more than a job's insert). Pass it to
+        :meth:`write_batch`; close it when done."""
+        with failing(self.url, "write to"):
+            return self._writable()
+
+    @contextmanager
+    def _write_on(self, conn: Connection) -> Iterator[Connection]:
+        try:
+            with failing(self.url, "write to"), conn.begin():
+                yield conn
+        except DataError as e:
+            raise InvalidInput(f"the store refused a value: {e.orig}") from None
+
     @contextmanager
     def read(self) -> Iterator[Connection]:
         with failing(self.url, "read"), self.engine.connect() as c:
@@ -231,18 +246,20 @@ class Store(TriggerRows):
         _, state, changed = self.write_batch([("status", (st, native_id))])[0]
         return state, changed
 
-    def write_batch(self, ops: list[tuple[str, tuple[Any, Any]]]) -> list[tuple[str, State | None, bool]]:
+    def write_batch(self, ops: list[tuple[str, tuple[Any, Any]]],
+                    conn: Connection | None = None) -> list[tuple[str, State | None, bool]]:
         """Apply new jobs and status reports in ONE transaction (group commit).
 
         ``ops`` items are ``("job", (Job, first JobStatus | None))`` or
         ``("status", (JobStatus, native_id | None))``. All job inserts go first, then all
         statuses in queue order: a job's insert always precedes its own statuses in the
         queue, so each history keeps its order. Returns ``(job_id, current state,
-        changed)`` per status (a job insert's first status included).
+        changed)`` per status (a job insert's first status included). ``conn``: a held
+        connection (:meth:`connect_writer`) to write on, instead of one from the pool.
         """
         jobs = [op[1] for op in ops if op[0] == "job"]
         sts = [op[1] for op in ops if op[0] == "status"]
-        with self.write() as c:
+        with (self.write() if conn is None else self._write_on(conn)) as c:
             out = self._insert_jobs(c, jobs) if jobs else []
             return out + (self._statuses(c, sts) if sts else [])
 

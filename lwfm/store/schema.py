@@ -133,6 +133,12 @@ triggers = Table(
     Column("fired_by", String(64)),
     Column("reason", Text),
     Column("fired_at", String(40)),
+    # Starting the fired job (its row is written in the same transaction that fires):
+    # launch is NULL (not fired, or fired before this column), "waiting" (recorded, not
+    # started), "starting" (its site was asked to start it) or "done"; launcher is the
+    # claim of the process that will start it (host:pid:start:nonce), NULL when released.
+    Column("launch", String(8), index=True),
+    Column("launcher", String(255)),
 )
 
 # Which pending trigger waits on which job: lets a status find its triggers by index.

@@ -1,4 +1,5 @@
-"""The Store's trigger rows: persisted triggers and the one atomic claim that fires each."""
+"""The Store's trigger rows: persisted triggers, the one atomic claim that fires each (and
+records its job in the same transaction), and the claim on starting that job."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from sqlalchemy import Connection, insert, select, update
 
 from ..errors import NotFound
-from ..model import Trigger, TriggerStatus, iso, utcnow
+from ..model import Job, JobStatus, State, Trigger, TriggerStatus, iso, utcnow
 from . import schema as t
 
 
@@ -21,6 +22,8 @@ class TriggerRows:
         def write(self) -> AbstractContextManager[Connection]: ...
         def read(self) -> AbstractContextManager[Connection]: ...
         def journal(self, c: Connection, kind: str, refs: Iterable[str]) -> None: ...
+        def _insert_jobs(self, c: Connection, run: list[tuple[Job, JobStatus | None]]) -> Any: ...
+        def _statuses(self, c: Connection, run: list[tuple[JobStatus, str | None]]) -> Any: ...
 
     def add_trigger(self, tr: Trigger) -> Trigger:
         tr.instance_id = tr.instance_id or self.instance_id
@@ -77,3 +80,83 @@ class TriggerRows:
             if n:
                 self.journal(c, "trigger", [trigger_id])
         return n == 1
+
+    # -- firing and starting the fired job ---------------------------------------------
+    def fire_trigger(self, trigger_id: str, fired_by: str | None, job: Job, status: JobStatus,
+                     launcher: str) -> bool:
+        """Fire a pending trigger AND record its job (state PENDING, not started) in ONE
+        transaction, claimed for starting by ``launcher``. True only for the one winner:
+        whoever fires also owns the start, and a crash leaves either both or neither."""
+        with self.write() as c:
+            n = c.execute(update(t.triggers).where(t.triggers.c.id == trigger_id,
+                                                   t.triggers.c.status == "pending").values(
+                status=TriggerStatus.FIRED.value, fired_by=fired_by, reason=None,
+                fired_at=iso(utcnow()), launch="waiting", launcher=launcher)).rowcount
+            if n:
+                self.journal(c, "trigger", [trigger_id])
+                self._insert_jobs(c, [(job, status)])
+        return n == 1
+
+    def begin_launch(self, trigger_id: str, launcher: str) -> bool:
+        """Move a waiting start we hold to "starting", just before its site is asked. False
+        if the claim is gone (another process took it over) or the job ended meanwhile
+        (cancelled): then it must not start."""
+        with self.write() as c:
+            job_state = c.execute(select(t.jobs.c.state).join(
+                t.triggers, t.triggers.c.job_id == t.jobs.c.id).where(
+                t.triggers.c.id == trigger_id)).scalar()
+            if job_state != State.PENDING.value:
+                c.execute(update(t.triggers).where(t.triggers.c.id == trigger_id,
+                                                   t.triggers.c.launch == "waiting")
+                          .values(launch="done", launcher=None))
+                return False
+            return c.execute(update(t.triggers).where(
+                t.triggers.c.id == trigger_id, t.triggers.c.launch == "waiting",
+                t.triggers.c.launcher == launcher).values(launch="starting")).rowcount == 1
+
+    def end_launch(self, trigger_id: str, expect: str | None = None) -> bool:
+        """The start is over (it started, failed to, or was cancelled first). ``expect``:
+        only from that phase (a cancel ends only a start no one has begun)."""
+        q = update(t.triggers).where(t.triggers.c.id == trigger_id,
+                                     t.triggers.c.launch.in_([expect] if expect else
+                                                             ["waiting", "starting"]))
+        with self.write() as c:
+            return c.execute(q.values(launch="done", launcher=None)).rowcount == 1
+
+    def cancel_launch(self, trigger_id: str, status: JobStatus) -> bool:
+        """End a fired job no one has begun to start, recording ``status`` (CANCELLED) in
+        the same transaction, so it can neither start later nor stay PENDING."""
+        with self.write() as c:
+            n = c.execute(update(t.triggers).where(t.triggers.c.id == trigger_id,
+                                                   t.triggers.c.launch == "waiting")
+                          .values(launch="done", launcher=None)).rowcount
+            if n:
+                self._statuses(c, [(status, None)])
+        return n == 1
+
+    def take_launch(self, trigger_id: str, old: str | None, new: str | None) -> bool:
+        """Compare-and-swap the claim on a start not done yet: take over a dead process's
+        claim (``new`` = ours), or release ours (``new`` None) for the next process."""
+        cond = (t.triggers.c.launcher.is_(None) if old is None else t.triggers.c.launcher == old)
+        with self.write() as c:
+            return c.execute(update(t.triggers).where(
+                t.triggers.c.id == trigger_id, t.triggers.c.launch.in_(["waiting", "starting"]),
+                cond).values(launcher=new)).rowcount == 1
+
+    def unstarted(self) -> list[tuple[str, str, str, str | None, str | None, str | None]]:
+        """Fired triggers whose job is not started yet: (trigger id, job id, launch phase,
+        launcher, the job's state, its native id)."""
+        q = (select(t.triggers.c.id, t.triggers.c.job_id, t.triggers.c.launch,
+                    t.triggers.c.launcher, t.jobs.c.state, t.jobs.c.native_id)
+             .join(t.jobs, t.jobs.c.id == t.triggers.c.job_id, isouter=True)
+             .where(t.triggers.c.launch.in_(["waiting", "starting"])))
+        with self.read() as c:
+            return [tuple(r) for r in c.execute(q)]  # type: ignore[misc]
+
+    def launch_of(self, job_id: str) -> tuple[str, str, str | None] | None:
+        """(trigger id, launch phase, launcher) of a fired job not started yet, else None."""
+        with self.read() as c:
+            r = c.execute(select(t.triggers.c.id, t.triggers.c.launch, t.triggers.c.launcher)
+                          .where(t.triggers.c.job_id == job_id,
+                                 t.triggers.c.launch.in_(["waiting", "starting"]))).first()
+        return None if r is None else tuple(r)  # type: ignore[return-value]
