@@ -123,6 +123,7 @@ class Manager(DataVerbs):
         defn.check_plain()
         try:
             site = self.site(defn.site)
+            site.check_request(defn)  # what it cannot honour is refused before any record
             job = self._new_job(defn, parent_id, workflow_id, job_id, triggered_by)
         except Exception as e:
             if job_id is not None:

@@ -132,7 +132,7 @@ class JobRunner:
                 continue  # a site configured elsewhere (imported job): nothing to ask
             try:
                 run = self._site(site_name).run
-                if getattr(run, "supervises", lambda _j: False)(job_id):
+                if run.supervises(job_id):
                     continue  # this process reports it as it moves
                 if due is None or due(job_id, run.poll_interval):
                     changed += self.refresh(self.store.get_job(job_id))
@@ -149,7 +149,7 @@ class JobRunner:
             site = self._site(job.context.site)
         except LwfmError:
             return False  # a site configured elsewhere (imported job): nothing to ask
-        if getattr(site.run, "supervises", lambda _j: False)(job.id) or not job.context.native_id:
+        if site.run.supervises(job.id) or not job.context.native_id:
             return False
         st = site.run.status(job.context)
         if st.state is job.state:

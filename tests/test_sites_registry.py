@@ -151,8 +151,6 @@ def test_run_on_a_site_without_run_is_a_clear_error(shelf: dict[str, str]) -> No
     assert "Traceback" not in r.stderr and "AttributeError" not in r.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="wiring: Manager.submit must call site.check_request(defn) "
-                   "before it records the job (lwfm/manager.py is rewritten in another package)")
 def test_a_refused_run_records_nothing(shelf: dict[str, str]) -> None:
     r = subprocess.run([*CLI, "run", "--site", "it", "--", "true"], env=shelf,
                        capture_output=True, text=True, timeout=60)
