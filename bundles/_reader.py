@@ -20,6 +20,7 @@ from sqlalchemy import JSON, BigInteger, Integer, Table
 
 from lwfm.errors import BundleError
 from lwfm.model import JobDefn, State, Trigger, TriggerStatus, iso, parse_time
+from lwfm.secrets import redacted_defn
 from lwfm.store import t
 
 from ._common import METADATA, from_urn
@@ -202,6 +203,7 @@ class LwfmConverter:
                 if not set(defn) <= _DEFN_FIELDS:
                     raise ValueError(f"unknown defn field(s) {sorted(set(defn) - _DEFN_FIELDS)}")
                 JobDefn(**defn)  # __post_init__ validates entry, kind and args
+                row["defn"] = redacted_defn(defn)   # a secret in a bundle stays out of the store
             except (ValueError, TypeError, KeyError, AttributeError) as ex:
                 raise BundleError(f"{w}: job record is malformed ({ex})") from None
             sts = [check_row("status", s, w) for s in rec["statuses"]]
@@ -251,6 +253,8 @@ def _trigger(e: dict[str, Any], eid: str, w: str) -> dict[str, Any]:
         raise BundleError(f"{w}: trigger record is malformed ({ex})") from None
     if tr.id != row["id"] or tr.kind.value != row["kind"] or tr.job_id != row["job_id"]:
         raise BundleError(f"{w}: trigger record contradicts itself")
+    if "defn" in row["body"]:   # a secret in a bundle stays out of the store
+        row["body"] = {**row["body"], "defn": redacted_defn(row["body"]["defn"])}
     row["watch"] = watch
     return row
 

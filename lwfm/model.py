@@ -12,13 +12,13 @@ import dataclasses
 import enum
 import json
 import os
-import re
 import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from . import secrets as _secrets
 from .errors import InvalidInput
 
 
@@ -147,14 +147,8 @@ class _Record:
 
 
 #: Environment variable names that look like secrets: their values are never recorded.
-SECRET_NAME = re.compile(r"pass|secret|token|credential|api_?key|private", re.IGNORECASE)
-REDACTED = "<redacted>"
-
-
-def redacted_env(env: Mapping[str, Any]) -> dict[str, Any]:
-    """``env`` with the values of secret-looking names replaced (what lwfm records; the
-    job itself runs with the real values)."""
-    return {k: REDACTED if SECRET_NAME.search(k) else v for k, v in env.items()}
+#: The rule lives in :mod:`lwfm.secrets`; these names stay importable from here.
+SECRET_NAME, REDACTED, redacted_env = _secrets.SECRET_NAME, _secrets.REDACTED, _secrets.redacted_env
 
 
 def check_json(value: Any, what: str) -> None:
