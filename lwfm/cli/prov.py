@@ -107,7 +107,11 @@ def reindex_cmd(m: Any, as_json: bool) -> None:
     import time
     g = m.open_graph(sync=False)   # reindex rebuilds it: no sync first
     t0 = time.perf_counter()
-    lines = g.reindex()
+    try:
+        lines = g.reindex()
+    except KeyboardInterrupt:   # the rebuild was beside the graph: nothing is lost
+        click.echo("reindex interrupted: the graph is as it was before", err=True)
+        raise
     secs = time.perf_counter() - t0
     info = {"quads": len(g), "lines": lines, "seconds": round(secs, 3)}
     if as_json:
