@@ -206,3 +206,28 @@ def test_parallel_export_workers_apply_the_lwfm_toml_patterns(tmp_path: Path, mo
     assert b"X_PARSIG" in meta and b"parsig-value-1414" not in meta
     local.store.close()
     remote.store.close()
+
+
+def test_streamed_import_redacts_with_the_lwfm_toml_patterns(tmp_path: Path, monkeypatch) -> None:
+    """A large bundle is read by a child interpreter: it gets the importer's rule."""
+    from lwfm.bundles import _importer, export_bundle, import_bundle
+    from lwfm.store import t
+    from tests._bundle_threads import Home, build
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "lwfm.toml").write_text('[secrets]\nextra_patterns = ["*_STRSIG"]\n')
+    remote = Home.open(tmp_path / "remote")   # loaded first: its process has no such pattern yet
+    other = Home.open(tmp_path / "other")
+    th = build(other, remote, tmp_path)
+    with remote.store.write() as c:
+        row = c.execute(select(t.jobs.c.defn).where(t.jobs.c.id == th.steps[0])).scalar_one()
+        c.execute(update(t.jobs).where(t.jobs.c.id == th.steps[0])
+                  .values(defn={**row, "env": {"X_STRSIG": "strsig-value-1732"}}))
+    b = tmp_path / "b.zip"
+    export_bundle(remote.store, remote.config, b, workflow_id=th.workflow)
+    assert b"strsig-value-1732" in zipfile.ZipFile(b).read("ro-crate-metadata.json")
+    local = Home.open(tmp_path / "local")
+    monkeypatch.setattr(_importer, "STREAM_MIN_BYTES", 0)
+    import_bundle(local.store, local.config, b)
+    assert local.store.get_job(th.steps[0]).defn.env == {"X_STRSIG": REDACTED}
+    for h in (local, remote, other):
+        h.store.close()
