@@ -12,14 +12,16 @@ import dataclasses
 import enum
 import json
 import os
+import re
 import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from . import secrets as _secrets
 from .errors import InvalidInput
+# Secret-looking env names (their values are never recorded): the rule is lwfm.secrets.
+from .secrets import REDACTED, SECRET_NAME, redacted_env  # noqa: F401 - re-exported
 
 
 _RANDOM = bytearray()
@@ -144,11 +146,6 @@ class _Record:
     @classmethod
     def _coerce(cls, name: str, v: Any) -> Any:
         return v
-
-
-#: Environment variable names that look like secrets: their values are never recorded.
-#: The rule lives in :mod:`lwfm.secrets`; these names stay importable from here.
-SECRET_NAME, REDACTED, redacted_env = _secrets.SECRET_NAME, _secrets.REDACTED, _secrets.redacted_env
 
 
 def check_json(value: Any, what: str) -> None:
