@@ -230,6 +230,9 @@ class LwfmConverter:
             _same(row["id"], from_urn(eid), w)
             if row["direction"] not in ("put", "get"):
                 raise BundleError(f"{w}: data direction must be put or get")
+            sha = row["sha256"]
+            if sha is not None and (len(sha) != 64 or not set(sha) <= _SHA):
+                raise BundleError(f"{w}: data sha256 is not a hex digest (64 of 0-9a-f)")
             inc.data.append(row)
             self.data_ids.add(row["id"])
         elif "File" in types and "lwfm:payloadOf" in e:

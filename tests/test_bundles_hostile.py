@@ -485,3 +485,20 @@ def test_a_job_whose_state_contradicts_its_history_is_refused(env, tmp_path):
             import_bundle(fresh.store, fresh.config, with_meta(env, first_job(change), "st.zip"))
         assert snapshot(fresh.store) == before
     fresh.store.close()
+
+
+def test_a_data_record_whose_sha256_is_not_a_digest_is_refused(env):
+    for bad in ("", "A" * 64, "a" * 63, "g" * 64):
+        refused(env, with_meta(env, _data_record(lambda r: r.update(sha256=bad)), "sha.zip"),
+                "sha256")
+
+
+def test_an_empty_native_id_is_projected_as_stored(env, tmp_path):
+    """The graph says what SQL says, even for an empty (not absent) native id."""
+    fresh = Home.open(tmp_path / "fresh")
+    import_bundle(fresh.store, fresh.config,
+                  with_meta(env, _job_record(lambda r: r["job"].update(native_id="")), "n.zip"))
+    with ProvenanceGraph(fresh.config, fresh.store) as g:
+        g.sync()
+        assert check_consistency(g) == []
+    fresh.store.close()

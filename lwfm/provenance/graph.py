@@ -227,6 +227,7 @@ class ProvenanceGraph:
         self._discard(self._rebuild, self._rebuilt_state)
         watermark = self.store.last_event()
         stream = LineStream(iter_lines(self.store))
+        new: ox.Store | None = None
         try:
             new = ox.Store(str(self._rebuild))
             while True:
@@ -238,14 +239,14 @@ class ProvenanceGraph:
             if optimize:
                 new.optimize()
             new.flush()
-            del new
-            gc.collect()   # release the new store's RocksDB lock before the rename
-        except BaseException:
+        except BaseException:   # Ctrl-C included: the old graph is untouched, drop the new
             stream.close()
             new = None
             gc.collect()
             self._discard(self._rebuild)
             raise
+        new = None
+        gc.collect()   # close the new store (its RocksDB lock) before the rename
         state = JournalState(self.store.instance_id)
         state.watermark = watermark
         if not self.store.sqlite and watermark:
