@@ -38,6 +38,8 @@ def _write(text: str, out: str | None) -> None:
 def query_cmd(m: Any, sparql: str | None, file: str | None, fmt: str) -> None:
     """Run a read-only SPARQL query (SELECT/ASK/CONSTRUCT/DESCRIBE) over the thread.
 
+    Updates, LOAD and SERVICE (a federated query: a network call) are refused.
+
     Prefixes lwfm:, schema: (http://schema.org/), prov:, rdf:, rdfs:, xsd: are predeclared.
     """
     if bool(sparql) == bool(file):
