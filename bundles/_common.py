@@ -54,6 +54,11 @@ class Limits:
 _CANON = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
+def is_uuid(v: Any) -> bool:
+    """True for a uuid in canonical text form (as lwfm writes every id)."""
+    return isinstance(v, str) and _CANON.fullmatch(v) is not None
+
+
 def from_urn(iri: Any) -> str | None:
     """The uuid of a ``urn:uuid:`` IRI (canonical form), else None."""
     if not isinstance(iri, str) or not iri.lower().startswith("urn:uuid:"):

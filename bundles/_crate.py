@@ -26,7 +26,8 @@ import orjson
 from sqlalchemy import select
 
 from lwfm import __version__
-from lwfm.model import SECRET_NAME, iso, redacted_env, utcnow
+from lwfm.model import iso, utcnow
+from lwfm.secrets import redacted_defn
 from lwfm.provenance.vocab import ACTION_STATUS, SCHEMA, site_iri, software_iri
 from lwfm.provenance.vocab import node_iri as urn
 from lwfm.store import Store, chunks, t
@@ -236,6 +237,8 @@ def _write_metadata(c: Any, inst: str, sel: Selection, w: _Writer,
     watch = _watch(c, sel.triggers)
     for r in _rows(c, t.triggers, sel.triggers):
         r["watch"] = watch.get(r["id"], [])
+        if isinstance(r["body"], dict) and "defn" in r["body"]:
+            r["body"] = {**r["body"], "defn": redacted_defn(r["body"]["defn"])}
         w.entity({"@id": urn(r["id"]), "@type": "lwfm:Trigger", "name": f"{r['kind']} trigger",
                   "lwfm:fires": {"@id": urn(r["job_id"])}, "lwfm:triggerStatus": r["status"],
                   "lwfm:watches": [{"@id": urn(j)} for j in r["watch"]], "lwfm:record": dumps(r)})
@@ -309,11 +312,9 @@ def _watch(c: Any, ids: list[str]) -> dict[str, list[str]]:
 
 def _job_entity(r: dict[str, Any], statuses: list[dict[str, Any]], io: tuple[list[str], list[str]],
                 apps: dict[str, str], sites: set[tuple[str, str]]) -> dict[str, Any]:
-    defn = r["defn"] or {}
-    env = defn.get("env")
-    if isinstance(env, dict) and any(SECRET_NAME.search(k) for k in env):
-        # Secrets never reach a bundle, even from a store written before they were redacted.
-        defn = r["defn"] = {**defn, "env": redacted_env(env)}
+    # Secrets never reach a bundle, even from a store written before they were redacted
+    # (or under a narrower rule).
+    defn = r["defn"] = redacted_defn(r["defn"] or {})
     app = software_iri(str(defn.get("kind")), defn.get("entry"))
     entry = defn.get("entry")
     apps[app] = (" ".join(entry) if isinstance(entry, list) else

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lwfm.errors import BundleError
+from lwfm.secrets import SECRET_NAME
 
 # Not ``-m lwfm.bundles._parallel``: the package imports this module first, and runpy warns.
 _CHILD = "import sys; from lwfm.bundles._parallel import main; main(sys.argv[1])"
@@ -65,6 +66,7 @@ def render_parallel(store_url: str, jobs: list[str], data: list[str], refs: dict
         env = {**os.environ, "LWFM_EXPORT_STORE_URL": store_url}
         for i, (js, ds) in enumerate(_slices(jobs, data, n)):
             spec = {"jobs": js, "data": ds, "refs": {d: refs[d] for d in ds if d in refs},
+                    "secret_patterns": list(SECRET_NAME.extra_patterns),   # from lwfm.toml
                     "out": "-" if i == 0 else str(Path(tmp) / f"part-{i}.jsonl"),
                     "extra": str(Path(tmp) / f"extra-{i}.json")}
             path = Path(tmp) / f"spec-{i}.json"
@@ -115,6 +117,7 @@ def main(spec_path: str) -> None:
 
     from ._crate import encode_entity, render_data, render_jobs
     spec = json.loads(Path(spec_path).read_text())
+    SECRET_NAME.add_patterns(spec["secret_patterns"])   # the parent's rule, not just ours
     apps: dict[str, str] = {}
     sites: set[tuple[str, str]] = set()
     engine = create_engine(os.environ["LWFM_EXPORT_STORE_URL"])

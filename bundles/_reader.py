@@ -19,10 +19,11 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Integer, Table
 
 from lwfm.errors import BundleError
-from lwfm.model import JobDefn, State, Trigger, TriggerStatus, iso, parse_time
+from lwfm.model import JobDefn, State, Trigger, TriggerStatus, advance, iso, parse_time
+from lwfm.secrets import redacted_defn
 from lwfm.store import t
 
-from ._common import METADATA, from_urn
+from ._common import METADATA, from_urn, is_uuid
 from ._safety import check_name
 
 _SHA = frozenset("0123456789abcdef")
@@ -75,6 +76,12 @@ def _checker(table: Table, skip: tuple[str, ...] = ()) -> list[tuple[str, str, i
 _COLS = {"workflow": _checker(t.workflows), "job": _checker(t.jobs), "data": _checker(t.data),
          "trigger": _checker(t.triggers), "status": _checker(t.statuses, ("seq", "job_id"))}
 _NAMES = {kind: frozenset(c[0] for c in cols) for kind, cols in _COLS.items()}
+# Columns that name another record by its uuid: anything else would be stored, then
+# projected as an IRI that names no record (or another one).
+_REFS = {"workflow": ("instance_id",),
+         "job": ("parent_id", "originator_id", "workflow_id", "triggered_by", "instance_id"),
+         "data": ("job_id", "workflow_id", "derived_from", "instance_id"),
+         "trigger": ("job_id", "fired_by"), "status": ()}
 _TIMES = {"workflow": ("created",), "job": ("created", "started", "ended"), "data": ("time",),
           "trigger": ("fired_at",), "status": ("time",)}
 
@@ -107,6 +114,9 @@ def check_row(kind: str, row: Any, where: str) -> dict[str, Any]:
             ok = isinstance(v, str) and (length is None or len(v) <= length)
         if not ok:
             raise BundleError(f"{where}: {kind} record field {name!r} has a wrong type or length")
+    for name in _REFS[kind]:
+        if row[name] is not None and not is_uuid(row[name]):
+            raise BundleError(f"{where}: {kind} record field {name!r} is not a uuid")
     for name in _TIMES[kind]:
         v = row[name]
         if v is None:
@@ -202,12 +212,14 @@ class LwfmConverter:
                 if not set(defn) <= _DEFN_FIELDS:
                     raise ValueError(f"unknown defn field(s) {sorted(set(defn) - _DEFN_FIELDS)}")
                 JobDefn(**defn)  # __post_init__ validates entry, kind and args
+                row["defn"] = redacted_defn(defn)   # a secret in a bundle stays out of the store
             except (ValueError, TypeError, KeyError, AttributeError) as ex:
                 raise BundleError(f"{w}: job record is malformed ({ex})") from None
             sts = [check_row("status", s, w) for s in rec["statuses"]]
             for s in sts:
                 if s["state"] not in _STATES:
                     raise BundleError(f"{w}: status with unknown state {s['state']!r}")
+            _check_history(row["state"], [s["state"] for s in sts], w)
             inc.jobs.append(row)
             inc.statuses[row["id"]] = sts
             self.size += len(sts)
@@ -218,6 +230,9 @@ class LwfmConverter:
             _same(row["id"], from_urn(eid), w)
             if row["direction"] not in ("put", "get"):
                 raise BundleError(f"{w}: data direction must be put or get")
+            sha = row["sha256"]
+            if sha is not None and (len(sha) != 64 or not set(sha) <= _SHA):
+                raise BundleError(f"{w}: data sha256 is not a hex digest (64 of 0-9a-f)")
             inc.data.append(row)
             self.data_ids.add(row["id"])
         elif "File" in types and "lwfm:payloadOf" in e:
@@ -233,6 +248,23 @@ class LwfmConverter:
         return self.payload
 
 
+def _check_history(state: str | None, history: list[str], where: str) -> None:
+    """The job's state must be what its history (in order) comes to, as the store keeps
+    it, or a terminal state the history reports (a conflict an import resolved in favour
+    of a bundle: both end states are kept, the bundle's is the state)."""
+    if not history:
+        return
+    folded: State | None = None
+    for s in history:
+        folded = advance(folded, State(s))
+    if state == (folded and folded.value):
+        return
+    if state is not None and State(state).terminal and state in history:
+        return
+    raise BundleError(f"{where}: job record contradicts its own history: state {state} "
+                      f"after {' -> '.join(history[-6:])}")
+
+
 _STATES = frozenset(s.value for s in State)
 _DEFN_FIELDS = frozenset(f.name for f in dataclasses.fields(JobDefn))
 
@@ -242,7 +274,7 @@ def _trigger(e: dict[str, Any], eid: str, w: str) -> dict[str, Any]:
     watch = rec.pop("watch", None) if isinstance(rec, dict) else None
     row = check_row("trigger", rec, w)
     _same(row["id"], from_urn(eid), w)
-    if not isinstance(watch, list) or not all(isinstance(j, str) and len(j) <= 64 for j in watch):
+    if not isinstance(watch, list) or not all(is_uuid(j) for j in watch):
         raise BundleError(f"{w}: trigger record has a malformed watch list")
     try:
         tr = Trigger.from_dict(row["body"])
@@ -251,6 +283,8 @@ def _trigger(e: dict[str, Any], eid: str, w: str) -> dict[str, Any]:
         raise BundleError(f"{w}: trigger record is malformed ({ex})") from None
     if tr.id != row["id"] or tr.kind.value != row["kind"] or tr.job_id != row["job_id"]:
         raise BundleError(f"{w}: trigger record contradicts itself")
+    if "defn" in row["body"]:   # a secret in a bundle stays out of the store
+        row["body"] = {**row["body"], "defn": redacted_defn(row["body"]["defn"])}
     row["watch"] = watch
     return row
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lwfm.errors import BundleError
+from lwfm.secrets import SECRET_NAME
 
 from ._common import METADATA, Limits
 from ._reader import Incoming, LwfmConverter, Payload, lwfm_origin
@@ -94,8 +95,10 @@ def child_batches(path: Path, limits: Limits, batch: int) -> Iterator[Incoming]:
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
         assert proc.stdin is not None and proc.stdout is not None
         try:
-            proc.stdin.write(json.dumps({"limits": dataclasses.asdict(limits),
-                                         "batch": batch}).encode())
+            proc.stdin.write(json.dumps({"limits": dataclasses.asdict(limits), "batch": batch,
+                                         # the child redacts with our rule, lwfm.toml's too
+                                         "secret_patterns": list(SECRET_NAME.extra_patterns),
+                                         }).encode())
             proc.stdin.close()
             for line in proc.stdout:
                 msg = json.loads(line)
@@ -121,6 +124,7 @@ def main(path: str) -> int:
     out = sys.stdout.buffer
     try:
         spec = json.loads(sys.stdin.read())
+        SECRET_NAME.add_patterns(spec["secret_patterns"])
         for inc in read_batches(Path(path), Limits(**spec["limits"]), int(spec["batch"])):
             msg = {k: getattr(inc, k) for k in _ROWS}
             msg.update(origin=inc.origin, info=inc.info,

@@ -9,6 +9,9 @@
     driver = "ssh"          # an entry point name in the ``lwfm.sites`` group
     host = "login.lab.example"
 
+    [secrets]
+    extra_patterns = ["*_SIG", "ACME_*"]   # more env names never recorded (lwfm.secrets)
+
 A site section without ``driver`` uses its own name as the driver (so ``[sites.local]``
 just configures the ``local`` driver). ``local`` is always available.
 """
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .secrets import SECRET_NAME
 
 CONFIG_FILE = "lwfm.toml"
 
@@ -35,6 +39,7 @@ class Config:
     home: Path
     store_url: str
     sites: dict[str, dict[str, Any]] = field(default_factory=dict)
+    secret_patterns: tuple[str, ...] = ()
 
     @property
     def graph_path(self) -> Path:
@@ -76,4 +81,20 @@ def load(home: str | os.PathLike[str] | None = None) -> Config:
     sites = raw.get("sites", {})
     if not isinstance(sites, dict) or not all(isinstance(v, dict) for v in sites.values()):
         raise ConfigError(f"{f}: [sites.NAME] sections must be tables")
-    return Config(home=h, store_url=url, sites=sites)
+    patterns = _secret_patterns(raw.get("secrets", {}), f)
+    # Process-wide and add-only (see lwfm.secrets): the store, bundle and trigger code
+    # that redacts has no config in hand, and one name too many redacted is harmless.
+    SECRET_NAME.add_patterns(patterns)
+    return Config(home=h, store_url=url, sites=sites, secret_patterns=patterns)
+
+
+def _secret_patterns(sec: Any, f: Path) -> tuple[str, ...]:
+    """``[secrets] extra_patterns``: a list of non-empty shell-style globs. Anything else
+    is an error, not ignored: a typo here would record a secret in clear."""
+    usage = f'{f}: [secrets] takes extra_patterns = ["GLOB", ...] (e.g. "*_SIG")'
+    if not isinstance(sec, dict) or set(sec) - {"extra_patterns"}:
+        raise ConfigError(usage)
+    pats = sec.get("extra_patterns", [])
+    if not isinstance(pats, list) or not all(isinstance(p, str) and p.strip() for p in pats):
+        raise ConfigError(usage)
+    return tuple(p.strip() for p in pats)

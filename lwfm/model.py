@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from .errors import InvalidInput
+# Secret-looking env names (their values are never recorded): the rule is lwfm.secrets.
+from .secrets import REDACTED, SECRET_NAME, redacted_env  # noqa: F401 - re-exported
 
 
 _RANDOM = bytearray()
@@ -144,17 +146,6 @@ class _Record:
     @classmethod
     def _coerce(cls, name: str, v: Any) -> Any:
         return v
-
-
-#: Environment variable names that look like secrets: their values are never recorded.
-SECRET_NAME = re.compile(r"pass|secret|token|credential|api_?key|private", re.IGNORECASE)
-REDACTED = "<redacted>"
-
-
-def redacted_env(env: Mapping[str, Any]) -> dict[str, Any]:
-    """``env`` with the values of secret-looking names replaced (what lwfm records; the
-    job itself runs with the real values)."""
-    return {k: REDACTED if SECRET_NAME.search(k) else v for k, v in env.items()}
 
 
 def check_json(value: Any, what: str) -> None:

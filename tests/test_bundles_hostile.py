@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import stat
 import zipfile
@@ -13,7 +14,9 @@ from hypothesis import strategies as st
 from lwfm.bundles import Limits, export_bundle, import_bundle
 
 from lwfm.errors import BundleError
+from lwfm.provenance import ProvenanceGraph, check_consistency
 from tests._bundle_threads import Home, build, snapshot
+from tests._store_invariants import problems
 
 META = "ro-crate-metadata.json"
 
@@ -26,6 +29,9 @@ def env(tmp_path_factory):
     good = tmp / "good.zip"
     export_bundle(remote.store, remote.config, good, workflow_id=th.workflow, with_data=True)
     yield local, remote, good, tmp
+    g = _GRAPHS.pop(str(local.config.home), None)
+    if g is not None:
+        g.close()
     local.store.close()
     remote.store.close()
 
@@ -262,13 +268,49 @@ def test_bundle_from_this_very_instance(env):
 
 # -- fuzzing: only ever BundleError, and a refused import changes nothing -------------------
 
-def _attempt(env, path: Path) -> None:
-    local = env[0]
-    before = snapshot(local.store)
+def _files(local) -> list[tuple[str, int]]:
+    d = local.config.data_dir
+    return sorted((str(p), p.stat().st_size) for p in d.rglob("*")) if d.exists() else []
+
+
+_GRAPHS: dict[str, ProvenanceGraph] = {}
+
+
+def _graph(local) -> ProvenanceGraph:
+    """One graph of the local home for the whole module (opening one per example is slow)."""
+    key = str(local.config.home)
+    if key not in _GRAPHS:
+        _GRAPHS[key] = ProvenanceGraph(local.config, local.store)
+    return _GRAPHS[key]
+
+
+def _attempt(env, path: Path, local: Home | None = None) -> None:
+    """Import ``path``: refused, it leaves the store row-for-row and the data directory
+    file-for-file as they were; accepted, every store invariant still holds, the
+    report's counts are the rows that appeared, the graph syncs and matches SQL, and
+    importing the same file again changes nothing."""
+    local = local or env[0]
+    before, files = snapshot(local.store), _files(local)
     try:
-        import_bundle(local.store, local.config, path, dry_run=False, on_conflict="keep")
+        rep = import_bundle(local.store, local.config, path, dry_run=False, on_conflict="keep")
     except BundleError:
         assert snapshot(local.store) == before
+        assert _files(local) == files
+        return
+    after = snapshot(local.store)
+    assert problems(local.store) == []
+    if rep.already_imported is None:
+        for kind, table in (("workflow", "workflows"), ("job", "jobs"), ("status", "statuses"),
+                            ("data", "data"), ("trigger", "triggers")):
+            assert len(after[table]) - len(before[table]) == rep.added[kind], kind
+    else:
+        assert after == before
+    g = _graph(local)
+    g.sync()
+    assert check_consistency(g) == []
+    again = import_bundle(local.store, local.config, path, dry_run=False, on_conflict="keep")
+    assert not again.changed
+    assert snapshot(local.store) == after
 
 
 _json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) |
@@ -329,6 +371,50 @@ def test_fuzz_corrupted_zip_bytes(env, flip, byte):
     _attempt(env, p)
 
 
+_PLAUSIBLE = [None, 0, 1, -15, "", "x", "COMPLETE", "FAILED", "RUNNING", "READY", "INFO",
+              "CANCELLED", "PENDING", "UNKNOWN", "put", "get", "2026-01-01T00:00:00+00:00",
+              "1999-12-31T23:59:59Z", "not-a-time", "11111111-1111-4111-8111-111111111111",
+              {"MYSQL_PWD": "s3cr3t-fuzz", "PLAIN": "ok"}, {"GITHUB_PAT": "s3cr3t-fuzz"}, [], {},
+              ["a"], {"k": "v"}, "k" * 300, True, 2**63]
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_mutated_records(env, data):
+    """Mutations inside the lwfm:record of a job, status, data or trigger, with values a
+    record could plausibly hold (states, times, ids of other records, unknown ids, secrets):
+    the ones the importer accepts are the ones that must not break the store."""
+    def mutate(d):
+        ents = [e for e in d["@graph"] if "lwfm:record" in e]
+        e = ents[data.draw(st.integers(0, len(ents) - 1), label="entity")]
+        rec = json.loads(e["lwfm:record"])
+        ids = [str(x["@id"])[9:] for x in d["@graph"] if str(x["@id"]).startswith("urn:uuid:")]
+        node, key = rec, None
+        depth = data.draw(st.integers(1, 4), label="depth")
+        for i in range(depth):
+            keys = sorted(node) if isinstance(node, dict) else list(range(len(node)))
+            if not keys:
+                return
+            key = data.draw(st.sampled_from(keys), label="key")
+            child = node[key]
+            if i == depth - 1 or not isinstance(child, (dict, list)) or not child:
+                break
+            node = child
+        node[key] = data.draw(st.sampled_from(_PLAUSIBLE + ids), label="value")
+        e["lwfm:record"] = json.dumps(rec)
+    fresh = Home.open(env[3] / "fresh" / str(next(_FRESH)))   # the insert path, every time
+    try:
+        _attempt(env, with_meta(env, mutate, "fuzzrec.zip"), fresh)
+    finally:
+        g = _GRAPHS.pop(str(fresh.config.home), None)
+        if g is not None:
+            g.close()
+        fresh.store.close()
+
+
+_FRESH = itertools.count()
+
+
 _CWL = Path(__file__).parent / "fixtures" / "crates" / "cwl_provenance" / META
 
 
@@ -353,3 +439,66 @@ def test_metadata_the_store_refuses_is_a_bundle_error(env):
         rec["metadata"]["k" * 300] = "v"
         e["lwfm:record"] = json.dumps(rec)
     refused(env, with_meta(env, bad_key), "255")
+
+
+# -- regressions found by the record fuzzer ----------------------------------------------
+
+def _data_record(change):
+    def mutate(d):
+        e = _entity(d, lambda e: "lwfm:DataObject" in e.get("@type", []) and
+                    json.loads(e["lwfm:record"])["direction"] == "get")
+        rec = json.loads(e["lwfm:record"])
+        change(rec)
+        e["lwfm:record"] = json.dumps(rec)
+    return mutate
+
+
+@pytest.mark.parametrize("mutate", [
+    _data_record(lambda r: r.update(derived_from="2026-01-01T00:00:00+00:00")),
+    _data_record(lambda r: r.update(job_id="not a uuid")),
+    _job_record(lambda r: r["job"].update(parent_id="<urn:x> <urn:y>")),
+    _job_record(lambda r: r["job"].update(workflow_id="11111111-1111-4111-8111-11111111111X")),
+    _job_record(lambda r: r["job"].update(instance_id="x")),
+])
+def test_a_reference_that_is_not_a_uuid_is_refused(env, mutate):
+    """It would be stored, then projected as an IRI that is not the record it names."""
+    refused(env, with_meta(env, mutate, "badref.zip"), "not a uuid")
+
+
+def test_a_job_whose_state_contradicts_its_history_is_refused(env, tmp_path):
+    """A job record that says RUNNING over a history that reached COMPLETE (or COMPLETE
+    over a history that never ended) is not a state lwfm could have recorded."""
+    def first_job(change):
+        def mutate(d):
+            e = _entity(d, lambda e: "CreateAction" in e.get("@type", []) and
+                        json.loads(e["lwfm:record"])["job"]["state"] == "COMPLETE")
+            rec = json.loads(e["lwfm:record"])
+            change(rec)
+            e["lwfm:record"] = json.dumps(rec)
+        return mutate
+    fresh = Home.open(tmp_path / "fresh")
+    for change in (lambda r: r["job"].update(state="RUNNING"),
+                   lambda r: r["statuses"][-1].update(state="RUNNING"),
+                   lambda r: r.update(statuses=r["statuses"][:1])):
+        before = snapshot(fresh.store)
+        with pytest.raises(BundleError, match="contradicts its own history"):
+            import_bundle(fresh.store, fresh.config, with_meta(env, first_job(change), "st.zip"))
+        assert snapshot(fresh.store) == before
+    fresh.store.close()
+
+
+def test_a_data_record_whose_sha256_is_not_a_digest_is_refused(env):
+    for bad in ("", "A" * 64, "a" * 63, "g" * 64):
+        refused(env, with_meta(env, _data_record(lambda r: r.update(sha256=bad)), "sha.zip"),
+                "sha256")
+
+
+def test_an_empty_native_id_is_projected_as_stored(env, tmp_path):
+    """The graph says what SQL says, even for an empty (not absent) native id."""
+    fresh = Home.open(tmp_path / "fresh")
+    import_bundle(fresh.store, fresh.config,
+                  with_meta(env, _job_record(lambda r: r["job"].update(native_id="")), "n.zip"))
+    with ProvenanceGraph(fresh.config, fresh.store) as g:
+        g.sync()
+        assert check_consistency(g) == []
+    fresh.store.close()

@@ -31,6 +31,8 @@ def _write(text: str, out: str | None) -> None:
 def query_cmd(m: Any, sparql: str | None, file: str | None, fmt: str) -> None:
     """Run a read-only SPARQL query (SELECT/ASK/CONSTRUCT/DESCRIBE) over the thread.
 
+    Updates, LOAD and SERVICE (a federated query: a network call) are refused.
+
     Prefixes lwfm:, schema: (http://schema.org/), prov:, rdf:, rdfs:, xsd: are predeclared.
     """
     if bool(sparql) == bool(file):
@@ -98,7 +100,11 @@ def reindex_cmd(m: Any, as_json: bool) -> None:
     import time
     g = m.open_graph(sync=False)   # reindex rebuilds it: no sync first
     t0 = time.perf_counter()
-    lines = g.reindex()
+    try:
+        lines = g.reindex()
+    except KeyboardInterrupt:   # the rebuild was beside the graph: nothing is lost
+        click.echo("reindex interrupted: the graph is as it was before", err=True)
+        raise
     secs = time.perf_counter() - t0
     info = {"quads": len(g), "lines": lines, "seconds": round(secs, 3)}
     if as_json:

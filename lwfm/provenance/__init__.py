@@ -7,8 +7,9 @@ Design
   many at once). Every write also appends ``(seq, kind, ref)`` to the ``events``
   journal in the same transaction. :meth:`ProvenanceGraph.sync` applies the journal
   past its watermark to an rdflib ``Dataset`` backed by Oxigraph (oxrdflib) under
-  ``<home>/graph``; ``lwfm reindex`` (:meth:`ProvenanceGraph.reindex`) drops the graph
-  and rebuilds it from the rows alone with Oxigraph's bulk loader. The watermark is in
+  ``<home>/graph``; ``lwfm reindex`` (:meth:`ProvenanceGraph.reindex`) rebuilds it from
+  the rows alone with Oxigraph's bulk loader, beside the old graph, and swaps it in when
+  complete (an interrupted reindex leaves the old graph). The watermark is in
   ``<home>/graph.state.json``, next to the graph it describes.
 * **Idempotent.** Applying an event re-projects the current row it names: a job's
   current-state facts (actionStatus, endTime, lwfm:state, exit code, ...) are replaced,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import gc
 import os
+import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -57,6 +58,14 @@ def _lock(path: Path, timeout: float) -> int:
             time.sleep(0.05)
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class ProvenanceGraph:
     """The provenance graph of one lwfm home: sync, reindex, query, lineage, thread."""
 
@@ -64,14 +73,15 @@ class ProvenanceGraph:
         self.config, self.store = config, store
         self.path = Path(config.graph_path)
         self.state_path = self.path.parent / "graph.state.json"
+        # reindex builds <graph>.rebuild beside the graph, then swaps (see reindex)
+        self._rebuild = self.path.with_name(self.path.name + ".rebuild")
+        self._retired = self.path.with_name(self.path.name + ".old")
+        self._rebuilt_state = self.path.parent / "graph.rebuild.state.json"
         self._fd: int | None = _lock(config.home / "graph.lock", lock_timeout)
         try:
+            self._recover()
             fresh = not self.path.exists()
-            self.dataset = Dataset(store="Oxigraph", default_union=True)
             self._open_store()
-            for p, ns in PREFIXES.items():
-                self.dataset.bind(p, ns, override=True, replace=True)
-            self.ox: ox.Store = self.dataset.store._inner   # type: ignore[attr-defined]
             st = None if fresh else JournalState.load(self.state_path, store.instance_id)
             self._stale = st is None and not fresh   # graph from another store or state lost
             self.state = st or JournalState(store.instance_id)
@@ -80,20 +90,21 @@ class ProvenanceGraph:
             raise
 
     def _open_store(self) -> None:
+        self.dataset = Dataset(store="Oxigraph", default_union=True)
         for attempt in range(20):   # a just-closed store may linger until collected
             try:
                 self.dataset.open(str(self.path))
-                return
+                break
             except OSError as e:
                 if "lock" not in str(e).lower() or attempt == 19:
                     raise LwfmError(f"cannot open the provenance graph at {self.path}: {e}") from e
                 gc.collect()
                 time.sleep(0.1)
+        for p, ns in PREFIXES.items():
+            self.dataset.bind(p, ns, override=True, replace=True)
+        self.ox: ox.Store = self.dataset.store._inner   # type: ignore[attr-defined]
 
-    # -- lifecycle ------------------------------------------------------------------------
-    def close(self) -> None:
-        if self._fd is None:
-            return
+    def _close_store(self) -> None:
         try:
             self.ox.flush()
         finally:
@@ -101,6 +112,15 @@ class ProvenanceGraph:
             del self.ox
             self.dataset = None  # type: ignore[assignment]
             gc.collect()
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            if self.dataset is not None:   # None only if a swap failed to reopen
+                self._close_store()
+        finally:
             self._unlock()
 
     def _unlock(self) -> None:
@@ -188,7 +208,12 @@ class ProvenanceGraph:
 
     # -- bulk rebuild ---------------------------------------------------------------------
     def reindex(self, optimize: bool = True) -> int:
-        """Drop the graph and rebuild it from the SQL rows alone; returns lines loaded.
+        """Rebuild the graph from the SQL rows alone, beside the old one; returns lines loaded.
+
+        The new graph is built in ``<graph>.rebuild`` while the old one stays as it was,
+        then swapped in (:meth:`_swap`): Ctrl-C or kill -9 at any point leaves the old
+        graph with its own watermark, or the new one with its own, never an empty graph
+        that claims to be current. The swap costs the disk space of a second graph.
 
         Oxigraph bulk loads read a stream that a producer thread formats from the rows,
         so formatting (Python, holds the GIL) overlaps with parsing and index building
@@ -199,28 +224,72 @@ class ProvenanceGraph:
         meanwhile is applied again by the next sync (harmless: idempotent).
         """
         from .bulk import LineStream, iter_lines
+        self._discard(self._rebuild, self._rebuilt_state)
         watermark = self.store.last_event()
-        self.ox.clear()
         stream = LineStream(iter_lines(self.store))
+        new: ox.Store | None = None
         try:
+            new = ox.Store(str(self._rebuild))
             while True:
-                self.ox.bulk_load(input=stream, format=ox.RdfFormat.N_QUADS, lenient=True)
+                new.bulk_load(input=stream, format=ox.RdfFormat.N_QUADS, lenient=True)
                 if not stream.next_segment():
                     break
-        finally:
             stream.close()
-        stream.raise_error()
-        if optimize:
-            self.ox.optimize()
-        self.state = JournalState(self.store.instance_id)
-        self.state.watermark = watermark
+            stream.raise_error()
+            if optimize:
+                new.optimize()
+            new.flush()
+        except BaseException:   # Ctrl-C included: the old graph is untouched, drop the new
+            stream.close()
+            new = None
+            gc.collect()
+            self._discard(self._rebuild)
+            raise
+        new = None
+        gc.collect()   # close the new store (its RocksDB lock) before the rename
+        state = JournalState(self.store.instance_id)
+        state.watermark = watermark
         if not self.store.sqlite and watermark:
             # PostgreSQL: transactions still in flight when we read may commit seqs below
             # the watermark; watch a trailing window for them like any other hole
-            self.state.gaps = [[max(1, watermark - REINDEX_WINDOW), watermark, time.time()]]
-        self.state.save(self.state_path)
-        self._stale = False
+            state.gaps = [[max(1, watermark - REINDEX_WINDOW), watermark, time.time()]]
+        state.save(self._rebuilt_state)   # from here on, the new graph is the graph
+        self._swap()
+        self.state, self._stale = state, False
         return stream.lines
+
+    def _swap(self) -> None:
+        """Put the finished rebuild in place of the graph, then reopen it.
+
+        Two renames and a state replace, in an order that :meth:`_recover` completes
+        from any point: ``graph.rebuild.state.json`` exists from the moment the new
+        graph is complete until its state has become ``graph.state.json``.
+        """
+        self._close_store()
+        try:
+            self._recover()
+        finally:
+            self._open_store()
+
+    def _recover(self) -> None:
+        """Finish a swap that a crash interrupted, or drop a rebuild that never finished."""
+        if self._rebuilt_state.exists():
+            if self._rebuild.exists():
+                if self.path.exists():
+                    self._discard(self._retired)
+                    os.rename(self.path, self._retired)
+                os.rename(self._rebuild, self.path)
+            os.replace(self._rebuilt_state, self.state_path)
+            _fsync_dir(self.path.parent)
+        self._discard(self._rebuild, self._retired, self._rebuilt_state.with_suffix(".tmp"))
+
+    @staticmethod
+    def _discard(*paths: Path) -> None:
+        for p in paths:
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
 
     # -- reading --------------------------------------------------------------------------
     def query(self, sparql: str, fmt: str | None = None) -> Any:

@@ -194,7 +194,7 @@ class Emitter:
             o.append(f"{j} {P['prov_endedAtTime']} {ended} {g} .\n")
         if r["exit_code"] is not None:
             o.append(f"{j} {P['lwfm_exitCode']} \"{int(r['exit_code'])}\"{_INT} {g} .\n")
-        if r["native_id"]:
+        if r["native_id"] is not None:   # as stored: an empty id is not an absent one
             o.append(f"{j} {P['lwfm_nativeId']} {lit(r['native_id'])} {g} .\n")
         if r["parent_id"]:
             p = node_iri(r["parent_id"])

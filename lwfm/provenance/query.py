@@ -47,7 +47,28 @@ def classify(sparql: str) -> str:
     form = READ_FORMS.get(parsed[1].name)
     if form is None:   # pragma: no cover - parseQuery only yields the four forms
         raise QueryError(f"unsupported SPARQL query form {parsed[1].name}")
+    if "ServiceGraphPattern" in _pattern_names(parsed):
+        raise QueryError("SERVICE (a federated query) is refused: it would make this query "
+                         "call a remote SPARQL endpoint over the network. Query that endpoint "
+                         "directly, or import its thread as a bundle (`lwfm import`)")
     return form
+
+
+def _pattern_names(tree: Any) -> set[str]:
+    """Names of every rdflib ``CompValue`` node in a parse tree (iterative: no depth limit)."""
+    from rdflib.plugins.sparql.parserutils import CompValue
+    names: set[str] = set()
+    todo = [tree]
+    while todo:
+        x = todo.pop()
+        if isinstance(x, CompValue):
+            names.add(x.name)
+            todo.extend(x.values())
+        elif isinstance(x, dict):
+            todo.extend(x.values())
+        elif isinstance(x, (list, tuple)) or hasattr(x, "as_list"):   # ParseResults
+            todo.extend(x)
+    return names
 
 
 @lru_cache(maxsize=1)
