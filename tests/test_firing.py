@@ -39,7 +39,7 @@ SLOW_SITE = textwrap.dedent('''
 ''')
 
 
-def _slow_site(home: Path, tmp: Path) -> dict[str, str]:
+def _slow_site(home: Path, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Install the slow driver as pip would (a module and a dist-info with its entry point),
     configure it as site "slow", and return the environment that finds it."""
     root = tmp / "plugin"
@@ -50,9 +50,7 @@ def _slow_site(home: Path, tmp: Path) -> dict[str, str]:
     (dist / "entry_points.txt").write_text("[lwfm.sites]\nslow = slow_site:SlowSite\n")
     (home / "lwfm.toml").write_text('[sites.local]\ndetach = true\n\n'
                                     '[sites.slow]\ndriver = "slow"\ndetach = true\n')
-    sys.path.insert(0, str(root))
-    import importlib
-    importlib.invalidate_caches()
+    monkeypatch.syspath_prepend(str(root))  # undone after the test: no other test sees it
     return {**os.environ, "LWFM_HOME": str(home),
             "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
 
@@ -132,8 +130,9 @@ def _check_each_fired_job_started_once(home: Path, ids: dict, marks: Path,
 
 
 @pytest.mark.slow
-def test_kill_9_of_serve_while_30_triggers_and_a_join_fire(home: Path, tmp_path: Path) -> None:
-    env = _slow_site(home, tmp_path)
+def test_kill_9_of_serve_while_30_triggers_and_a_join_fire(home: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    env = _slow_site(home, tmp_path, monkeypatch)
     marks = tmp_path / "marks"
     ids = _setup(env, marks, 30, "local")
     serve = _serve(env)
@@ -158,11 +157,12 @@ def test_kill_9_of_serve_while_30_triggers_and_a_join_fire(home: Path, tmp_path:
 
 
 @pytest.mark.slow
-def test_kill_9_while_a_start_is_in_progress(home: Path, tmp_path: Path) -> None:
+def test_kill_9_while_a_start_is_in_progress(home: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A site whose submit takes long: the process is killed while it starts the first
     fired job. The next process records that one as possibly run (never starting it
     twice) and starts each of the others exactly once; the join fires once."""
-    env = _slow_site(home, tmp_path)
+    env = _slow_site(home, tmp_path, monkeypatch)
     marks = tmp_path / "marks"
     ids = _setup(env, marks, 4, "slow")
     serve = _serve(env, SLOW_SITE_S="60")
@@ -191,7 +191,7 @@ def test_kill_9_while_a_start_is_in_progress(home: Path, tmp_path: Path) -> None
 def test_site_io_of_a_start_does_not_stall_recording(home: Path, tmp_path: Path,
                                                      monkeypatch) -> None:
     """The fired job's site takes 3 s to start it; meanwhile this process records as usual."""
-    _slow_site(home, tmp_path)
+    _slow_site(home, tmp_path, monkeypatch)
     monkeypatch.setenv("SLOW_SITE_S", "3")
     with Manager(home) as m:
         a = m.submit(JobDefn(entry=["sleep", "0.5"]))  # it ends after the trigger is made

@@ -74,7 +74,9 @@ def _read_meta(store: Store) -> dict[str, str]:
                     with c.begin():
                         return dict(c.execute(_META).all())
                 except (OperationalError, ProgrammingError):
-                    if not inspect(c).has_table(t.meta.name):
+                    exists = inspect(c).has_table(t.meta.name)
+                    c.rollback()  # the inspection's own transaction
+                    if not exists:
                         return {}
                     if attempt:
                         raise  # the table is there: the database failed (disk, lock, server)

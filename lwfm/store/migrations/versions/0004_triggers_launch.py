@@ -20,9 +20,16 @@ INDEX = "ix_triggers_launch"
 
 
 def upgrade() -> None:
-    op.add_column("triggers", sa.Column("launch", sa.String(8), nullable=True))
-    op.add_column("triggers", sa.Column("launcher", sa.String(255), nullable=True))
-    op.create_index(INDEX, "triggers", ["launch"])
+    # As 2 and 3: a store may say an older version yet have these (made by a newer
+    # lwfm's tables, then stamped back): add only what is missing.
+    insp = sa.inspect(op.get_bind())
+    have = {c["name"] for c in insp.get_columns("triggers")}
+    if "launch" not in have:
+        op.add_column("triggers", sa.Column("launch", sa.String(8), nullable=True))
+    if "launcher" not in have:
+        op.add_column("triggers", sa.Column("launcher", sa.String(255), nullable=True))
+    if INDEX not in {i["name"] for i in insp.get_indexes("triggers")}:
+        op.create_index(INDEX, "triggers", ["launch"])
 
 
 def downgrade() -> None:
