@@ -1,31 +1,31 @@
 """The ``local`` site: jobs as real child processes on this machine.
 
-Two ways to run, one contract:
+Every job is started by the site's keeper process (:mod:`._keeper`), not by the
+submitting process, so every job's end is recorded whoever started it: the keeper
+writes each exit code to ``<job id>.exit`` beside the job's log, which any later
+process (``lwfm status``, ``lwfm wait``, ``lwfm serve``, another Manager) reads, and
+while the submitting Manager lives the keeper reports the end to it at once, as an
+event (no polling). A script that leaves its ``with Manager()`` block, or is killed -9,
+while its jobs run loses nothing.
 
-* **supervised** (default): the submitting process spawns the job directly and a
-  reaper thread waits on a pidfd per job, so completion is an event, not a poll;
-  the exit code is reported the moment the process ends.
-* **detached** (``detach = true`` in the site table, or ``LocalSite.detach``): the
-  job runs under ``/bin/sh`` that writes its exit code to ``<job id>.exit`` beside its
-  log, so any later process (``lwfm status``, ``lwfm serve``) can learn how
-  it ended after the submitter has gone. It costs one extra exec per job.
-  While the submitter lives, it reports the end as an event too.
+``native_id`` is ``"<pid>:<spawn time ms>:x"``: checked against the kernel's start time
+of the pid, it guards cancel against pid reuse; ``:x`` marks a job with an exit file.
+Cancel leaves a marker file and signals the job's process group, so it works from any
+process and whoever learns the job's end reports it CANCELLED.
 
-``native_id`` is ``"<pid>:<spawn time ms>[:x]"``: checked against the kernel's start
-time of the pid, it guards cancel against pid reuse; ``:x`` marks a detached job with an
-exit file. Cancel leaves a marker file and signals the job's process group, so it works
-from any process and whichever process reaps the job reports it CANCELLED.
+The site runs plain processes: a ``compute_type`` must be one it is configured with, and
+it can honour no ``resources`` at all, so it refuses them (naming the key) rather than
+run the job without them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
-import select
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -36,9 +36,9 @@ from lwfm.files import local_path, sha256_file
 from lwfm.model import DataObject, Direction, EntryKind, JobContext, JobDefn, JobStatus, State
 from lwfm.site import NoAuth, Repo, Run, Site, SiteHost, StaticSpin
 
-from ._spawn import spawnp
+from ._keeper import KeeperClient
 
-_WRAP = '"$@"; rc=$?; echo $rc > "$LWFM_EXIT_FILE"; exit $rc'
+log = logging.getLogger("lwfm.local")
 
 
 def job_argv(defn: JobDefn, site: str = "local") -> list[str]:
@@ -62,24 +62,33 @@ def _environ_bytes() -> dict[bytes, bytes]:
     return dict(os.environb)
 
 
-def _spawn(argv: list[str], env: dict[bytes, bytes], log: str, cwd: str | None) -> int:
-    """Start argv in its own process group with stdin from /dev/null and stdout+stderr to
-    ``log`` (one per job, interleaved as batch systems do). posix_spawn lets the child
-    open its own log and skips subprocess's per-call set-up: it is the hot path, and
-    :mod:`._spawn` calls it without holding the GIL."""
-    if cwd:
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
-                                    cwd=cwd, env=env, process_group=0).pid
-        except OSError as e:
-            raise SiteError(f"cannot start {argv[0]!r} in {cwd}: {e.strerror or e}") from None
-        finally:
-            os.close(fd)
+def _program(name: str, env: dict[bytes, bytes], cwd: str | None) -> bytes:
+    """The file a job's argv[0] names, found as execvp would but on the job's own ``PATH``
+    and relative to its own cwd: a missing program is an error at submit, not a job that
+    fails later, and argv[0] stays what the user wrote."""
+    base = cwd or os.getcwd()
+    if "/" in name:
+        dirs = [""]
+    else:
+        dirs = os.fsdecode(env.get(b"PATH", os.fsencode(os.defpath))).split(os.pathsep)
+    denied = None
+    for d in dirs:
+        full = os.path.join(base, d, name)
+        if os.path.isfile(full):
+            if os.access(full, os.X_OK):
+                return os.fsencode(full)
+            denied = full
+    if denied is not None:
+        raise SiteError(f"cannot start {name!r}: {denied} is not executable")
+    where = "" if "/" in name else " on the job's PATH"
+    raise SiteError(f"cannot start {name!r}: no such program{where}")
+
+
+def _cwd() -> str | None:
     try:
-        return spawnp(argv, env, log)
-    except OSError as e:
-        raise SiteError(f"cannot start {argv[0]!r}: {e.strerror or e}") from None
+        return os.getcwd()
+    except OSError:  # ours was removed: the job starts in the keeper's, /
+        return None
 
 
 @functools.cache
@@ -129,49 +138,16 @@ def exit_status(job_id: str, code: int | None, cancelled: bool = False) -> JobSt
     return JobStatus(job_id, state, native_state=f"exit {code}", exit_code=code)
 
 
-_LINGER_S = 0.001
-
-
-class _Reaper(threading.Thread):
-    """Waits on a pidfd per supervised child and reports each exit as it happens.
-
-    Registering a pidfd with epoll from the submitting thread needs no wake-up of
-    this thread (epoll_ctl is thread-safe), so submitting costs no thread switch.
-    """
-
-    def __init__(self, run: "LocalRun"):
-        super().__init__(name="lwfm-local-reaper", daemon=True)
-        self.run_ = run
-        self.ep = select.epoll()
-        self.jobs: dict[int, tuple[int, str]] = {}   # pidfd -> (pid, job id)
-
-    def watch(self, pid: int, job_id: str) -> None:
-        fd = os.pidfd_open(pid)
-        self.jobs[fd] = (pid, job_id)
-        self.ep.register(fd, select.EPOLLIN)
-
-    def run(self) -> None:
-        while True:
-            ready = self.ep.poll()
-            time.sleep(_LINGER_S)  # gather exits: one wake-up per burst, not one per job
-            ready += self.ep.poll(0)
-            for fd in dict.fromkeys(fd for fd, _ in ready):
-                self.ep.unregister(fd)
-                pid, job_id = self.jobs.pop(fd)
-                os.close(fd)
-                _, status = os.waitpid(pid, 0)
-                self.run_._finished(job_id, os.waitstatus_to_exitcode(status))
-
-
 class LocalRun(Run):
     poll_interval = 0.5
 
-    def __init__(self, host: SiteHost, detach: bool):
+    def __init__(self, host: SiteHost, spin: StaticSpin):
         self.host = host
-        self.detach = detach
-        self._procs: dict[str, int] = {}
-        self._reaper: _Reaper | None = None
+        self.spin = spin
+        self._procs: dict[str, KeeperClient] = {}   # job id -> the keeper that reports it
+        self._keeper: KeeperClient | None = None
         self._lock = threading.Lock()
+        self._closed = False
         self._shards: dict[str, str] = {}
 
     def _file(self, job_id: str, suffix: str) -> str:
@@ -185,34 +161,93 @@ class LocalRun(Run):
             shard = self._shards[job_id[0]] = str(path)
         return f"{shard}/{job_id}.{suffix}"
 
+    def check(self, defn: JobDefn) -> None:
+        """Refuse what this site cannot honour, before anything starts: a compute type it
+        is not configured with, and any resource (plain processes have none to ask for)."""
+        self.spin.require(self.host.name, defn.compute_type)
+        if defn.resources:
+            key = next(iter(defn.resources))
+            raise SiteError(f"site {self.host.name!r} cannot honour the resource {key!r}: "
+                            "local jobs are plain processes and take no resource requests "
+                            "(leave resources out, or submit to a site that honours them)")
+
     def submit(self, defn: JobDefn, ctx: JobContext) -> JobStatus:
-        if defn.cwd and not os.path.isdir(defn.cwd):
+        self.check(defn)
+        cwd = os.path.abspath(defn.cwd) if defn.cwd else _cwd()
+        if defn.cwd and not os.path.isdir(cwd):  # type: ignore[arg-type]
             raise SiteError(f"the job's working directory {defn.cwd} is not a directory")
-        extra = self.host.job_env(defn, ctx)
-        argv = job_argv(defn)
-        if self.detach:
-            extra["LWFM_EXIT_FILE"] = self._file(ctx.job_id, "exit")
-            argv = ["/bin/sh", "-c", _WRAP, "sh", *argv]
+        argv = [os.fsencode(a) for a in job_argv(defn)]
         env = _environ_bytes()
-        env.update((os.fsencode(k), os.fsencode(v)) for k, v in extra.items())
+        extra = {os.fsencode(k): os.fsencode(v) for k, v in self.host.job_env(defn, ctx).items()}
+        path = _program(os.fsdecode(argv[0]), {**env, **extra}, cwd)
+        log_file, exit_file = self._file(ctx.job_id, "log"), self._file(ctx.job_id, "exit")
         stamp = int(time.time() * 1000)
-        pid = _spawn(argv, env, self._file(ctx.job_id, "log"), defn.cwd)
-        ctx.native_id = f"{pid}:{stamp}" + (":x" if self.detach else "")
-        # Detached or not, it is our child: while we live, its end is an event here (and
-        # reaping leaves no zombie); a detached job's exit file serves everyone else.
-        with self._lock:
-            self._procs[ctx.job_id] = pid
-            if self._reaper is None:
-                self._reaper = _Reaper(self)
-                self._reaper.start()
-        self._reaper.watch(pid, ctx.job_id)
+        for attempt in (1, 2):
+            keeper = self._keeper_started()
+            with self._lock:  # before it starts: its end may be reported before spawn returns
+                self._procs[ctx.job_id] = keeper
+            try:
+                pid = keeper.spawn(ctx.job_id, path, argv, env, extra, log_file, exit_file,
+                                   None if cwd is None else os.fsencode(cwd))
+                break
+            except BrokenPipeError:  # the keeper died before it read this: start another
+                self._gone(keeper)
+                if attempt == 2:
+                    raise SiteError("cannot start the job: the local job keeper keeps dying "
+                                    f"(see {self._keeper_log()})") from None
+            except OSError as e:
+                with self._lock:
+                    self._procs.pop(ctx.job_id, None)
+                raise SiteError(f"cannot start {defn.display_name()!r}: "
+                                f"{e.strerror or e}") from None
+        ctx.native_id = f"{pid}:{stamp}:x"
         return JobStatus(ctx.job_id, State.RUNNING, native_state=f"pid {pid}")
 
-    def _finished(self, job_id: str, code: int) -> None:
-        cancelled = os.path.exists(self._file(job_id, "cancelled"))
-        self.host.report(exit_status(job_id, code, cancelled))
+    def _keeper_log(self) -> str:
+        return str(self.host.home / "logs" / "local-keeper.log")
+
+    def _keeper_started(self) -> KeeperClient:
+        """This site's keeper, started on first use (and again if it died)."""
+        with self._lock:
+            if self._closed:
+                raise SiteError(f"site {self.host.name!r} is closed")
+            if self._keeper is None:
+                (self.host.home / "logs").mkdir(parents=True, exist_ok=True)
+                try:
+                    self._keeper = KeeperClient(str(self.host.home), self._keeper_log(),
+                                                self._finished, self._gone)
+                except OSError as e:
+                    raise SiteError(f"cannot start the local job keeper: {e}") from None
+            return self._keeper
+
+    def _finished(self, job_id: str, code: int | None) -> None:
+        """The keeper saw the job end (on the reaper thread)."""
+        if code is not None:
+            cancelled = os.path.exists(self._file(job_id, "cancelled"))
+            self.host.report(exit_status(job_id, code, cancelled))
         with self._lock:  # only now: whoever sees it unsupervised finds the report queued
             self._procs.pop(job_id, None)
+
+    def _gone(self, keeper: KeeperClient) -> None:
+        """A keeper's reports stopped: its jobs are no longer ours to report (polling, and
+        their exit files, take over), and the next submit starts a new keeper."""
+        with self._lock:
+            if self._keeper is keeper:
+                self._keeper = None
+            for job_id in [j for j, k in self._procs.items() if k is keeper]:
+                del self._procs[job_id]
+        if not keeper.closing:
+            log.warning("the local job keeper (pid %s) ended; jobs it ran are now polled",
+                        keeper.pid)
+
+    def close(self) -> None:
+        """Stop this site's reaper thread and let go of its keeper: the keeper finishes
+        its running jobs by itself, writing their exit files, so whoever looks next (any
+        Manager, ``lwfm status``) records their true end."""
+        with self._lock:
+            self._closed, keeper = True, self._keeper
+        if keeper is not None:
+            keeper.close()
 
     def supervises(self, job_id: str) -> bool:
         """Whether this process will report the job's end by itself (no polling needed)."""
@@ -300,7 +335,7 @@ class LocalRepo(Repo):
 
 
 class LocalSite(Site):
-    """This machine. Config: ``detach`` (bool), ``compute_types`` (list)."""
+    """This machine. Config: ``compute_types`` (list), ``detach`` (bool, no longer needed)."""
 
     def __init__(self, host: SiteHost):
         super().__init__(host)
@@ -310,14 +345,20 @@ class LocalSite(Site):
             raise ConfigError(f"site {host.name!r}: detach must be true or false, not {detach!r}")
         if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
             raise ConfigError(f"site {host.name!r}: compute_types must be a list of names")
-        self.run = LocalRun(host, detach=detach)
-        self.repo = LocalRepo(host)
         self.spin = StaticSpin(types)
+        self.run = LocalRun(host, self.spin)
+        self.repo = LocalRepo(host)
 
     @property
     def detach(self) -> bool:
-        return self.run.detach
+        """Always true: every local job records its own end (the keeper's exit file). The
+        ``detach`` setting and attribute stay only so older configs and callers work."""
+        return True
 
     @detach.setter
     def detach(self, value: bool) -> None:
-        self.run.detach = value
+        if not isinstance(value, bool):
+            raise ConfigError(f"site {self.host.name!r}: detach must be true or false")
+
+    def close(self) -> None:
+        self.run.close()

@@ -221,7 +221,9 @@ def test_a_detached_job_that_vanished_is_failed_after_the_grace(home: Path, monk
     job_id = r.stdout.strip()
     with Manager(home) as mgr:
         pid = int(mgr.store.get_job(job_id).context.native_id.split(":")[0])
-        os.killpg(pid, 9)  # the wrapper and the job die: no exit file is written
+        keeper = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        os.kill(keeper, 9)  # the local site's keeper (the job's parent), then the job, die:
+        os.killpg(pid, 9)   # no exit file is written
         j = mgr.wait(job_id, timeout=30)
         assert j.state is State.FAILED and "not recorded" in (mgr.history(job_id)[-1].info or "")
 
