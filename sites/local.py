@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from lwfm.errors import ConfigError, NotFound, NotSupported, SiteError
-from lwfm.files import local_path, sha256_file
+from lwfm.files import check_path, local_path, sha256_file
 from lwfm.model import DataObject, Direction, EntryKind, JobContext, JobDefn, JobStatus, State
 from lwfm.site import NoAuth, Repo, Run, Site, SiteHost, StaticSpin
 
@@ -322,10 +322,13 @@ class LocalRepo(Repo):
                           size=dst.stat().st_size, sha256=sha256_file(dst))
 
     def put(self, local_file: Path, dest: str, ctx: JobContext | None) -> DataObject:
+        check_path(local_file, "the file to put")
         return self._copy(Path(local_file).resolve(), local_path(dest), Direction.PUT)
 
     def get(self, source: str, local_file: Path, ctx: JobContext | None) -> DataObject:
-        return self._copy(local_path(source), Path(local_file).resolve(), Direction.GET)
+        dst = local_path(source)
+        check_path(local_file, "the file to get to")
+        return self._copy(dst, Path(local_file).resolve(), Direction.GET)
 
     def find(self, pattern: str) -> list[str]:
         base = Path(pattern).expanduser()

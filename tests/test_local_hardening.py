@@ -172,3 +172,114 @@ def test_closing_managers_leaves_no_reaper_thread_and_no_fd(home: Path) -> None:
     while _keepers(home) and time.monotonic() < deadline:  # each ends once its jobs have
         time.sleep(0.05)
     assert _keepers(home) == []
+
+
+# -- item 4: what runs is what is recorded: odd text is refused before anything happens -----
+
+CAFE = b"caf\xe9"   # Latin-1, not UTF-8: Python sees 'caf\udce9'
+
+
+def _nothing_recorded(home: Path) -> None:
+    with Manager(home) as m:
+        assert m.store.find_jobs() == [] and m.find() == [] and m.store.triggers() == []
+
+
+def test_cli_refuses_a_non_utf8_argument_before_running_it(home: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    r = subprocess.run([sys.executable, "-m", "lwfm.cli", "run", "--wait", "--shell", "--",
+                        b'touch "' + os.fsencode(marker) + b'" # ' + CAFE],
+                       capture_output=True, env={**os.environ, "LWFM_HOME": str(home)}, timeout=60)
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 1 and "is not UTF-8 text" in err and "caf\\xe9" in err, err
+    assert "Traceback" not in err
+    assert not marker.exists()
+    _nothing_recorded(home)
+
+
+def test_cli_refuses_a_non_utf8_cwd(home: Path, tmp_path: Path) -> None:
+    odd = os.fsencode(tmp_path) + b"/" + CAFE
+    os.mkdir(odd)
+    r = subprocess.run([sys.executable, "-m", "lwfm.cli", "run", "--cwd", odd, "--", "true"],
+                       capture_output=True, env={**os.environ, "LWFM_HOME": str(home)}, timeout=60)
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 1 and "the job's cwd" in err and "not UTF-8" in err, err
+    _nothing_recorded(home)
+
+
+def test_cli_put_and_get_refuse_non_utf8_file_names(home: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("x\n")
+    dest = os.fsencode(tmp_path) + b"/" + CAFE + b".txt"
+    env = {**os.environ, "LWFM_HOME": str(home)}
+    r = subprocess.run([sys.executable, "-m", "lwfm.cli", "put", os.fsencode(src), dest],
+                       capture_output=True, env=env, timeout=60)
+    assert r.returncode == 1 and b"not UTF-8" in r.stderr and b"Traceback" not in r.stderr
+    assert not os.path.exists(dest)
+    odd_src = os.fsencode(tmp_path) + b"/" + CAFE
+    with open(odd_src, "wb") as f:
+        f.write(b"y\n")
+    url = (tmp_path / "caf").as_uri() + "%E9"
+    g = subprocess.run([sys.executable, "-m", "lwfm.cli", "get", url, str(tmp_path / "back")],
+                       capture_output=True, env=env, timeout=60)
+    assert g.returncode == 1 and b"not UTF-8" in g.stderr and b"Traceback" not in g.stderr
+    assert not (tmp_path / "back").exists()
+    _nothing_recorded(home)
+
+
+@pytest.mark.parametrize("defn, field", [
+    (dict(entry=["echo", "a\0b"]), "argv[1]"),
+    (dict(entry=["echo"], args=["caf\udce9"]), "args[0]"),
+    (dict(entry="echo caf\udce9", kind="shell"), "entry"),
+    (dict(entry=["true"], env={"A=B": "c"}), "env name 'A=B'"),
+    (dict(entry=["true"], env={"A": "x\0y"}), "env value of A"),
+    (dict(entry=["true"], env={"caf\udce9": "x"}), "env name"),
+    (dict(entry=["true"], cwd="/tmp/caf\udce9"), "cwd"),
+    (dict(entry=["true"], name="n\0"), "name"),
+    (dict(entry=["true"], resources={"k": ["a\0"]}), "resources"),
+])
+def test_python_api_refuses_odd_text_naming_the_field(home: Path, tmp_path: Path, defn: dict,
+                                                      field: str) -> None:
+    with Manager(home) as m:
+        with pytest.raises(InvalidInput, match=r"the job's " + field.replace("[", r"\[")):
+            m.submit(JobDefn(**defn))
+        first = m.submit(JobDefn(entry=["true"]))
+        with pytest.raises(InvalidInput, match=r"the job's " + field.replace("[", r"\[")):
+            m.on(first.id, JobDefn(**defn))
+        m.wait(first.id, timeout=60)
+        assert [j.id for j in m.store.find_jobs()] == [first.id] and m.store.triggers() == []
+
+
+def test_python_put_refuses_odd_paths_before_copying(home: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("x\n")
+    with Manager(home) as m:
+        with pytest.raises(InvalidInput, match="not UTF-8"):
+            m.put(src, str(tmp_path / "caf\udce9.txt"))
+        with pytest.raises(InvalidInput, match="NUL"):
+            m.put(str(src) + "\0", str(tmp_path / "out.txt"))
+        with pytest.raises(InvalidInput, match="NUL"):
+            m.get((tmp_path / "in.txt").as_uri() + "%00", tmp_path / "back.txt")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "lwfm-home"]
+        assert m.find() == []
+
+
+# -- item 14: resources and compute types the local site cannot honour -------------------------
+
+def test_local_site_refuses_resources_and_unknown_compute_types(home: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    with Manager(home) as m:
+        with pytest.raises(SiteError, match="cannot honour the resource 'gpus'"):
+            m.submit(JobDefn(entry=["touch", str(marker)], resources={"gpus": 1}))
+        with pytest.raises(SiteError, match="no compute type 'gpu'"):
+            m.submit(JobDefn(entry=["touch", str(marker)], compute_type="gpu"))
+        assert not marker.exists()
+        ok = m.wait(m.submit(JobDefn(entry=["touch", str(marker)], compute_type="default")).id, 60)
+        assert ok.state is State.COMPLETE and marker.exists()
+
+
+def test_local_site_honours_its_configured_compute_types(home: Path) -> None:
+    (home / "lwfm.toml").write_text('[sites.local]\ncompute_types = ["small", "big"]\n')
+    with Manager(home) as m:
+        assert m.wait(m.submit(JobDefn(entry=["true"], compute_type="big")).id, 60).state is State.COMPLETE
+        with pytest.raises(SiteError, match=r"no compute type 'default' \(configured: small, big\)"):
+            m.submit(JobDefn(entry=["true"], compute_type="default"))
