@@ -1,12 +1,13 @@
 """The ``local`` site: jobs as real child processes on this machine.
 
-Every job is started by the site's keeper process (:mod:`._keeper`), not by the
-submitting process, so every job's end is recorded whoever started it: the keeper
-writes each exit code to ``<job id>.exit`` beside the job's log, which any later
-process (``lwfm status``, ``lwfm wait``, ``lwfm serve``, another Manager) reads, and
-while the submitting Manager lives the keeper reports the end to it at once, as an
-event (no polling). A script that leaves its ``with Manager()`` block, or is killed -9,
-while its jobs run loses nothing.
+The submitting process spawns each job (posix_spawn, with its working directory as a
+file action) and a reaper thread waits on a pidfd per job, so while the submitter lives a
+job's end is an event, not a poll. Every job's end is also written to ``<job id>.exit``
+beside its log, whoever started it, for any later process (``lwfm status``, ``wait``,
+``serve``, another Manager): by the site's keeper process (:mod:`._keeper`), which holds
+each job's pidfd and reads the exit status the kernel keeps there, or, on kernels before
+6.15, by a ``/bin/sh`` the job runs under. A script that leaves its ``with Manager()``
+block, or is killed -9, while its jobs run loses nothing.
 
 ``native_id`` is ``"<pid>:<spawn time ms>:x"``: checked against the kernel's start time
 of the pid, it guards cancel against pid reuse; ``:x`` marks a job with an exit file.
@@ -24,6 +25,7 @@ import contextlib
 import functools
 import logging
 import os
+import select
 import shutil
 import signal
 import sys
@@ -36,9 +38,12 @@ from lwfm.files import check_path, local_path, sha256_file
 from lwfm.model import DataObject, Direction, EntryKind, JobContext, JobDefn, JobStatus, State
 from lwfm.site import NoAuth, Repo, Run, Site, SiteHost, StaticSpin
 
-from ._keeper import KeeperClient
+from ._keeper import KeeperClient, kernel_keeps_exit_status
+from ._spawn import spawn
 
 log = logging.getLogger("lwfm.local")
+_WRAP = b'f=$1; shift; p=$1; shift; "$p" "$@"; rc=$?; echo $rc > "$f"; exit $rc'
+_kernel_keeps_exit_status = functools.cache(kernel_keeps_exit_status)
 
 
 def job_argv(defn: JobDefn, site: str = "local") -> list[str]:
@@ -66,7 +71,7 @@ def _program(name: str, env: dict[bytes, bytes], cwd: str | None) -> bytes:
     """The file a job's argv[0] names, found as execvp would but on the job's own ``PATH``
     and relative to its own cwd: a missing program is an error at submit, not a job that
     fails later, and argv[0] stays what the user wrote."""
-    base = cwd or os.getcwd()
+    base = cwd or _cwd() or "/"
     if "/" in name:
         dirs = [""]
     else:
@@ -87,7 +92,7 @@ def _program(name: str, env: dict[bytes, bytes], cwd: str | None) -> bytes:
 def _cwd() -> str | None:
     try:
         return os.getcwd()
-    except OSError:  # ours was removed: the job starts in the keeper's, /
+    except OSError:  # ours was removed
         return None
 
 
@@ -138,14 +143,76 @@ def exit_status(job_id: str, code: int | None, cancelled: bool = False) -> JobSt
     return JobStatus(job_id, state, native_state=f"exit {code}", exit_code=code)
 
 
+_LINGER_S = 0.001
+
+
+class _Reaper(threading.Thread):
+    """Waits on a pidfd per child and reports each exit as it happens. It survives any
+    error (a reaper that died would leave its jobs RUNNING for ever); a child someone
+    else reaped is handed to polling, which reads its exit file.
+
+    Registering a pidfd with epoll from the submitting thread needs no wake-up of this
+    thread (epoll_ctl is thread-safe), so submitting costs no thread switch."""
+
+    def __init__(self, run: "LocalRun"):
+        super().__init__(name="lwfm-local-reaper", daemon=True)
+        self.run_ = run
+        self.ep = select.epoll()
+        self.jobs: dict[int, tuple[int, str]] = {}   # pidfd -> (pid, job id)
+        self.wake_r, self.wake_w = os.pipe()
+        self.ep.register(self.wake_r, select.EPOLLIN)
+        self.stopping = False
+
+    def watch(self, fd: int, pid: int, job_id: str) -> None:
+        self.jobs[fd] = (pid, job_id)
+        self.ep.register(fd, select.EPOLLIN)
+
+    def stop(self) -> None:
+        """End once no job is left (at once if none is): a child must be reaped by its
+        parent, so jobs still running at close keep this thread until they end."""
+        self.stopping = True
+        os.write(self.wake_w, b"x")
+
+    def run(self) -> None:
+        try:
+            while not (self.stopping and not self.jobs):
+                ready = self.ep.poll()
+                time.sleep(_LINGER_S)  # gather exits: one wake-up per burst, not one per job
+                ready += self.ep.poll(0)
+                for fd in dict.fromkeys(fd for fd, _ in ready):
+                    if fd in self.jobs:
+                        self._reap(fd)
+                    elif fd == self.wake_r:
+                        os.read(self.wake_r, 64)
+        finally:
+            self.ep.close()
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+
+    def _reap(self, fd: int) -> None:
+        pid, job_id = self.jobs.pop(fd)
+        try:
+            self.ep.unregister(fd)
+            os.close(fd)
+            try:
+                code: int | None = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+            except ChildProcessError:  # reaped behind our back: its exit file tells
+                code = None
+            self.run_._finished(job_id, code)
+        except Exception:  # noqa: BLE001 - one bad report must not end the others
+            log.exception("the end of a local job could not be reported")
+
+
 class LocalRun(Run):
     poll_interval = 0.5
 
     def __init__(self, host: SiteHost, spin: StaticSpin):
         self.host = host
         self.spin = spin
-        self._procs: dict[str, KeeperClient] = {}   # job id -> the keeper that reports it
+        self._procs: dict[str, int] = {}
+        self._reaper: _Reaper | None = None
         self._keeper: KeeperClient | None = None
+        self._wrap: bool | None = None   # jobs under a shell that writes the exit file
         self._lock = threading.Lock()
         self._closed = False
         self._shards: dict[str, str] = {}
@@ -173,81 +240,89 @@ class LocalRun(Run):
 
     def submit(self, defn: JobDefn, ctx: JobContext) -> JobStatus:
         self.check(defn)
-        cwd = os.path.abspath(defn.cwd) if defn.cwd else _cwd()
-        if defn.cwd and not os.path.isdir(cwd):  # type: ignore[arg-type]
+        if defn.cwd and not os.path.isdir(defn.cwd):
             raise SiteError(f"the job's working directory {defn.cwd} is not a directory")
+        cwd = os.path.abspath(defn.cwd) if defn.cwd else None
         argv = [os.fsencode(a) for a in job_argv(defn)]
         env = _environ_bytes()
-        extra = {os.fsencode(k): os.fsencode(v) for k, v in self.host.job_env(defn, ctx).items()}
-        path = _program(os.fsdecode(argv[0]), {**env, **extra}, cwd)
-        log_file, exit_file = self._file(ctx.job_id, "log"), self._file(ctx.job_id, "exit")
+        env.update((os.fsencode(k), os.fsencode(v)) for k, v in self.host.job_env(defn, ctx).items())
+        path = _program(os.fsdecode(argv[0]), env, cwd)
+        exit_file = self._file(ctx.job_id, "exit")
+        reaper, keeper = self._started()
+        if keeper is None:  # no kernel help: the job's shell writes its exit file
+            argv, path = [b"sh", b"-c", _WRAP, b"sh", os.fsencode(exit_file), path, *argv[1:]], b"/bin/sh"
         stamp = int(time.time() * 1000)
-        for attempt in (1, 2):
-            keeper = self._keeper_started()
-            with self._lock:  # before it starts: its end may be reported before spawn returns
-                self._procs[ctx.job_id] = keeper
-            try:
-                pid = keeper.spawn(ctx.job_id, path, argv, env, extra, log_file, exit_file,
-                                   None if cwd is None else os.fsencode(cwd))
-                break
-            except BrokenPipeError:  # the keeper died before it read this: start another
-                self._gone(keeper)
-                if attempt == 2:
-                    raise SiteError("cannot start the job: the local job keeper keeps dying "
-                                    f"(see {self._keeper_log()})") from None
-            except OSError as e:
-                with self._lock:
-                    self._procs.pop(ctx.job_id, None)
-                raise SiteError(f"cannot start {defn.display_name()!r}: "
-                                f"{e.strerror or e}") from None
+        try:
+            pid = spawn(path, argv, env, os.fsencode(self._file(ctx.job_id, "log")),
+                        None if cwd is None else os.fsencode(cwd))
+        except OSError as e:
+            raise SiteError(f"cannot start {defn.display_name()!r}: {e.strerror or e}") from None
         ctx.native_id = f"{pid}:{stamp}:x"
+        try:
+            fd = os.pidfd_open(pid)  # ours until reaped: the pid cannot be reused meanwhile
+        except ProcessLookupError:  # it ended, and some other code here reaped it already
+            log.warning("job %s ended at once and was reaped behind lwfm's back (a waitpid(-1) "
+                        "in this process?): its exit code is lost", ctx.job_id)
+            return JobStatus(ctx.job_id, State.RUNNING, native_state=f"pid {pid}")
+        if keeper is not None:
+            try:
+                keeper.watch(fd, exit_file)
+            except OSError:
+                self._keeper_lost(keeper)
+        with self._lock:
+            self._procs[ctx.job_id] = pid
+        reaper.watch(fd, pid, ctx.job_id)
         return JobStatus(ctx.job_id, State.RUNNING, native_state=f"pid {pid}")
 
-    def _keeper_log(self) -> str:
-        return str(self.host.home / "logs" / "local-keeper.log")
-
-    def _keeper_started(self) -> KeeperClient:
-        """This site's keeper, started on first use (and again if it died)."""
+    def _started(self) -> tuple[_Reaper, KeeperClient | None]:
+        """The reaper thread and the keeper, started on first use (the keeper again if it
+        died; not at all where the kernel keeps no exit status for it)."""
         with self._lock:
             if self._closed:
                 raise SiteError(f"site {self.host.name!r} is closed")
-            if self._keeper is None:
-                (self.host.home / "logs").mkdir(parents=True, exist_ok=True)
+            if self._reaper is None:
+                self._reaper = _Reaper(self)
+                self._reaper.start()
+            if self._wrap is None:
+                self._wrap = not _kernel_keeps_exit_status()
+            if self._keeper is None and not self._wrap:
+                logs = self.host.home / "logs"
+                logs.mkdir(parents=True, exist_ok=True)
                 try:
-                    self._keeper = KeeperClient(str(self.host.home), self._keeper_log(),
-                                                self._finished, self._gone)
+                    self._keeper = KeeperClient(str(self.host.home), str(logs / "local-keeper.log"))
                 except OSError as e:
                     raise SiteError(f"cannot start the local job keeper: {e}") from None
-            return self._keeper
+            return self._reaper, self._keeper
+
+    def _keeper_lost(self, keeper: KeeperClient) -> None:
+        log.warning("the local job keeper (pid %s) is gone; starting another", keeper.pid)
+        with self._lock:
+            if self._keeper is keeper:
+                self._keeper = None
+        keeper.close()
 
     def _finished(self, job_id: str, code: int | None) -> None:
-        """The keeper saw the job end (on the reaper thread)."""
+        """The reaper saw the job end; ``code`` None if someone else reaped it."""
         if code is not None:
             cancelled = os.path.exists(self._file(job_id, "cancelled"))
             self.host.report(exit_status(job_id, code, cancelled))
         with self._lock:  # only now: whoever sees it unsupervised finds the report queued
             self._procs.pop(job_id, None)
 
-    def _gone(self, keeper: KeeperClient) -> None:
-        """A keeper's reports stopped: its jobs are no longer ours to report (polling, and
-        their exit files, take over), and the next submit starts a new keeper."""
-        with self._lock:
-            if self._keeper is keeper:
-                self._keeper = None
-            for job_id in [j for j, k in self._procs.items() if k is keeper]:
-                del self._procs[job_id]
-        if not keeper.closing:
-            log.warning("the local job keeper (pid %s) ended; jobs it ran are now polled",
-                        keeper.pid)
-
     def close(self) -> None:
-        """Stop this site's reaper thread and let go of its keeper: the keeper finishes
-        its running jobs by itself, writing their exit files, so whoever looks next (any
-        Manager, ``lwfm status``) records their true end."""
+        """Stop the reaper thread (once the jobs still running have ended: only this
+        process can reap them) and let go of the keeper, which writes their exit files so
+        that whoever looks next (any Manager, ``lwfm status``) records their true end."""
         with self._lock:
-            self._closed, keeper = True, self._keeper
+            self._closed, reaper, keeper = True, self._reaper, self._keeper
+            self._reaper = self._keeper = None
+            idle = not self._procs
         if keeper is not None:
             keeper.close()
+        if reaper is not None:
+            reaper.stop()
+            if idle:
+                reaper.join()
 
     def supervises(self, job_id: str) -> bool:
         """Whether this process will report the job's end by itself (no polling needed)."""
