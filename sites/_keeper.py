@@ -9,8 +9,9 @@ reply awaited): a stdlib-only interpreter (``python -I -S``) in its own process 
 re-parented away from the submitter (it forks once and the first process exits). When a
 job has been reaped, by whoever, the kernel keeps its exit status on the pidfd
 (``PIDFD_GET_INFO`` with ``PIDFD_INFO_EXIT``, Linux 6.15+): the keeper writes it to the
-job's ``<id>.exit`` file, which any later process reads. Once its Manager has gone and
-its last job has been reaped, the keeper exits.
+job's ``<id>.exit`` file, which any later process reads, once the Manager has gone (while
+it lives, it records each end itself). Once its Manager has gone and its last job has been
+reaped, the keeper exits.
 
 Older kernels keep no exit status for a non-parent: there the local site runs each job
 under a ``/bin/sh`` that writes the exit file itself (an exec and a fork more per job).
@@ -23,6 +24,7 @@ latin-1 text, with the job's pidfd attached.
 
 from __future__ import annotations
 
+import collections
 import fcntl
 import json
 import os
@@ -30,9 +32,11 @@ import select
 import socket
 import struct
 import sys
+import time
 from typing import Any
 
 _READY_TIMEOUT_S = 60.0  # a fresh interpreter on a loaded machine
+_KEEP_S = 60.0           # how long a living Manager may take to record an end it was told of
 _PIDFD_GET_INFO = (3 << 30) | (64 << 16) | (0xFF << 8) | 11  # _IOWR(0xFF, 11, 64-byte struct)
 _PIDFD_INFO_EXIT = 1 << 3
 _EXIT_CODE_AT = 60       # offset of exit_code in struct pidfd_info
@@ -88,9 +92,15 @@ def _write_exit(path: bytes, code: int) -> None:
 
 
 def _serve(req: socket.socket) -> None:
+    """Watch the pidfds the Manager sends until it has gone and every job is reaped.
+
+    While the Manager lives it records each end itself; an exit file is then needed only
+    for an end it might not have recorded yet when it went. So ends are kept for
+    :data:`_KEEP_S`, written when the Manager goes, and written at once after that."""
     ep = select.epoll()
     ep.register(req.fileno(), select.EPOLLIN)
     jobs: dict[int, bytes] = {}   # pidfd -> the job's exit file
+    recent: collections.deque[tuple[float, bytes, int]] = collections.deque()
     live: socket.socket | None = req
     while live is not None or jobs:
         for fd, events in ep.poll():
@@ -99,23 +109,33 @@ def _serve(req: socket.socket) -> None:
                     data, fds, _, _ = socket.recv_fds(live, 1 << 16, 4)
                 except OSError:
                     data, fds = b"", []
-                if not data and not fds:  # the Manager closed or died: watch what is left
+                if not data and not fds:  # the Manager closed or died
                     ep.unregister(fd)
                     live.close()
                     live = None
+                    for _, path, code in recent:
+                        _write_exit(path, code)
+                    recent.clear()
                     continue
                 msg: dict[str, Any] = json.loads(data)
                 for pidfd in fds:
                     jobs[pidfd] = msg["exit"].encode("latin-1")
-                    # Edge-triggered: IN when it exits, IN|HUP once it has been reaped.
-                    ep.register(pidfd, select.EPOLLIN | select.EPOLLET)
+                    ep.register(pidfd, 0)   # no IN (it exited): only HUP, once it is reaped
             elif fd in jobs and events & select.EPOLLHUP:
                 status = exit_info(fd)
-                if status is not None:
-                    _write_exit(jobs[fd], os.waitstatus_to_exitcode(status))
+                path = jobs.pop(fd)
                 ep.unregister(fd)
                 os.close(fd)
-                del jobs[fd]
+                if status is None:
+                    continue
+                code = os.waitstatus_to_exitcode(status)
+                if live is None:
+                    _write_exit(path, code)
+                else:
+                    now = time.monotonic()
+                    recent.append((now, path, code))
+                    while recent and recent[0][0] < now - _KEEP_S:
+                        recent.popleft()
 
 
 def main(argv: list[str]) -> int:

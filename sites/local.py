@@ -38,7 +38,7 @@ from lwfm.files import check_path, local_path, sha256_file
 from lwfm.model import DataObject, Direction, EntryKind, JobContext, JobDefn, JobStatus, State
 from lwfm.site import NoAuth, Repo, Run, Site, SiteHost, StaticSpin
 
-from ._keeper import KeeperClient, kernel_keeps_exit_status
+from ._keeper import KeeperClient, exit_info, kernel_keeps_exit_status
 from ._spawn import spawn
 
 log = logging.getLogger("lwfm.local")
@@ -193,11 +193,13 @@ class _Reaper(threading.Thread):
         pid, job_id = self.jobs.pop(fd)
         try:
             self.ep.unregister(fd)
-            os.close(fd)
             try:
-                code: int | None = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-            except ChildProcessError:  # reaped behind our back: its exit file tells
-                code = None
+                status: int | None = os.waitpid(pid, 0)[1]
+            except ChildProcessError:  # reaped behind our back: the kernel may have kept
+                status = exit_info(fd)  # its status (6.15+), else its exit file tells
+            finally:
+                os.close(fd)
+            code = None if status is None else os.waitstatus_to_exitcode(status)
             self.run_._finished(job_id, code)
         except Exception:  # noqa: BLE001 - one bad report must not end the others
             log.exception("the end of a local job could not be reported")
