@@ -71,10 +71,12 @@ def _program(name: str, env: dict[bytes, bytes], cwd: str | None) -> bytes:
     """The file a job's argv[0] names, found as execvp would but on the job's own ``PATH``
     and relative to its own cwd: a missing program is an error at submit, not a job that
     fails later, and argv[0] stays what the user wrote."""
-    base = cwd or _cwd() or "/"
-    if "/" in name:
-        dirs = [""]
+    if name.startswith("/"):
+        base, dirs = "/", [""]   # the common case (sh, python, /bin/true): no getcwd
+    elif "/" in name:
+        base, dirs = cwd or _cwd() or "/", [""]
     else:
+        base = cwd or _cwd() or "/"
         dirs = os.fsdecode(env.get(b"PATH", os.fsencode(os.defpath))).split(os.pathsep)
     denied = None
     for d in dirs:
