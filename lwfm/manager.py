@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from . import config as _config
-from .context import USER, adopt_context, env_job_id
+from .context import USER, adopt_context
 from .data import DataVerbs
 from .errors import LwfmError, NotFound
 from .loop import LoopHost, ManagerLoop
@@ -56,6 +56,7 @@ class Manager(DataVerbs):
         self._context_known = False
         self.triggers = TriggerEngine(TriggerHost(
             store=self.store, flush=self.flush, site_names=self.site_names,
+            check_request=lambda defn: self.site(defn.site).check_request(defn),
             context=lambda: self.context, record_log=self.record_log,
             launch=lambda job: self.runner.launch(job, confirm=True), record=self.runner.record))
 
@@ -99,12 +100,7 @@ class Manager(DataVerbs):
             if name not in self._sites:
                 host = SiteHost(name=name, home=self.home, config=self.config.site_config(name),
                                 report=self.runner.report, instance_id=self.instance_id)
-                site = make_site(self.config, name, host)
-                if env_job_id() and getattr(site, "detach", None) is False:
-                    # We run inside a job, which may exit before what it starts: those
-                    # jobs must record their own end (the detached path).
-                    site.detach = True  # type: ignore[attr-defined]
-                self._sites[name] = site
+                self._sites[name] = make_site(self.config, name, host)
             return self._sites[name]
 
     def site_names(self) -> list[str]:
@@ -314,25 +310,28 @@ class Manager(DataVerbs):
     def on(self, job_id: str, defn: JobDefn, states: Iterable[State | str] = (State.COMPLETE,),
            **kw: Any) -> Trigger:
         """Run ``defn`` when ``job_id`` reaches one of ``states`` ("terminal" = any end)."""
-        self.ensure_open()
-        return self.triggers.add(Trigger(kind=TriggerKind.JOB, watch=[job_id], defn=defn,
-                                         states=parse_states(states), **kw))
+        return self._trigger(Trigger(kind=TriggerKind.JOB, watch=[job_id], defn=defn,
+                                     states=parse_states(states), **kw))
 
     def on_all(self, job_ids: Iterable[str], defn: JobDefn,
                states: Iterable[State | str] = (State.COMPLETE,), **kw: Any) -> Trigger:
         """Join: run ``defn`` when every job reaches one of ``states``."""
-        return self.triggers.add(Trigger(kind=TriggerKind.ALL, watch=list(job_ids), defn=defn,
-                                         states=parse_states(states), **kw))
+        return self._trigger(Trigger(kind=TriggerKind.ALL, watch=list(job_ids), defn=defn,
+                                     states=parse_states(states), **kw))
 
     def on_any(self, job_ids: Iterable[str], defn: JobDefn,
                states: Iterable[State | str] = (State.COMPLETE,), **kw: Any) -> Trigger:
-        return self.triggers.add(Trigger(kind=TriggerKind.ANY, watch=list(job_ids), defn=defn,
-                                         states=parse_states(states), **kw))
+        return self._trigger(Trigger(kind=TriggerKind.ANY, watch=list(job_ids), defn=defn,
+                                     states=parse_states(states), **kw))
 
     def on_data(self, pattern: Mapping[str, Any], defn: JobDefn, **kw: Any) -> Trigger:
         """Run ``defn`` when data whose metadata matches ``pattern`` is put."""
-        return self.triggers.add(Trigger(kind=TriggerKind.DATA, pattern=dict(pattern), defn=defn,
-                                         **kw))
+        return self._trigger(Trigger(kind=TriggerKind.DATA, pattern=dict(pattern), defn=defn,
+                                     **kw))
+
+    def _trigger(self, tr: Trigger) -> Trigger:
+        self.ensure_open()
+        return self.triggers.add(tr)
 
     # -- the manager loop -------------------------------------------------------------
     def _ensure_loop(self) -> None:

@@ -12,7 +12,6 @@ import dataclasses
 import enum
 import json
 import os
-import re
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any, Mapping
 from .errors import InvalidInput
 # Secret-looking env names (their values are never recorded): the rule is lwfm.secrets.
 from .secrets import REDACTED, SECRET_NAME, redacted_env  # noqa: F401 - re-exported
+from .text import check_text, check_texts, shown
 
 
 _RANDOM = bytearray()
@@ -194,8 +194,27 @@ class JobDefn(_Record):
             self.name = self.display_name()
 
     def check_plain(self) -> None:
-        """Refuse free-form parts (entry payload, env, resources) JSON cannot hold."""
+        """Refuse, before anything runs or is recorded, what could not be run and recorded
+        the same: parts JSON cannot hold (NaN, objects), and any string that is not UTF-8
+        text without NUL (:func:`check_text`), naming the field; env names also cannot
+        hold ``=`` (``{"A=B": "c"}`` would give the job ``A=B=c``)."""
         check_json((self.entry, self.env, self.resources), "a job definition")
+        entry = "the job's argv" if self.kind is EntryKind.ARGV else "the job's entry"
+        check_texts(self.entry, entry)
+        check_texts(self.args, "the job's args")
+        for k, v in self.env.items():
+            if not isinstance(k, str) or not k or "=" in k:
+                raise InvalidInput(f"the job's env name {shown(str(k))} is not a variable "
+                                   "name (it must be non-empty and hold no '=')")
+            check_text(k, "the job's env name")
+            if not isinstance(v, str):
+                raise InvalidInput(f"the job's env value of {k} must be a string, not {v!r}")
+            check_text(v, f"the job's env value of {k}")
+        for what, text in (("cwd", self.cwd), ("name", self.name), ("site", self.site),
+                           ("compute_type", self.compute_type)):
+            if text is not None:
+                check_text(text, f"the job's {what}")
+        check_texts(self.resources, "the job's resources")
 
     def display_name(self) -> str:
         if self.kind is EntryKind.ARGV:

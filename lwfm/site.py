@@ -84,12 +84,10 @@ class Run(abc.ABC):
     #: record. Process-based sites can take ``PROCESS_LIMITS``.
     resource_keys: frozenset[str] = frozenset()
 
-    #: False: this process supervises the jobs it starts and records their end itself,
-    #: so a job whose submitter exits first loses its end. True: a job records its own end
-    #: wherever it runs (a remote site, a batch system), so it outlives the submitter. A
-    #: site that can do both starts at False and the Manager sets True where the submitter
-    #: may exit before the job (inside a job, ``lwfm run``); a driver that cannot detach
-    #: refuses that assignment (a property that raises NotSupported).
+    #: True: a job records its own end wherever it runs (an exit file, a remote wrapper, a
+    #: batch system), so its end is known after the submitter exits or is killed. Every
+    #: driver lwfm ships is so, and the Manager relies on it: a driver whose jobs die
+    #: with their submitter, or lose their exit status, must say False.
     detach: bool = True
 
     @abc.abstractmethod

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 
 from .context import USER
 from .errors import InvalidInput, LwfmError, NotFound
-from .model import (SECRET_NAME, DataObject, Job, JobContext, JobStatus, State, Trigger,
+from .model import (SECRET_NAME, DataObject, Job, JobContext, JobDefn, JobStatus, State, Trigger,
                     TriggerKind, TriggerStatus, check_json)
 from .starter import Starter
 from .store import Store, field_matches
@@ -97,6 +97,7 @@ class TriggerHost:
     store: Store
     flush: Callable[[], None]                     # this process's queued writes reach the store
     site_names: Callable[[], list[str]]           # the sites a job may name
+    check_request: Callable[[JobDefn], None]      # refuse what the job's site cannot honour
     context: Callable[[], JobContext | None]      # the job this process runs in, if any
     record_log: Callable[..., None]               # (message, level=, workflow_id=)
     launch: Callable[[Job], Any]                  # start a recorded job, record how it went
@@ -136,6 +137,7 @@ class TriggerEngine:
                                "workflow script, or lwfm serve) instead; jobs inherit it")
         if tr.defn.site not in self.host.site_names():  # now, not when it fires
             raise NotFound(f"no site named {tr.defn.site!r} (lwfm sites lists them)")
+        self.host.check_request(tr.defn)  # a resource it cannot honour: refused now too
         self.host.flush()
         # Unknown ids are an error now, not a trigger that never fires.
         watched = [self.job_or_future(j) for j in tr.watch]

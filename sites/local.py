@@ -1,44 +1,49 @@
 """The ``local`` site: jobs as real child processes on this machine.
 
-Two ways to run, one contract:
+The submitting process spawns each job (posix_spawn, with its working directory as a
+file action) and a reaper thread waits on a pidfd per job, so while the submitter lives a
+job's end is an event, not a poll. Every job's end is also written to ``<job id>.exit``
+beside its log, whoever started it, for any later process (``lwfm status``, ``wait``,
+``serve``, another Manager): by the site's keeper process (:mod:`._keeper`), which holds
+each job's pidfd and reads the exit status the kernel keeps there, or, on kernels before
+6.15, by a ``/bin/sh`` the job runs under. A script that leaves its ``with Manager()``
+block, or is killed -9, while its jobs run loses nothing.
 
-* **supervised** (default): the submitting process spawns the job directly and a
-  reaper thread waits on a pidfd per job, so completion is an event, not a poll;
-  the exit code is reported the moment the process ends.
-* **detached** (``detach = true`` in the site table, or ``LocalSite.detach``): the
-  job runs under ``/bin/sh`` that writes its exit code to ``<job id>.exit`` beside its
-  log, so any later process (``lwfm status``, ``lwfm serve``) can learn how
-  it ended after the submitter has gone. It costs one extra exec per job.
-  While the submitter lives, it reports the end as an event too.
+``native_id`` is ``"<pid>:<spawn time ms>:x"``: checked against the kernel's start time
+of the pid, it guards cancel against pid reuse; ``:x`` marks a job with an exit file.
+Cancel leaves a marker file and signals the job's process group, so it works from any
+process and whoever learns the job's end reports it CANCELLED.
 
-``native_id`` is ``"<pid>:<spawn time ms>[:x]"``: checked against the kernel's start
-time of the pid, it guards cancel against pid reuse; ``:x`` marks a detached job with an
-exit file. Cancel leaves a marker file and signals the job's process group, so it works
-from any process and whichever process reaps the job reports it CANCELLED.
+The site runs plain processes: a ``compute_type`` must be one it is configured with, and
+it can honour no ``resources`` at all, so it refuses them (naming the key) rather than
+run the job without them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
-import select
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
 from lwfm.errors import ConfigError, NotFound, NotSupported, SiteError
-from lwfm.files import local_path, sha256_file
+from lwfm.files import check_path, local_path, sha256_file
 from lwfm.model import DataObject, Direction, EntryKind, JobContext, JobDefn, JobStatus, State
 from lwfm.site import NoAuth, Repo, Run, Site, SiteHost, StaticSpin
 
-from ._spawn import spawnp
+from ._keeper import KeeperClient, kernel_keeps_exit_status
+from ._reaper import Reaper
+from ._spawn import spawn
 
-_WRAP = '"$@"; rc=$?; echo $rc > "$LWFM_EXIT_FILE"; exit $rc'
+log = logging.getLogger("lwfm.local")
+_WRAP = b'f=$1; shift; p=$1; shift; "$p" "$@"; rc=$?; echo $rc > "$f"; exit $rc'
+_kernel_keeps_exit_status = functools.cache(kernel_keeps_exit_status)
 
 
 def job_argv(defn: JobDefn, site: str = "local") -> list[str]:
@@ -62,24 +67,35 @@ def _environ_bytes() -> dict[bytes, bytes]:
     return dict(os.environb)
 
 
-def _spawn(argv: list[str], env: dict[bytes, bytes], log: str, cwd: str | None) -> int:
-    """Start argv in its own process group with stdin from /dev/null and stdout+stderr to
-    ``log`` (one per job, interleaved as batch systems do). posix_spawn lets the child
-    open its own log and skips subprocess's per-call set-up: it is the hot path, and
-    :mod:`._spawn` calls it without holding the GIL."""
-    if cwd:
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
-                                    cwd=cwd, env=env, process_group=0).pid
-        except OSError as e:
-            raise SiteError(f"cannot start {argv[0]!r} in {cwd}: {e.strerror or e}") from None
-        finally:
-            os.close(fd)
+def _program(name: str, env: dict[bytes, bytes], cwd: str | None) -> bytes:
+    """The file a job's argv[0] names, found as execvp would but on the job's own ``PATH``
+    and relative to its own cwd: a missing program is an error at submit, not a job that
+    fails later, and argv[0] stays what the user wrote."""
+    if name.startswith("/"):
+        base, dirs = "/", [""]   # the common case (sh, python, /bin/true): no getcwd
+    elif "/" in name:
+        base, dirs = cwd or _cwd() or "/", [""]
+    else:
+        base = cwd or _cwd() or "/"
+        dirs = os.fsdecode(env.get(b"PATH", os.fsencode(os.defpath))).split(os.pathsep)
+    denied = None
+    for d in dirs:
+        full = os.path.join(base, d, name)
+        if os.path.isfile(full):
+            if os.access(full, os.X_OK):
+                return os.fsencode(full)
+            denied = full
+    if denied is not None:
+        raise SiteError(f"cannot start {name!r}: {denied} is not executable")
+    where = "" if "/" in name else " on the job's PATH"
+    raise SiteError(f"cannot start {name!r}: no such program{where}")
+
+
+def _cwd() -> str | None:
     try:
-        return spawnp(argv, env, log)
-    except OSError as e:
-        raise SiteError(f"cannot start {argv[0]!r}: {e.strerror or e}") from None
+        return os.getcwd()
+    except OSError:  # ours was removed
+        return None
 
 
 @functools.cache
@@ -129,49 +145,18 @@ def exit_status(job_id: str, code: int | None, cancelled: bool = False) -> JobSt
     return JobStatus(job_id, state, native_state=f"exit {code}", exit_code=code)
 
 
-_LINGER_S = 0.001
-
-
-class _Reaper(threading.Thread):
-    """Waits on a pidfd per supervised child and reports each exit as it happens.
-
-    Registering a pidfd with epoll from the submitting thread needs no wake-up of
-    this thread (epoll_ctl is thread-safe), so submitting costs no thread switch.
-    """
-
-    def __init__(self, run: "LocalRun"):
-        super().__init__(name="lwfm-local-reaper", daemon=True)
-        self.run_ = run
-        self.ep = select.epoll()
-        self.jobs: dict[int, tuple[int, str]] = {}   # pidfd -> (pid, job id)
-
-    def watch(self, pid: int, job_id: str) -> None:
-        fd = os.pidfd_open(pid)
-        self.jobs[fd] = (pid, job_id)
-        self.ep.register(fd, select.EPOLLIN)
-
-    def run(self) -> None:
-        while True:
-            ready = self.ep.poll()
-            time.sleep(_LINGER_S)  # gather exits: one wake-up per burst, not one per job
-            ready += self.ep.poll(0)
-            for fd in dict.fromkeys(fd for fd, _ in ready):
-                self.ep.unregister(fd)
-                pid, job_id = self.jobs.pop(fd)
-                os.close(fd)
-                _, status = os.waitpid(pid, 0)
-                self.run_._finished(job_id, os.waitstatus_to_exitcode(status))
-
-
 class LocalRun(Run):
     poll_interval = 0.5
 
-    def __init__(self, host: SiteHost, detach: bool):
+    def __init__(self, host: SiteHost, spin: StaticSpin):
         self.host = host
-        self.detach = detach
+        self.spin = spin
         self._procs: dict[str, int] = {}
-        self._reaper: _Reaper | None = None
+        self._reaper: Reaper | None = None
+        self._keeper: KeeperClient | None = None
+        self._wrap: bool | None = None   # jobs under a shell that writes the exit file
         self._lock = threading.Lock()
+        self._closed = False
         self._shards: dict[str, str] = {}
 
     def _file(self, job_id: str, suffix: str) -> str:
@@ -186,33 +171,91 @@ class LocalRun(Run):
         return f"{shard}/{job_id}.{suffix}"
 
     def submit(self, defn: JobDefn, ctx: JobContext) -> JobStatus:
+        # compute_type and resources were checked by Site.check_request before the job
+        # was recorded: resource_keys is empty (plain processes have none to ask for).
         if defn.cwd and not os.path.isdir(defn.cwd):
             raise SiteError(f"the job's working directory {defn.cwd} is not a directory")
-        extra = self.host.job_env(defn, ctx)
-        argv = job_argv(defn)
-        if self.detach:
-            extra["LWFM_EXIT_FILE"] = self._file(ctx.job_id, "exit")
-            argv = ["/bin/sh", "-c", _WRAP, "sh", *argv]
+        cwd = os.path.abspath(defn.cwd) if defn.cwd else None
+        argv = [os.fsencode(a) for a in job_argv(defn)]
         env = _environ_bytes()
-        env.update((os.fsencode(k), os.fsencode(v)) for k, v in extra.items())
+        env.update((os.fsencode(k), os.fsencode(v)) for k, v in self.host.job_env(defn, ctx).items())
+        path = _program(os.fsdecode(argv[0]), env, cwd)
+        exit_file = self._file(ctx.job_id, "exit")
+        reaper, keeper = self._started()
+        if keeper is None:  # no kernel help: the job's shell writes its exit file
+            argv, path = [b"sh", b"-c", _WRAP, b"sh", os.fsencode(exit_file), path, *argv[1:]], b"/bin/sh"
         stamp = int(time.time() * 1000)
-        pid = _spawn(argv, env, self._file(ctx.job_id, "log"), defn.cwd)
-        ctx.native_id = f"{pid}:{stamp}" + (":x" if self.detach else "")
-        # Detached or not, it is our child: while we live, its end is an event here (and
-        # reaping leaves no zombie); a detached job's exit file serves everyone else.
+        try:
+            pid = spawn(path, argv, env, os.fsencode(self._file(ctx.job_id, "log")),
+                        None if cwd is None else os.fsencode(cwd))
+        except OSError as e:
+            raise SiteError(f"cannot start {defn.display_name()!r}: {e.strerror or e}") from None
+        ctx.native_id = f"{pid}:{stamp}:x"
+        try:
+            fd = os.pidfd_open(pid)  # ours until reaped: the pid cannot be reused meanwhile
+        except ProcessLookupError:  # it ended, and some other code here reaped it already
+            log.warning("job %s ended at once and was reaped behind lwfm's back (a waitpid(-1) "
+                        "in this process?): its exit code is lost", ctx.job_id)
+            return JobStatus(ctx.job_id, State.RUNNING, native_state=f"pid {pid}")
+        if keeper is not None:
+            try:
+                keeper.watch(fd, exit_file)
+            except OSError:
+                self._keeper_lost(keeper)
         with self._lock:
             self._procs[ctx.job_id] = pid
-            if self._reaper is None:
-                self._reaper = _Reaper(self)
-                self._reaper.start()
-        self._reaper.watch(pid, ctx.job_id)
+        reaper.watch(fd, pid, ctx.job_id)
         return JobStatus(ctx.job_id, State.RUNNING, native_state=f"pid {pid}")
 
-    def _finished(self, job_id: str, code: int) -> None:
-        cancelled = os.path.exists(self._file(job_id, "cancelled"))
-        self.host.report(exit_status(job_id, code, cancelled))
+    def _started(self) -> tuple[Reaper, KeeperClient | None]:
+        """The reaper thread and the keeper, started on first use (the keeper again if it
+        died; not at all where the kernel keeps no exit status for it)."""
+        with self._lock:
+            if self._closed:
+                raise SiteError(f"site {self.host.name!r} is closed")
+            if self._reaper is None:
+                self._reaper = Reaper(self)
+                self._reaper.start()
+            if self._wrap is None:
+                self._wrap = not _kernel_keeps_exit_status()
+            if self._keeper is None and not self._wrap:
+                logs = self.host.home / "logs"
+                logs.mkdir(parents=True, exist_ok=True)
+                try:
+                    self._keeper = KeeperClient(str(self.host.home), str(logs / "local-keeper.log"))
+                except OSError as e:
+                    raise SiteError(f"cannot start the local job keeper: {e}") from None
+            return self._reaper, self._keeper
+
+    def _keeper_lost(self, keeper: KeeperClient) -> None:
+        log.warning("the local job keeper (pid %s) is gone; starting another", keeper.pid)
+        with self._lock:
+            if self._keeper is keeper:
+                self._keeper = None
+        keeper.close()
+
+    def _finished(self, job_id: str, code: int | None) -> None:
+        """The reaper saw the job end; ``code`` None if someone else reaped it."""
+        if code is not None:
+            cancelled = os.path.exists(self._file(job_id, "cancelled"))
+            self.host.report(exit_status(job_id, code, cancelled))
         with self._lock:  # only now: whoever sees it unsupervised finds the report queued
             self._procs.pop(job_id, None)
+
+    def close(self) -> None:
+        """Stop the reaper thread (once the jobs still running have ended: only this
+        process can reap them) and let go of the keeper, which writes their exit files so
+        that whoever looks next (any Manager, ``lwfm status``) records their true end."""
+        with self._lock:
+            self._closed, reaper, keeper = True, self._reaper, self._keeper
+            self._reaper = self._keeper = None
+            idle = not self._procs
+        if keeper is not None:
+            keeper.close()
+        if reaper is not None:
+            reaper.stop()
+            if idle:
+                reaper.join()
 
     def supervises(self, job_id: str) -> bool:
         """Whether this process will report the job's end by itself (no polling needed)."""
@@ -287,10 +330,13 @@ class LocalRepo(Repo):
                           size=dst.stat().st_size, sha256=sha256_file(dst))
 
     def put(self, local_file: Path, dest: str, ctx: JobContext | None) -> DataObject:
+        check_path(local_file, "the file to put")
         return self._copy(Path(local_file).resolve(), local_path(dest), Direction.PUT)
 
     def get(self, source: str, local_file: Path, ctx: JobContext | None) -> DataObject:
-        return self._copy(local_path(source), Path(local_file).resolve(), Direction.GET)
+        dst = local_path(source)
+        check_path(local_file, "the file to get to")
+        return self._copy(dst, Path(local_file).resolve(), Direction.GET)
 
     def find(self, pattern: str) -> list[str]:
         base = Path(pattern).expanduser()
@@ -300,7 +346,7 @@ class LocalRepo(Repo):
 
 
 class LocalSite(Site):
-    """This machine. Config: ``detach`` (bool), ``compute_types`` (list)."""
+    """This machine. Config: ``compute_types`` (list), ``detach`` (bool, no longer needed)."""
 
     def __init__(self, host: SiteHost):
         super().__init__(host)
@@ -310,14 +356,20 @@ class LocalSite(Site):
             raise ConfigError(f"site {host.name!r}: detach must be true or false, not {detach!r}")
         if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
             raise ConfigError(f"site {host.name!r}: compute_types must be a list of names")
-        self.run = LocalRun(host, detach=detach)
-        self.repo = LocalRepo(host)
         self.spin = StaticSpin(types)
+        self.run = LocalRun(host, self.spin)
+        self.repo = LocalRepo(host)
 
     @property
     def detach(self) -> bool:
-        return self.run.detach
+        """Always true: every local job records its own end (the keeper's exit file). The
+        ``detach`` setting and attribute stay only so older configs and callers work."""
+        return True
 
     @detach.setter
     def detach(self, value: bool) -> None:
-        self.run.detach = value
+        if not isinstance(value, bool):
+            raise ConfigError(f"site {self.host.name!r}: detach must be true or false")
+
+    def close(self) -> None:
+        self.run.close()

@@ -209,6 +209,19 @@ def test_a_job_killed_from_outside_failed_it_was_not_cancelled(m: Manager, detac
     assert j.exit_code in (-9, 137)  # the signal itself, or sh's 128+9 via the exit file
 
 
+def _keepers(home: Path) -> list[int]:
+    """Pids of the local site's keeper processes for ``home`` (their last argument)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"_keeper.py") for a in argv) and os.fsencode(home) in argv:
+            found.append(int(pid))
+    return found
+
+
 def test_a_detached_job_that_vanished_is_failed_after_the_grace(home: Path, monkeypatch) -> None:
     """Nobody supervises it (its submitter exited) and it left no exit code: once the grace
     is over, a waiter records FAILED instead of waiting forever."""
@@ -221,7 +234,9 @@ def test_a_detached_job_that_vanished_is_failed_after_the_grace(home: Path, monk
     job_id = r.stdout.strip()
     with Manager(home) as mgr:
         pid = int(mgr.store.get_job(job_id).context.native_id.split(":")[0])
-        os.killpg(pid, 9)  # the wrapper and the job die: no exit file is written
+        for keeper in _keepers(home):  # the local site's keeper, then the job, die:
+            os.kill(keeper, 9)         # no exit file is written
+        os.killpg(pid, 9)
         j = mgr.wait(job_id, timeout=30)
         assert j.state is State.FAILED and "not recorded" in (mgr.history(job_id)[-1].info or "")
 

@@ -84,10 +84,6 @@ def run_cmd(m, site: str, kind: str | None, name: str, workflow_id: str | None,
     entry: Any = list(command_) if k is EntryKind.ARGV else " ".join(command_)
     defn = JobDefn(entry=entry, kind=k, name=name, site=site, cwd=cwd,
                    env=parse_pairs(env, "--env", typed=False))
-    target = m.site(site)
-    if getattr(target, "detach", None) is False:
-        # This process may exit (or be interrupted) before the job: it records its own end.
-        target.detach = True
     job = m.submit(defn, parent_id=parent_id, workflow_id=workflow_id)
     if do_wait:
         try:
