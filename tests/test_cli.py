@@ -48,11 +48,18 @@ def test_env_values_pass_through_exactly(home: Path) -> None:
     assert lwfm(home, "log", r.stdout.split()[0]).stdout == "true|1.50|[1,2]\n"
 
 
+def _sigint_default() -> None:
+    """The child takes Ctrl-C as a terminal's foreground command does, even when pytest
+    runs as a background job (whose children start with SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_interrupting_run_wait_leaves_the_job_running_and_recorded(home: Path) -> None:
     """Ctrl-C stops the waiting, not the job; the job still records how it ended."""
     p = subprocess.Popen([sys.executable, "-m", "lwfm.cli", "run", "--wait", "--shell", "--",
                           "sleep 6; exit 0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, env={**os.environ, "LWFM_HOME": str(home)})
+                         text=True, env={**os.environ, "LWFM_HOME": str(home)},
+                         preexec_fn=_sigint_default)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # until the job is recorded as running
         if json.loads(lwfm(home, "jobs", "--state", "running", "--json").stdout):
@@ -247,7 +254,7 @@ def test_ctrl_c_on_a_waiting_command_exits_130(home: Path) -> None:
     job_id = lwfm(home, "run", "--shell", "sleep 30").stdout.strip()
     p = subprocess.Popen([sys.executable, "-m", "lwfm.cli", "wait", job_id], text=True,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         env={**os.environ, "LWFM_HOME": str(home)})
+                         env={**os.environ, "LWFM_HOME": str(home)}, preexec_fn=_sigint_default)
     fds = Path(f"/proc/{p.pid}/fd")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # until it has opened the store: inside the command

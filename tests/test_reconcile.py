@@ -25,7 +25,12 @@ def _cli(home: Path, *args: str) -> str:
 def _ended_unwatched(home: Path) -> str:
     """`lwfm run` starts a detached job and exits; the job ends while nobody watches."""
     job_id = _cli(home, "run", "--name", "unwatched", "--", "sleep", "1").strip()
-    time.sleep(2.0)
+    # The job's end is known once its exit file is written: as soon as the orphaned job is
+    # reaped (here PID 1 reaps orphans about 2 s late). Nothing has recorded it since.
+    deadline = time.monotonic() + 30
+    while not list(home.glob(f"logs/*/{job_id}.exit")):
+        assert time.monotonic() < deadline, "the job's end was never written"
+        time.sleep(0.05)
     return job_id
 
 
