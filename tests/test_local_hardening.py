@@ -19,6 +19,8 @@ import pytest
 from lwfm import JobDefn, Manager, State
 from lwfm.errors import InvalidInput, SiteError
 
+from ._keepers import keepers as _keepers
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -164,19 +166,6 @@ def test_a_job_left_running_by_a_closed_manager_ends_complete_in_the_same_proces
 def _fds() -> int:
     gc.collect()  # a closed store's SQLite connections may wait in reference cycles
     return len(os.listdir("/proc/self/fd"))
-
-
-def _keepers(home: Path) -> list[int]:
-    """Pids of keeper processes started for ``home`` (it is their last argument)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(a.endswith(b"_keeper.py") for a in argv) and os.fsencode(home) in argv:
-            found.append(int(pid))
-    return found
 
 
 def test_closing_managers_leaves_no_reaper_thread_and_no_fd(home: Path) -> None:

@@ -14,6 +14,8 @@ import pytest
 from lwfm import JobDefn, Manager, State
 from lwfm.errors import InvalidInput, NotFound, SiteError
 
+from ._keepers import keepers as _keepers
+
 REPO = Path(__file__).resolve().parents[1]
 PYENV = {"PYTHONPATH": str(REPO)}
 
@@ -207,19 +209,6 @@ def test_a_job_killed_from_outside_failed_it_was_not_cancelled(m: Manager, detac
     j = m.wait(m.submit(JobDefn(entry="kill -KILL $$", kind="shell")).id, timeout=30)
     assert j.state is State.FAILED
     assert j.exit_code in (-9, 137)  # the signal itself, or sh's 128+9 via the exit file
-
-
-def _keepers(home: Path) -> list[int]:
-    """Pids of the local site's keeper processes for ``home`` (their last argument)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(a.endswith(b"_keeper.py") for a in argv) and os.fsencode(home) in argv:
-            found.append(int(pid))
-    return found
 
 
 def test_a_detached_job_that_vanished_is_failed_after_the_grace(home: Path, monkeypatch) -> None:
