@@ -262,7 +262,7 @@ class Manager(DataVerbs):
             if self.triggers.cancel_unstarted(job_id):
                 self._wake()
                 return True
-            job = self.store.get_job(job_id)  # its start just finished
+            job = self._started_or_ended(job_id)  # a submit is starting it: wait for its id
             if job.state is not None and job.state.terminal:
                 return False
         stopped = True
@@ -271,6 +271,19 @@ class Manager(DataVerbs):
         if stopped:
             self.runner.record(JobStatus(job_id, State.CANCELLED, info="cancelled by user"))
         return stopped
+
+    def _started_or_ended(self, job_id: str, timeout: float = 10.0) -> Job:
+        """The job once its site has given it a native id (or it ended): a submit records a
+        job before its site starts it, and a cancel in between must stop what then runs.
+        Past ``timeout`` (its starter died?) the job is taken as it is."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.flush()
+            job = self.store.get_job(job_id)
+            if job.context.native_id or (job.state is not None and job.state.terminal) \
+                    or time.monotonic() > deadline:
+                return job
+            time.sleep(0.05)
 
     def log(self, job_id: str) -> str:
         self.flush()

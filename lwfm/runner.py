@@ -39,6 +39,7 @@ class JobRunner:
         self._lock = threading.Lock()
         self._inflight: dict[str, list[JobStatus]] = {}
         self._polled: dict[str, tuple[State, str | None, str | None]] = {}
+        self._unknown_since: dict[str, float] = {}  # job id -> when this process first got UNKNOWN
 
     def insert(self, job: Job, first: JobStatus) -> None:
         """Write a new job's row now, before it runs; raise if it cannot be written. The row
@@ -152,11 +153,22 @@ class JobRunner:
         if site.run.supervises(job.id) or not job.context.native_id:
             return False
         st = site.run.status(job.context)
+        if st.state is not State.UNKNOWN:
+            with self._lock:
+                self._unknown_since.pop(job.id, None)
         if st.state is job.state:
             return False
         if st.state is State.UNKNOWN:
-            if job.started and time.time() - job.started.timestamp() < _GRACE_S:
-                return False  # its supervisor may not have recorded the exit yet (ask again)
+            # Its supervisor (another process) may be about to record the end, or its exit
+            # file be on its way: only an answer that stays UNKNOWN for the whole grace, as
+            # this process saw it, means the outcome is lost. Judged from the first time
+            # this process saw it, not from the start: a job that ran long then ended is
+            # not failed on the first look, while its owner's report is still queued.
+            now_m = time.monotonic()
+            with self._lock:
+                first = self._unknown_since.setdefault(job.id, now_m)
+            if now_m - first < _GRACE_S:
+                return False
             # Its supervisor died with it: the outcome is lost. End it, so waits return.
             st = JobStatus(job.id, State.FAILED, native_state=st.native_state,
                            info=f"{st.info} (recorded as FAILED)")

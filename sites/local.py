@@ -197,6 +197,14 @@ class LocalRun(Run):
             log.warning("job %s ended at once and was reaped behind lwfm's back (a waitpid(-1) "
                         "in this process?): its exit code is lost", ctx.job_id)
             return JobStatus(ctx.job_id, State.RUNNING, native_state=f"pid {pid}")
+        except OSError as e:  # out of fds (EMFILE): a job nobody could reap must not run on
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            raise SiteError(f"cannot watch job {ctx.job_id} ({e.strerror or e}); it was stopped: "
+                            "raise the open-files limit (ulimit -n) for this many local jobs "
+                            "at once") from None
         if keeper is not None:
             try:
                 keeper.watch(fd, exit_file)
@@ -269,8 +277,13 @@ class LocalRun(Run):
         except FileNotFoundError:
             text = ""
         cancelled = os.path.exists(self._file(ctx.job_id, "cancelled"))
-        if text.endswith("\n"):
-            return exit_status(ctx.job_id, int(text), cancelled)
+        if text.endswith("\n"):  # written whole (one write of "<code>\n")
+            try:
+                return exit_status(ctx.job_id, int(text), cancelled)
+            except ValueError:
+                raise SiteError(f"the exit file of job {ctx.job_id} is damaged ({text[:40]!r}): "
+                                f"remove {self._file(ctx.job_id, 'exit')} to have it "
+                                "recorded as FAILED") from None
         if _alive(ctx.native_id) or self.supervises(ctx.job_id):
             return JobStatus(ctx.job_id, State.RUNNING, native_state="alive")
         if cancelled:

@@ -315,3 +315,28 @@ def test_firing_and_recovery_on_each_backend(store_url: str, home: Path, tmp_pat
         assert m.wait(left, timeout=60).state is State.COMPLETE
         assert m.store.unstarted() == []
     assert _starts(marks) == {left: 1, tr.job_id: 1}
+
+
+def test_a_cancel_while_its_site_starts_the_job_stops_what_then_runs(
+        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """submit records the job, then its site takes 2 s to start it. A cancel in between
+    waits for the start and stops the job, instead of recording CANCELLED over a job that
+    then runs to its end."""
+    _slow_site(home, tmp_path, monkeypatch)
+    monkeypatch.setenv("SLOW_SITE_S", "2")
+    marker = tmp_path / "ran-to-the-end"
+    with Manager(home) as m:
+        t = threading.Thread(target=m.submit, args=(JobDefn(
+            entry=f"sleep 3; touch {marker}", kind="shell", site="slow"),))
+        t.start()
+        deadline = time.monotonic() + 10
+        while not m.store.find_jobs():
+            assert time.monotonic() < deadline, "the job was never recorded"
+            time.sleep(0.01)
+        job_id = m.store.find_jobs()[0].id
+        assert not m.store.get_job(job_id).context.native_id  # recorded, being started
+        assert m.cancel(job_id) is True
+        t.join(30)
+        assert m.wait(job_id, timeout=30).state is State.CANCELLED
+        time.sleep(4)
+        assert not marker.exists(), "the cancelled job ran to its end"

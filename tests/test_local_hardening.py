@@ -298,3 +298,40 @@ def test_local_site_honours_its_configured_compute_types(home: Path) -> None:
         assert m.wait(m.submit(JobDefn(entry=["true"], compute_type="big")).id, 60).state is State.COMPLETE
         with pytest.raises(SiteError, match=r"no compute type 'default' \(it has: small, big\)"):
             m.submit(JobDefn(entry=["true"], compute_type="default"))
+
+
+_FD_LIMIT = """
+import os, resource, sys
+from lwfm import JobDefn, Manager
+from lwfm.errors import SiteError
+m = Manager(sys.argv[1])
+m.wait(m.submit(JobDefn(entry=["true"])).id, timeout=60)   # store, reaper and keeper open
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 6, hard))
+started, refused = [], None
+for _ in range(40):
+    try:
+        started.append(m.submit(JobDefn(entry=["sleep", "30"])).id)
+    except SiteError as e:
+        refused = str(e)
+        break
+resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+mine = [p for p in os.listdir("/proc") if p.isdigit() and open(f"/proc/{p}/stat").read()
+        .rsplit(")", 1)[1].split()[1] == str(os.getpid()) and "sleep" in open(f"/proc/{p}/comm").read()]
+print(len(started), len(mine), refused)
+for j in started:
+    m.cancel(j)
+m.close()
+"""
+
+
+def test_out_of_fds_a_job_that_cannot_be_watched_is_stopped_and_refused(home: Path) -> None:
+    """Each running local job holds one pidfd. When none can be opened (the open-files
+    limit), the job just spawned is stopped and the submit refused with what to do: no
+    orphan runs on that nobody could reap, recorded FAILED."""
+    r = subprocess.run([sys.executable, "-c", _FD_LIMIT, str(home)], capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "LWFM_HOME": str(home)})
+    assert r.returncode == 0, r.stderr
+    n_started, n_running, refused = r.stdout.split(maxsplit=2)
+    assert "ulimit -n" in refused, r.stdout
+    assert int(n_running) == int(n_started), r.stdout  # the refused one is not running

@@ -230,6 +230,37 @@ def test_a_detached_job_that_vanished_is_failed_after_the_grace(home: Path, monk
         assert j.state is State.FAILED and "not recorded" in (mgr.history(job_id)[-1].info or "")
 
 
+def test_a_long_job_is_not_failed_on_its_first_unknown_look(home: Path, monkeypatch) -> None:
+    """UNKNOWN from the site (no exit file yet, no live process) means "lost" only once it
+    has lasted the whole grace as this process saw it, not because the job started long
+    ago: another process's report of its end may still be on its way."""
+    import lwfm.runner
+    from sqlalchemy import update
+
+    from lwfm.store import t
+    monkeypatch.setattr(lwfm.runner, "_GRACE_S", 2.0)
+    r = subprocess.run([sys.executable, "-m", "lwfm.cli", "run", "--", "sleep", "100"],
+                       capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "LWFM_HOME": str(home)})
+    assert r.returncode == 0, r.stderr
+    job_id = r.stdout.strip()
+    with Manager(home) as mgr:
+        pid = int(mgr.store.get_job(job_id).context.native_id.split(":")[0])
+        for keeper in _keepers(home):  # no exit file will be written
+            os.kill(keeper, 9)
+        os.killpg(pid, 9)
+        deadline = time.monotonic() + 30
+        while os.path.exists(f"/proc/{pid}"):  # until the orphan is reaped: then UNKNOWN
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with mgr.store.write() as c:  # as recorded, it started an hour ago
+            c.execute(update(t.jobs).where(t.jobs.c.id == job_id)
+                      .values(started="2026-01-01T00:00:00+00:00"))
+        assert mgr.status(job_id).state is State.RUNNING  # the first look fails nothing
+        j = mgr.wait(job_id, timeout=30)  # the answer stays UNKNOWN for the grace: lost
+        assert j.state is State.FAILED and "not recorded" in (mgr.history(job_id)[-1].info or "")
+
+
 def test_secrets_in_a_job_env_are_used_but_never_recorded(m: Manager, home: Path,
                                                           tmp_path: Path) -> None:
     secret = "s3cret-value-4711"

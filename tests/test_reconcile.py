@@ -53,3 +53,19 @@ def test_reconcile_leaves_jobs_this_process_supervises_alone(home: Path) -> None
         j = m.submit(JobDefn(entry=["sleep", "0.5"]))
         assert m.reconcile() == 0  # its reaper reports it; nothing to ask
         assert m.wait(j.id, timeout=30).state is State.COMPLETE
+
+
+def test_a_damaged_exit_file_does_not_break_the_listing(home: Path) -> None:
+    """A job's exit file that is not a number (a disk fault, a hand edit) is that job's
+    problem, said once: the listing still works, and shows the job as last recorded."""
+    job_id = _ended_unwatched(home)
+    (exit_file,) = home.glob(f"logs/*/{job_id}.exit")
+    exit_file.write_text("garbage\n")
+    r = subprocess.run([*CLI, "jobs", "--json"], env={**os.environ, "LWFM_HOME": str(home)},
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert [j["state"] for j in json.loads(r.stdout)] == ["RUNNING"]
+    st = subprocess.run([*CLI, "status", job_id], env={**os.environ, "LWFM_HOME": str(home)},
+                        capture_output=True, text=True, timeout=60)  # the job itself says why
+    assert st.returncode == 1 and "Traceback" not in st.stderr, st.stderr
+    assert "exit file" in st.stderr and "damaged" in st.stderr, st.stderr
