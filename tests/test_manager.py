@@ -211,11 +211,9 @@ def test_a_job_killed_from_outside_failed_it_was_not_cancelled(m: Manager, detac
     assert j.exit_code in (-9, 137)  # the signal itself, or sh's 128+9 via the exit file
 
 
-def test_a_detached_job_that_vanished_is_failed_after_the_grace(home: Path, monkeypatch) -> None:
-    """Nobody supervises it (its submitter exited) and it left no exit code: once the grace
-    is over, a waiter records FAILED instead of waiting forever."""
-    import lwfm.runner
-    monkeypatch.setattr(lwfm.runner, "_GRACE_S", 1.0)
+def _lost_job(home: Path) -> str:
+    """A job whose end nobody can learn: `lwfm run` starts it and exits, then the local
+    site's keeper and the job are killed (no exit file is written). Its id."""
     r = subprocess.run([sys.executable, "-m", "lwfm.cli", "run", "--", "sleep", "100"],
                        capture_output=True, text=True, timeout=60,
                        env={**os.environ, "LWFM_HOME": str(home)})
@@ -223,9 +221,19 @@ def test_a_detached_job_that_vanished_is_failed_after_the_grace(home: Path, monk
     job_id = r.stdout.strip()
     with Manager(home) as mgr:
         pid = int(mgr.store.get_job(job_id).context.native_id.split(":")[0])
-        for keeper in _keepers(home):  # the local site's keeper, then the job, die:
-            os.kill(keeper, 9)         # no exit file is written
-        os.killpg(pid, 9)
+    for keeper in _keepers(home):  # the keeper first, then the job
+        os.kill(keeper, 9)
+    os.killpg(pid, 9)
+    return job_id
+
+
+def test_a_detached_job_that_vanished_is_failed_after_the_grace(home: Path, monkeypatch) -> None:
+    """Nobody supervises it (its submitter exited) and it left no exit code: once the grace
+    is over, a waiter records FAILED instead of waiting forever."""
+    import lwfm.runner
+    monkeypatch.setattr(lwfm.runner, "_GRACE_S", 1.0)
+    job_id = _lost_job(home)
+    with Manager(home) as mgr:
         j = mgr.wait(job_id, timeout=30)
         assert j.state is State.FAILED and "not recorded" in (mgr.history(job_id)[-1].info or "")
 
@@ -239,16 +247,9 @@ def test_a_long_job_is_not_failed_on_its_first_unknown_look(home: Path, monkeypa
 
     from lwfm.store import t
     monkeypatch.setattr(lwfm.runner, "_GRACE_S", 2.0)
-    r = subprocess.run([sys.executable, "-m", "lwfm.cli", "run", "--", "sleep", "100"],
-                       capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "LWFM_HOME": str(home)})
-    assert r.returncode == 0, r.stderr
-    job_id = r.stdout.strip()
+    job_id = _lost_job(home)
     with Manager(home) as mgr:
         pid = int(mgr.store.get_job(job_id).context.native_id.split(":")[0])
-        for keeper in _keepers(home):  # no exit file will be written
-            os.kill(keeper, 9)
-        os.killpg(pid, 9)
         deadline = time.monotonic() + 30
         while os.path.exists(f"/proc/{pid}"):  # until the orphan is reaped: then UNKNOWN
             assert time.monotonic() < deadline

@@ -69,20 +69,19 @@ def _read_meta(store: Store) -> dict[str, str]:
     """lwfm_meta's identity rows, by one SELECT ({} for a database lwfm has not set up)."""
     with failing(store.url, "open"), store.engine.connect() as c:
         try:
-            for attempt in range(2):
-                try:
-                    with c.begin():
-                        return dict(c.execute(_META).all())
-                except (OperationalError, ProgrammingError):
-                    exists = inspect(c).has_table(t.meta.name)
-                    c.rollback()  # the inspection's own transaction
-                    if not exists:
-                        return {}
-                    if attempt:
-                        raise  # the table is there: the database failed (disk, lock, server)
-                    # Another process created the schema between our SELECT and the
-                    # check (a fresh PostgreSQL store opened by many at once): read again.
-            raise AssertionError("unreachable")
+            try:
+                with c.begin():
+                    return dict(c.execute(_META).all())
+            except (OperationalError, ProgrammingError):
+                exists = inspect(c).has_table(t.meta.name)
+                c.rollback()  # the inspection's own transaction
+                if not exists:
+                    return {}
+            # The table is there: another process created the schema between our SELECT and
+            # the check (a fresh PostgreSQL store opened by many at once). Read again; a
+            # failure now is the database's (disk, lock, server) and is raised.
+            with c.begin():
+                return dict(c.execute(_META).all())
         finally:
             if READ_ONLY in c.connection.info:
                 c.invalidate()
