@@ -18,12 +18,19 @@ under a ``/bin/sh`` that writes the exit file itself (an exec and a fork more pe
 A helper process that spawned the jobs itself (one round trip per submit) cost half the
 local site's throughput on a loaded machine, as did the shell: this costs one ``sendmsg``.
 
-Wire: a SOCK_SEQPACKET pair; each record is ``{"job": id, "exit": path}`` as JSON, bytes as
-latin-1 text, with the job's pidfd attached.
+The hand-off is batched: the Manager sends the pidfds of the jobs started in the last
+:data:`_LINGER_S` (at most :data:`_BATCH` at once) in one message, so a burst of submits
+costs one ``sendmsg`` and one keeper wake-up per batch, not per job. The price is a window:
+a submitter killed -9 within :data:`_LINGER_S` of a submit leaves that job's end to the
+grace rule (recorded FAILED, "exit code not recorded"). ``close`` sends what is pending.
+
+Wire: a SOCK_SEQPACKET pair; each message is ``{"exit": [path, ...]}`` as JSON, bytes as
+latin-1 text, with the jobs' pidfds attached in the same order.
 """
 
 from __future__ import annotations
 
+import atexit
 import collections
 import fcntl
 import json
@@ -32,6 +39,7 @@ import select
 import socket
 import struct
 import sys
+import threading
 import time
 from typing import Any
 
@@ -40,6 +48,8 @@ _KEEP_S = 60.0           # how long a living Manager may take to record an end i
 _PIDFD_GET_INFO = (3 << 30) | (64 << 16) | (0xFF << 8) | 11  # _IOWR(0xFF, 11, 64-byte struct)
 _PIDFD_INFO_EXIT = 1 << 3
 _EXIT_CODE_AT = 60       # offset of exit_code in struct pidfd_info
+_BATCH = 64              # pidfds per message (SCM_RIGHTS carries up to 253)
+_LINGER_S = 0.002        # how long a started job's pidfd may wait for others to share a message
 
 
 def exit_info(pidfd: int) -> int | None:
@@ -106,7 +116,7 @@ def _serve(req: socket.socket) -> None:
         for fd, events in ep.poll():
             if live is not None and fd == live.fileno():
                 try:
-                    data, fds, _, _ = socket.recv_fds(live, 1 << 16, 4)
+                    data, fds, _, _ = socket.recv_fds(live, 1 << 20, _BATCH)
                 except OSError:
                     data, fds = b"", []
                 if not data and not fds:  # the Manager closed or died
@@ -118,8 +128,8 @@ def _serve(req: socket.socket) -> None:
                     recent.clear()
                     continue
                 msg: dict[str, Any] = json.loads(data)
-                for pidfd in fds:
-                    jobs[pidfd] = msg["exit"].encode("latin-1")
+                for pidfd, path in zip(fds, msg["exit"]):
+                    jobs[pidfd] = path.encode("latin-1")
                     ep.register(pidfd, 0)   # no IN (it exited): only HUP, once it is reaped
             elif fd in jobs and events & select.EPOLLHUP:
                 status = exit_info(fd)
@@ -150,6 +160,10 @@ def main(argv: list[str]) -> int:
 
 
 # -- the Manager's end -----------------------------------------------------------------------
+
+class KeeperLost(OSError):
+    """The keeper process is gone (killed, crashed): start another for the next jobs."""
+
 
 class KeeperClient:
     """One keeper process, seen from the LocalRun that started it."""
@@ -184,14 +198,69 @@ class KeeperClient:
         self.req.settimeout(None)
         self.pid: int = json.loads(ready)["ready"]
 
+        self._cv = threading.Condition()
+        self._pending: list[tuple[int, str]] = []   # (our dup of a job's pidfd, its exit file)
+        self._lost: OSError | None = None
+        self._closing = False
+        self._sender = threading.Thread(target=self._send_loop, name="lwfm-keeper-handoff",
+                                        daemon=True)
+        self._sender.start()
+        atexit.register(self.close)  # a Manager never closed still hands off its last jobs
+
     def watch(self, pidfd: int, exit_file: str) -> None:
-        """Hand the keeper a job's pidfd; OSError if the keeper is gone."""
-        msg = json.dumps({"exit": os.fsencode(exit_file).decode("latin-1")}).encode()
-        socket.send_fds(self.req, [msg], [pidfd])
+        """Hand the keeper a job's pidfd (sent within :data:`_LINGER_S`). The pidfd is
+        duplicated: the caller keeps and closes its own. Raises :class:`KeeperLost` if the
+        keeper is gone, a plain OSError if the pidfd cannot be duplicated (out of fds)."""
+        with self._cv:
+            if self._lost is not None:
+                raise self._lost
+            if self._closing:
+                raise KeeperLost("the keeper client is closed")
+            self._pending.append((os.dup(pidfd), os.fsencode(exit_file).decode("latin-1")))
+            if len(self._pending) == 1 or len(self._pending) >= _BATCH:
+                self._cv.notify()
+
+    def _send_loop(self) -> None:
+        """The hand-off thread: waits for a first pending pidfd, lingers for others, sends
+        them in one message (outside the lock: submits go on meanwhile)."""
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._pending or self._closing)
+                if not self._pending:
+                    return
+                if not self._closing and len(self._pending) < _BATCH:
+                    self._cv.wait_for(lambda: self._closing or len(self._pending) >= _BATCH,
+                                      timeout=_LINGER_S)
+                batch, self._pending = self._pending[:_BATCH], self._pending[_BATCH:]
+            self._send(batch)
+
+    def _send(self, batch: list[tuple[int, str]]) -> None:
+        """One message; its fds are ours to close, sent or not."""
+        try:
+            if self._lost is None:
+                msg = json.dumps({"exit": [path for _, path in batch]}).encode()
+                socket.send_fds(self.req, [msg], [fd for fd, _ in batch])
+        except OSError as e:  # the keeper is gone: the next watch() says so
+            self._lost = KeeperLost(f"the local job keeper (pid {self.pid}) is gone: {e}")
+        finally:
+            for fd, _ in batch:
+                os.close(fd)
 
     def close(self) -> None:
-        """Let go: the keeper writes the exit files of the jobs still running as they
-        end, then exits by itself."""
+        """Send what is pending and let go: the keeper writes the exit files of the jobs
+        still running as they end, then exits by itself. Idempotent."""
+        with self._cv:
+            if self._closing:
+                return
+            self._closing = True
+            self._cv.notify_all()
+        if self._sender is not threading.current_thread():
+            self._sender.join()
+        with self._cv:  # (only if the sender died: what it left)
+            batch, self._pending = self._pending, []
+        if batch:
+            self._send(batch)
+        atexit.unregister(self.close)
         self.req.close()
 
 

@@ -31,13 +31,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from lwfm.errors import ConfigError, NotFound, NotSupported, SiteError
 from lwfm.files import check_path, local_path, sha256_file
 from lwfm.model import DataObject, Direction, EntryKind, JobContext, JobDefn, JobStatus, State
 from lwfm.site import NoAuth, Repo, Run, Site, SiteHost, StaticSpin
 
-from ._keeper import KeeperClient, kernel_keeps_exit_status
+from ._keeper import KeeperClient, KeeperLost, kernel_keeps_exit_status
 from ._reaper import Reaper
 from ._spawn import spawn
 
@@ -198,22 +199,30 @@ class LocalRun(Run):
                         "in this process?): its exit code is lost", ctx.job_id)
             return JobStatus(ctx.job_id, State.RUNNING, native_state=f"pid {pid}")
         except OSError as e:  # out of fds (EMFILE): a job nobody could reap must not run on
-            with contextlib.suppress(OSError):
-                os.killpg(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
-            raise SiteError(f"cannot watch job {ctx.job_id} ({e.strerror or e}); it was stopped: "
-                            "raise the open-files limit (ulimit -n) for this many local jobs "
-                            "at once") from None
+            self._unwatchable(pid, ctx.job_id, e)
         if keeper is not None:
             try:
                 keeper.watch(fd, exit_file)
-            except OSError:
+            except KeeperLost:
                 self._keeper_lost(keeper)
+            except OSError as e:  # no fd left for the keeper's copy of the pidfd
+                os.close(fd)
+                self._unwatchable(pid, ctx.job_id, e)
         with self._lock:
             self._procs[ctx.job_id] = pid
         reaper.watch(fd, pid, ctx.job_id)
         return JobStatus(ctx.job_id, State.RUNNING, native_state=f"pid {pid}")
+
+    @staticmethod
+    def _unwatchable(pid: int, job_id: str, e: OSError) -> NoReturn:
+        """Stop a job just spawned that cannot be watched: nobody could record its end."""
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        raise SiteError(f"cannot watch job {job_id} ({e.strerror or e}); it was stopped: "
+                        "raise the open-files limit (ulimit -n) for this many local jobs "
+                        "at once") from None
 
     def _started(self) -> tuple[Reaper, KeeperClient | None]:
         """The reaper thread and the keeper, started on first use (the keeper again if it

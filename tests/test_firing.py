@@ -172,7 +172,9 @@ def test_kill_9_while_a_start_is_in_progress(home: Path, tmp_path: Path,
         while not any(r[2] == "starting" for r in store.unstarted()):
             assert time.monotonic() < deadline and serve.poll() is None, "no start began"
             time.sleep(0.01)
-        time.sleep(0.3)  # the job's process is spawned, its site call has not returned
+        while not (marks.exists() and marks.read_text().strip()):  # the job's process ran,
+            assert time.monotonic() < deadline, "the job did not start"  # its site call has
+            time.sleep(0.01)                                            # not returned
         os.kill(serve.pid, signal.SIGKILL)
         serve.wait(timeout=30)
     finally:

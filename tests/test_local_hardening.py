@@ -152,6 +152,28 @@ def test_a_job_whose_submitter_was_killed_records_its_true_end(home: Path, recor
     _ends_are_true(home, ok, bad, then)
 
 
+_NEVER_CLOSED = """\
+import sys
+from lwfm import JobDefn, Manager
+m = Manager()   # never closed: the script just ends, right after its submit
+print(m.submit(JobDefn(entry="sleep 1; exit 4", kind="shell")).id, flush=True)
+"""
+
+
+def test_a_job_submitted_just_before_a_script_ends_without_closing_records_its_true_end(
+        home: Path) -> None:
+    """The keeper gets each job's pidfd within a few ms, in batches: a script that ends at
+    once after its submit, never closing its Manager, still hands the last batch over (at
+    exit), so the job's true exit code is recorded, not a lost one."""
+    r = subprocess.run([sys.executable, "-c", _NEVER_CLOSED], capture_output=True, text=True,
+                       timeout=60, env={**os.environ, "LWFM_HOME": str(home)})
+    assert r.returncode == 0, r.stderr
+    job = r.stdout.strip()
+    with Manager(home) as m:
+        j = m.wait(job, timeout=60)
+        assert (j.state, j.exit_code) == (State.FAILED, 4), m.history(job)
+
+
 def test_a_job_left_running_by_a_closed_manager_ends_complete_in_the_same_process(
         home: Path, recorder: str) -> None:
     with Manager(home) as m:
@@ -316,8 +338,13 @@ for _ in range(40):
         refused = str(e)
         break
 resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-mine = [p for p in os.listdir("/proc") if p.isdigit() and open(f"/proc/{p}/stat").read()
-        .rsplit(")", 1)[1].split()[1] == str(os.getpid()) and "sleep" in open(f"/proc/{p}/comm").read()]
+def child_sleep(p):
+    try:  # (another process may end while it is read)
+        return (open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1] == str(os.getpid())
+                and "sleep" in open(f"/proc/{p}/comm").read())
+    except OSError:
+        return False
+mine = [p for p in os.listdir("/proc") if p.isdigit() and child_sleep(p)]
 print(len(started), len(mine), refused)
 for j in started:
     m.cancel(j)

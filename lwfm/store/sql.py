@@ -7,6 +7,7 @@ another process. The supported databases are SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -16,7 +17,7 @@ import time
 from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import quote
 
 from sqlalchemy import JSON, URL, Connection, Engine, create_engine, event, insert, make_url
@@ -179,6 +180,17 @@ def failure(url: str, action: str, err: BaseException) -> StoreError:
     return StoreError(f"cannot {action} the store {shown(url)}: {cause}")
 
 
+@functools.lru_cache(maxsize=256)
+def _insert_plan(table: Any, cols: tuple[str, ...]) -> tuple[str, list[int], Callable[[Any], tuple]]:
+    """The SQL, the JSON columns' positions and the row getter for one table and column
+    order: made once (a submit writes one row at a time)."""
+    js = [i for i, k in enumerate(cols) if isinstance(table.c[k].type, JSON)]
+    names = ", ".join('"' + k + '"' for k in cols)
+    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(cols))})'
+    get = itemgetter(*cols) if len(cols) > 1 else (lambda r: (r[cols[0]],))
+    return sql, js, get
+
+
 def insert_many(c: Connection, table: Any, rows: list[dict[str, Any]], sqlite: bool) -> None:
     """executemany of plain rows. On SQLite it goes straight to the DB-API cursor of the
     same connection (so the same transaction): this is the hot path of group commit and
@@ -188,11 +200,7 @@ def insert_many(c: Connection, table: Any, rows: list[dict[str, Any]], sqlite: b
     if not sqlite:
         c.execute(insert(table), rows)
         return
-    cols = list(rows[0])
-    js = [i for i, k in enumerate(cols) if isinstance(table.c[k].type, JSON)]
-    names = ", ".join('"' + k + '"' for k in cols)
-    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(cols))})'
-    get = itemgetter(*cols) if len(cols) > 1 else (lambda r: (r[cols[0]],))
+    sql, js, get = _insert_plan(table, tuple(rows[0]))
     if js:
         params: list[Any] = []
         for r in rows:
