@@ -116,9 +116,12 @@ def _serve(req: socket.socket) -> None:
         for fd, events in ep.poll():
             if live is not None and fd == live.fileno():
                 try:
-                    data, fds, _, _ = socket.recv_fds(live, 1 << 20, _BATCH)
+                    data, fds, flags, _ = socket.recv_fds(live, 1 << 20, _BATCH)
                 except OSError:
-                    data, fds = b"", []
+                    data, fds, flags = b"", [], 0
+                if flags & socket.MSG_CTRUNC:  # out of fds here: those jobs go unwatched
+                    print("lwfm keeper: some job pidfds were dropped (open-files limit); "
+                          "their ends are left to the grace rule", file=sys.stderr, flush=True)
                 if not data and not fds:  # the Manager closed or died
                     ep.unregister(fd)
                     live.close()

@@ -189,3 +189,28 @@ def test_kill_9_mid_incremental_sync(big) -> None:
     assert p.wait(30) == -signal.SIGKILL
     assert_whole(home, count(home), jobs + 4000)
     assert count(home, JOBS) == jobs + 4000
+
+
+def test_a_graph_whose_reopen_failed_after_a_swap_closes_cleanly_and_says_why(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A swap closes the graph and reopens it; when the reopen fails (the files locked by
+    another program, say), the error says so, and closing the graph afterwards releases
+    its lock instead of failing on a store that never opened."""
+    import lwfm.provenance.graph as graph_mod
+    from lwfm.errors import LwfmError
+    cfg = load(home)
+    st = Store(cfg.store_url)
+    g = ProvenanceGraph(cfg, st)
+    try:
+        class Refused(graph_mod.Dataset):  # type: ignore[misc,valid-type]
+            def open(self, *a, **k):  # noqa: ANN002, ANN003, ANN201
+                raise OSError("the graph's files are locked by another program")
+        monkeypatch.setattr(graph_mod, "Dataset", Refused)
+        with pytest.raises(LwfmError, match="cannot open the provenance graph.*locked"):
+            g._swap()
+    finally:
+        g.close()   # no AttributeError: the lock is released
+        st.close()
+    monkeypatch.undo()
+    with ProvenanceGraph(load(home), Store(cfg.store_url)) as g2:  # the lock was let go
+        assert check_consistency(g2) == []

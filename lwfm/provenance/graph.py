@@ -90,10 +90,10 @@ class ProvenanceGraph:
             raise
 
     def _open_store(self) -> None:
-        self.dataset = Dataset(store="Oxigraph", default_union=True)
+        dataset = Dataset(store="Oxigraph", default_union=True)
         for attempt in range(20):   # a just-closed store may linger until collected
             try:
-                self.dataset.open(str(self.path))
+                dataset.open(str(self.path))
                 break
             except OSError as e:
                 if "lock" not in str(e).lower() or attempt == 19:
@@ -101,8 +101,10 @@ class ProvenanceGraph:
                 gc.collect()
                 time.sleep(0.1)
         for p, ns in PREFIXES.items():
-            self.dataset.bind(p, ns, override=True, replace=True)
-        self.ox: ox.Store = self.dataset.store._inner   # type: ignore[attr-defined]
+            dataset.bind(p, ns, override=True, replace=True)
+        # Only an open store is kept: after a failed reopen (a swap's), close() has none.
+        self.ox: ox.Store = dataset.store._inner   # type: ignore[attr-defined]
+        self.dataset = dataset
 
     def _close_store(self) -> None:
         try:
