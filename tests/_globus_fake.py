@@ -189,7 +189,8 @@ class FakeGlobus:
             if t.polls == 1:
                 for code, desc in sc["faults"]:
                     self._event(t, code, desc, f"on {t.destination}", True)
-            return
+            if t.polls < sc.get("recover_at", 1 << 30):
+                return
         if t.polls < sc.get("active_polls", 1):
             return
         for item in t.items:
