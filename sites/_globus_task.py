@@ -235,7 +235,7 @@ class GlobusTransfers(Transfers):
         events = self.call(f"reading the events of task {tid}", self.tc.task_event_list,
                            tid, limit=100)
         new = []
-        for ev in events:
+        for ev in reversed(list(events)):   # Globus lists the newest first; tell them in order
             if not ev.get("is_error"):
                 continue
             key = (str(ev.get("time")), str(ev.get("code")), str(ev.get("details")))

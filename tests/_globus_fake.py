@@ -202,7 +202,7 @@ class FakeGlobus:
                             f"{item['source_path']}: the source does not match the "
                             "external checksum", True)
                 return
-            if dst.is_file() and t.sync_level == "checksum" and _sha256(dst) == _sha256(src):
+            if dst.is_file() and t.sync_level == 3 and _sha256(dst) == _sha256(src):
                 continue   # checksum sync: already there, skipped
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)

@@ -173,3 +173,214 @@ def test_repo_only_site_refuses_jobs_and_spin(home: Path, fake_globus: FakeGlobu
         with pytest.raises(NotSupported, match="no Spin pillar"):
             m.site("archive").spin.compute_types()
         assert m.store.find_jobs() == []
+
+
+# -- transfers: third-party, checksum mismatches, faults, transient errors -------------------
+
+def test_third_party_transfer_between_collections(home: Path, archive: FakeGlobus,
+                                                  tmp_path: Path) -> None:
+    """Offline against the fakes: a collection-to-collection copy is one Globus task that
+    lwfm hands its own sha256 to check both ends against; both copies are recorded."""
+    assert login(home, "other").exit_code == 0
+    src = tmp_path / "raw.dat"
+    src.write_bytes(b"raw\n" * 1000)
+    with Manager() as m:
+        first = m.put(src, "raw.dat", site="archive")
+        d = m.transfer(first.url, "mirror/raw.dat", site="other")
+        assert d.url == f"globus://{archive.other}/mirror/raw.dat" and d.site == "other"
+        assert archive.path(archive.other, "/mirror/raw.dat").read_bytes() == src.read_bytes()
+        t = archive.task()
+        assert (t.source, t.destination) == (archive.archive, archive.other)
+        assert t.items[0]["external_checksum"] == first.sha256 == d.sha256
+        assert t.verify_checksum and t.sync_level == 3   # the API's number for "checksum"
+        assert d.metadata["globus_checksum_algorithm"] == "SHA256"
+        assert d.metadata["globus_verified"] is True and d.metadata["globus_copied"] is True
+        used = m.store.get_data(d.derived_from)
+        assert used.url == first.url and used.direction.value == "get"
+        assert used.derived_from == first.id and used.job_id == d.job_id
+        job = m.status(d.job_id)
+        assert job.state is State.COMPLETE and job.defn.entry["op"] == "transfer"
+        # checksum sync: the same copy again moves nothing and says so
+        again = m.transfer(first.url, "mirror/raw.dat", site="other")
+        assert again.metadata["globus_copied"] is False and again.sha256 == first.sha256
+        assert "already up to date" in m.history(again.job_id)[-1].info
+
+
+def test_get_whose_bytes_differ_is_a_checksum_mismatch(home: Path, archive: FakeGlobus,
+                                                       tmp_path: Path) -> None:
+    """Offline against the fakes: Globus reports success but the local copy's sha256 is not
+    the one lwfm recorded: ChecksumMismatch, the job FAILED, the bad copy moved aside."""
+    src = tmp_path / "a.dat"
+    src.write_bytes(b"good bytes\n")
+    dest = tmp_path / "back" / "a.dat"
+    with Manager() as m:
+        m.put(src, "a.dat", site="archive")
+        archive.scenario = {"corrupt": True}
+        with pytest.raises(ChecksumMismatch, match="sha256"):
+            m.get("a.dat", dest, site="archive")
+        assert not dest.exists()
+        assert [p.name for p in dest.parent.iterdir()][0].startswith(".a.dat.lwfm-mismatch-")
+        job = [j for j in m.store.find_jobs() if j.defn.entry["op"] == "get"][0]
+        assert job.state is State.FAILED
+        assert "checksum mismatch" in m.history(job.id)[-1].info
+        assert not [d for d in m.find() if d.url == dest.as_uri()]   # no copy recorded
+
+
+def test_source_changed_since_lwfm_recorded_it_fails_within_one_poll(
+        home: Path, archive: FakeGlobus, tmp_path: Path) -> None:
+    """Offline against the fakes: the original on the collection no longer has the sha256
+    lwfm recorded; Globus's VERIFY_CHECKSUM fault (task still ACTIVE) is a ChecksumMismatch
+    on the first poll, and the task is cancelled."""
+    assert login(home, "other").exit_code == 0
+    src = tmp_path / "a.dat"
+    src.write_bytes(b"version 1\n")
+    with Manager() as m:
+        first = m.put(src, "a.dat", site="archive")
+        archive.path(archive.archive, "/store/a.dat").write_bytes(b"version 2\n")
+        with pytest.raises(ChecksumMismatch, match="VERIFY_CHECKSUM"):
+            m.transfer(first.url, "a.dat", site="other")
+        t = archive.task()
+        assert t.polls == 1 and t.fatal_error == {"code": "CANCELED", "description": "canceled"}
+
+
+@pytest.mark.parametrize("on_fault", ["fail", "info"])
+def test_active_task_with_faults(home: Path, fake_globus: FakeGlobus, tmp_path: Path,
+                                 on_fault: str) -> None:
+    """Offline against the fakes: a task that stays ACTIVE while its event list fills with
+    errors is reported on the first poll: FAILED (task cancelled) or INFO with the fault,
+    then followed to its end."""
+    configure(home, fake_globus, on_fault=on_fault)
+    assert login(home).exit_code == 0
+    src = tmp_path / "a.dat"
+    src.write_text("x\n")
+    faults = [("PERMISSION_DENIED", "permission denied"), ("QUOTA_EXCEEDED", "quota exceeded")]
+    fake_globus.scenario = {"faults": faults, "recover_at": 3}
+    with Manager() as m:
+        if on_fault == "fail":
+            with pytest.raises(SiteError, match="PERMISSION_DENIED.*QUOTA_EXCEEDED"):
+                m.put(src, "a.dat", site="archive")
+            t = fake_globus.task()
+            assert t.polls == 1 and t.status == "FAILED"
+            job = m.store.find_jobs()[0]
+            assert job.state is State.FAILED
+            assert "lwfm cancelled it" in m.history(job.id)[-1].info
+        else:
+            d = m.put(src, "a.dat", site="archive")
+            hist = m.history(d.job_id)
+            info = [s for s in hist if s.state is State.INFO]
+            assert len(info) == 1 and "PERMISSION_DENIED" in info[0].info
+            assert hist[-1].state is State.COMPLETE and fake_globus.task().polls == 3
+            log = m.log(d.job_id)
+            assert "ERROR PERMISSION_DENIED" in log and "INFO SUCCEEDED" in log
+
+
+def test_transient_errors_are_retried_with_backoff(home: Path, archive: FakeGlobus,
+                                                   tmp_path: Path) -> None:
+    """Offline against the fakes: two 503 answers to a task poll are retried (globus-sdk's
+    RetryConfig, backoff capped by max_backoff_s) and the transfer completes."""
+    src = tmp_path / "a.dat"
+    src.write_text("x\n")
+    archive.flaky_polls = 2
+    with Manager() as m:
+        d = m.put(src, "a.dat", site="archive")
+        assert archive.flaky_polls == 0 and m.status(d.job_id).state is State.COMPLETE
+
+
+def test_unretried_outage_fails_the_transfer_job(home: Path, fake_globus: FakeGlobus,
+                                                 tmp_path: Path) -> None:
+    """Offline against the fakes: with retries = 0 a 503 is not retried: the job is FAILED
+    with the reason, and put raises it."""
+    configure(home, fake_globus, retries=0)
+    assert login(home).exit_code == 0
+    src = tmp_path / "a.dat"
+    src.write_text("x\n")
+    fake_globus.flaky_polls = 1
+    with Manager() as m:
+        with pytest.raises(SiteError, match="503"):
+            m.put(src, "a.dat", site="archive")
+        assert m.store.find_jobs()[0].state is State.FAILED
+
+
+# -- consent, cancel, find ------------------------------------------------------------------
+
+def test_consent_required_names_the_login_command(home: Path, archive: FakeGlobus,
+                                                  tmp_path: Path) -> None:
+    """Offline against the fakes: a ConsentRequired (data_access) answer tells the exact
+    command; running it asks Globus for those scopes and the put then works."""
+    src = tmp_path / "a.dat"
+    src.write_text("x\n")
+    transfer = "urn:globus:auth:scope:transfer.api.globus.org:all"
+    own = f"{transfer}[https://auth.globus.org/scopes/{archive.archive}/data_access]"
+    archive.consent_required = [own]      # configured, but consent was withdrawn
+    with Manager() as m:
+        with pytest.raises(AuthError) as e:
+            m.put(src, "a.dat", site="archive")
+    assert str(e.value).endswith("log in again with: lwfm login archive --force")
+    scope = f"{transfer}[https://auth.globus.org/scopes/{archive.other}/data_access]"
+    archive.consent_required = [scope]    # a collection the configuration does not name
+    with Manager() as m:
+        with pytest.raises(AuthError) as e:
+            m.put(src, "a.dat", site="archive")
+        assert all(j.state is State.FAILED for j in m.store.find_jobs())
+    msg = str(e.value)
+    command = f"lwfm login archive --force --scope '{scope}'"
+    assert "consent" in msg and msg.endswith(command)
+    archive.consent_required = []
+    r = login(home, "archive", "good-code", "--scope", scope)
+    assert r.exit_code == 0 and "logged in" in r.output
+    from urllib.parse import quote
+    assert quote(scope, safe="") in r.output   # the authorize URL asks for it
+    with Manager() as m:
+        assert m.put(src, "a.dat", site="archive").sha256 == sha256_file(src)
+
+
+def test_cancel_cancels_the_globus_task(home: Path, archive: FakeGlobus, tmp_path: Path) -> None:
+    """Offline against the fakes: `lwfm cancel` of a running transfer job (from another
+    Manager) cancels its Globus task; the put ends with the cancel, the job CANCELLED."""
+    import threading
+    import time
+    src = tmp_path / "a.dat"
+    src.write_text("x\n")
+    archive.scenario = {"active_polls": 10**9}
+    errors: list[BaseException] = []
+
+    def put() -> None:
+        with Manager() as m:
+            try:
+                m.put(src, "a.dat", site="archive")
+            except BaseException as e:   # the test asserts what it was
+                errors.append(e)
+    th = threading.Thread(target=put)
+    th.start()
+    with Manager() as other:
+        deadline = time.monotonic() + 20
+        while not (jobs := [j for j in other.store.find_jobs() if j.context.native_id]):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert other.status(jobs[0].id).state is State.RUNNING
+        r = lwfm_cli(home, "cancel", jobs[0].id)
+        assert r.exit_code == 0, r.output
+        th.join(20)
+        assert not th.is_alive()
+        assert other.status(jobs[0].id).state is State.CANCELLED
+    assert archive.task().fatal_error["code"] == "CANCELED"
+    assert len(errors) == 1 and "cancelled" in str(errors[0])
+
+
+def test_find_lists_the_collection_and_matches_metadata(home: Path, archive: FakeGlobus,
+                                                        tmp_path: Path) -> None:
+    """Offline against the fakes: the site's find lists a path (operation_ls) as a glob;
+    lwfm's own find matches the archived copies' metadata like on any site."""
+    with Manager() as m:
+        for name, kind in (("a.dat", "raw"), ("b.dat", "result"), ("c.txt", "result")):
+            p = tmp_path / name
+            p.write_text(name)
+            m.put(p, f"run1/{name}", site="archive", metadata={"kind": kind})
+        base = f"globus://{archive.archive}/store/run1"
+        assert m.site("archive").repo.find("run1/*.dat") == [f"{base}/a.dat", f"{base}/b.dat"]
+        assert m.site("archive").repo.find("nowhere/*") == []
+        found = m.find({"kind": "res*"})
+        assert sorted(d.url for d in found) == [f"{base}/b.dat", f"{base}/c.txt"]
+        assert all(d.site == "archive" and d.metadata["globus_verified"] for d in found)
+    r = lwfm_cli(home, "find", "kind=raw", "--json")
+    assert r.exit_code == 0 and f"{base}/a.dat" in r.output
