@@ -10,6 +10,9 @@ What the core relies on is declared here, not probed for: ``Run.supervises``,
 ``Run.detach``, ``Run.resource_keys``, ``Site.pillars``, ``Site.check_request``,
 ``Site.fetch_thread`` and ``Site.close``. A site may leave out pillars (a data
 service is Repo-only): every verb on a missing one raises :class:`NotSupported`.
+A Repo whose copies are tasks of a service of their own (Globus) sets
+``Repo.transfers`` (:class:`Transfers`): each copy is then a job, and ``Site.jobs``
+answers for it (status, wait, cancel, log) even on a site without a Run pillar.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from globus_sdk.transport import RetryConfig
 
 from lwfm.errors import ChecksumMismatch, LwfmError, SiteError
 from lwfm.files import sha256_file
-from lwfm.model import DataObject, Direction, JobContext, JobDefn, JobStatus, State
+from lwfm.model import DataObject, Direction, EntryKind, JobContext, JobDefn, JobStatus, State
 from lwfm.site import Transfers
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class GlobusTransfers(Transfers):
         if self._tc is None:
             retry = RetryConfig(max_retries=self.site.retries,
                                            max_sleep=self.site.max_backoff_s)
-            self._tc = self.site.auth.transfer_client(retry)
+            self._tc = self.site.gauth.transfer_client(retry)
         return self._tc
 
     def call(self, doing: str, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
@@ -72,11 +72,11 @@ class GlobusTransfers(Transfers):
         try:
             return fn(*args, **kw)
         except globus_sdk.GlobusError as e:
-            raise self.site.auth.error(doing, e) from None
+            raise self.site.gauth.error(doing, e) from None
 
     # -- the Transfers seam -----------------------------------------------------------
     def plan(self, op: str, source: str, dest: str) -> JobDefn:
-        repo = self.site.repo
+        repo = self.site.grepo
         entry: dict[str, Any] = {"op": op}
         if op == "put":
             path = repo.local_file(source, must_exist=True)
@@ -99,7 +99,7 @@ class GlobusTransfers(Transfers):
         entry["globus_destination"] = list(dst)
         name = f"globus {op} {Path(entry['globus_source'][1]).name}"
         entry["name"] = name
-        return JobDefn(entry=entry, kind="payload", name=name, site=self.site.name)
+        return JobDefn(entry=entry, kind=EntryKind.PAYLOAD, name=name, site=self.site.name)
 
     def submit(self, defn: JobDefn, ctx: JobContext) -> JobStatus:
         e = defn.entry
@@ -258,7 +258,7 @@ class GlobusTransfers(Transfers):
         sha = e.get("sha256")
         size = e.get("size")
         if e["op"] == "get":
-            local = self.site.repo.local_file(e["destination"], must_exist=False)
+            local = self.site.grepo.local_file(e["destination"], must_exist=False)
             if not local.is_file():
                 f.error = SiteError(f"Globus task {tid} SUCCEEDED but {local} is not on this "
                                     f"machine: is [sites.{self.site.name}] local_collection the "

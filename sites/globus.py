@@ -66,7 +66,8 @@ class GlobusRepo(Repo):
 
     def __init__(self, site: "GlobusSite"):
         self.site = site
-        self.transfers = GlobusTransfers(site)
+        self.tracker = GlobusTransfers(site)
+        self.transfers = self.tracker
 
     # -- addressing -------------------------------------------------------------------
     @staticmethod
@@ -127,7 +128,7 @@ class GlobusRepo(Repo):
         """``operation_ls`` of the pattern's directory, names matched as a glob."""
         coll, path = self.address(pattern, own=True)
         parent, name = posixpath.split(path)
-        tr = self.transfers
+        tr = self.tracker
         try:
             listing = tr.call(f"listing {parent}", tr.tc.operation_ls, coll, path=parent or "/")
         except NotFound:
@@ -165,8 +166,9 @@ class GlobusSite(Site):
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ConfigError(f"[sites.{name}] retries must be a whole number >= 0")
         self.retries = retries
-        self.auth = GlobusAuth(name, host.home, client_id, scopes)
-        self.repo = GlobusRepo(self)
+        self.gauth = GlobusAuth(name, host.home, client_id, scopes)
+        self.grepo = GlobusRepo(self)
+        self.auth, self.repo = self.gauth, self.grepo
 
     def check_request(self, defn: JobDefn) -> None:
         raise NotSupported(f"site {self.name!r} has no Run pillar (it has: "
@@ -174,4 +176,4 @@ class GlobusSite(Site):
                            "(Globus Compute is out of scope); put, get and find data there")
 
     def close(self) -> None:
-        self.auth.close()
+        self.gauth.close()
