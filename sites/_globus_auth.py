@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 
 import globus_sdk
 from globus_sdk.scopes import GCSCollectionScopes, TransferScopes
-from globus_sdk.token_storage import JSONTokenStorage
+from globus_sdk.token_storage import JSONTokenStorage, TokenStorageData
 from globus_sdk.transport import RetryConfig
 
 from lwfm.errors import AuthError, NotFound, SiteError
@@ -104,11 +104,16 @@ class GlobusAuth(Auth):
             return False
         return True
 
-    def _authorizer(self) -> globus_sdk.RefreshTokenAuthorizer:
+    def check_logged_in(self) -> TokenStorageData:
+        """The stored Transfer tokens, or AuthError naming the login command."""
         data = self.storage.get_token_data(TRANSFER_RS)
         if data is None or not data.refresh_token:
             raise AuthError(f"site {self.site!r} is not logged in to Globus; run: "
                             f"{self.login_command()}")
+        return data
+
+    def _authorizer(self) -> globus_sdk.RefreshTokenAuthorizer:
+        data = self.check_logged_in()
         return globus_sdk.RefreshTokenAuthorizer(
             data.refresh_token, self._client(), access_token=data.access_token,
             expires_at=data.expires_at_seconds, on_refresh=self.storage.store_token_response)

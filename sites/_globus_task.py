@@ -76,6 +76,7 @@ class GlobusTransfers(Transfers):
 
     # -- the Transfers seam -----------------------------------------------------------
     def plan(self, op: str, source: str, dest: str) -> JobDefn:
+        self.site.gauth.check_logged_in()   # before any record: no job for a missing login
         repo = self.site.grepo
         entry: dict[str, Any] = {"op": op}
         if op == "put":

@@ -150,6 +150,7 @@ def test_login_with_a_bad_code_says_what_to_do(home: Path, fake_globus: FakeGlob
         assert not m.site("archive").auth.is_current()
         with pytest.raises(AuthError, match="not logged in.*lwfm login archive"):
             m.put(__file__, "x.py", site="archive")
+        assert m.store.find_jobs() == [] and m.find() == []   # nothing recorded
 
 
 # -- a Repo-only site ----------------------------------------------------------------------
@@ -384,3 +385,49 @@ def test_find_lists_the_collection_and_matches_metadata(home: Path, archive: Fak
         assert all(d.site == "archive" and d.metadata["globus_verified"] for d in found)
     r = lwfm_cli(home, "find", "kind=raw", "--json")
     assert r.exit_code == 0 and f"{base}/a.dat" in r.output
+
+
+def test_cli_put_get_status_log_and_bad_input(home: Path, archive: FakeGlobus,
+                                              tmp_path: Path) -> None:
+    """Offline against the fakes: `lwfm put/get --site archive`, then `status` and `log` of
+    the transfer job; bad input is refused before anything is recorded."""
+    import json
+    src = tmp_path / "a.dat"
+    src.write_text("cli\n")
+    r = lwfm_cli(home, "put", str(src), "cli/a.dat", "--site", "archive", "--meta", "kind=x",
+                 "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["url"] == f"globus://{archive.archive}/store/cli/a.dat" and d["sha256"]
+    r = lwfm_cli(home, "status", d["job_id"], "--json")
+    assert r.exit_code == 0 and json.loads(r.output)["state"] == "COMPLETE", r.output
+    r = lwfm_cli(home, "log", d["job_id"])
+    assert r.exit_code == 0 and "SUCCEEDED" in r.output
+    r = lwfm_cli(home, "get", "cli/a.dat", str(tmp_path / "b.dat"), "--site", "archive")
+    assert r.exit_code == 0 and (tmp_path / "b.dat").read_text() == "cli\n"
+    with Manager() as m:
+        before = (len(m.store.find_jobs()), len(m.find()))
+    for args, why in ((("put", str(src), "https://x/y", "--site", "archive"), "cannot address"),
+                      (("get", f"globus://{archive.other}/a", str(tmp_path / "c"), "--site",
+                        "archive"), "is not on site 'archive'"),
+                      (("get", "globus://not-a-uuid/a", str(tmp_path / "c"), "--site",
+                        "archive"), "collection id"),
+                      (("put", str(src), "a.dat", "--site", "archive", "--meta", "k\x00=v"), "")):
+        r = lwfm_cli(home, *args)
+        assert r.exit_code != 0 and why in r.output, (args, r.output)
+    with Manager() as m:
+        assert (len(m.store.find_jobs()), len(m.find())) == before
+
+
+def test_bad_configuration_is_a_clear_error(home: Path, fake_globus: FakeGlobus) -> None:
+    """Offline against the fakes: a malformed [sites.X] table names the key to fix."""
+    from lwfm import ConfigError
+    for extra, why in (({"collection": "nope"}, "collection must be a UUID"),
+                       ({"on_fault": "ignore"}, "on_fault must be"),
+                       ({"base_path": "relative"}, "base_path must be an absolute")):
+        (home / "lwfm.toml").write_text(
+            "[sites.bad]\ndriver = \"globus\"\n" + "".join(
+                f"{k} = \"{v}\"\n" for k, v in {"collection": fake_globus.archive, **extra}.items()))
+        with Manager() as m:
+            with pytest.raises(ConfigError, match=why):
+                m.site("bad")
