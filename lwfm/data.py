@@ -28,7 +28,6 @@ class DataVerbs:
         store: Store
         triggers: TriggerEngine
         context: JobContext | None
-
         runner: JobRunner
 
         def site(self, name: str) -> Site: ...

@@ -151,9 +151,8 @@ class Transfers(abc.ABC):
     can ask ``status`` or ``cancel`` by the native id, as for a Run job.
     """
 
+    #: seconds between looks at a copy (``follow``, and the Manager's polls of the others)
     poll_interval: float = 1.0
-    resource_keys: frozenset[str] = frozenset()
-    detach: bool = True
 
     @abc.abstractmethod
     def plan(self, op: str, source: str, dest: str) -> JobDefn:

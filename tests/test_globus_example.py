@@ -12,7 +12,7 @@ import pytest
 
 from lwfm import Manager, State
 from tests._globus_fake import FakeGlobus, fake_globus  # noqa: F401 - the fixture
-from tests.test_globus_site import configure, login
+from tests.test_globus_site import configure, login, lwfm_cli
 
 pytestmark = pytest.mark.globus
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "globus_archive" / "archive.py"
@@ -53,3 +53,6 @@ def test_archive_example_round_trip(home: Path, fake_globus: FakeGlobus,
                }"""
         rows = m.graph.select_values(q)
         assert (("simulate", f"urn:uuid:{put.id}", f"urn:uuid:{get.id}") in rows), rows
+    r = lwfm_cli(home, "thread", "globus-archive")   # as the README shows it
+    assert r.exit_code == 0 and "globus put result.csv" in r.output, r.output
+    assert "restored.csv" in r.output
