@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 import globus_sdk
 from globus_sdk.transport import RetryConfig
 
-from lwfm.errors import ChecksumMismatch, LwfmError, SiteError
+from lwfm.errors import ChecksumMismatch, InvalidInput, LwfmError, SiteError
 from lwfm.files import sha256_file
 from lwfm.model import DataObject, Direction, EntryKind, JobContext, JobDefn, JobStatus, State
 from lwfm.site import Transfers
@@ -35,6 +35,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("lwfm.globus")
 T = TypeVar("T")
 ALGORITHM = "SHA256"   # what Globus verifies with; lwfm's own digest is sha256 too
+
+
+class Unreachable(SiteError):
+    """Globus did not answer, or answered a transient error, even after globus-sdk's
+    retries: a follow keeps polling (with backoff) a while before it gives up."""
 
 
 @dataclass
@@ -61,18 +66,24 @@ class GlobusTransfers(Transfers):
     # -- plumbing ---------------------------------------------------------------------
     @property
     def tc(self) -> globus_sdk.TransferClient:
-        if self._tc is None:
-            retry = RetryConfig(max_retries=self.site.retries,
-                                           max_sleep=self.site.max_backoff_s)
-            self._tc = self.site.gauth.transfer_client(retry)
-        return self._tc
+        with self._lock:   # the manager loop's polls and a follow may ask at once
+            if self._tc is None:
+                retry = RetryConfig(max_retries=self.site.retries,
+                                    max_sleep=self.site.max_backoff_s)
+                self._tc = self.site.gauth.transfer_client(retry)
+            return self._tc
 
     def call(self, doing: str, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
-        """One Transfer API call (globus-sdk retries the transient ones with backoff)."""
+        """One Transfer API call (globus-sdk retries the transient ones with backoff);
+        one still failing for a transient cause is :class:`Unreachable`."""
         try:
             return fn(*args, **kw)
         except globus_sdk.GlobusError as e:
-            raise self.site.gauth.error(doing, e) from None
+            err = self.site.gauth.error(doing, e)
+            transient = isinstance(e, globus_sdk.NetworkError) or (
+                isinstance(e, globus_sdk.GlobusAPIError)
+                and e.http_status in RetryConfig.transient_error_status_codes)
+            raise (Unreachable(str(err)) if transient else err) from None
 
     # -- the Transfers seam -----------------------------------------------------------
     def plan(self, op: str, source: str, dest: str) -> JobDefn:
@@ -95,7 +106,7 @@ class GlobusTransfers(Transfers):
             entry.update(source=repo.url(*src), globus_source=list(src))
             dst = repo.address(dest, own=True)
         else:
-            raise SiteError(f"unknown transfer op {op!r}")
+            raise InvalidInput(f"unknown transfer op {op!r} (put, get or transfer)")
         entry.setdefault("destination", repo.url(*dst))
         entry["globus_destination"] = list(dst)
         name = f"globus {op} {Path(entry['globus_source'][1]).name}"
@@ -133,9 +144,19 @@ class GlobusTransfers(Transfers):
         with self._lock:
             f = self._following[ctx.job_id]
         last: tuple[State, str | None] | None = None
+        misses = 0   # polls in a row that could not reach Globus
         try:
             while True:
-                st = self._poll(ctx, f)
+                try:
+                    st = self._poll(ctx, f)
+                    misses = 0
+                except Unreachable as e:
+                    misses += 1
+                    if misses > self.site.retries:
+                        raise SiteError(f"{e}; gave up after {misses} polls in a row (the "
+                                        f"Globus task {ctx.native_id} may still be running)")
+                    st = JobStatus(ctx.job_id, State.INFO, info=f"{e}; retrying")
+                    time.sleep(min(self.poll_interval * 2 ** misses, 300.0))
                 quiet = st.state is State.RUNNING and last is not None \
                     and last[0] in (State.RUNNING, State.INFO)
                 if not quiet and (st.state, st.info) != last:

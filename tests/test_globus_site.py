@@ -289,6 +289,24 @@ def test_transient_errors_are_retried_with_backoff(home: Path, archive: FakeGlob
         assert archive.flaky_polls == 0 and m.status(d.job_id).state is State.COMPLETE
 
 
+def test_an_outage_longer_than_the_sdks_retries_is_ridden_out(home: Path,
+                                                             fake_globus: FakeGlobus,
+                                                             tmp_path: Path) -> None:
+    """Offline against the fakes: with retries = 1, three 503s in a row outlast one poll's
+    retries; the job shows INFO 'retrying' (not FAILED) and completes once Globus answers."""
+    configure(home, fake_globus, retries=1)
+    assert login(home).exit_code == 0
+    src = tmp_path / "a.dat"
+    src.write_text("x\n")
+    fake_globus.flaky_polls = 3
+    with Manager() as m:
+        d = m.put(src, "a.dat", site="archive")
+        hist = m.history(d.job_id)
+        assert [s.state for s in hist][-1] is State.COMPLETE
+        assert any(s.state is State.INFO and "503" in s.info and "retrying" in s.info
+                   for s in hist)
+
+
 def test_unretried_outage_fails_the_transfer_job(home: Path, fake_globus: FakeGlobus,
                                                  tmp_path: Path) -> None:
     """Offline against the fakes: with retries = 0 a 503 is not retried: the job is FAILED
@@ -299,7 +317,7 @@ def test_unretried_outage_fails_the_transfer_job(home: Path, fake_globus: FakeGl
     src.write_text("x\n")
     fake_globus.flaky_polls = 1
     with Manager() as m:
-        with pytest.raises(SiteError, match="503"):
+        with pytest.raises(SiteError, match="503.*may still be running"):
             m.put(src, "a.dat", site="archive")
         assert m.store.find_jobs()[0].state is State.FAILED
 
