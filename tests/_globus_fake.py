@@ -261,3 +261,36 @@ def fake_globus(tmp_path: Path) -> Iterator[FakeGlobus]:
             yield FakeGlobus(rsps, tmp_path)
     finally:
         enable_socket()
+
+
+# -- static documents, registered as globus_sdk.testing response sets ----------------------
+
+def register_task_documents() -> str:
+    """Register, as ``globus_sdk.testing`` response sets, Globus's documented task documents
+    that its fixtures do not ship (``lwfm.get_task``: active / succeeded / cancelled;
+    ``lwfm.task_event_list``: faults / quiet), for the task id of the shipped cancel_task
+    fixture. Returns that task id."""
+    from globus_sdk.testing import RegisteredResponse, ResponseSet, register_response_set
+    tid = get_response_set("transfer.cancel_task").metadata["task_id"]
+
+    def task(status: str, **extra: Any) -> RegisteredResponse:
+        return RegisteredResponse(service="transfer", path=f"/v0.10/task/{tid}", json={
+            "DATA_TYPE": "task", "task_id": tid, "type": "TRANSFER", "status": status,
+            "nice_status": "OK" if status == "ACTIVE" else None, "verify_checksum": True,
+            "sync_level": 3, "files": 1, "faults": 0, "fatal_error": None, **extra})
+
+    def events(*evs: tuple[str, bool]) -> RegisteredResponse:
+        return RegisteredResponse(service="transfer", path=f"/v0.10/task/{tid}/event_list",
+                                  json={"DATA_TYPE": "event_list", "limit": 100, "offset": 0,
+                                        "total": len(evs), "has_next_page": False, "DATA": [
+                                            {"DATA_TYPE": "event", "code": code,
+                                             "is_error": err, "description": code.lower(),
+                                             "details": "", "time": "2026-12-02 06:00:00+00:00"}
+                                            for code, err in evs]})
+    register_response_set("lwfm.get_task", ResponseSet(
+        metadata={"task_id": tid}, active=task("ACTIVE"), succeeded=task("SUCCEEDED"),
+        cancelled=task("FAILED", fatal_error={"code": "CANCELED", "description": "canceled"})))
+    register_response_set("lwfm.task_event_list", ResponseSet(
+        metadata={"task_id": tid}, faults=events(("ENDPOINT_DOWN", True)),
+        quiet=events(("STARTED", False))))
+    return tid

@@ -451,3 +451,33 @@ def test_bad_configuration_is_a_clear_error(home: Path, fake_globus: FakeGlobus)
         with Manager() as m:
             with pytest.raises(ConfigError, match=why):
                 m.site("bad")
+
+
+def test_another_process_sees_the_task_through_documented_responses(
+        home: Path, archive: FakeGlobus) -> None:
+    """Offline, with globus_sdk.testing response sets registered from Globus's documented
+    task documents: a process that did not start the transfer polls it (as `lwfm status`
+    does): ACTIVE is RUNNING, error events are FAILED at once and the task is cancelled
+    (the shipped cancel_task fixture), SUCCEEDED is FINISHING (the starter checks the
+    checksums), a cancelled task is CANCELLED."""
+    from globus_sdk.testing import get_last_request, load_response
+
+    from lwfm import JobContext
+    from tests._globus_fake import register_task_documents
+    tid = register_task_documents()
+    rsps = archive.rsps
+    with Manager() as m:
+        jobs = m.site("archive").jobs
+        ctx = JobContext(site="archive", native_id=tid)
+        for task, events, state in (("active", "quiet", State.RUNNING),
+                                    ("active", "faults", State.FAILED),
+                                    ("succeeded", "quiet", State.FINISHING),
+                                    ("cancelled", "quiet", State.CANCELLED)):
+            rsps.reset()
+            load_response("lwfm.get_task", case=task, requests_mock=rsps)
+            load_response("lwfm.task_event_list", case=events, requests_mock=rsps)
+            load_response("transfer.cancel_task", requests_mock=rsps)
+            st = jobs.status(ctx)
+            assert st.state is state, (task, events, st)
+            cancelled = get_last_request(requests_mock=rsps).url.endswith(f"/task/{tid}/cancel")
+            assert cancelled == (state is State.FAILED)
