@@ -79,6 +79,10 @@ def test_put_then_get_with_checksums(home: Path, archive: FakeGlobus, tmp_path: 
         assert item["external_checksum"] == d.sha256 and item["checksum_algorithm"] == "SHA256"
         job = m.status(d.job_id)
         assert job.state is State.COMPLETE and job.context.native_id == archive.task().id
+        hist = m.history(d.job_id)   # the job's states follow the task's
+        assert [s.state for s in hist] == [State.PENDING, State.RUNNING, State.COMPLETE]
+        assert hist[1].native_state == "ACTIVE" and hist[2].native_state == "SUCCEEDED"
+        assert job.defn.site == "archive" and job.defn.name == "globus put out.dat"
         back = tmp_path / "back.dat"
         g = m.get("run1/out.dat", back, site="archive")
         assert back.read_bytes() == src.read_bytes() and g.sha256 == d.sha256
@@ -481,3 +485,25 @@ def test_another_process_sees_the_task_through_documented_responses(
             assert st.state is state, (task, events, st)
             cancelled = get_last_request(requests_mock=rsps).url.endswith(f"/task/{tid}/cancel")
             assert cancelled == (state is State.FAILED)
+
+
+def test_site_jobs_is_run_or_the_repos_transfers() -> None:
+    """The seam, no network involved: Site.jobs is the Run pillar when there is one, a
+    Repo-only site's transfers when its Repo has them, else 'no Run pillar'."""
+    from lwfm.site import Repo, Site, SiteHost
+
+    class Shelf(Repo):
+        def put(self, local_path, dest, ctx):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+        def get(self, source, local_path, ctx):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+    class Plain(Site):
+        def __init__(self, host: SiteHost):
+            super().__init__(host)
+            self.repo = Shelf()
+    site = Plain(SiteHost(name="shelf", home=Path("/nonexistent")))
+    assert site.pillars() == ("repo",)
+    with pytest.raises(NotSupported, match="site 'shelf' has no Run pillar"):
+        site.jobs.status
