@@ -95,13 +95,16 @@ class GlobusAuth(Auth):
     def is_current(self) -> bool:
         """True if a Transfer token is stored and valid now, refreshed if it had expired;
         False if there is none or Globus refuses to refresh it (log in again)."""
-        data = self.storage.get_token_data(TRANSFER_RS)
-        if data is None or not data.refresh_token:
+        try:
+            authorizer = self._authorizer()
+        except AuthError:
             return False
         try:
-            self._authorizer().ensure_valid_token()
+            authorizer.ensure_valid_token()
         except globus_sdk.AuthAPIError:
             return False
+        except globus_sdk.GlobusError as e:   # Globus unreachable: not a verdict on the login
+            raise self.error("refreshing the Globus login", e) from None
         return True
 
     def check_logged_in(self) -> TokenStorageData:
@@ -115,7 +118,7 @@ class GlobusAuth(Auth):
     def _authorizer(self) -> globus_sdk.RefreshTokenAuthorizer:
         data = self.check_logged_in()
         return globus_sdk.RefreshTokenAuthorizer(
-            data.refresh_token, self._client(), access_token=data.access_token,
+            str(data.refresh_token), self._client(), access_token=data.access_token,
             expires_at=data.expires_at_seconds, on_refresh=self.storage.store_token_response)
 
     def transfer_client(self, retry: RetryConfig) -> globus_sdk.TransferClient:

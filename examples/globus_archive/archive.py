@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         result = work / "result.csv"
         made = m.notate(result, metadata={"kind": "result"}, job_id=job.id)
-        print(f"job {job.id} wrote {result} (sha256 {made.sha256[:12]}...)")
+        print(f"job {job.id} wrote {result} (sha256 {(made.sha256 or '')[:12]}...)")
 
         archived = m.put(result, f"{wf.id}/result.csv", site=site, job_id=job.id,
                          metadata={"kind": "result", "archived": True})
