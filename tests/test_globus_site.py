@@ -57,6 +57,15 @@ def login(home: Path, site: str = "archive", code: str = "good-code", *more: str
     return lwfm_cli(home, "login", site, "--force", *more, input=code + "\n")
 
 
+def logged_in_with(home: Path, g: FakeGlobus, tmp_path: Path, **extra: Any) -> Path:
+    """Configure the sites with ``extra`` settings, log in, and give a small file to put."""
+    configure(home, g, **extra)
+    assert login(home).exit_code == 0
+    src = tmp_path / "a.dat"
+    src.write_text("x\n")
+    return src
+
+
 @pytest.fixture
 def archive(home: Path, fake_globus: FakeGlobus) -> FakeGlobus:
     """A configured, logged-in globus site 'archive' (offline fake)."""
@@ -256,10 +265,7 @@ def test_active_task_with_faults(home: Path, fake_globus: FakeGlobus, tmp_path: 
     """Offline against the fakes: a task that stays ACTIVE while its event list fills with
     errors is reported on the first poll: FAILED (task cancelled) or INFO with the fault,
     then followed to its end."""
-    configure(home, fake_globus, on_fault=on_fault)
-    assert login(home).exit_code == 0
-    src = tmp_path / "a.dat"
-    src.write_text("x\n")
+    src = logged_in_with(home, fake_globus, tmp_path, on_fault=on_fault)
     faults = [("PERMISSION_DENIED", "permission denied"), ("QUOTA_EXCEEDED", "quota exceeded")]
     fake_globus.scenario = {"faults": faults, "recover_at": 3}
     with Manager() as m:
@@ -298,10 +304,7 @@ def test_an_outage_longer_than_the_sdks_retries_is_ridden_out(home: Path,
                                                              tmp_path: Path) -> None:
     """Offline against the fakes: with retries = 1, three 503s in a row outlast one poll's
     retries; the job shows INFO 'retrying' (not FAILED) and completes once Globus answers."""
-    configure(home, fake_globus, retries=1)
-    assert login(home).exit_code == 0
-    src = tmp_path / "a.dat"
-    src.write_text("x\n")
+    src = logged_in_with(home, fake_globus, tmp_path, retries=1)
     fake_globus.flaky_polls = 3
     with Manager() as m:
         d = m.put(src, "a.dat", site="archive")
@@ -315,10 +318,7 @@ def test_unretried_outage_fails_the_transfer_job(home: Path, fake_globus: FakeGl
                                                  tmp_path: Path) -> None:
     """Offline against the fakes: with retries = 0 a 503 is not retried: the job is FAILED
     with the reason, and put raises it."""
-    configure(home, fake_globus, retries=0)
-    assert login(home).exit_code == 0
-    src = tmp_path / "a.dat"
-    src.write_text("x\n")
+    src = logged_in_with(home, fake_globus, tmp_path, retries=0)
     fake_globus.flaky_polls = 1
     with Manager() as m:
         with pytest.raises(SiteError, match="503.*may still be running"):
