@@ -148,6 +148,8 @@ def test_is_current_refreshes_an_expired_token(home: Path, archive: FakeGlobus) 
         data.expires_at_seconds = 1  # long expired
         auth.storage.store_token_data_by_resource_server({data.resource_server: data})
         assert auth.is_current() and archive.refreshes == 1
+        r = lwfm_cli(home, "login", "archive")   # current: no prompt, no new login
+        assert r.exit_code == 0 and r.output == "archive: logged in\n"
         now = auth.storage.get_token_data("transfer.api.globus.org")
         assert now.access_token != old and now.expires_at_seconds > 10**9
         archive.issued.remove(now.refresh_token)        # Globus revoked it
