@@ -218,10 +218,14 @@ def test_third_party_transfer_between_collections(home: Path, archive: FakeGlobu
         assert used.derived_from == first.id and used.job_id == d.job_id
         job = m.status(d.job_id)
         assert job.state is State.COMPLETE and job.defn.entry["op"] == "transfer"
-        # checksum sync: the same copy again moves nothing and says so
-        again = m.transfer(first.url, "mirror/raw.dat", site="other")
-        assert again.metadata["globus_copied"] is False and again.sha256 == first.sha256
-        assert "already up to date" in m.history(again.job_id)[-1].info
+    # checksum sync: the same copy again (from the command line) moves nothing and says so
+    import json
+    r = lwfm_cli(home, "transfer", first.url, "mirror/raw.dat", "--site", "other", "--json")
+    assert r.exit_code == 0, r.output
+    again = json.loads(r.output)
+    assert again["metadata"]["globus_copied"] is False and again["sha256"] == first.sha256
+    with Manager() as m:
+        assert "already up to date" in m.history(again["job_id"])[-1].info
 
 
 def test_get_whose_bytes_differ_is_a_checksum_mismatch(home: Path, archive: FakeGlobus,
@@ -509,3 +513,13 @@ def test_site_jobs_is_run_or_the_repos_transfers() -> None:
     assert site.pillars() == ("repo",)
     with pytest.raises(NotSupported, match="site 'shelf' has no Run pillar"):
         site.jobs.status
+
+
+@pytest.mark.parametrize("cmd", ["login", "transfer"])
+def test_new_commands_have_help(home: Path, cmd: str) -> None:
+    """A real `lwfm CMD --help` process (no Globus call at all)."""
+    import os
+    import subprocess
+    r = subprocess.run([sys.executable, "-m", "lwfm.cli", cmd, "--help"], capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "LWFM_HOME": str(home)})
+    assert r.returncode == 0 and "Usage:" in r.stdout and "SITE" in r.stdout + "--site"
