@@ -75,8 +75,14 @@ def archive(home: Path, fake_globus: FakeGlobus) -> FakeGlobus:
     return fake_globus
 
 
+@pytest.mark.filterwarnings("ignore:A test tried to use socket:UserWarning")  # on purpose
 def test_put_then_get_with_checksums(home: Path, archive: FakeGlobus, tmp_path: Path) -> None:
     """Offline against the fakes: a put and a get are Globus transfer jobs, checksummed."""
+    import socket
+
+    from pytest_socket import SocketBlockedError
+    with pytest.raises(SocketBlockedError):   # the network is really closed meanwhile
+        socket.create_connection(("transfer.api.globus.org", 443), timeout=1)
     src = tmp_path / "out.dat"
     src.write_bytes(b"result bytes\n" * 100)
     with Manager() as m:
