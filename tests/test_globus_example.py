@@ -12,7 +12,7 @@ import pytest
 
 from lwfm import Manager, State
 from tests._globus_fake import FakeGlobus, fake_globus  # noqa: F401 - the fixture
-from tests.test_globus_site import configure, login, lwfm_cli
+from tests._globus_helpers import configure, login, lwfm_cli
 
 pytestmark = pytest.mark.globus
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "globus_archive" / "archive.py"
