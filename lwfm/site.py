@@ -162,6 +162,10 @@ class Transfers(abc.ABC):
     def submit(self, defn: JobDefn, ctx: JobContext) -> JobStatus:
         """Start the copy ``plan`` described; set ``ctx.native_id``; its first status."""
 
+    def adopt(self, defn: JobDefn, ctx: JobContext) -> None:
+        """Take over a started copy whose starter is gone, so ``follow`` can follow it here."""
+        raise NotSupported("this site cannot take over a transfer started elsewhere")
+
     @abc.abstractmethod
     def follow(self, ctx: JobContext) -> JobStatus:
         """Poll the copy started here until it ends, reporting each change; its last status."""

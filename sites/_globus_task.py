@@ -136,6 +136,12 @@ class GlobusTransfers(Transfers):
         return JobStatus(ctx.job_id, State.RUNNING, native_state="ACTIVE",
                          info=f"Globus task {ctx.native_id} submitted")
 
+    def adopt(self, defn: JobDefn, ctx: JobContext) -> None:
+        with self._lock:
+            if ctx.job_id in self._following:
+                raise SiteError(f"transfer job {ctx.job_id} is already followed here")
+            self._following[ctx.job_id] = _Follow(defn)
+
     def supervises(self, job_id: str) -> bool:
         with self._lock:
             return job_id in self._following
@@ -217,7 +223,8 @@ class GlobusTransfers(Transfers):
             if f is None:
                 return JobStatus(ctx.job_id, State.FINISHING, native_state=status,
                                  info="the Globus task SUCCEEDED; the process that started it "
-                                      "checks the checksums")
+                                      "checks the checksums and records the copies (if it is "
+                                      f"gone: lwfm transfer --finish {ctx.job_id})")
             return self._judge(ctx, f, task)
         if status == "FAILED":
             fatal = task.get("fatal_error") or {}

@@ -181,3 +181,33 @@ def test_another_process_sees_the_task_through_documented_responses(
             assert st.state is state, (task, events, st)
             cancelled = get_last_request(requests_mock=rsps).url.endswith(f"/task/{tid}/cancel")
             assert cancelled == (state is State.FAILED)
+
+
+def test_a_transfer_whose_starter_died_is_finished_by_another_process(
+        home: Path, archive: FakeGlobus, tmp_path: Path) -> None:
+    """Offline against the fakes: the starter is gone after submitting (what kill -9 leaves:
+    the job RUNNING with its task id). Another process sees FINISHING once the task
+    succeeded, and `lwfm transfer --finish JOB` checks and records the copies."""
+    import json
+    src = tmp_path / "a.dat"
+    src.write_text("orphan\n")
+    with Manager() as m:   # what `m.put` does up to the follow, then the process "dies"
+        tr = m.site("archive").repo.transfers
+        defn = tr.plan("put", str(src), "orphan/a.dat")
+        defn.entry["metadata"] = {"kind": "orphan"}
+        job = m._new_job(defn, None, None, None, None)
+        m.runner.insert(job, __import__("lwfm").JobStatus(job.id, State.PENDING))
+        m.runner.launch(job, m.site("archive"))
+    with Manager() as other:
+        assert other.status(job.id).state is State.FINISHING   # the task SUCCEEDED meanwhile
+        assert f"lwfm transfer --finish {job.id}" in other.history(job.id)[-1].info
+    r = lwfm_cli(home, "transfer", "--finish", job.id[:8], "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["url"] == f"globus://{archive.archive}/store/orphan/a.dat"
+    assert d["metadata"]["kind"] == "orphan" and d["job_id"] == job.id
+    with Manager() as m:
+        assert m.status(job.id).state is State.COMPLETE
+        assert m.store.get_data(d["derived_from"]).url == src.as_uri()
+        r = lwfm_cli(home, "transfer", "--finish", job.id)
+        assert r.exit_code == 1 and "already ended COMPLETE" in r.output
