@@ -133,6 +133,7 @@ class DataVerbs:
                 if o.sha256 == original.sha256 and o.job_id != job.id]
         if same and original.derived_from is None:
             original.derived_from = same[-1].id
+            original.site = same[-1].site   # a third-party source is another site's
         entry = job.defn.entry
         metadata = entry.get("metadata") if isinstance(entry, dict) else None
         wf = job.context.workflow_id

@@ -305,7 +305,7 @@ class GlobusTransfers(Transfers):
                 return JobStatus(ctx.job_id, State.FAILED, native_state="SUCCEEDED",
                                  info=f"checksum mismatch: sha256 {got} != {sha}")
             sha, size = got, local.stat().st_size
-        verified = bool(task.get("verify_checksum", True))
+        verified = task.get("verify_checksum") is True   # as the task document says
         meta = {"copied_from": e["source"], "globus_task": tid,
                 "globus_checksum_algorithm": ALGORITHM, "globus_verified": verified,
                 "globus_sync_level": "checksum", "globus_copied": copied}

@@ -36,6 +36,7 @@ def test_third_party_transfer_between_collections(home: Path, archive: FakeGlobu
         assert d.metadata["globus_verified"] is True and d.metadata["globus_copied"] is True
         used = m.store.get_data(d.derived_from)
         assert used.url == first.url and used.direction.value == "get"
+        assert used.site == "archive"   # the original is on the archive's collection
         assert used.derived_from == first.id and used.job_id == d.job_id
         job = m.status(d.job_id)
         assert job.state is State.COMPLETE and job.defn.entry["op"] == "transfer"
