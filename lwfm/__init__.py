@@ -40,3 +40,9 @@ def __getattr__(name: str):
         from .manager import Manager
         return Manager
     raise AttributeError(f"module 'lwfm' has no attribute {name!r}")
+
+
+# The seam's part for a Repo whose copies are jobs of their own (the globus site).
+from .site import Transfers  # noqa: E402
+
+__all__ += ["Transfers"]

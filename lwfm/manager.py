@@ -223,7 +223,7 @@ class Manager(DataVerbs):
             with self._changed:
                 self._changed.wait(step)
             try:
-                cap = self._site(job.context.site).run.poll_interval if job else 0.5
+                cap = self._site(job.context.site).jobs.poll_interval if job else 0.5
             except LwfmError:
                 cap = 1.0
             delay = min(delay * 2, cap)
@@ -267,7 +267,7 @@ class Manager(DataVerbs):
                 return False
         stopped = True
         if job.context.native_id:
-            stopped = self.site(job.context.site).run.cancel(job.context)
+            stopped = self.site(job.context.site).jobs.cancel(job.context)
         if stopped:
             self.runner.record(JobStatus(job_id, State.CANCELLED, info="cancelled by user"))
         return stopped
@@ -292,7 +292,7 @@ class Manager(DataVerbs):
             raise LwfmError(f"job {job_id} has no output yet: its trigger has not fired")
         if not job.context.native_id and (note := self.triggers.note(job_id)):
             raise LwfmError(f"job {job_id} has no output yet: {note}")
-        return self.site(job.context.site).run.log(job.context)
+        return self.site(job.context.site).jobs.log(job.context)
 
     def start_note(self, job_id: str) -> str | None:
         """For a job fired by its trigger but not started yet, what to tell about it."""

@@ -64,7 +64,7 @@ class JobRunner:
         try:
             try:
                 site = site or self._site(job.defn.site)
-                st = site.run.submit(job.defn, ctx)
+                st = site.jobs.submit(job.defn, ctx)
             except Exception as e:
                 self._failed_to_start(job, e)
             op = ("status", (st, ctx.native_id))
@@ -132,7 +132,7 @@ class JobRunner:
             if site_name not in configured:
                 continue  # a site configured elsewhere (imported job): nothing to ask
             try:
-                run = self._site(site_name).run
+                run = self._site(site_name).jobs
                 if run.supervises(job_id):
                     continue  # this process reports it as it moves
                 if due is None or due(job_id, run.poll_interval):
@@ -150,9 +150,9 @@ class JobRunner:
             site = self._site(job.context.site)
         except LwfmError:
             return False  # a site configured elsewhere (imported job): nothing to ask
-        if site.run.supervises(job.id) or not job.context.native_id:
+        if site.jobs.supervises(job.id) or not job.context.native_id:
             return False
-        st = site.run.status(job.context)
+        st = site.jobs.status(job.context)
         if st.state is not State.UNKNOWN:
             with self._lock:
                 self._unknown_since.pop(job.id, None)
