@@ -119,12 +119,18 @@ class Direction(str, enum.Enum):
 
 
 class _Record:
-    """JSON round-trip for the dataclasses below (enums by value, datetimes ISO 8601)."""
+    """JSON round-trip for the dataclasses below (enums by value, datetimes ISO 8601).
+    Fields in ``_OPTIONAL`` are left out while empty: records written before they
+    existed stay byte-for-byte what they were."""
+
+    _OPTIONAL: frozenset[str] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             v = getattr(self, f.name)
+            if not v and f.name in self._OPTIONAL:
+                continue
             if isinstance(v, enum.Enum):
                 v = v.value
             elif isinstance(v, datetime):
@@ -160,8 +166,36 @@ def check_json(value: Any, what: str) -> None:
 
 
 @dataclass
+class Retries(_Record):
+    """Run a job again when it ends in one of ``states`` (and, if given, with one of
+    ``exit_codes``), at most ``count`` more times, waiting ``backoff_s`` (times
+    ``factor`` per further attempt): a flaky node should not end a workflow."""
+
+    count: int = 0
+    backoff_s: float = 0.0
+    factor: float = 1.0
+    states: list[str] = field(default_factory=lambda: ["FAILED"])
+    exit_codes: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.count, int) or self.count < 0:
+            raise InvalidInput(f"retries count must be a whole number >= 0, not {self.count!r}")
+        if self.backoff_s < 0 or self.factor < 1:
+            raise InvalidInput("retries backoff_s must be >= 0 and factor >= 1")
+        self.states = [State(str(s).upper()).value for s in self.states]
+        if not self.states or not all(State(s).terminal for s in self.states):
+            raise InvalidInput("retries states must be end states (FAILED, CANCELLED)")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before attempt number ``attempt`` (2 is the first retry)."""
+        return self.backoff_s * self.factor ** max(0, attempt - 2)
+
+
+@dataclass
 class JobDefn(_Record):
-    """What to run and where. ``entry`` is interpreted according to ``kind``."""
+    """What to run and where. ``entry`` is interpreted according to ``kind``.
+    ``retries``: a :class:`Retries` (or its count); ``outputs``: metadata patterns of the
+    data the job will put, which other jobs can wait for (``JobFuture.outputs``)."""
 
     entry: str | list[str] | dict[str, Any]
     kind: EntryKind = EntryKind.ARGV
@@ -172,9 +206,21 @@ class JobDefn(_Record):
     site: str = "local"
     compute_type: str | None = None
     resources: dict[str, Any] = field(default_factory=dict)
+    retries: Retries | None = None
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    _OPTIONAL = frozenset({"retries", "outputs"})
 
     def __post_init__(self) -> None:
         self.kind = EntryKind(self.kind)
+        if isinstance(self.retries, int) and not isinstance(self.retries, bool):
+            self.retries = Retries(count=self.retries) if self.retries else None
+        elif isinstance(self.retries, Mapping):
+            self.retries = Retries.from_dict(self.retries)
+        elif self.retries is not None and not isinstance(self.retries, Retries):
+            raise InvalidInput(f"retries must be a count or a Retries, not {self.retries!r}")
+        if not isinstance(self.outputs, list) or not all(isinstance(o, dict) and o
+                                                         for o in self.outputs):
+            raise InvalidInput("a job's outputs are a list of non-empty metadata patterns")
         if self.kind is EntryKind.ARGV:
             if isinstance(self.entry, str):
                 self.entry = [self.entry]
@@ -198,7 +244,7 @@ class JobDefn(_Record):
         the same: parts JSON cannot hold (NaN, objects), and any string that is not UTF-8
         text without NUL (:func:`check_text`), naming the field; env names also cannot
         hold ``=`` (``{"A=B": "c"}`` would give the job ``A=B=c``)."""
-        check_json((self.entry, self.env, self.resources), "a job definition")
+        check_json((self.entry, self.env, self.resources, self.outputs), "a job definition")
         entry = "the job's argv" if self.kind is EntryKind.ARGV else "the job's entry"
         check_texts(self.entry, entry)
         check_texts(self.args, "the job's args")
@@ -368,9 +414,22 @@ class Trigger(_Record):
     created: datetime = field(default_factory=utcnow)
     fired_at: datetime | None = None
     instance_id: str | None = None
+    deadline: datetime | None = None     # pending past it: dead, reason "timeout"
+    at_least: int | None = None          # ALL: fire once this many jobs reach ``states``
+    exit_codes: list[int] | None = None  # fire only if the job that fires it exited so
+    delay_s: float = 0.0                 # fire no sooner than this after that job ended
+    retry_of: str | None = None          # a retry: the logical job (its first attempt)
+    attempt: int = 0                     # a retry: the attempt number it starts (2, 3, ...)
+    producer: str | None = None          # DATA: only data put by this job (a data future)
+    _OPTIONAL = frozenset({"deadline", "at_least", "exit_codes", "delay_s", "retry_of",
+                           "attempt", "producer"})
 
     def __post_init__(self) -> None:
         self.kind = TriggerKind(self.kind)
+        self.deadline = parse_time(self.deadline)  # type: ignore[assignment]
+        if self.at_least is not None and not 1 <= self.at_least <= len(self.watch):
+            raise InvalidInput(f"at_least must be between 1 and the {len(self.watch)} jobs "
+                               f"watched, not {self.at_least}")
         self.status = TriggerStatus(self.status)
         self.states = [State(s) for s in self.states]
         if self.kind is TriggerKind.DATA and not self.pattern:
