@@ -255,3 +255,21 @@ def test_closed_manager_refuses_future_verbs(home: Path) -> None:
     m.close()
     with pytest.raises(LwfmError, match="closed"):
         f.then(JobDefn(entry=["true"]))
+
+
+# -- wall time -----------------------------------------------------------------------------
+def test_the_local_site_enforces_a_job_s_wall_time(m: Manager) -> None:
+    """``resources={"walltime_s": 1}``: stopped after ~1 s (coreutils timeout around the
+    job), FAILED with exit code 124; its output so far is kept; a bad value is refused."""
+    t0 = time.monotonic()
+    f = m.submit(JobDefn(entry="echo started; sleep 20; echo never", kind="shell",
+                         resources={"walltime_s": 1}))
+    job = f.wait(timeout=30)
+    assert job.state is State.FAILED and job.exit_code == 124
+    assert time.monotonic() - t0 < 10 and m.log(f) == "started\n"
+    quick = m.submit(JobDefn(entry=["true"], resources={"walltime_s": 30}))
+    assert quick.result(timeout=30).exit_code == 0
+    before = len(m.store.find_jobs())
+    with pytest.raises(InvalidInput, match="'walltime_s' must be a number of seconds"):
+        m.submit(JobDefn(entry=["true"], resources={"walltime_s": "soon"}))
+    assert len(m.store.find_jobs()) == before  # refused before anything was recorded
