@@ -266,7 +266,7 @@ class TriggerEngine:
     def check_timed(self) -> None:
         """Settle what time alone decides: deadlines passed, retry backoffs over (run by
         the manager loop; evaluation is idempotent, so re-running it is harmless)."""
-        for tr in self.store.triggers(status=TriggerStatus.PENDING):
+        for tr in self.store.timed_triggers():
             if tr.deadline is not None or tr.delay_s:
                 self.evaluate(tr)
 

@@ -162,3 +162,21 @@ def test_cli_run_retries_waits_for_the_last_attempt(home: Path, tmp_path: Path) 
     bad = subprocess.run([PY, "-m", "lwfm.cli", "run", "--retries", "-1", "--", "true"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0
+
+
+def test_retry_deadline_and_k_of_n_on_each_backend(store_url: str, home: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same on SQLite and on a real PostgreSQL server (the deadline lookup reads the
+    trigger's JSON body as text, which each backend must do)."""
+    monkeypatch.setenv("LWFM_STORE_URL", store_url)
+    with Manager(home) as m:
+        f = m.submit(flaky(tmp_path / "n", 2, Retries(count=1, backoff_s=0.2)))
+        slow = m.submit(JobDefn(entry=["sleep", "20"]))
+        late = slow.then(JobDefn(entry=["true"]), timeout=0.5)
+        join = m.on_all([f, slow], JobDefn(entry=["true"], name="1 of 2"), at_least=1)
+        assert f.result(timeout=60).state is State.COMPLETE and len(f.attempts) == 2
+        assert join.result(timeout=60).state is State.COMPLETE
+        assert m.join_states(join)[f.id] == "COMPLETE"
+        with pytest.raises(JobFailed, match="timeout"):
+            late.result(timeout=30)
+        slow.cancel()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Text, cast, insert, or_, select, update
 
 from ..errors import NotFound
 from ..model import Job, JobStatus, State, Trigger, TriggerStatus, iso, utcnow
@@ -69,6 +69,16 @@ class TriggerRows:
         if watching is not None:
             q = q.where(t.triggers.c.id.in_(select(t.trigger_watch.c.trigger_id).where(
                 t.trigger_watch.c.job_id == watching)))
+        with self.read() as c:
+            return [self._trigger(r) for r in c.execute(q).mappings()]
+
+    def timed_triggers(self) -> list[Trigger]:
+        """Pending triggers with a deadline or a retry backoff (which time alone may
+        settle): found by their body's keys, left out while empty (a false match, the key
+        text inside a job's command, costs one idempotent evaluation)."""
+        body = cast(t.triggers.c.body, Text)
+        q = select(t.triggers).where(t.triggers.c.status == TriggerStatus.PENDING.value,
+                                     or_(body.like('%"deadline"%'), body.like('%"delay_s"%')))
         with self.read() as c:
             return [self._trigger(r) for r in c.execute(q).mappings()]
 
