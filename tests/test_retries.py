@@ -180,3 +180,19 @@ def test_retry_deadline_and_k_of_n_on_each_backend(store_url: str, home: Path, t
         with pytest.raises(JobFailed, match="timeout"):
             late.result(timeout=30)
         slow.cancel()
+
+
+def test_the_thread_draws_each_attempt_under_the_one_it_retries(m: Manager,
+                                                                tmp_path: Path) -> None:
+    from lwfm.provenance.render import to_dot
+    from lwfm.provenance.thread import thread
+    wf = m.create_workflow("flaky thread")
+    f = m.submit(flaky(tmp_path / "n", 3, 2), workflow_id=wf.id)
+    f.result(timeout=60)
+    root = thread(m.graph, wf.id)
+    [first] = root.children
+    [second] = first.children
+    [third] = second.children
+    assert [n.id for n in (first, second, third)] == f.attempts
+    assert (second.relation, third.relation) == ("retry", "retry")
+    assert 'label="retry"' in to_dot(root)
