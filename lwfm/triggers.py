@@ -23,7 +23,7 @@ from .context import USER
 from .errors import InvalidInput, LwfmError, NotFound
 from .model import (SECRET_NAME, DataObject, Job, JobContext, JobDefn, JobStatus, State, Trigger,
                     TriggerKind, TriggerStatus, check_json)
-from .retry import due, next_retry, resolve
+from .retry import due, first_retry, next_retry, resolve
 from .starter import Starter
 from .store import Store, field_matches
 
@@ -330,7 +330,8 @@ class TriggerEngine:
         attempt, for a retry); the starter starts it."""
         job = self._fired_job(tr, fired_by, states)
         first = JobStatus(job.id, State.PENDING, info=f"fired by trigger {tr.id}; not started yet")
-        then = next_retry(tr) if tr.retry_of else None
+        then = (next_retry(tr) if tr.retry_of else
+                first_retry(job) if job.defn.retries and job.defn.retries.count else None)
         if self.store.fire_trigger(tr.id, fired_by, job, first, self.starter.claim, then=then):
             if then is not None:
                 self.added()

@@ -196,3 +196,10 @@ def test_the_thread_draws_each_attempt_under_the_one_it_retries(m: Manager,
     assert [n.id for n in (first, second, third)] == f.attempts
     assert (second.relation, third.relation) == ("retry", "retry")
     assert 'label="retry"' in to_dot(root)
+
+
+def test_a_triggered_job_with_retries_is_retried_too(m: Manager, tmp_path: Path) -> None:
+    a = m.submit(JobDefn(entry=["true"]))
+    b = a.then(flaky(tmp_path / "n", 2, 1, "fired flaky"))
+    assert b.result(timeout=60).state is State.COMPLETE
+    assert len(b.attempts) == 2 and m.status(b.attempts[1]).defn.name == "fired flaky (attempt 2)"
