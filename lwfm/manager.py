@@ -140,8 +140,8 @@ class Manager(DataVerbs, TriggerVerbs):
                 self._record_unstarted(defn, job_id, str(e), workflow_id, triggered_by)
             raise
         self.runner.insert(job, JobStatus(job.id, State.PENDING))
-        if defn.retries is not None and defn.retries.count:
-            self.store.add_trigger(first_retry(job))  # before it can end: retried once it does
+        if (retry := first_retry(job)) is not None:  # before it can end: retried once it does
+            self.store.add_trigger(retry)
             self.triggers.added()
         st = self.runner.launch(job, site)
         return dataclasses.replace(job, state=st.state)

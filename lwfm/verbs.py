@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from .errors import InvalidInput, LwfmError
 from .futures import Callbacks, DataFuture, JobFuture
-from .model import JobDefn, State, Trigger, TriggerKind, utcnow
+from .model import JobDefn, State, Trigger, TriggerKind, parse_time, utcnow
 from .triggers import parse_states
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ def _deadline(timeout: float | None, deadline: datetime | str | None) -> datetim
         if timeout <= 0:
             raise InvalidInput(f"a trigger's timeout must be > 0 seconds, not {timeout}")
         return utcnow() + timedelta(seconds=timeout)
-    return deadline  # type: ignore[return-value]  (Trigger parses a string)
+    return parse_time(deadline)
 
 
 class TriggerVerbs:
