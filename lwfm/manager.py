@@ -28,7 +28,7 @@ from .registry import make_site
 from .retry import first_retry
 from .site import Site, SiteHost
 from .store import Store
-from .triggers import TriggerEngine, TriggerHost
+from .triggers import TriggerEngine, TriggerHost, check_no_secret
 from .verbs import JobRef, TriggerVerbs, job_id_of
 
 if TYPE_CHECKING:
@@ -131,6 +131,8 @@ class Manager(DataVerbs, TriggerVerbs):
         it is recorded FAILED, so whoever waits on that id sees it end."""
         self.ensure_open()
         defn.check_plain()
+        if defn.retries is not None and defn.retries.count:
+            check_no_secret(defn, "a job with retries")  # its retry trigger stores it
         try:
             site = self.site(defn.site)
             site.check_request(defn)  # what it cannot honour is refused before any record

@@ -113,6 +113,17 @@ def put_matches(pattern: dict[str, Any], producer: str | None, d: DataObject,
     return by is not None and by.retry_of == producer
 
 
+def check_no_secret(defn: JobDefn, what: str) -> None:
+    """A job stored until a trigger starts it (a triggered job, a retry) cannot carry a
+    secret in its env: lwfm does not store secrets."""
+    secret = [k for k in defn.env if SECRET_NAME.search(k)]
+    if secret:
+        raise InvalidInput(f"{what}'s env sets {secret[0]}, which looks like a "
+                           "secret, and lwfm does not store secrets: set it in the "
+                           "environment of the process that fires triggers (your "
+                           "workflow script, or lwfm serve) instead; jobs inherit it")
+
+
 @dataclass
 class TriggerHost:
     """What the trigger engine may use of the Manager hosting it."""
@@ -152,12 +163,7 @@ class TriggerEngine:
         to store) is an error now."""
         check_json(tr.pattern, "a data trigger's pattern")
         tr.defn.check_plain()
-        secret = [k for k in tr.defn.env if SECRET_NAME.search(k)]
-        if secret:  # a trigger's job is stored until it fires: it cannot carry a secret
-            raise InvalidInput(f"the triggered job's env sets {secret[0]}, which looks like a "
-                               "secret, and lwfm does not store secrets: set it in the "
-                               "environment of the process that fires triggers (your "
-                               "workflow script, or lwfm serve) instead; jobs inherit it")
+        check_no_secret(tr.defn, "the triggered job")
         if tr.defn.site not in self.host.site_names():  # now, not when it fires
             raise NotFound(f"no site named {tr.defn.site!r} (lwfm sites lists them)")
         self.host.check_request(tr.defn)  # a resource it cannot honour: refused now too

@@ -203,3 +203,13 @@ def test_a_triggered_job_with_retries_is_retried_too(m: Manager, tmp_path: Path)
     b = a.then(flaky(tmp_path / "n", 2, 1, "fired flaky"))
     assert b.result(timeout=60).state is State.COMPLETE
     assert len(b.attempts) == 2 and m.status(b.attempts[1]).defn.name == "fired flaky (attempt 2)"
+
+
+def test_a_job_with_retries_cannot_carry_a_secret(m: Manager) -> None:
+    """Its retry trigger stores the job until it runs again, and lwfm stores no secret:
+    refused before anything is recorded (the secret is not in the store)."""
+    with pytest.raises(InvalidInput, match="looks like a secret"):
+        m.submit(JobDefn(entry=["true"], env={"API_TOKEN": "s3cr3t-value"}, retries=2))
+    assert m.store.find_jobs() == [] and m.store.triggers() == []
+    plain = m.submit(JobDefn(entry=["true"], env={"API_TOKEN": "s3cr3t-value"}))
+    assert plain.result(timeout=30).state is State.COMPLETE  # without retries it runs
