@@ -19,7 +19,7 @@ from . import config as _config
 from .context import USER, adopt_context
 from .data import DataVerbs
 from .errors import LwfmError, NotFound
-from .futures import Callbacks, DataFuture, JobFuture
+from .futures import Callbacks
 from .loop import LoopHost, ManagerLoop
 from .model import Job, JobContext, JobDefn, JobStatus, LogRecord, State, Workflow, check_json
 from .recorder import Recorder
@@ -110,16 +110,6 @@ class Manager(DataVerbs, TriggerVerbs):
         return sorted(set(self.config.sites) | {"local"})
 
     # -- run --------------------------------------------------------------------------
-    def submit(self, defn: JobDefn, *, inputs: Iterable[DataFuture] = (),
-               **kw: Any) -> JobFuture:
-        """Record, then start a job on ``defn.site``; returns its future. With ``inputs``
-        (data futures), the job starts once that data is put. Takes what
-        :meth:`submit_job` takes."""
-        if inputs:
-            return self.after_data(inputs, defn, **kw)
-        job = self.submit_job(defn, **kw)
-        return JobFuture(self, job.id, job)
-
     def submit_job(self, defn: JobDefn, *, parent_id: str | None = None,
                    workflow_id: str | None = None, job_id: str | None = None,
                    triggered_by: str | None = None) -> Job:

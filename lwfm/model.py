@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from .errors import InvalidInput
+from .retries import Retries
 # Secret-looking env names (their values are never recorded): the rule is lwfm.secrets.
 from .secrets import REDACTED, SECRET_NAME, redacted_env  # noqa: F401 - re-exported
 from .text import check_text, check_texts, shown
@@ -135,7 +136,7 @@ class _Record:
                 v = v.value
             elif isinstance(v, datetime):
                 v = iso(v)
-            elif isinstance(v, _Record):
+            elif isinstance(v, (_Record, Retries)):
                 v = v.to_dict()
             out[f.name] = v
         return out
@@ -166,32 +167,6 @@ def check_json(value: Any, what: str) -> None:
 
 
 @dataclass
-class Retries(_Record):
-    """Run a job again when it ends in one of ``states`` (and, if given, with one of
-    ``exit_codes``), at most ``count`` more times, waiting ``backoff_s`` (times
-    ``factor`` per further attempt): a flaky node should not end a workflow."""
-
-    count: int = 0
-    backoff_s: float = 0.0
-    factor: float = 1.0
-    states: list[str] = field(default_factory=lambda: ["FAILED"])
-    exit_codes: list[int] | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.count, int) or self.count < 0:
-            raise InvalidInput(f"retries count must be a whole number >= 0, not {self.count!r}")
-        if self.backoff_s < 0 or self.factor < 1:
-            raise InvalidInput("retries backoff_s must be >= 0 and factor >= 1")
-        self.states = [State(str(s).upper()).value for s in self.states]
-        if not self.states or not all(State(s).terminal for s in self.states):
-            raise InvalidInput("retries states must be end states (FAILED, CANCELLED)")
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait before attempt number ``attempt`` (2 is the first retry)."""
-        return self.backoff_s * self.factor ** max(0, attempt - 2)
-
-
-@dataclass
 class JobDefn(_Record):
     """What to run and where. ``entry`` is interpreted according to ``kind``.
     ``retries``: a :class:`Retries` (or its count); ``outputs``: metadata patterns of the
@@ -212,12 +187,7 @@ class JobDefn(_Record):
 
     def __post_init__(self) -> None:
         self.kind = EntryKind(self.kind)
-        if isinstance(self.retries, int) and not isinstance(self.retries, bool):
-            self.retries = Retries(count=self.retries) if self.retries else None
-        elif isinstance(self.retries, Mapping):
-            self.retries = Retries.from_dict(self.retries)
-        elif self.retries is not None and not isinstance(self.retries, Retries):
-            raise InvalidInput(f"retries must be a count or a Retries, not {self.retries!r}")
+        self.retries = Retries.coerce(self.retries)
         if not isinstance(self.outputs, list) or not all(isinstance(o, dict) and o
                                                          for o in self.outputs):
             raise InvalidInput("a job's outputs are a list of non-empty metadata patterns")

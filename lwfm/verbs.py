@@ -1,5 +1,5 @@
-"""The Manager's authoring verbs: triggers that hand back futures, joins (all, any, at
-least k of n, all ended), deadlines, and jobs waiting on other jobs' data."""
+"""The Manager's authoring verbs, which hand back futures: submit, triggers, joins (all,
+any, at least k of n, all ended), deadlines, and jobs waiting on other jobs' data."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from .errors import InvalidInput, LwfmError
 from .futures import Callbacks, DataFuture, JobFuture
-from .model import JobDefn, State, Trigger, TriggerKind, parse_time, utcnow
+from .model import Job, JobDefn, State, Trigger, TriggerKind, parse_time, utcnow
 from .triggers import parse_states
 
 if TYPE_CHECKING:
@@ -46,8 +46,25 @@ class TriggerVerbs:
         _callbacks_: Callbacks | None
 
         def ensure_open(self) -> None: ...
+        def submit_job(self, defn: JobDefn, *, parent_id: str | None = None,
+                       workflow_id: str | None = None, job_id: str | None = None,
+                       triggered_by: str | None = None) -> Job: ...
         def flush(self) -> None: ...
         def _ensure_loop(self) -> None: ...
+
+    def submit(self, defn: JobDefn, *, inputs: Iterable[DataFuture] = (),
+               parent_id: str | None = None, workflow_id: str | None = None,
+               job_id: str | None = None, triggered_by: str | None = None) -> JobFuture:
+        """Record, then start a job on ``defn.site``; returns its future (see
+        :meth:`submit_job`). With ``inputs`` (a data future), the job starts once that
+        data is put, by a persisted data trigger."""
+        if inputs:
+            if job_id is not None or triggered_by is not None:
+                raise InvalidInput("a job waiting for data gets its id from its trigger")
+            return self.after_data(inputs, defn, parent_id=parent_id, workflow_id=workflow_id)
+        job = self.submit_job(defn, parent_id=parent_id, workflow_id=workflow_id,
+                              job_id=job_id, triggered_by=triggered_by)
+        return JobFuture(self, job.id, job)  # type: ignore[arg-type]
 
     def future(self, job_id: JobRef) -> JobFuture:
         """The future of a job by id: from this process or any other, before or after a
