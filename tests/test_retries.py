@@ -213,3 +213,28 @@ def test_a_job_with_retries_cannot_carry_a_secret(m: Manager) -> None:
     assert m.store.find_jobs() == [] and m.store.triggers() == []
     plain = m.submit(JobDefn(entry=["true"], env={"API_TOKEN": "s3cr3t-value"}))
     assert plain.result(timeout=30).state is State.COMPLETE  # without retries it runs
+
+
+def test_retries_deadlines_and_joins_in_the_graph_meet_the_shapes(m: Manager,
+                                                                  tmp_path: Path) -> None:
+    import pyshacl
+    from rdflib import Graph
+
+    from lwfm.ontology import path as ontology_path
+    f = m.submit(flaky(tmp_path / "n", 2, 1))
+    slow = m.submit(JobDefn(entry=["sleep", "20"]))
+    late = slow.then(JobDefn(entry=["true"]), timeout=0.3)
+    join = m.on_all([f, slow], JobDefn(entry=["true"]), at_least=1)
+    f.result(timeout=60)
+    join.result(timeout=60)
+    with pytest.raises(JobFailed):
+        late.result(timeout=30)
+    slow.cancel()
+    g = m.graph
+    q = ("SELECT ?p ?o WHERE { ?t a lwfm:Trigger ; ?p ?o . "
+         "FILTER(?p IN (lwfm:retryOf, lwfm:attempt, lwfm:deadline, lwfm:atLeast)) }")
+    got = {str(p).rsplit("#", 1)[1] for p, _ in g.query(q)}
+    assert got == {"retryOf", "attempt", "deadline", "atLeast"}
+    data = g.query("CONSTRUCT { ?s ?p ?o } WHERE { ?s ?p ?o }").graph
+    ok, _, text = pyshacl.validate(data, shacl_graph=Graph().parse(ontology_path("shapes.ttl")))
+    assert ok, text
