@@ -272,8 +272,11 @@ class TriggerEngine:
     def check_timed(self) -> None:
         """Settle what time alone decides: deadlines passed, retry backoffs over (run by
         the manager loop; evaluation is idempotent, so re-running it is harmless)."""
-        for tr in self.store.timed_triggers():
-            if tr.deadline is not None or tr.delay_s:
+        timed = self.store.timed_triggers()
+        backoff = [tr for tr in timed if tr.deadline is None and tr.delay_s]
+        ended = self.store.terminal_among([tr.watch[0] for tr in backoff if tr.watch])
+        for tr in timed:  # a backoff only counts once its job has ended (one query for all)
+            if tr.deadline is not None or (tr.delay_s and tr.watch and tr.watch[0] in ended):
                 self.evaluate(tr)
 
     def on_data(self, d: DataObject) -> None:
