@@ -1,8 +1,10 @@
-"""A -> B -> C by triggers: each job starts when the previous one COMPLETEs.
+"""A -> B -> C with futures: each job starts when the previous one COMPLETEs.
 
-``m.on(a.id, defn_b)`` returns a Trigger whose ``job_id`` is the id B *will* carry,
-so C can be chained on B before B exists. Each fired job's parent is the job that
-fired it, and ``triggered_by`` names the trigger.
+``m.submit`` returns a JobFuture; ``a.then(defn_b)`` chains B on it (a persisted
+trigger) and returns B's future before B exists, so C is chained on B the same way.
+``c.result()`` waits for C and returns its final Job (or raises JobFailed with its log
+tail). Each fired job's parent is the job that fired it; ``triggered_by`` names the
+trigger (``b.trigger_id``).
 
 Usage: python examples/chain.py    (uses $LWFM_HOME, default ~/.lwfm)
 """
@@ -16,15 +18,14 @@ from lwfm import JobDefn, Manager, State
 
 def main() -> int:
     with Manager() as m:
-        wf = m.create_workflow("chain", "A -> B -> C by triggers")
+        wf = m.create_workflow("chain", "A -> B -> C with futures")
         a = m.submit(JobDefn(entry=["echo", "A"], name="A"), workflow_id=wf.id)
-        trigger_b = m.on(a.id, JobDefn(entry="echo B", kind="shell", name="B"))
-        trigger_c = m.on(trigger_b.job_id, JobDefn(entry=["echo", "C"], name="C"))
-        print(f"workflow {wf.id}: A={a.id} B={trigger_b.job_id} (future) C={trigger_c.job_id} (future)")
+        b = a.then(JobDefn(entry="echo B", kind="shell", name="B"))
+        c = b.then(JobDefn(entry=["echo", "C"], name="C"))
+        print(f"workflow {wf.id}: A={a.id} B={b.id} (future) C={c.id} (future)")
 
-        c = m.wait(trigger_c.job_id, timeout=60)
-        jobs = {name: m.status(job_id) for name, job_id in
-                (("A", a.id), ("B", trigger_b.job_id), ("C", trigger_c.job_id))}
+        final_c = c.result(timeout=60)
+        jobs = {"A": a.result(), "B": b.result(), "C": final_c}
         names = {j.id: name for name, j in jobs.items()}
         for name, j in jobs.items():
             parent = names.get(j.context.parent_id, j.context.parent_id)
@@ -33,10 +34,10 @@ def main() -> int:
 
     ok = (all(j.state is State.COMPLETE for j in jobs.values())
           and jobs["B"].context.parent_id == a.id
-          and jobs["C"].context.parent_id == trigger_b.job_id
-          and jobs["B"].triggered_by == trigger_b.id
-          and jobs["C"].triggered_by == trigger_c.id
-          and c.context.originator_id == a.id)
+          and jobs["C"].context.parent_id == b.id
+          and jobs["B"].triggered_by == b.trigger_id
+          and jobs["C"].triggered_by == c.trigger_id
+          and final_c.context.originator_id == a.id)
     print("OK: C's parent is B, B's parent is A" if ok else "FAILED: the chain is not linked as expected")
     return 0 if ok else 1
 

@@ -1,8 +1,11 @@
 """Fan out four jobs, then join: one job runs when ALL of them complete, another
-as soon as ANY of them does.
+as soon as ANY of them does; the script itself waits on the futures.
 
 Two of the four are Python functions (``module:function`` jobs, defined below and
-imported by the job from this directory), two are shell commands.
+imported by the job from this directory), two are shell commands. ``m.on_all`` and
+``m.on_any`` take the futures and return the future of the job they will start;
+``lwfm.as_completed`` yields each fanned-out future as it ends, like
+``concurrent.futures.as_completed``.
 
 Usage: python examples/fan_out_join.py    (uses $LWFM_HOME, default ~/.lwfm)
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import lwfm
 from lwfm import JobDefn, Manager, State
 
 HERE = Path(__file__).resolve().parent
@@ -30,24 +34,26 @@ def main() -> int:
         defns += [JobDefn(entry=f"sleep 0.{i}; echo shell {i}", kind="shell", name=f"shell {i}")
                   for i in (1, 2)]
         fan = [m.submit(d, workflow_id=wf.id) for d in defns]
-        ids = [j.id for j in fan]
-        join = m.on_all(ids, JobDefn(entry=["echo", "all four done"], name="join"))
-        first = m.on_any(ids, JobDefn(entry=["echo", "one is done"], name="any"))
-        print(f"fanned out {len(ids)} jobs; join fires {join.job_id}, any fires {first.job_id}")
+        join = m.on_all(fan, JobDefn(entry=["echo", "all four done"], name="join"))
+        first = m.on_any(fan, JobDefn(entry=["echo", "one is done"], name="any"))
+        print(f"fanned out {len(fan)} jobs; join fires {join.id}, any fires {first.id}")
 
-        joined = m.wait(join.job_id, timeout=120)
-        anyone = m.wait(first.job_id, timeout=120)
-        for j in fan:
-            j = m.status(j.id)
+        order = [f.result().defn.name for f in lwfm.as_completed(fan, timeout=120)]
+        print(f"ended in this order: {', '.join(order)}")
+        joined, anyone = lwfm.wait_all([join, first], timeout=120)
+        for f in fan:
+            j = f.result()
             print(f"  {j.defn.name:<9} {j.state.value:<8} -> {m.log(j.id).strip()}")
         print(f"join: {joined.state.value}, parent={joined.context.parent_id} "
               f"(the last of the four), log: {m.log(joined.id).strip()}")
         print(f"any:  {anyone.state.value}, parent={anyone.context.parent_id} "
               f"(the first to complete), log: {m.log(anyone.id).strip()}")
+        ids = [f.id for f in fan]
         logs = sorted(m.log(i).strip() for i in ids)
 
     ok = (joined.state is State.COMPLETE and anyone.state is State.COMPLETE
-          and logs == ["4", "9", "shell 1", "shell 2"]
+          and logs == ["4", "9", "shell 1", "shell 2"] and sorted(order) == sorted(
+              d.name for d in defns)
           and joined.context.parent_id in ids and anyone.context.parent_id in ids)
     print("OK" if ok else "FAILED: the fan-out or a join did not end as expected")
     return 0 if ok else 1

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 
 from .errors import (AuthError, BundleError, ChecksumMismatch, ConfigError, InvalidInput,
                      LwfmError, NotFound, NotSupported, QueryError, SiteError)
+from .errors import JobFailed
 from .model import (DataObject, Direction, EntryKind, Job, JobContext, JobDefn, JobStatus, State,
                     Trigger, TriggerKind, TriggerStatus, Workflow)
+from .model import Retries
 from .site import Auth, Repo, Run, Site, SiteHost, Spin
 
 if TYPE_CHECKING:  # static tools see the class; at run time it is imported on first use
@@ -46,3 +48,15 @@ def __getattr__(name: str):
 from .site import Transfers  # noqa: E402
 
 __all__ += ["Transfers"]
+
+# Futures (lwfm.futures) pull in the store too: imported on first use, like the Manager.
+_FUTURES = ("JobFuture", "DataFuture", "wait_all", "as_completed", "wait")
+__all__ += ["JobFailed", "Retries", *_FUTURES]
+_manager_getattr = __getattr__
+
+
+def __getattr__(name: str):  # noqa: F811 - extends the one above
+    if name in _FUTURES:
+        from . import futures
+        return getattr(futures, name)
+    return _manager_getattr(name)

@@ -87,8 +87,8 @@ def run_demo(m, echo: Echo = print) -> dict[str, object]:  # noqa: ANN001
     for job_id in (a.id, b.job_id, c.job_id, d.job_id, join.job_id, bad.id):
         j = m.wait(job_id, timeout=120)
         echo(f"  {j.defn.name:<14} {j.state.value:<9} exit={j.exit_code}")
-    echo(f"  trigger after 'fails': {m.store.get_trigger(never.id).status.value} "
-         f"({m.store.get_trigger(never.id).reason})")
+    echo(f"  trigger after 'fails': {m.store.get_trigger(never.trigger_id).status.value} "
+         f"({m.store.get_trigger(never.trigger_id).reason})")
 
     # The remote lab: a second home, its own instance, launched from a job here.
     lab_home = work / "remote-lab-home"

@@ -44,3 +44,15 @@ class BundleError(LwfmError):
 class StoreError(LwfmError):
     """The store cannot be opened, read or written (disk full, locked, read-only, a schema
     from a newer lwfm); the message names the store and the cause."""
+
+
+class JobFailed(LwfmError):
+    """A job a future waited for did not complete (it failed, was cancelled, or will
+    never run); ``job`` is its final record (None if it never ran), ``log_tail`` the end
+    of its output, to see why without another call."""
+
+    def __init__(self, message: str, job: object = None, log_tail: str = ""):
+        super().__init__(message + (f"\n--- last lines of its log ---\n{log_tail}"
+                                    if log_tail else ""))
+        self.job = job
+        self.log_tail = log_tail

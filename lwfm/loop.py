@@ -31,6 +31,7 @@ from .triggers import TriggerEngine
 log = logging.getLogger("lwfm.loop")
 _WINDOW = 0  # extra journal entries re-read per pass (set >0 for PostgreSQL)
 _RECOVER_S = 2.0  # how often fired jobs that stopped processes left are looked for
+_TIMED_S = 0.25   # how often deadlines and retry backoffs are looked at
 
 
 @dataclass
@@ -54,11 +55,14 @@ class ManagerLoop:
         store, triggers = self.host.store, self.host.triggers
         seq = store.last_event()
         self._safely(triggers.evaluate_all)
-        recovered = 0.0
+        recovered = timed = 0.0
         while not stop.is_set():
             if time.monotonic() - recovered > _RECOVER_S:
                 self._safely(triggers.recover)
                 recovered = time.monotonic()
+            if time.monotonic() - timed > _TIMED_S:
+                self._safely(triggers.check_timed)
+                timed = time.monotonic()
             events = store.events_after(max(0, seq - self.window))
             if events:
                 seq = max(seq, events[-1][0])

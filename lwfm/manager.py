@@ -19,15 +19,17 @@ from . import config as _config
 from .context import USER, adopt_context
 from .data import DataVerbs
 from .errors import LwfmError, NotFound
+from .futures import Callbacks
 from .loop import LoopHost, ManagerLoop
-from .model import (Job, JobContext, JobDefn, JobStatus, LogRecord, State, Trigger, TriggerKind,
-                    Workflow, check_json)
+from .model import Job, JobContext, JobDefn, JobStatus, LogRecord, State, Workflow, check_json
 from .recorder import Recorder
 from .runner import JobRunner
 from .registry import make_site
+from .retry import first_retry
 from .site import Site, SiteHost
 from .store import Store
-from .triggers import TriggerEngine, TriggerHost, parse_states
+from .triggers import TriggerEngine, TriggerHost, check_no_secret
+from .verbs import JobRef, TriggerVerbs, job_id_of
 
 if TYPE_CHECKING:
     from .provenance import ProvenanceGraph
@@ -36,7 +38,7 @@ log = logging.getLogger("lwfm")
 _JOIN_S = 30.0   # how long close waits for the loop thread (it may be in a site call)
 
 
-class Manager(DataVerbs):
+class Manager(DataVerbs, TriggerVerbs):
     """Submit, track and link jobs and data across sites."""
 
     def __init__(self, home: str | os.PathLike[str] | None = None):
@@ -54,6 +56,7 @@ class Manager(DataVerbs):
         self.runner = JobRunner(self.store, self._rec, self._site, self.site_names)
         self._context: JobContext | None = None
         self._context_known = False
+        self._callbacks_: Callbacks | None = None
         self.triggers = TriggerEngine(TriggerHost(
             store=self.store, flush=self.flush, site_names=self.site_names,
             check_request=lambda defn: self.site(defn.site).check_request(defn),
@@ -107,8 +110,9 @@ class Manager(DataVerbs):
         return sorted(set(self.config.sites) | {"local"})
 
     # -- run --------------------------------------------------------------------------
-    def submit(self, defn: JobDefn, *, parent_id: str | None = None, workflow_id: str | None = None,
-               job_id: str | None = None, triggered_by: str | None = None) -> Job:
+    def submit_job(self, defn: JobDefn, *, parent_id: str | None = None,
+                   workflow_id: str | None = None, job_id: str | None = None,
+                   triggered_by: str | None = None) -> Job:
         """Record, then start a job on ``defn.site``; returns it (state RUNNING or later).
 
         The job's row is written before its site is asked: if it cannot be recorded
@@ -117,6 +121,8 @@ class Manager(DataVerbs):
         it is recorded FAILED, so whoever waits on that id sees it end."""
         self.ensure_open()
         defn.check_plain()
+        if defn.retries is not None and defn.retries.count:
+            check_no_secret(defn, "a job with retries")  # its retry trigger stores it
         try:
             site = self.site(defn.site)
             site.check_request(defn)  # what it cannot honour is refused before any record
@@ -126,6 +132,9 @@ class Manager(DataVerbs):
                 self._record_unstarted(defn, job_id, str(e), workflow_id, triggered_by)
             raise
         self.runner.insert(job, JobStatus(job.id, State.PENDING))
+        if (retry := first_retry(job)) is not None:  # before it can end: retried once it does
+            self.store.add_trigger(retry)
+            self.triggers.added()
         st = self.runner.launch(job, site)
         return dataclasses.replace(job, state=st.state)
 
@@ -183,8 +192,9 @@ class Manager(DataVerbs):
             raise LwfmError("report_status needs a job id outside an lwfm job")
         self.runner.record(JobStatus(jid, State(state), info=info))
 
-    def status(self, job_id: str) -> Job:
+    def status(self, job_id: JobRef) -> Job:
         """The job as recorded, refreshed from its site when nothing else will report it."""
+        job_id = job_id_of(job_id)
         self.flush()
         return self.runner.refreshed(self.store.get_job(job_id))
 
@@ -196,13 +206,15 @@ class Manager(DataVerbs):
         self.ensure_open()
         return self.runner.reconcile(due)
 
-    def history(self, job_id: str) -> list[JobStatus]:
+    def history(self, job_id: JobRef) -> list[JobStatus]:
         self.flush()
-        return self.store.history(job_id)
+        return self.store.history(job_id_of(job_id))
 
-    def wait(self, job_id: str, timeout: float | None = None) -> Job:
+    def wait(self, job_id: JobRef, timeout: float | None = None) -> Job:
         """Block until the job is terminal. Event-driven for jobs this process runs; others
-        are polled with a backoff bounded by their site's poll interval."""
+        are polled with a backoff bounded by their site's poll interval. (This attempt:
+        ``future(job_id).wait()`` follows a job's retries.)"""
+        job_id = job_id_of(job_id)
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.005
         self._ensure_loop()  # it also starts fired jobs that a stopped process left
@@ -228,10 +240,10 @@ class Manager(DataVerbs):
                 cap = 1.0
             delay = min(delay * 2, cap)
 
-    def wait_all(self, job_ids: Iterable[str], timeout: float | None = None) -> list[Job]:
+    def wait_all(self, job_ids: Iterable[JobRef], timeout: float | None = None) -> list[Job]:
         """Wait for many jobs: one query per pass finds those already ended, and a full
         :meth:`wait` on the first one still going covers polling, futures and dead triggers."""
-        ids = list(job_ids)
+        ids = [job_id_of(j) for j in job_ids]
         pending = list(dict.fromkeys(ids))
         deadline = None if timeout is None else time.monotonic() + timeout
         while pending:
@@ -242,12 +254,13 @@ class Manager(DataVerbs):
                 self.wait(pending[0], None if deadline is None else max(0.0, deadline - time.monotonic()))
         return self.store.get_jobs(ids)
 
-    def cancel(self, job_id: str) -> bool:
+    def cancel(self, job_id: JobRef) -> bool:
         """Stop a job on its site and record CANCELLED. False if it had already ended.
 
         A job a pending trigger has yet to start is cancelled by retiring the trigger
         (dead, "cancelled by user"), so triggers chained on that job see it end; one fired
         but not started yet is ended before it starts."""
+        job_id = job_id_of(job_id)
         self.flush()
         try:
             job = self.store.get_job(job_id)
@@ -285,7 +298,8 @@ class Manager(DataVerbs):
                 return job
             time.sleep(0.05)
 
-    def log(self, job_id: str) -> str:
+    def log(self, job_id: JobRef) -> str:
+        job_id = job_id_of(job_id)
         self.flush()
         job = self.triggers.job_or_future(job_id)
         if job is None:
@@ -318,33 +332,6 @@ class Manager(DataVerbs):
                                      workflow_id=workflow_id))
         num = logging.getLevelName(level)  # a number for a known level name, else a string
         log.log(num if isinstance(num, int) else logging.INFO, message)
-
-    # -- triggers ---------------------------------------------------------------------
-    def on(self, job_id: str, defn: JobDefn, states: Iterable[State | str] = (State.COMPLETE,),
-           **kw: Any) -> Trigger:
-        """Run ``defn`` when ``job_id`` reaches one of ``states`` ("terminal" = any end)."""
-        return self._trigger(Trigger(kind=TriggerKind.JOB, watch=[job_id], defn=defn,
-                                     states=parse_states(states), **kw))
-
-    def on_all(self, job_ids: Iterable[str], defn: JobDefn,
-               states: Iterable[State | str] = (State.COMPLETE,), **kw: Any) -> Trigger:
-        """Join: run ``defn`` when every job reaches one of ``states``."""
-        return self._trigger(Trigger(kind=TriggerKind.ALL, watch=list(job_ids), defn=defn,
-                                     states=parse_states(states), **kw))
-
-    def on_any(self, job_ids: Iterable[str], defn: JobDefn,
-               states: Iterable[State | str] = (State.COMPLETE,), **kw: Any) -> Trigger:
-        return self._trigger(Trigger(kind=TriggerKind.ANY, watch=list(job_ids), defn=defn,
-                                     states=parse_states(states), **kw))
-
-    def on_data(self, pattern: Mapping[str, Any], defn: JobDefn, **kw: Any) -> Trigger:
-        """Run ``defn`` when data whose metadata matches ``pattern`` is put."""
-        return self._trigger(Trigger(kind=TriggerKind.DATA, pattern=dict(pattern), defn=defn,
-                                     **kw))
-
-    def _trigger(self, tr: Trigger) -> Trigger:
-        self.ensure_open()
-        return self.triggers.add(tr)
 
     # -- the manager loop -------------------------------------------------------------
     def _ensure_loop(self) -> None:
@@ -394,6 +381,8 @@ class Manager(DataVerbs):
                 return
             self._closed = True
         self._stop.set()
+        if self._callbacks_ is not None:
+            self._callbacks_.close()
         if self._loop is not None and self._loop is not threading.current_thread():
             self._loop.join(_JOIN_S)
             if self._loop.is_alive():

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from .errors import InvalidInput
+from .retries import Retries
 # Secret-looking env names (their values are never recorded): the rule is lwfm.secrets.
 from .secrets import REDACTED, SECRET_NAME, redacted_env  # noqa: F401 - re-exported
 from .text import check_text, check_texts, shown
@@ -119,17 +120,23 @@ class Direction(str, enum.Enum):
 
 
 class _Record:
-    """JSON round-trip for the dataclasses below (enums by value, datetimes ISO 8601)."""
+    """JSON round-trip for the dataclasses below (enums by value, datetimes ISO 8601).
+    Fields in ``_OPTIONAL`` are left out while empty: records written before they
+    existed stay byte-for-byte what they were."""
+
+    _OPTIONAL: frozenset[str] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             v = getattr(self, f.name)
+            if not v and f.name in self._OPTIONAL:
+                continue
             if isinstance(v, enum.Enum):
                 v = v.value
             elif isinstance(v, datetime):
                 v = iso(v)
-            elif isinstance(v, _Record):
+            elif isinstance(v, (_Record, Retries)):
                 v = v.to_dict()
             out[f.name] = v
         return out
@@ -161,7 +168,9 @@ def check_json(value: Any, what: str) -> None:
 
 @dataclass
 class JobDefn(_Record):
-    """What to run and where. ``entry`` is interpreted according to ``kind``."""
+    """What to run and where. ``entry`` is interpreted according to ``kind``.
+    ``retries``: a :class:`Retries` (or its count); ``outputs``: metadata patterns of the
+    data the job will put, which other jobs can wait for (``JobFuture.outputs``)."""
 
     entry: str | list[str] | dict[str, Any]
     kind: EntryKind = EntryKind.ARGV
@@ -172,9 +181,16 @@ class JobDefn(_Record):
     site: str = "local"
     compute_type: str | None = None
     resources: dict[str, Any] = field(default_factory=dict)
+    retries: Retries | None = None
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    _OPTIONAL = frozenset({"retries", "outputs"})
 
     def __post_init__(self) -> None:
         self.kind = EntryKind(self.kind)
+        self.retries = Retries.coerce(self.retries)
+        if not isinstance(self.outputs, list) or not all(isinstance(o, dict) and o
+                                                         for o in self.outputs):
+            raise InvalidInput("a job's outputs are a list of non-empty metadata patterns")
         if self.kind is EntryKind.ARGV:
             if isinstance(self.entry, str):
                 self.entry = [self.entry]
@@ -198,7 +214,7 @@ class JobDefn(_Record):
         the same: parts JSON cannot hold (NaN, objects), and any string that is not UTF-8
         text without NUL (:func:`check_text`), naming the field; env names also cannot
         hold ``=`` (``{"A=B": "c"}`` would give the job ``A=B=c``)."""
-        check_json((self.entry, self.env, self.resources), "a job definition")
+        check_json((self.entry, self.env, self.resources, self.outputs), "a job definition")
         entry = "the job's argv" if self.kind is EntryKind.ARGV else "the job's entry"
         check_texts(self.entry, entry)
         check_texts(self.args, "the job's args")
@@ -368,9 +384,22 @@ class Trigger(_Record):
     created: datetime = field(default_factory=utcnow)
     fired_at: datetime | None = None
     instance_id: str | None = None
+    deadline: datetime | None = None     # pending past it: dead, reason "timeout"
+    at_least: int | None = None          # ALL: fire once this many jobs reach ``states``
+    exit_codes: list[int] | None = None  # fire only if the job that fires it exited so
+    delay_s: float = 0.0                 # fire no sooner than this after that job ended
+    retry_of: str | None = None          # a retry: the logical job (its first attempt)
+    attempt: int = 0                     # a retry: the attempt number it starts (2, 3, ...)
+    producer: str | None = None          # DATA: only data put by this job (a data future)
+    _OPTIONAL = frozenset({"deadline", "at_least", "exit_codes", "delay_s", "retry_of",
+                           "attempt", "producer"})
 
     def __post_init__(self) -> None:
         self.kind = TriggerKind(self.kind)
+        self.deadline = parse_time(self.deadline)  # type: ignore[assignment]
+        if self.at_least is not None and not 1 <= self.at_least <= len(self.watch):
+            raise InvalidInput(f"at_least must be between 1 and the {len(self.watch)} jobs "
+                               f"watched, not {self.at_least}")
         self.status = TriggerStatus(self.status)
         self.states = [State(s) for s in self.states]
         if self.kind is TriggerKind.DATA and not self.pattern:

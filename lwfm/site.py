@@ -72,6 +72,11 @@ PROCESS_LIMITS: dict[str, tuple[str, int]] = {
 }
 
 
+#: The JobDefn.resources key of a job's wall-time limit in seconds: a site that can stop a
+#: job past it lists it in ``Run.resource_keys`` (local does; a batch site passes it on).
+WALLTIME = "walltime_s"
+
+
 def process_limits(resources: Mapping[str, Any]) -> dict[str, int]:
     """The soft rlimits (``{"RLIMIT_CPU": 5, ...}``, in the limit's own units) that
     ``resources`` asks for; other keys are not limits and are left out. The hard limit
@@ -318,6 +323,10 @@ class Site(abc.ABC):
             if key in PROCESS_LIMITS and (isinstance(value, bool) or not isinstance(value, int)
                                           or value <= 0):
                 raise InvalidInput(f"resource {key!r} must be a positive whole number, "
+                                   f"not {value!r}")
+            if key == WALLTIME and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                    or not value > 0):
+                raise InvalidInput(f"resource {key!r} must be a number of seconds > 0, "
                                    f"not {value!r}")
 
     def fetch_thread(self, dest: Path, *, workflow_id: str | None = None,

@@ -13,15 +13,17 @@ The engine sees its Manager through a :class:`TriggerHost`, the few things it us
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable
 
 from .context import USER
 from .errors import InvalidInput, LwfmError, NotFound
 from .model import (SECRET_NAME, DataObject, Job, JobContext, JobDefn, JobStatus, State, Trigger,
                     TriggerKind, TriggerStatus, check_json)
+from .retry import due, first_retry, next_retry, resolve
 from .starter import Starter
 from .store import Store, field_matches
 
@@ -75,6 +77,14 @@ def decide(tr: Trigger, states: dict[str, State | None],
             ends = ", ".join(f"{j} ended {states[j].value}" for j in lost)  # type: ignore[union-attr]
             return "dead", None, f"waited for {wanted}, but {ends}"
         return "wait", None, None
+    if tr.kind is TriggerKind.ALL and tr.at_least is not None:
+        if len(hit) >= tr.at_least:
+            return "fire", hit[tr.at_least - 1], None
+        if len(tr.watch) - len(lost) < tr.at_least:
+            ends = ", ".join(f"{j} ended {states[j].value}" for j in lost)  # type: ignore[union-attr]
+            return "dead", None, (f"waited for {tr.at_least} of {len(tr.watch)} jobs to reach "
+                                  f"{wanted}, but {ends}")
+        return "wait", None, None
     if tr.kind is TriggerKind.ALL:
         if lost:
             ends = ", ".join(f"{j} ended {states[j].value}" for j in lost)  # type: ignore[union-attr]
@@ -84,10 +94,34 @@ def decide(tr: Trigger, states: dict[str, State | None],
     return "wait", None, None
 
 
-def data_matches(tr: Trigger, d: DataObject) -> bool:
-    """A put whose metadata matches every field of the trigger's pattern."""
-    return d.direction.value == "put" and all(
-        field_matches(d.metadata, k, want) for k, want in tr.pattern.items())
+def data_matches(tr: Trigger, d: DataObject, store: Store | None = None) -> bool:
+    """A put whose metadata matches every field of the trigger's pattern (and, for a data
+    future, put by its producer or one of the producer's retries)."""
+    return put_matches(tr.pattern, tr.producer, d, store)
+
+
+def put_matches(pattern: dict[str, Any], producer: str | None, d: DataObject,
+                store: Store | None = None) -> bool:
+    if d.direction.value != "put" or not all(
+            field_matches(d.metadata, k, want) for k, want in pattern.items()):
+        return False
+    if producer is None or d.job_id == producer:
+        return True
+    if store is None or d.job_id is None:
+        return False
+    by = store.trigger_for_job(d.job_id)
+    return by is not None and by.retry_of == producer
+
+
+def check_no_secret(defn: JobDefn, what: str) -> None:
+    """A job stored until a trigger starts it (a triggered job, a retry) cannot carry a
+    secret in its env: lwfm does not store secrets."""
+    secret = [k for k in defn.env if SECRET_NAME.search(k)]
+    if secret:
+        raise InvalidInput(f"{what}'s env sets {secret[0]}, which looks like a "
+                           "secret, and lwfm does not store secrets: set it in the "
+                           "environment of the process that fires triggers (your "
+                           "workflow script, or lwfm serve) instead; jobs inherit it")
 
 
 @dataclass
@@ -129,12 +163,7 @@ class TriggerEngine:
         to store) is an error now."""
         check_json(tr.pattern, "a data trigger's pattern")
         tr.defn.check_plain()
-        secret = [k for k in tr.defn.env if SECRET_NAME.search(k)]
-        if secret:  # a trigger's job is stored until it fires: it cannot carry a secret
-            raise InvalidInput(f"the triggered job's env sets {secret[0]}, which looks like a "
-                               "secret, and lwfm does not store secrets: set it in the "
-                               "environment of the process that fires triggers (your "
-                               "workflow script, or lwfm serve) instead; jobs inherit it")
+        check_no_secret(tr.defn, "the triggered job")
         if tr.defn.site not in self.host.site_names():  # now, not when it fires
             raise NotFound(f"no site named {tr.defn.site!r} (lwfm sites lists them)")
         self.host.check_request(tr.defn)  # a resource it cannot honour: refused now too
@@ -211,13 +240,20 @@ class TriggerEngine:
     def close(self) -> None:
         self.starter.close()
 
-    def states(self, job_ids: Iterable[str]) -> dict[str, State | None]:
-        """Current states; a job whose trigger is dead will never run: CANCELLED."""
+    def states(self, job_ids: Iterable[str], logical: bool = True) -> dict[str, State | None]:
+        """Current states; a job whose trigger is dead will never run: CANCELLED.
+        ``logical``: a job with retries stands for its last attempt, and has not ended
+        while a retry is due (a retry trigger itself watches the attempt as it is)."""
         out: dict[str, State | None] = {}
         for j in job_ids:
             try:
                 job = self.job_or_future(j)
                 out[j] = job.state if job else None
+                if logical and job is not None and job.defn.retries is not None \
+                        and job.state is not None and job.state.terminal:
+                    r = resolve(self.store, j, job)
+                    out[j] = (State.CANCELLED if r.dead else None if not r.final or r.job is None
+                              else r.job.state)
             except NotFound:
                 out[j] = None
             except LwfmError:  # its trigger is dead
@@ -227,50 +263,98 @@ class TriggerEngine:
     def on_job_change(self, job_id: str) -> None:
         for tr in self.store.triggers(status=TriggerStatus.PENDING, watching=job_id):
             self.evaluate(tr)
+        by = self.store.trigger_for_job(job_id)  # an attempt: who waits on its logical job
+        if by is not None and by.retry_of is not None:
+            for tr in self.store.triggers(status=TriggerStatus.PENDING, watching=by.retry_of):
+                if tr.retry_of is None:
+                    self.evaluate(tr)
+
+    def check_timed(self) -> None:
+        """Settle what time alone decides: deadlines passed, retry backoffs over (run by
+        the manager loop; evaluation is idempotent, so re-running it is harmless)."""
+        timed = self.store.timed_triggers()
+        backoff = [tr for tr in timed if tr.deadline is None and tr.delay_s]
+        ended = self.store.terminal_among([tr.watch[0] for tr in backoff if tr.watch])
+        for tr in timed:  # a backoff only counts once its job has ended (one query for all)
+            if tr.deadline is not None or (tr.delay_s and tr.watch and tr.watch[0] in ended):
+                self.evaluate(tr)
 
     def on_data(self, d: DataObject) -> None:
         for tr in self.store.triggers(status=TriggerStatus.PENDING, kind=TriggerKind.DATA.value):
-            if data_matches(tr, d):
+            if data_matches(tr, d, self.store):
                 self._fire(tr, d.id)
 
     def evaluate(self, tr: Trigger) -> None:
         if tr.kind is TriggerKind.DATA:
             for d in self.store.find_data(tr.pattern):
-                if data_matches(tr, d):
+                if data_matches(tr, d, self.store):
                     self._fire(tr, d.id)
                     return
+            self._timeout(tr)
             return
-        states = self.states(tr.watch)
+        states = self.states(tr.watch, logical=tr.retry_of is None)
         seen = None
         if any(not s.terminal for s in tr.states):  # a passing state: ask the histories
             seen = self.store.states_seen([j for j, s in states.items()
                                            if s is not None and s not in tr.states])
         verdict, fired_by, reason = decide(tr, states, seen)
+        if verdict == "fire" and (tr.exit_codes is not None or tr.delay_s):
+            job = self.store.get_job(fired_by)  # type: ignore[arg-type]
+            if tr.exit_codes is not None and job.exit_code not in tr.exit_codes:
+                verdict, reason = "dead", (f"{job.id} ended {job.state.value} with exit code "  # type: ignore[union-attr]
+                                           f"{job.exit_code}, not one of {tr.exit_codes}")
+            elif not due(tr, job.ended.timestamp() if job.ended else None):
+                return  # a retry's backoff: the manager loop looks again (check_timed)
         if verdict == "fire":
-            self._fire(tr, fired_by)
-        elif verdict == "dead" and self.store.settle_trigger(tr.id, TriggerStatus.DEAD, reason=reason):
-            self.host.record_log(f"trigger {tr.id} can no longer fire: {reason}", level="WARNING",
-                              workflow_id=tr.workflow_id)
-            self.on_job_change(tr.job_id)  # triggers chained on the job it would have run
+            self._fire(tr, fired_by, states)
+        elif verdict == "dead":
+            self._settle_dead(tr, ("no retry needed: " if tr.retry_of else "") + (reason or ""))
+        else:
+            self._timeout(tr)
+
+    def _timeout(self, tr: Trigger) -> None:
+        if tr.deadline is not None and time.time() >= tr.deadline.timestamp():
+            self._settle_dead(tr, "timeout")
+
+    def _settle_dead(self, tr: Trigger, reason: str) -> None:
+        if not self.store.settle_trigger(tr.id, TriggerStatus.DEAD, reason=reason):
+            return
+        if tr.retry_of is None:
+            self.host.record_log(f"trigger {tr.id} can no longer fire: {reason}",
+                                 level="WARNING", workflow_id=tr.workflow_id)
+        self.on_job_change(tr.job_id)  # triggers chained on the job it would have run
+        if tr.retry_of is not None:    # the logical job's outcome is now known
+            for other in self.store.triggers(status=TriggerStatus.PENDING, watching=tr.retry_of):
+                if other.retry_of is None:
+                    self.evaluate(other)
 
     def evaluate_all(self) -> None:
         """Catch up on every pending trigger (after a restart, or at loop start)."""
         for tr in self.store.triggers(status=TriggerStatus.PENDING):
             self.evaluate(tr)
 
-    def _fire(self, tr: Trigger, fired_by: str | None) -> None:
-        """Fire and record the job in one transaction; the starter starts it."""
-        job = self._fired_job(tr, fired_by)
+    def _fire(self, tr: Trigger, fired_by: str | None,
+              states: dict[str, State | None] | None = None) -> None:
+        """Fire and record the job in one transaction (with the trigger of its next
+        attempt, for a retry); the starter starts it."""
+        job = self._fired_job(tr, fired_by, states)
         first = JobStatus(job.id, State.PENDING, info=f"fired by trigger {tr.id}; not started yet")
-        if self.store.fire_trigger(tr.id, fired_by, job, first, self.starter.claim):
+        then = (next_retry(tr) if tr.retry_of else
+                first_retry(job) if job.defn.retries and job.defn.retries.count else None)
+        if self.store.fire_trigger(tr.id, fired_by, job, first, self.starter.claim, then=then):
+            if then is not None:
+                self.added()
             self.starter.start(tr.id, job.id)
         # (else another process, or an earlier event, won the claim)
 
-    def _fired_job(self, tr: Trigger, fired_by: str | None) -> Job:
+    def _fired_job(self, tr: Trigger, fired_by: str | None,
+                   states: dict[str, State | None] | None = None) -> Job:
         """The job a trigger starts, linked as a submitted job is: its parent is the job
-        that fired it (unless the trigger names one), which gives originator and workflow."""
+        that fired it (unless the trigger names one, or it is a retry: an attempt sits
+        where the first one did), which gives originator and workflow. A join's job reads
+        the states its inputs had when it fired in ``LWFM_JOIN_STATES`` (JSON)."""
         parent_id, workflow = tr.parent_id, tr.workflow_id
-        if parent_id is None and tr.kind is not TriggerKind.DATA and fired_by:
+        if parent_id is None and tr.kind is not TriggerKind.DATA and fired_by and not tr.retry_of:
             parent_id = fired_by
         if parent_id is None and (ctx := self.host.context()) is not None:
             parent_id = ctx.job_id
@@ -288,4 +372,8 @@ class TriggerEngine:
                 workflow = None  # the workflow is gone; the job still runs
         ctx = JobContext(job_id=tr.job_id, parent_id=parent_id, originator_id=originator,
                          workflow_id=workflow, site=tr.defn.site)
-        return Job(defn=tr.defn, context=ctx, triggered_by=tr.id, submitter=USER)
+        defn = tr.defn
+        if tr.kind in (TriggerKind.ALL, TriggerKind.ANY) and states is not None:
+            got = {j: (s.value if s else None) for j, s in states.items()}
+            defn = replace(defn, env={**defn.env, "LWFM_JOIN_STATES": json.dumps(got)})
+        return Job(defn=defn, context=ctx, triggered_by=tr.id, submitter=USER)

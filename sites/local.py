@@ -36,7 +36,7 @@ from typing import NoReturn
 from lwfm.errors import ConfigError, NotFound, NotSupported, SiteError
 from lwfm.files import check_path, local_path, sha256_file
 from lwfm.model import DataObject, Direction, EntryKind, JobContext, JobDefn, JobStatus, State
-from lwfm.site import NoAuth, Repo, Run, Site, SiteHost, StaticSpin
+from lwfm.site import WALLTIME, NoAuth, Repo, Run, Site, SiteHost, StaticSpin
 
 from ._keeper import KeeperClient, KeeperLost, kernel_keeps_exit_status
 from ._reaper import Reaper
@@ -146,8 +146,25 @@ def exit_status(job_id: str, code: int | None, cancelled: bool = False) -> JobSt
     return JobStatus(job_id, state, native_state=f"exit {code}", exit_code=code)
 
 
+def _walltime(defn: JobDefn) -> list[str]:
+    """The ``timeout`` prefix that enforces ``resources["walltime_s"]`` (none if unset)."""
+    wall = defn.resources.get(WALLTIME)
+    if wall is None:
+        return []
+    if isinstance(wall, bool) or not isinstance(wall, (int, float)) or not wall > 0:
+        raise SiteError(f"walltime_s must be a number of seconds > 0, not {wall!r}")
+    prog = shutil.which("timeout")
+    if prog is None:
+        raise SiteError("walltime_s needs coreutils' timeout on PATH; install coreutils")
+    return [prog, "--kill-after=5", f"{float(wall):g}"]
+
+
 class LocalRun(Run):
     poll_interval = 0.5
+    #: ``walltime_s``: the job is stopped (TERM, KILL 5 s on) once it has run that long,
+    #: by coreutils ``timeout`` around it, so the limit holds when lwfm is gone; the job
+    #: then ends FAILED with exit code 124 (137 if it ignored the TERM).
+    resource_keys = frozenset({WALLTIME})
 
     def __init__(self, host: SiteHost, spin: StaticSpin):
         self.host = host
@@ -173,11 +190,11 @@ class LocalRun(Run):
 
     def submit(self, defn: JobDefn, ctx: JobContext) -> JobStatus:
         # compute_type and resources were checked by Site.check_request before the job
-        # was recorded: resource_keys is empty (plain processes have none to ask for).
+        # was recorded: resource_keys names the one limit plain processes have here.
         if defn.cwd and not os.path.isdir(defn.cwd):
             raise SiteError(f"the job's working directory {defn.cwd} is not a directory")
         cwd = os.path.abspath(defn.cwd) if defn.cwd else None
-        argv = [os.fsencode(a) for a in job_argv(defn)]
+        argv = [os.fsencode(a) for a in _walltime(defn) + job_argv(defn)]
         env = _environ_bytes()
         env.update((os.fsencode(k), os.fsencode(v)) for k, v in self.host.job_env(defn, ctx).items())
         path = _program(os.fsdecode(argv[0]), env, cwd)

@@ -227,8 +227,8 @@ def test_a_triggers_job_is_addressable_before_it_runs(home: Path) -> None:
         tr = m.on(a.id, JobDefn(entry=["echo", "B"]))
     short = tr.job_id[:8].upper()
     st = lwfm(home, "status", short)
-    assert st.returncode == 0 and f"not started: trigger {tr.id} is pending" in st.stdout
-    assert json.loads(lwfm(home, "status", short, "--json").stdout)["trigger"]["id"] == tr.id
+    assert st.returncode == 0 and f"not started: trigger {tr.trigger_id} is pending" in st.stdout
+    assert json.loads(lwfm(home, "status", short, "--json").stdout)["trigger"]["id"] == tr.trigger_id
     log = lwfm(home, "log", short)
     assert log.returncode == 1 and "its trigger has not fired" in log.stderr
     w = lwfm(home, "wait", short, "--timeout", "0.2")

@@ -135,3 +135,27 @@ def test_data_trigger_fired_inside_a_job_outlives_it(home: Path, tmp_path: Path)
         assert m.store.get_trigger(tr.id).status is TriggerStatus.FIRED
         job = m.wait(tr.job_id, timeout=20)  # the bug: TimeoutError, the job stays RUNNING
         assert job.state is State.COMPLETE and m.log(job.id) == "analysed\n"
+
+
+def test_retry_flaky(home: Path):
+    """The flaky job fails twice and passes on its third attempt; each attempt is its own
+    job, started by a retry trigger on the one before; the report fired once, on the
+    last attempt's success."""
+    out = run_example("retry_flaky.py", home)
+    assert "flaky (attempt 3)      COMPLETE" in out, out
+    with Manager(home) as m:
+        jobs = by_name(m)
+        first, second, third = jobs["flaky"], jobs["flaky (attempt 2)"], jobs["flaky (attempt 3)"]
+        assert [j.state for j in (first, second, third)] == [State.FAILED, State.FAILED,
+                                                              State.COMPLETE]
+        t2, t3 = m.store.get_trigger(second.triggered_by), m.store.get_trigger(third.triggered_by)
+        assert (t2.retry_of, t2.fired_by, t2.attempt) == (first.id, first.id, 2)
+        assert (t3.retry_of, t3.fired_by, t3.attempt) == (first.id, second.id, 3)
+        assert second.started >= first.ended and third.started >= second.ended
+        assert m.future(first.id).attempts == [first.id, second.id, third.id]
+        report = jobs["report"]
+        assert report.state is State.COMPLETE and report.started >= third.ended
+        # The 4th attempt's trigger (made when the 3rd started) is dead: no retry needed.
+        left = [t for t in m.store.triggers(watching=third.id) if t.retry_of]
+        assert len(left) == 1 and left[0].status is TriggerStatus.DEAD
+        assert left[0].reason.startswith("no retry needed")

@@ -96,9 +96,9 @@ def _setup(env: dict[str, str], marks: Path, n: int, site: str) -> dict[str, obj
         with Manager() as m:
             a = [m.submit(JobDefn(entry="sleep 1.5", kind="shell", name=f"A{{i}}")).id
                  for i in range({n})]
-            b = [m.on(j, _marking(marks, f"B{{i}}", {site!r})).id for i, j in enumerate(a)]
+            b = [m.on(j, _marking(marks, f"B{{i}}", {site!r})).trigger_id for i, j in enumerate(a)]
             join = m.on_all(a, _marking(marks, "join"))
-            print(json.dumps({{"a": a, "b": b, "join": join.id}}))
+            print(json.dumps({{"a": a, "b": b, "join": join.trigger_id}}))
     ''')
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                          text=True, timeout=120)
@@ -200,7 +200,7 @@ def test_site_io_of_a_start_does_not_stall_recording(home: Path, tmp_path: Path,
         tr = m.on(a.id, JobDefn(entry=["true"], site="slow"))
         m.wait(a.id, timeout=30)
         deadline = time.monotonic() + 10
-        while m.store.get_trigger(tr.id).status is TriggerStatus.PENDING:
+        while m.store.get_trigger(tr.trigger_id).status is TriggerStatus.PENDING:
             assert time.monotonic() < deadline
             time.sleep(0.01)
         time.sleep(0.2)  # the slow start is under way
@@ -222,7 +222,7 @@ def test_a_manager_closed_right_after_the_watched_job_ends(home: Path) -> None:
             tr = m.on(a.id, JobDefn(entry=["echo", "B"]))
             m.wait(a.id, timeout=30)
         with Manager(home) as m2:
-            assert m2.store.get_trigger(tr.id).status is TriggerStatus.FIRED
+            assert m2.store.get_trigger(tr.trigger_id).status is TriggerStatus.FIRED
             assert m2.wait(tr.job_id, timeout=30).state is State.COMPLETE
 
 

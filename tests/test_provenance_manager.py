@@ -43,7 +43,7 @@ def test_real_workflow_is_projected_completely(home: Path, tmp_path: Path) -> No
                                   lwfm:state ?s }""", fmt="table")[1])
         assert states == {"a": "COMPLETE", "fails": "FAILED", "slow": "CANCELLED",
                           "b": "COMPLETE", "on-data": "COMPLETE"}
-        assert m.store.get_trigger(dead.id).status.value == "dead"
+        assert m.store.get_trigger(dead.trigger_id).status.value == "dead"
         shapes = Graph().parse(ontology_path("shapes.ttl"))
         data = g.query("CONSTRUCT { ?s ?p ?o } WHERE { ?s ?p ?o }").graph
         ok, _, text = pyshacl.validate(data, shacl_graph=shapes)

@@ -36,9 +36,9 @@ def test_chain_a_b_c_links_parents_and_records_what_fired(m: Manager) -> None:
     b = m.status(tb.job_id)
     assert c.state is State.COMPLETE and b.state is State.COMPLETE
     assert (b.context.parent_id, c.context.parent_id) == (a.id, b.id)
-    assert (b.triggered_by, c.triggered_by) == (tb.id, tc.id)
+    assert (b.triggered_by, c.triggered_by) == (tb.trigger_id, tc.trigger_id)
     assert b.context.workflow_id == c.context.workflow_id == wf.id
-    fired = m.store.get_trigger(tb.id)
+    fired = m.store.get_trigger(tb.trigger_id)
     assert fired.status is TriggerStatus.FIRED and fired.fired_by == a.id
 
 
@@ -51,7 +51,7 @@ def test_join_all_and_any(m: Manager) -> None:
     assert joined.state is State.COMPLETE and first.state is State.COMPLETE
     ends = {j.id: m.status(j.id).ended for j in jobs}
     assert joined.started >= max(ends.values())
-    assert m.store.get_trigger(t_any.id).fired_by == jobs[0].id
+    assert m.store.get_trigger(t_any.trigger_id).fired_by == jobs[0].id
 
 
 def test_terminal_state_trigger_fires_on_failure(m: Manager) -> None:
@@ -66,11 +66,11 @@ def test_trigger_that_cannot_fire_is_dead_and_says_why(m: Manager) -> None:
     chained = m.on(tr.job_id, echo("never either"))
     m.wait(bad.id, timeout=60)
     deadline = time.time() + 10
-    while m.store.get_trigger(chained.id).status is TriggerStatus.PENDING and time.time() < deadline:
+    while m.store.get_trigger(chained.trigger_id).status is TriggerStatus.PENDING and time.time() < deadline:
         time.sleep(0.05)
-    dead = m.store.get_trigger(tr.id)
+    dead = m.store.get_trigger(tr.trigger_id)
     assert dead.status is TriggerStatus.DEAD and "FAILED" in (dead.reason or "")
-    assert m.store.get_trigger(chained.id).status is TriggerStatus.DEAD
+    assert m.store.get_trigger(chained.trigger_id).status is TriggerStatus.DEAD
     with pytest.raises(LwfmError, match="will never run"):
         m.wait(tr.job_id, timeout=5)
     with pytest.raises(NotFound):
@@ -126,7 +126,7 @@ def test_trigger_on_a_passing_state_fires_after_the_job_moved_on(m: Manager) -> 
     assert m.wait(a.id, timeout=60).state is State.COMPLETE
     tr = m.on(a.id, echo("B"), states="running")
     assert m.wait(tr.job_id, timeout=60).state is State.COMPLETE
-    assert m.store.get_trigger(tr.id).fired_by == a.id
+    assert m.store.get_trigger(tr.trigger_id).fired_by == a.id
 
 
 def test_decide_counts_states_seen_in_history() -> None:
@@ -155,13 +155,13 @@ def test_cancelling_a_job_its_trigger_has_not_started(m: Manager) -> None:
     after = m.on(tb.job_id, echo("after B"))
     assert m.cancel(tb.job_id) is True
     assert m.cancel(tb.job_id) is False  # already retired
-    dead = m.store.get_trigger(tb.id)
+    dead = m.store.get_trigger(tb.trigger_id)
     assert dead.status is TriggerStatus.DEAD and dead.reason == "cancelled by user"
-    assert m.store.get_trigger(after.id).status is TriggerStatus.DEAD
+    assert m.store.get_trigger(after.trigger_id).status is TriggerStatus.DEAD
     assert m.wait(cleanup.job_id, timeout=60).state is State.COMPLETE
     m.cancel(a.id)
     assert m.wait(a.id, timeout=60).state is State.CANCELLED
-    assert m.store.get_trigger(tb.id).status is TriggerStatus.DEAD  # A's end does not revive it
+    assert m.store.get_trigger(tb.trigger_id).status is TriggerStatus.DEAD  # A's end does not revive it
     with pytest.raises(NotFound):
         m.cancel("no-such-job")
 
@@ -200,7 +200,7 @@ def test_pending_trigger_survives_restart_and_fires_exactly_once(home: Path) -> 
               "    s = m.site('local'); s.detach = True\n"
               "    a = m.submit(JobDefn(entry='sleep 1.5', kind='shell'))\n"
               "    t = m.on(a.id, JobDefn(entry=['echo', 'B'], name='B'))\n"
-              "    print(a.id, t.id, t.job_id)\n")
+              "    print(a.id, t.trigger_id, t.job_id)\n")
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr

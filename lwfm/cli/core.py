@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from ..errors import LwfmError, NotFound
-from ..model import EntryKind, Job, JobDefn, State
+from ..model import EntryKind, Job, JobDefn, Retries, State
 from ._common import (command_list, echo_json, get_manager, json_option, print_table,
                       resolve_workflow, with_manager)
 
@@ -73,21 +73,28 @@ def jobs_table(jobs: list[dict[str, Any]]) -> None:
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment variable.")
 @click.option("--cwd", type=click.Path(exists=True, file_okay=False), help="Working directory.")
 @click.option("--wait", "do_wait", is_flag=True, help="Wait for the job to end; exit 1 unless COMPLETE.")
+@click.option("--retries", type=click.IntRange(min=0), default=0,
+              help="Run it again, up to N times, while it ends FAILED (each attempt is a job).")
+@click.option("--backoff", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Seconds to wait before each retry.")
 @json_option
 @click.argument("command_", nargs=-1, required=True, type=click.UNPROCESSED, metavar="COMMAND...")
 @with_manager
 def run_cmd(m, site: str, kind: str | None, name: str, workflow_id: str | None,
             parent_id: str | None, env: tuple[str, ...], cwd: str | None, do_wait: bool,
-            as_json: bool, command_: tuple[str, ...]) -> None:
-    """Run COMMAND as a job (use -- before a command with options)."""
+            retries: int, backoff: float, as_json: bool, command_: tuple[str, ...]) -> None:
+    """Run COMMAND as a job (use -- before a command with options). With --wait and
+    --retries, it waits for the last attempt."""
     k = EntryKind(kind or "argv")
     entry: Any = list(command_) if k is EntryKind.ARGV else " ".join(command_)
     defn = JobDefn(entry=entry, kind=k, name=name, site=site, cwd=cwd,
-                   env=parse_pairs(env, "--env", typed=False))
-    job = m.submit(defn, parent_id=parent_id, workflow_id=workflow_id)
+                   env=parse_pairs(env, "--env", typed=False),
+                   retries=Retries(count=retries, backoff_s=backoff) if retries else None)
+    fut = m.submit(defn, parent_id=parent_id, workflow_id=workflow_id)
+    job = fut.snapshot()
     if do_wait:
         try:
-            job = m.wait(job.id)
+            job = fut.wait()
         except KeyboardInterrupt:
             raise LwfmError(f"stopped waiting; job {job.id} runs on "
                             f"(lwfm wait {job.id[:8]}, lwfm cancel {job.id[:8]})") from None
@@ -313,10 +320,20 @@ def triggers_cmd(m, status: str | None, as_json: bool) -> None:
     if as_json:
         echo_json([tr.to_dict() for tr in trs])
         return
-    print_table(("id", "kind", "status", "watch/pattern", "fires job", "reason"),
-                ((tr.id[:8], tr.kind.value, tr.status.value,
+    print_table(("id", "kind", "status", "watch/pattern", "fires job", "deadline", "reason"),
+                ((tr.id[:8], _kind(tr), tr.status.value,
                   ",".join(w[:8] for w in tr.watch) if tr.watch else json.dumps(tr.pattern),
-                  tr.job_id[:8], tr.reason or "") for tr in trs))
+                  tr.job_id[:8], tr.deadline.strftime("%Y-%m-%d %H:%M:%S") if tr.deadline else "",
+                  tr.reason or "") for tr in trs))
+
+
+def _kind(tr: Any) -> str:
+    """A trigger's kind as a user thinks of it: a retry, a k-of-n join, a data future."""
+    if tr.retry_of:
+        return f"retry {tr.attempt}"
+    if tr.at_least is not None:
+        return f"{tr.at_least}-of-{len(tr.watch)}"
+    return tr.kind.value + (" (future)" if tr.producer else "")
 
 
 @command("serve")

@@ -51,7 +51,8 @@ P.update({"lwfm_" + n: _p(LWFM, n) for n in (
     "firedBy", "fires", "watches", "triggerKind", "triggerStatus", "triggerStates", "pattern",
     "reason", "firedAt", "statusOf", "nativeState", "info", "created", "computeType",
     "arguments", "entryKind", "entryPoint", "sha256", "direction", "site", "instance",
-    "props", "seq", "originInstance", "importedAt", "brought", "bundleSummary")})
+    "props", "seq", "originInstance", "importedAt", "brought", "bundleSummary", "retryOf",
+    "attempt", "deadline", "atLeast")})
 C = {
     "Activity": _p(PROV, "Activity"), "Entity": _p(PROV, "Entity"), "Agent": _p(PROV, "Agent"),
     "CreateAction": _p(SCHEMA, "CreateAction"), "MediaObject": _p(SCHEMA, "MediaObject"),
@@ -314,10 +315,21 @@ class Emitter:
             o.append(f"{t} {P['lwfm_pattern']} {_json(body['pattern'])} {g} .\n")
         if body.get("workflow_id"):
             o.append(f"{t} {P['lwfm_workflow']} <{node_iri(body['workflow_id'])}> {g} .\n")
+        if body.get("retry_of"):
+            o.append(f"{t} {P['lwfm_retryOf']} <{node_iri(body['retry_of'])}> {g} .\n")
+            o.append(f"{t} {P['lwfm_attempt']} \"{int(body.get('attempt') or 0)}\"{_INT} {g} .\n")
+        if body.get("deadline"):
+            o.append(f"{t} {P['lwfm_deadline']} {dt(body['deadline'])} {g} .\n")
+        if body.get("at_least") is not None:
+            o.append(f"{t} {P['lwfm_atLeast']} \"{int(body['at_least'])}\"{_INT} {g} .\n")
         if r["fired_by"]:
             cause = node_iri(r["fired_by"])
             o.append(f"{t} {P['lwfm_firedBy']} <{cause}> {g} .\n")
             extra.append(f"{job} {_INFL} <{cause}> {g} .\n")
+            if body.get("retry_of"):  # an attempt was informed by the one it retries
+                extra.append(f"{job} {P['prov_wasInformedBy']} <{cause}> {g} .\n")
+            if body.get("producer"):  # a data future: the data fed the job
+                extra.append(f"{job} {P['prov_used']} <{cause}> {g} .\n")
         if r["reason"]:
             o.append(f"{t} {P['lwfm_reason']} {lit(r['reason'])} {g} .\n")
         if r["fired_at"]:

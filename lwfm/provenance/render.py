@@ -17,7 +17,8 @@ _STYLE = {"COMPLETE": ("green", "#c8e6c9"), "FAILED": ("red", "#ffcdd2"),
           "CANCELLED": ("magenta", "#e1bee7"), "RUNNING": ("yellow", "#fff9c4"),
           "FINISHING": ("yellow", "#fff9c4"), "PENDING": ("cyan", "#b2ebf2"),
           "READY": ("cyan", "#b2ebf2")}
-_ARROW = {"put": "⬆ put", "get": "⬇ get", "child": "", "triggered": "⚡ ", "part": ""}
+_ARROW = {"put": "⬆ put", "get": "⬇ get", "child": "", "triggered": "⚡ ", "part": "",
+          "retry": "↻ "}
 
 
 def _line(n: ThreadNode) -> Text:
@@ -29,7 +30,7 @@ def _line(n: ThreadNode) -> Text:
         return Text.assemble((_ARROW.get(n.relation, n.relation), "blue"), f" {n.label} ",
                              (n.id[:8], "dim"))
     color = _STYLE.get(n.state or "", ("white", ""))[0]
-    trig = "⚡ " if n.relation == "triggered" else ""
+    trig = _ARROW.get(n.relation, "") if n.relation in ("triggered", "retry") else ""
     site = f" @{n.site}" if n.site else ""
     return Text.assemble(trig, (n.label, "bold"), " ", (n.state or "-", color), site, " ",
                          (n.id[:8], "dim"))
@@ -60,7 +61,8 @@ def to_dot(root: ThreadNode) -> str:
                 label = f"{c.label}\n{c.state or '-'}" + (f" @{c.site}" if c.site else "")
                 out.append(f"  {_q(c.id)} [shape=box, style=\"rounded,filled\", "
                            f"fillcolor=\"{fill}\", label={_q(label)}];")
-                style = ", style=dashed, label=\"triggered\"" if c.relation == "triggered" else ""
+                style = (f", style=dashed, label=\"{c.relation}\""
+                         if c.relation in ("triggered", "retry") else "")
                 out.append(f"  {_q(n.id)} -> {_q(c.id)} [color=gray40{style}];")
             else:
                 out.append(f"  {_q(c.id)} [shape=note, label={_q(c.label)}];")

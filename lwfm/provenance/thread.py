@@ -18,7 +18,7 @@ class ThreadNode:
     id: str
     kind: str                   # workflow | job | data
     label: str
-    relation: str = ""          # how it hangs under its parent: child, triggered, put, get
+    relation: str = ""          # how it hangs under its parent: child, triggered, retry, put, get
     state: str | None = None
     site: str | None = None
     children: list["ThreadNode"] = field(default_factory=list)
@@ -44,18 +44,21 @@ def thread(g: "ProvenanceGraph", workflow_id: str) -> ThreadNode:
     root = ThreadNode(id=wid, kind="workflow", label=rows[0][0] or wid)
     jobs: dict[str, ThreadNode] = {}
     attach: dict[str, tuple[str | None, str]] = {}
-    for j, name, state, parent, cause, site, created in g.select_values(f"""
-          SELECT ?j ?name ?state ?parent ?cause ?site ?created WHERE {{
+    for j, name, state, parent, cause, retry, site, created in g.select_values(f"""
+          SELECT ?j ?name ?state ?parent ?cause ?retry ?site ?created WHERE {{
             ?j lwfm:workflow {w} ; a lwfm:Job ; schema:name ?name ; lwfm:created ?created .
             OPTIONAL {{ ?j lwfm:state ?state }} OPTIONAL {{ ?j lwfm:parentJob ?parent }}
-            OPTIONAL {{ ?j lwfm:triggeredBy ?t . ?t lwfm:firedBy ?cause }}
+            OPTIONAL {{ ?j lwfm:triggeredBy ?t . ?t lwfm:firedBy ?cause .
+                        OPTIONAL {{ ?t lwfm:retryOf ?retry }} }}
             OPTIONAL {{ ?j schema:agent ?a . ?a schema:name ?site }}
           }} ORDER BY ?created ?j"""):
         jid = node_id(j) or j
         jobs[jid] = ThreadNode(id=jid, kind="job", label=name, state=state, site=site)
         p = node_id(parent or "")
         c = node_id(cause or "")
-        attach[jid] = (p, "child") if p else (c, "triggered") if c else (None, "")
+        # an attempt hangs under the attempt it retries, whatever its parent
+        attach[jid] = ((c, "retry") if retry and c else (p, "child") if p else
+                       (c, "triggered") if c else (None, ""))
     for jid, node in jobs.items():
         up, rel = attach[jid]
         if up in jobs and not _is_ancestor(jid, up, attach):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Text, cast, insert, or_, select, update
 
 from ..errors import NotFound
 from ..model import Job, JobStatus, State, Trigger, TriggerStatus, iso, utcnow
@@ -26,16 +26,19 @@ class TriggerRows:
         def _statuses(self, c: Connection, run: list[tuple[JobStatus, str | None]]) -> Any: ...
 
     def add_trigger(self, tr: Trigger) -> Trigger:
-        tr.instance_id = tr.instance_id or self.instance_id
         with self.write() as c:
-            c.execute(insert(t.triggers).values(
-                id=tr.id, kind=tr.kind.value, status=tr.status.value, body=tr.to_dict(),
-                job_id=tr.job_id, fired_by=None, reason=None, fired_at=None))
-            if tr.watch:
-                c.execute(insert(t.trigger_watch), [{"trigger_id": tr.id, "job_id": j}
-                                                    for j in tr.watch])
-            self.journal(c, "trigger", [tr.id])
+            self._insert_trigger(c, tr)
         return tr
+
+    def _insert_trigger(self, c: Connection, tr: Trigger) -> None:
+        tr.instance_id = tr.instance_id or self.instance_id
+        c.execute(insert(t.triggers).values(
+            id=tr.id, kind=tr.kind.value, status=tr.status.value, body=tr.to_dict(),
+            job_id=tr.job_id, fired_by=None, reason=None, fired_at=None))
+        if tr.watch:
+            c.execute(insert(t.trigger_watch), [{"trigger_id": tr.id, "job_id": j}
+                                                for j in tr.watch])
+        self.journal(c, "trigger", [tr.id])
 
     def _trigger(self, r: Mapping[str, Any]) -> Trigger:
         body = dict(r["body"])
@@ -69,6 +72,16 @@ class TriggerRows:
         with self.read() as c:
             return [self._trigger(r) for r in c.execute(q).mappings()]
 
+    def timed_triggers(self) -> list[Trigger]:
+        """Pending triggers with a deadline or a retry backoff (which time alone may
+        settle): found by their body's keys, left out while empty (a false match, the key
+        text inside a job's command, costs one idempotent evaluation)."""
+        body = cast(t.triggers.c.body, Text)
+        q = select(t.triggers).where(t.triggers.c.status == TriggerStatus.PENDING.value,
+                                     or_(body.like('%"deadline"%'), body.like('%"delay_s"%')))
+        with self.read() as c:
+            return [self._trigger(r) for r in c.execute(q).mappings()]
+
     def settle_trigger(self, trigger_id: str, status: TriggerStatus, *, fired_by: str | None = None,
                        reason: str | None = None) -> bool:
         """Move a pending trigger to fired/dead. True only for the one caller that won."""
@@ -83,10 +96,11 @@ class TriggerRows:
 
     # -- firing and starting the fired job ---------------------------------------------
     def fire_trigger(self, trigger_id: str, fired_by: str | None, job: Job, status: JobStatus,
-                     launcher: str) -> bool:
+                     launcher: str, then: Trigger | None = None) -> bool:
         """Fire a pending trigger AND record its job (state PENDING, not started) in ONE
         transaction, claimed for starting by ``launcher``. True only for the one winner:
-        whoever fires also owns the start, and a crash leaves either both or neither."""
+        whoever fires also owns the start, and a crash leaves either both or neither.
+        ``then``: a trigger added in the same transaction (a retry's next attempt)."""
         with self.write() as c:
             n = c.execute(update(t.triggers).where(t.triggers.c.id == trigger_id,
                                                    t.triggers.c.status == "pending").values(
@@ -95,6 +109,8 @@ class TriggerRows:
             if n:
                 self.journal(c, "trigger", [trigger_id])
                 self._insert_jobs(c, [(job, status)])
+                if then is not None:
+                    self._insert_trigger(c, then)
         return n == 1
 
     def begin_launch(self, trigger_id: str, launcher: str) -> bool:

@@ -10,6 +10,10 @@ each run in an interpreter of their own (see :func:`in_child`).
 
 * ``jobs_per_s``: N ``/bin/true`` jobs submitted one by one through ``Manager.submit``
   to ``local``, then all waited to COMPLETE (median of 3 runs, each on a fresh home).
+* ``jobs_per_s_futures``: the same run through futures: ``m.submit`` (a JobFuture each),
+  then ``lwfm.wait_all(futures)``; ``vs_plain`` is the median of its per-repetition ratio
+  to ``jobs_per_s`` (each repetition runs both, on fresh homes, futures right after plain).
+  The plain run uses ``Manager.submit_job`` (the Job-returning submit) and waits by id.
 * ``psij_jobs_per_s``: psij-python's ``local`` executor, submit all then wait all.
 * ``popen_jobs_per_s``: ``subprocess.Popen``, start all then wait all.
 * ``trigger_hop_ms``: A (``/bin/true``) COMPLETE -> B RUNNING, where B is fired by
@@ -44,13 +48,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import lwfm
 from lwfm import JobDefn, Manager, State
 
 if TYPE_CHECKING:
     from lwfm.provenance import ProvenanceGraph
 
 TRUE = "/bin/true"
-GOALS = {"jobs_per_s": 500, "vs_psij": 6, "vs_popen": 0.5, "trigger_hop_ms": 20}
+GOALS = {"jobs_per_s": 500, "vs_psij": 6, "vs_popen": 0.5, "trigger_hop_ms": 20, "vs_plain": 0.95}
 
 
 def fresh_home(root: Path, name: str) -> Path:
@@ -98,12 +103,17 @@ def completed(m: Manager) -> int:
     return len(m.store.find_jobs(state=State.COMPLETE.value))
 
 
-def lwfm_run(m: Manager, n: int) -> float:
-    """Submit n jobs one by one, wait for all; returns seconds."""
+def lwfm_run(m: Manager, n: int, futures: bool = False) -> float:
+    """Submit n jobs one by one, wait for all; returns seconds. ``futures``: hold a
+    JobFuture per job and wait on them (lwfm.wait_all), else ids (Manager.wait_all)."""
     defn = JobDefn(entry=[TRUE], name="true")
     t0 = time.perf_counter()
-    ids = [m.submit(defn).id for _ in range(n)]
-    jobs = m.wait_all(ids, timeout=600)
+    if futures:
+        fs = [m.submit(defn) for _ in range(n)]
+        jobs = lwfm.wait_all(fs, timeout=600)
+    else:
+        ids = [m.submit_job(defn).id for _ in range(n)]
+        jobs = m.wait_all(ids, timeout=600)
     dt = time.perf_counter() - t0
     assert all(j.state is State.COMPLETE for j in jobs), "a job did not COMPLETE"
     return dt
@@ -120,6 +130,16 @@ def bench_lwfm(root: Path, n: int, rep: int) -> tuple[float, dict[str, float]]:
         print(f"lwfm run {rep + 1}: {n} jobs in {dt:.2f} s = {n / dt:.0f} jobs/s; "
               f"COMPLETE in the store: {count}")
         return n / dt, {"fs_create_ms": fs_ms, **(provenance_after(m, n) if rep == 0 else {})}
+
+
+def bench_lwfm_futures(root: Path, n: int, rep: int) -> float:
+    """The throughput run of :func:`bench_lwfm`, through futures, on a fresh home."""
+    with Manager(fresh_home(root, f"lwfm-futures-{rep}")) as m:
+        dt = lwfm_run(m, n, futures=True)
+        count = completed(m)
+        assert count == n, f"{count} of {n} jobs COMPLETE in the store"
+        print(f"lwfm futures run {rep + 1}: {n} jobs in {dt:.2f} s = {n / dt:.0f} jobs/s")
+        return n / dt
 
 
 def provenance_after(m: Manager, n: int) -> dict[str, float]:
@@ -290,6 +310,7 @@ def main() -> dict[str, object]:
     root = Path(tempfile.mkdtemp(prefix="lwfm-bench-core-"))
     t_start = time.perf_counter()
     lwfm_rates: list[float] = []
+    future_rates: list[float] = []
     popen_rates: list[float] = []
     psij_rates: list[float] = []
     prov: dict[str, float] = {}
@@ -307,6 +328,7 @@ def main() -> dict[str, object]:
             lwfm_rates.append(rate)
             fs_ms.append(p.pop("fs_create_ms"))
             prov = prov or p
+            future_rates.append(bench_lwfm_futures(root, n, rep))
             popen_rates.append(in_child("popen", n, rep))
             psij_rates.append(in_child("psij", n, rep))
         with_prov = bench_lwfm_with_provenance(root, n)
@@ -317,6 +339,7 @@ def main() -> dict[str, object]:
     psij_per_s = statistics.median(psij_rates)
     popen_per_s = statistics.median(popen_rates)
     vs_psij = statistics.median(a / b for a, b in zip(lwfm_rates, psij_rates))
+    vs_plain = statistics.median(f / p for f, p in zip(future_rates, lwfm_rates))
     vs_popen = statistics.median(a / b for a, b in zip(lwfm_rates, popen_rates))
     hops, direct = hop["gated"], hop["direct"]
     hop_median = statistics.median(hops)
@@ -329,6 +352,9 @@ def main() -> dict[str, object]:
         "jobs": n,
         "jobs_per_s": round(jobs_per_s, 1),
         "jobs_per_s_runs": [round(r, 1) for r in lwfm_rates],
+        "jobs_per_s_futures": round(statistics.median(future_rates), 1),
+        "jobs_per_s_futures_runs": [round(r, 1) for r in future_rates],
+        "vs_plain": round(vs_plain, 3),
         "psij_jobs_per_s": round(psij_per_s, 1),
         "psij_runs": len(psij_rates),
         "popen_jobs_per_s": round(popen_per_s, 1),
@@ -357,6 +383,7 @@ def main() -> dict[str, object]:
         "vs_psij>=6": vs_psij >= GOALS["vs_psij"],
         "vs_popen>=0.5": vs_popen >= GOALS["vs_popen"],
         "trigger_hop_ms<=20": hop_median <= GOALS["trigger_hop_ms"],
+        "vs_plain>=0.95": vs_plain >= GOALS["vs_plain"],
     }
     if with_prov:
         res["goals"]["jobs_per_s_with_provenance>=500"] = n / with_prov["dt"] >= GOALS["jobs_per_s"]
