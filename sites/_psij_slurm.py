@@ -68,9 +68,9 @@ class LwfmSlurmExecutor(SlurmJobExecutor):
             many = res is not None and (getattr(res, "computed_process_count", 1) or 1) > 1
             ctx["psij"] = {**ctx["psij"],  # type: ignore[dict-item]
                            "launch_command": (["srun"] if many else []) + argv}
-        ctx["lwfm"] = {"stdin": spec.stdin_path or "/dev/null",
-                       "stdout": spec.stdout_path or "/dev/null",
-                       "stderr": spec.stderr_path or "/dev/null"}
+        ctx["lwfm"] = {"stdin": spec.stdin_path or "/dev/null",  # Slurm expands %j: not ours
+                       "stdout": str(spec.stdout_path or "/dev/null").replace("%", "%%"),
+                       "stderr": str(spec.stderr_path or "/dev/null").replace("%", "%%")}
         if spec.attributes is None or spec.attributes.duration is None:
             ctx.pop("formatted_job_duration", None)
         return ctx

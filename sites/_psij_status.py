@@ -8,6 +8,7 @@ queue before lwfm saw how it ended.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from psij import JobState
@@ -25,10 +26,47 @@ _ENDS = {
 }
 
 
-def lwfm_status(job_id: str, st: PsijStatus, native_id: str, work_dir: Path) -> JobStatus:
-    """The lwfm status for psij's ``st`` of job ``job_id`` (native id ``native_id``)."""
+#: Slurm's own notes in a job's stderr (slurmstepd writes them) -> the state they mean;
+#: they outlive the queue entry, so they tell how a purged job ended.
+_NOTES = [
+    (re.compile(r"Exceeded job memory limit|oom[-_ ]kill|OUT_OF_MEMORY", re.I), "OUT_OF_MEMORY"),
+    (re.compile(r"\*\*\* JOB \S+ ON \S+ CANCELLED AT \S+ DUE TO TIME LIMIT"), "TIMEOUT"),
+    (re.compile(r"\*\*\* JOB \S+ ON \S+ CANCELLED AT \S+ DUE TO NODE FAIL"), "NODE_FAIL"),
+    (re.compile(r"\*\*\* JOB \S+ ON \S+ CANCELLED AT \S+ DUE TO PREEMPTION"), "PREEMPTED"),
+    (re.compile(r"\*\*\* JOB \S+ ON \S+ CANCELLED AT \S+ \*\*\*"), "CANCELLED"),
+]
+_TAIL = 16384
+
+
+def slurm_note(stderr: Path) -> str | None:
+    """The end Slurm noted in the job's stderr (its last 16 KiB), if any."""
+    try:
+        with open(stderr, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - _TAIL))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    for pattern, state in _NOTES:
+        if pattern.search(text):
+            return state
+    return None
+
+
+def lwfm_status(job_id: str, st: PsijStatus, native_id: str, work_dir: Path,
+                stderr: Path | None = None) -> JobStatus:
+    """The lwfm status for psij's ``st`` of job ``job_id`` (native id ``native_id``);
+    ``stderr``: the job's, where Slurm notes why it ended a job."""
     meta = st.metadata or {}
     slurm = meta.get("slurm_state")
+    if st.state.final and slurm in (None, "FAILED", "CANCELLED") and stderr is not None:
+        # A kill by the memory gatherer shows as FAILED (signal 9) in the queue; a purged
+        # job is not in the queue at all: Slurm's note in its stderr says which end it was.
+        note = slurm_note(stderr)
+        if note is not None and (slurm is None or note == "OUT_OF_MEMORY"):
+            slurm = note
+            if note == "CANCELLED":
+                st = PsijStatus(JobState.CANCELED, metadata={**meta, "slurm_state": note})
     reason = meta.get("reason")
     native = str(slurm or st.state.name)
     if st.state is JobState.QUEUED:

@@ -134,7 +134,7 @@ class PsijRun(Run):
                 return
             _, last = self._tracked[job_id]
         native = str(job.native_id)
-        out = lwfm_status(job_id, st, native, self.exec_dir)
+        out = lwfm_status(job_id, st, native, self.exec_dir, self._stderr(job_id))
         if out.state is last or out.state is State.UNKNOWN:
             return
         if out.state.terminal and self._cancelled_here(native):
@@ -167,7 +167,7 @@ class PsijRun(Run):
         st = executor.query([native]).get(native)
         if st is None:  # gone from the queue: its exit code file tells how it ended
             st = psij.JobStatus(psij.JobState.COMPLETED, exit_code=self._exit_file(native))
-        out = lwfm_status(ctx.job_id, st, native, self.exec_dir)
+        out = lwfm_status(ctx.job_id, st, native, self.exec_dir, self._stderr(ctx.job_id))
         if out.state.terminal and self._cancelled_here(native):
             return JobStatus(ctx.job_id, State.CANCELLED, native_state=out.native_state,
                              info="cancelled by user")
@@ -183,6 +183,9 @@ class PsijRun(Run):
             self._tracked[job_id] = (job, state)
             self._by_psij[job.id] = job_id
         self.executor.attach(job, native)
+
+    def _stderr(self, job_id: str) -> Path:
+        return self.host.job_dir(job_id, create=False) / "stderr"
 
     def _exit_file(self, native: str) -> int | None:
         try:
