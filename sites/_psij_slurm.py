@@ -52,6 +52,7 @@ class LwfmSlurmExecutor(SlurmJobExecutor):
     def __init__(self, url: str | None = None, config: SlurmExecutorConfig | None = None):
         self.queries = 0             # squeue calls so far (the benchmark reads it)
         self.polls = 0               # polls of the queue thread that asked about jobs
+        self.widest = 0              # the most jobs one query asked about
         self._count_lock = threading.Lock()
         super().__init__(url=url, config=config)
         self.generator = TemplatedScriptGenerator(self.config, Path(__file__).with_name(
@@ -84,6 +85,7 @@ class LwfmSlurmExecutor(SlurmJobExecutor):
 
     # -- the queue query --------------------------------------------------------------
     def get_status_command(self, native_ids: Collection[str]) -> List[str]:
+        self.widest = max(self.widest, len(native_ids))
         return ["squeue", "-h", "-t", "all", "-j", ",".join(native_ids), "-O", _QUERY]
 
     def _run_command(self, cmd: List[str]) -> str:

@@ -16,6 +16,7 @@ can be tested within a minute.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -169,9 +170,11 @@ def _wait_idle_node(cluster: SlurmCluster) -> None:
                        f"{cluster.root}/slurmctld.log and slurmd.log")
 
 
-@pytest.fixture(scope="session")
-def slurm() -> Iterator[SlurmCluster]:
-    """A running single-node Slurm; ``SLURM_CONF`` points at it for the whole session."""
+@contextlib.contextmanager
+def running_cluster() -> Iterator[SlurmCluster]:
+    """A running single-node Slurm; ``SLURM_CONF`` points at it meanwhile. One this
+    started is stopped at the end (unless ``LWFM_TEST_SLURM_KEEP`` is set); one an
+    earlier run started and left running is reused and left running."""
     if os.geteuid() != 0 or not shutil.which("slurmctld") or not shutil.which("munged"):
         raise RuntimeError("the slurm tests need root and Debian's slurm-wlm and munge "
                            "(apt-get install -y slurm-wlm munge)")
@@ -197,3 +200,10 @@ def slurm() -> Iterator[SlurmCluster]:
             os.environ["SLURM_CONF"] = old
         if started and not os.environ.get("LWFM_TEST_SLURM_KEEP"):
             _stop(root)
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[SlurmCluster]:
+    """A running single-node Slurm for the whole session (see :func:`running_cluster`)."""
+    with running_cluster() as cluster:
+        yield cluster

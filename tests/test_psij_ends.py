@@ -46,10 +46,10 @@ def test_over_time_limit_is_failed_with_timeout(hpc: Path):
     with Manager() as m:
         job = m.submit(JobDefn(["sleep", "600"], site="hpc", resources={"duration_s": 1}))
         done = m.wait(job.id, 150)
-        last = m.history(job.id)[-1]
+        hist = m.history(job.id)
     assert done.state is State.FAILED
-    assert last.native_state == "TIMEOUT" and "over its time limit" in (last.info or "")
-    assert no_repeats(m.history(job.id))
+    assert hist[-1].native_state == "TIMEOUT" and "over its time limit" in (hist[-1].info or "")
+    assert no_repeats(hist)
 
 
 def _submit_and_leave(home: Path, defns: str) -> list[str]:
