@@ -11,7 +11,8 @@ stopped by its pid files at the end of the session.
 Limits are enforced the way a plain node can without cgroups: memory by the
 accounting gatherer (``OverMemoryKill``, sampled every second), time by slurmctld
 (minute granularity, checked every 30 s). ``MinJobAge`` is short so that a purged job
-can be tested within a minute.
+can be tested within a minute, and ``JobRequeue=0`` so that a node failure ends a batch
+job (NODE_FAIL) instead of putting it back in the queue.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -48,6 +49,15 @@ class SlurmCluster:
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "SLURM_CONF": str(self.conf)}
+
+    def node_down_and_back(self, after: "Callable[[], object]") -> object:
+        """Mark the node DOWN (its jobs end NODE_FAIL), run ``after``, then resume it."""
+        self.run("scontrol", "update", f"nodename={self.node}", "state=down", "reason=lwfm-test")
+        try:
+            return after()
+        finally:
+            self.run("scontrol", "update", f"nodename={self.node}", "state=resume", check=False)
+            _wait_idle_node(self)
 
     def idle(self) -> None:
         """Wait until no job of an earlier test is left on the node."""
@@ -111,6 +121,7 @@ SchedulerType=sched/backfill
 ReturnToService=2
 MinJobAge={MIN_JOB_AGE_S}
 KillWait=2
+JobRequeue=0
 MpiDefault=none
 SlurmdParameters=config_overrides
 DefMemPerCPU=32

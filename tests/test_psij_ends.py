@@ -52,6 +52,16 @@ def test_over_time_limit_is_failed_with_timeout(hpc: Path):
     assert no_repeats(hist)
 
 
+def test_node_failure_is_failed_with_node_fail(hpc: Path, slurm):
+    with Manager() as m:
+        job = m.submit(JobDefn(["sleep", "120"], site="hpc"))
+        wait_for(lambda: m.status(job.id).state is State.RUNNING, 60, "the job to run")
+        done = slurm.node_down_and_back(lambda: m.wait(job.id, 60))
+        hist = m.history(job.id)
+    assert done.state is State.FAILED  # type: ignore[attr-defined]
+    assert hist[-1].native_state == "NODE_FAIL" and "its node failed" in (hist[-1].info or "")
+
+
 def _submit_and_leave(home: Path, defns: str) -> list[str]:
     """In another process: submit ``defns`` (Python JobDefn expressions), print the job ids
     and native ids, and exit, so no lwfm process tracks them."""
