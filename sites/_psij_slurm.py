@@ -110,6 +110,18 @@ class LwfmSlurmExecutor(SlurmJobExecutor):
         except subprocess.CalledProcessError as e:
             return self.parse_status_output(e.returncode, e.output)
 
+    def _set_job_status(self, job: Job, status: JobStatus) -> None:
+        """psij drops a status whose state is not past the job's; a queued job's new
+        reason (Priority, then Resources) is passed on to the callback all the same."""
+        if status.state is JobState.QUEUED and job.status.state is JobState.QUEUED:
+            old = (job.status.metadata or {}).get("reason")
+            new = (status.metadata or {}).get("reason")
+            if new and new != old:
+                job.status.metadata = {**(job.status.metadata or {}), "reason": new}
+                self._notify_callback(job, status)
+            return
+        super()._set_job_status(job, status)
+
     def _read_aux_files(self, job: Job, status: JobStatus) -> None:
         """psij reads the exit code file; Slurm's own exit status, when squeue still had
         it, is the one recorded (a job killed by a signal wrote no file)."""

@@ -67,7 +67,8 @@ class PsijRun(Run):
         self.defaults = defaults
         self._lock = threading.Lock()
         self._executor: Any = None
-        self._tracked: dict[str, tuple[psij.Job, State]] = {}   # lwfm id -> (job, last state)
+        # lwfm id -> (psij job, (state, info) last reported): never the same report twice
+        self._tracked: dict[str, tuple[psij.Job, tuple[State, str | None]]] = {}
         self._by_psij: dict[str, str] = {}                      # psij job id -> lwfm id
         self._closed = False
 
@@ -114,7 +115,7 @@ class PsijRun(Run):
         job = psij.Job(spec)
         executor = self.executor
         with self._lock:
-            self._tracked[ctx.job_id] = (job, State.PENDING)
+            self._tracked[ctx.job_id] = (job, (State.PENDING, None))
             self._by_psij[job.id] = ctx.job_id
         try:
             executor.submit(job)
@@ -135,13 +136,14 @@ class PsijRun(Run):
             _, last = self._tracked[job_id]
         native = str(job.native_id)
         out = lwfm_status(job_id, st, native, self.exec_dir, self._stderr(job_id))
-        if out.state is last or out.state is State.UNKNOWN:
+        if (out.state, out.info) == last or out.state is State.UNKNOWN or (
+                out.state is last[0] and out.state is not State.PENDING):
             return
         if out.state.terminal and self._cancelled_here(native):
             self._untrack(job_id)  # lwfm's cancel records it, with who asked
             return
         with self._lock:
-            self._tracked[job_id] = (job, out.state)
+            self._tracked[job_id] = (job, (out.state, out.info))
         self.host.report(out)
         if out.state.terminal:
             self._untrack(job_id)  # only now: a poller finds the report already queued
@@ -172,15 +174,15 @@ class PsijRun(Run):
             return JobStatus(ctx.job_id, State.CANCELLED, native_state=out.native_state,
                              info="cancelled by user")
         if not out.state.terminal:
-            self._attach(ctx.job_id, native, out.state)
+            self._attach(ctx.job_id, native, (out.state, out.info))
         return out
 
-    def _attach(self, job_id: str, native: str, state: State) -> None:
+    def _attach(self, job_id: str, native: str, last: tuple[State, str | None]) -> None:
         job = psij.Job()
         with self._lock:
             if job_id in self._tracked:
                 return
-            self._tracked[job_id] = (job, state)
+            self._tracked[job_id] = (job, last)
             self._by_psij[job.id] = job_id
         self.executor.attach(job, native)
 

@@ -46,7 +46,7 @@ def slurm_state(native_id: str) -> str:
 
 
 def no_repeats(history: list[JobStatus]) -> bool:
-    """No state reported twice in a row by the site (the first PENDING is lwfm's own
-    record of the submit; the second carries the scheduler's job id)."""
-    states = [h.state for h in history[1:]]
-    return all(a is not b for a, b in zip(states, states[1:]))
+    """No report (state and info) made twice by the site (the first PENDING is lwfm's own
+    record of the submit; the next carries the scheduler's job id, later ones its reason)."""
+    seen = [(h.state, h.info) for h in history[1:]]
+    return len(seen) == len(set(seen))

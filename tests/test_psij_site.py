@@ -113,3 +113,17 @@ def test_scancel_from_outside_is_cancelled_with_a_clear_info(hpc: Path, slurm):
         last = m.history(job.id)[-1]
         assert "cancelled outside lwfm" in (last.info or "")
         assert no_repeats(m.history(job.id))
+
+
+def test_a_queued_job_shows_the_schedulers_reason(hpc: Path):
+    """Two jobs that each want every CPU of the node: the second waits, and says why."""
+    cores = {"cpu_cores_per_process": 64}
+    with Manager() as m:
+        first = m.submit(JobDefn(["sleep", "6"], site="hpc", resources=cores))
+        wait_for(lambda: m.status(first.id).state is State.RUNNING, 60, "the first to run")
+        second = m.submit(JobDefn(["true"], site="hpc", resources=cores))
+        assert m.wait(second.id, 90).state is State.COMPLETE
+        infos = [h.info or "" for h in m.history(second.id) if h.state is State.PENDING]
+        assert any(i.startswith("waiting in the queue: ") and
+                   ("Resources" in i or "Priority" in i) for i in infos), infos
+        assert no_repeats(m.history(second.id))
