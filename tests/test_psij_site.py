@@ -4,6 +4,7 @@ cancel from another process and scancel from outside. Nothing mocks psij or Slur
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -127,3 +128,16 @@ def test_a_queued_job_shows_the_schedulers_reason(hpc: Path):
         assert any(i.startswith("waiting in the queue: ") and
                    ("Resources" in i or "Priority" in i) for i in infos), infos
         assert no_repeats(m.history(second.id))
+
+
+def test_cli_runs_a_job_on_slurm_and_shows_its_log(hpc: Path):
+    run = subprocess.run([sys.executable, "-m", "lwfm.cli", "run", "--site", "hpc", "--wait",
+                          "--json", "--", "sh", "-c", "echo on-slurm"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    job_id = json.loads(run.stdout)["id"]
+    log = subprocess.run([sys.executable, "-m", "lwfm.cli", "log", job_id],
+                         capture_output=True, text=True, timeout=60)
+    assert log.returncode == 0 and "on-slurm" in log.stdout, log.stderr
+    with Manager() as m:
+        assert m.status(job_id).state is State.COMPLETE
