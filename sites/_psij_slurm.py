@@ -12,18 +12,22 @@ Why a subclass and not psij's ``SlurmJobExecutor`` as it is:
   failure reason is one it knows, so one ``OutOfMemory`` fails every job it polls. Ours
   asks about lwfm's jobs only, still one ``squeue`` per poll, and keeps Slurm's own state
   name, reason and exit status in the status's metadata for lwfm's record;
+- psij writes the job's environment into the batch script as ``export`` lines: a secret
+  in a job's env would sit in a file. lwfm hands it to ``sbatch`` in its own environment
+  instead (``--export=ALL`` passes it on to the job), so no value is written to disk;
 - psij leaves ``duration`` at 10 minutes when unset; lwfm leaves it to the partition.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 from pathlib import Path
 from typing import Any, Collection, Dict, List
 
 from psij import Job, JobState, JobStatus
-from psij.executors.batch.batch_scheduler_executor import check_status_exit_code
+from psij.executors.batch.batch_scheduler_executor import UNKNOWN_ERROR, check_status_exit_code
 from psij.executors.batch.script_generator import TemplatedScriptGenerator
 from psij.executors.batch.slurm import SlurmExecutorConfig, SlurmJobExecutor
 
@@ -54,6 +58,7 @@ class LwfmSlurmExecutor(SlurmJobExecutor):
         self.polls = 0               # polls of the queue thread that asked about jobs
         self.widest = 0              # the most jobs one query asked about
         self._count_lock = threading.Lock()
+        self._submitting = threading.local()  # the job env of the submit on this thread
         super().__init__(url=url, config=config)
         self.generator = TemplatedScriptGenerator(self.config, Path(__file__).with_name(
             "_psij_slurm.mustache"))
@@ -88,11 +93,26 @@ class LwfmSlurmExecutor(SlurmJobExecutor):
         self.widest = max(self.widest, len(native_ids))
         return ["squeue", "-h", "-t", "all", "-j", ",".join(native_ids), "-O", _QUERY]
 
+    def submit(self, job: Job) -> None:
+        assert job.spec is not None
+        self._submitting.env = {k: str(v) for k, v in (job.spec.environment or {}).items()}
+        try:
+            super().submit(job)
+        finally:
+            self._submitting.env = None
+
     def _run_command(self, cmd: List[str]) -> str:
         if cmd and cmd[0] == "squeue":
             with self._count_lock:
                 self.queries += 1
-        return super()._run_command(cmd)
+        env = getattr(self._submitting, "env", None)
+        if not (cmd and cmd[0] == "sbatch" and env is not None):
+            return super()._run_command(cmd)
+        res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env})
+        if res.returncode != 0:
+            raise subprocess.CalledProcessError(res.returncode, cmd, output="\n".join(
+                p for p in (res.stdout, res.stderr) if p) or UNKNOWN_ERROR)
+        return res.stdout
 
     def parse_status_output(self, exit_code: int, out: str) -> Dict[str, JobStatus]:
         if exit_code != 0 and "Invalid job id" in out:

@@ -15,8 +15,9 @@ Configured in ``lwfm.toml``::
 
 The native id is the scheduler's job id. One queue poll thread per site asks about all
 jobs this process tracks with one query, and reports each change as a psij callback
-(never a status twice). A job this process does not track (its submitter died) is asked
-about once, then attached to that thread, so any later lwfm process tracks it to its end.
+(never a status twice). A job this process did not submit (its submitter died) is asked
+about once, then attached to that thread (psij ``attach``): any later lwfm process tracks
+it to its end by native id.
 Cancel works from any process (``scancel``-style command by native id).
 """
 
@@ -70,6 +71,7 @@ class PsijRun(Run):
         # lwfm id -> (psij job, (state, info) last reported): never the same report twice
         self._tracked: dict[str, tuple[psij.Job, tuple[State, str | None]]] = {}
         self._by_psij: dict[str, str] = {}                      # psij job id -> lwfm id
+        self._watched: dict[str, psij.Job] = {}  # lwfm id -> attached job submitted elsewhere
         self._closed = False
 
     # -- the executor -----------------------------------------------------------------
@@ -158,32 +160,44 @@ class PsijRun(Run):
         return job_id in self._tracked
 
     def status(self, ctx: JobContext) -> JobStatus:
-        """Asked only about jobs this process does not track: one query, then attach."""
+        """Asked only about jobs this process did not submit (their submitter is gone, or
+        is another process): one query the first time, then the job is attached to the
+        poll thread and each later answer is its last poll (no query per job). What is
+        asked this way is recorded by the Manager only if the store lacks it: a living
+        submitter's own report wins, and no end is recorded twice."""
         if not ctx.native_id:
             return JobStatus(ctx.job_id, State.PENDING)
         native = ctx.native_id
-        executor = self.executor
-        if not hasattr(executor, "query"):
-            raise NotSupported(f"site {self.host.name!r}: re-attaching to {self.executor_name} "
-                               "jobs is supported for executor 'slurm' only")
-        st = executor.query([native]).get(native)
-        if st is None:  # gone from the queue: its exit code file tells how it ended
-            st = psij.JobStatus(psij.JobState.COMPLETED, exit_code=self._exit_file(native))
+        with self._lock:
+            watched = self._watched.get(ctx.job_id)
+        if watched is not None and watched.status.state is not psij.JobState.NEW:
+            st = watched.status
+        else:
+            executor = self.executor
+            if not hasattr(executor, "query"):
+                raise NotSupported(f"site {self.host.name!r}: asking about {self.executor_name} "
+                                   "jobs another process submitted works for executor 'slurm' only")
+            st = executor.query([native]).get(native)
+            if st is None:  # gone from the queue: its exit code file tells how it ended
+                st = psij.JobStatus(psij.JobState.COMPLETED, exit_code=self._exit_file(native))
         out = lwfm_status(ctx.job_id, st, native, self.exec_dir, self._stderr(ctx.job_id))
-        if out.state.terminal and self._cancelled_here(native):
-            return JobStatus(ctx.job_id, State.CANCELLED, native_state=out.native_state,
-                             info="cancelled by user")
-        if not out.state.terminal:
-            self._attach(ctx.job_id, native, (out.state, out.info))
+        if out.state.terminal:
+            with self._lock:
+                self._watched.pop(ctx.job_id, None)
+            if self._cancelled_here(native):
+                return JobStatus(ctx.job_id, State.CANCELLED, native_state=out.native_state,
+                                 info="cancelled by user")
+        elif watched is None:
+            self._watch(ctx.job_id, native)
         return out
 
-    def _attach(self, job_id: str, native: str, last: tuple[State, str | None]) -> None:
+    def _watch(self, job_id: str, native: str) -> None:
+        """Attach (psij ``attach``) a job submitted elsewhere to this poll thread."""
         job = psij.Job()
         with self._lock:
-            if job_id in self._tracked:
+            if job_id in self._watched:
                 return
-            self._tracked[job_id] = (job, last)
-            self._by_psij[job.id] = job_id
+            self._watched[job_id] = job
         self.executor.attach(job, native)
 
     def _stderr(self, job_id: str) -> Path:
