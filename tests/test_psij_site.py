@@ -146,9 +146,10 @@ def test_cli_runs_a_job_on_slurm_and_shows_its_log(hpc: Path):
 def test_job_env_reaches_the_job_but_not_the_batch_script(hpc: Path):
     """The env goes through sbatch's own environment: no value is written to a file."""
     with Manager() as m:
-        job = m.submit(JobDefn("test \"$API_TOKEN\" = s3cr3t-value", kind="shell", site="hpc",
+        job = m.submit(JobDefn("echo token=$API_TOKEN", kind="shell", site="hpc",
                                env={"API_TOKEN": "s3cr3t-value"}))
         assert m.wait(job.id, 60).state is State.COMPLETE
+        assert m.log(job.id).strip() == "token=s3cr3t-value"  # the job's own output
     scripts = list((hpc / "psij" / "hpc" / "slurm").glob("*.job"))
     assert scripts and all("s3cr3t-value" not in p.read_text() for p in scripts)
     assert any(f"lwfm-{job.id}" in p.read_text() for p in scripts)
