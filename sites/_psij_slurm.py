@@ -45,7 +45,7 @@ SLURM_STATES: dict[str, JobState] = {
     "PREEMPTED": JobState.FAILED, "SPECIAL_EXIT": JobState.FAILED, "REVOKED": JobState.FAILED,
 }
 
-_QUERY = "JobID:40,State:24,Reason:60,exit_code:12"
+_QUERY = "JobID:40,State:24,Reason:60,exit_code:12,Partition:40,NodeList:200"  # never-empty first
 
 
 class LwfmSlurmExecutor(SlurmJobExecutor):
@@ -154,8 +154,8 @@ class LwfmSlurmExecutor(SlurmJobExecutor):
 
 
 def parse_squeue(out: str) -> Dict[str, JobStatus]:
-    """``squeue -O JobID,State,Reason,exit_code`` lines -> psij statuses, with Slurm's state,
-    reason and exit status kept in ``metadata``."""
+    """``squeue -O JobID,State,Reason,exit_code,Partition,NodeList`` lines -> psij statuses,
+    with Slurm's state, reason, exit status, partition and nodes kept in ``metadata``."""
     r: Dict[str, JobStatus] = {}
     for line in out.splitlines():
         cols = line.split()
@@ -169,7 +169,9 @@ def parse_squeue(out: str) -> Dict[str, JobStatus]:
         if state.final and len(cols) > 3 and cols[3].isdigit():
             raw = int(cols[3])
             code, signal = raw >> 8, raw & 0x7F
-        meta: dict[str, object] = {"slurm_state": slurm_state, "reason": reason, "signal": signal}
+        meta: dict[str, object] = {"slurm_state": slurm_state, "reason": reason, "signal": signal,
+                                   "partition": cols[4] if len(cols) > 4 else None,
+                                   "nodes": cols[5] if len(cols) > 5 else None}
         exit_code = code if not signal else 128 + signal
         r[native_id] = JobStatus(state, message=reason, exit_code=exit_code if state.final else None,
                                  metadata=meta)

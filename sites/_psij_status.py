@@ -73,7 +73,10 @@ def lwfm_status(job_id: str, st: PsijStatus, native_id: str, work_dir: Path,
         return JobStatus(job_id, State.PENDING, native_state=native,
                          info=f"waiting in the queue: {reason}" if reason else None)
     if st.state is JobState.ACTIVE:
-        return JobStatus(job_id, State.RUNNING, native_state=native)
+        where = meta.get("partition")
+        info = (f"running in partition {where}" + (f" on {meta['nodes']}" if meta.get("nodes") else "")
+                + f" (job {native_id})") if where else None
+        return JobStatus(job_id, State.RUNNING, native_state=native, info=info)
     if st.state is JobState.CANCELED:
         return JobStatus(job_id, State.CANCELLED, native_state=native,
                          info=f"cancelled outside lwfm (scancel or an administrator), job {native_id}")

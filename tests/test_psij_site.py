@@ -32,7 +32,7 @@ def test_argv_shell_and_python_jobs_with_exit_codes_and_logs(hpc: Path, tmp_path
     (tmp_path / "slurmfuncs.py").write_text("def double(x):\n    return int(x) * 2\n")
     with Manager() as m:
         argv = m.submit(JobDefn(["/bin/sh", "-c", "echo out; echo err >&2; exit 3"], site="hpc"))
-        shell = m.submit(JobDefn("echo id=$LWFM_JOB_ID; pwd; echo $GREETING", kind="shell",
+        shell = m.submit(JobDefn("sleep 2; echo id=$LWFM_JOB_ID; pwd; echo $GREETING", kind="shell",
                                  site="hpc", cwd=str(tmp_path), env={"GREETING": "hej"}))
         py = m.submit(JobDefn("slurmfuncs:double", kind="python", args=["21"], site="hpc",
                               cwd=str(tmp_path)))
@@ -48,6 +48,8 @@ def test_argv_shell_and_python_jobs_with_exit_codes_and_logs(hpc: Path, tmp_path
             assert j.context.native_id and j.context.native_id.isdigit()  # Slurm's job id
             assert no_repeats(m.history(j.id)), m.history(j.id)
         assert "exit 3" in (m.history(a.id)[-1].info or "")
+        running = [h.info for j in jobs for h in m.history(j) if h.state is State.RUNNING]
+        assert any(i and i.startswith("running in partition debug on ") for i in running), running
 
 
 def test_resources_and_attributes_reach_slurm(hpc: Path, slurm):
