@@ -72,11 +72,10 @@ def lwfm_status(job_id: str, st: PsijStatus, native_id: str, work_dir: Path,
     if st.state is JobState.QUEUED:
         return JobStatus(job_id, State.PENDING, native_state=native,
                          info=f"waiting in the queue: {reason}" if reason else None)
+    where = _where(meta)
     if st.state is JobState.ACTIVE:
-        where = meta.get("partition")
-        info = (f"running in partition {where}" + (f" on {meta['nodes']}" if meta.get("nodes") else "")
-                + f" (job {native_id})") if where else None
-        return JobStatus(job_id, State.RUNNING, native_state=native, info=info)
+        return JobStatus(job_id, State.RUNNING, native_state=native,
+                         info=f"running {where} (job {native_id})" if where else None)
     if st.state is JobState.CANCELED:
         return JobStatus(job_id, State.CANCELLED, native_state=native,
                          info=f"cancelled outside lwfm (scancel or an administrator), job {native_id}")
@@ -100,11 +99,19 @@ def lwfm_status(job_id: str, st: PsijStatus, native_id: str, work_dir: Path,
                 f"or preemption) and exited {code}; it left the queue before lwfm saw which"))
         native = "gone"
     if code == 0 and st.state is JobState.COMPLETED:
-        return JobStatus(job_id, State.COMPLETE, native_state=native, exit_code=0)
+        return JobStatus(job_id, State.COMPLETE, native_state=native, exit_code=0,
+                         info=f"exit 0 {where} (job {native_id})" if where else None)
     if code is None:
         return JobStatus(job_id, State.FAILED, native_state=native, info=(
             f"the scheduler ended job {native_id} ({native}"
             + (f": {st.message}" if st.message else "") + ") and gave no exit code"))
     how = f"killed by signal {signal}" if signal else f"exit {code}"
     return JobStatus(job_id, State.FAILED, native_state=native, exit_code=code,
-                     info=f"{how} (job {native_id})")
+                     info=f"{how}{' ' + where if where else ''} (job {native_id})")
+
+
+def _where(meta: dict) -> str | None:
+    """"in partition debug on node1" from what the queue said, if it said."""
+    if not meta.get("partition"):
+        return None
+    return f"in partition {meta['partition']}" + (f" on {meta['nodes']}" if meta.get("nodes") else "")

@@ -47,7 +47,7 @@ def test_argv_shell_and_python_jobs_with_exit_codes_and_logs(hpc: Path, tmp_path
         for j in jobs.values():
             assert j.context.native_id and j.context.native_id.isdigit()  # Slurm's job id
             assert no_repeats(m.history(j.id)), m.history(j.id)
-        assert "exit 3" in (m.history(a.id)[-1].info or "")
+        assert "exit 3 in partition debug" in (m.history(a.id)[-1].info or "")
         running = [h.info for j in jobs for h in m.history(j) if h.state is State.RUNNING]
         assert any(i and i.startswith("running in partition debug on ") for i in running), running
 
