@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from . import bundle, core, prov, remote
+from . import deploy  # lwfm deploy (issue 12)
 from ._common import run_main
 
 
@@ -18,7 +19,7 @@ def cli(ctx: click.Context, home: str | None) -> None:
     ctx.obj = {"home": home}
 
 
-for _mod in (core, prov, bundle, remote):
+for _mod in (core, prov, bundle, remote, deploy):
     for _cmd in _mod.COMMANDS:
         cli.add_command(_cmd)
 
