@@ -20,6 +20,7 @@ Why a subclass and not psij's ``SlurmJobExecutor`` as it is:
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import threading
@@ -45,6 +46,7 @@ SLURM_STATES: dict[str, JobState] = {
     "PREEMPTED": JobState.FAILED, "SPECIAL_EXIT": JobState.FAILED, "REVOKED": JobState.FAILED,
 }
 
+log = logging.getLogger("lwfm.psij")
 _QUERY = "JobID:40,State:24,Reason:60,exit_code:12,Partition:40,NodeList:200"  # never-empty first
 
 
@@ -57,6 +59,7 @@ class LwfmSlurmExecutor(SlurmJobExecutor):
         self.queries = 0             # squeue calls so far (the benchmark reads it)
         self.polls = 0               # polls of the queue thread that asked about jobs
         self.widest = 0              # the most jobs one query asked about
+        self._asked: list[str] = []  # the jobs the last query asked about
         self._count_lock = threading.Lock()
         self._submitting = threading.local()  # the job env of the submit on this thread
         super().__init__(url=url, config=config)
@@ -91,6 +94,7 @@ class LwfmSlurmExecutor(SlurmJobExecutor):
     # -- the queue query --------------------------------------------------------------
     def get_status_command(self, native_ids: Collection[str]) -> List[str]:
         self.widest = max(self.widest, len(native_ids))
+        self._asked = list(native_ids)
         return ["squeue", "-h", "-t", "all", "-j", ",".join(native_ids), "-O", _QUERY]
 
     def submit(self, job: Job) -> None:
@@ -117,6 +121,12 @@ class LwfmSlurmExecutor(SlurmJobExecutor):
     def parse_status_output(self, exit_code: int, out: str) -> Dict[str, JobStatus]:
         if exit_code != 0 and "Invalid job id" in out:
             return {}  # every job asked about has left the queue: each is read from its files
+        if exit_code != 0:
+            # psij would fail every job after two failed polls (a slurmctld restart, a
+            # busy controller): their states are kept instead, until squeue answers.
+            log.warning("squeue failed (exit %s): %s; job states stay as they were until "
+                        "the scheduler answers", exit_code, out.strip()[-300:])
+            return {nid: JobStatus(JobState.QUEUED) for nid in self._asked}
         check_status_exit_code("squeue", exit_code, out)
         with self._count_lock:
             self.polls += 1

@@ -83,7 +83,7 @@ def job_spec(argv: list[str], *, name: str, cwd: str | None, env: dict[str, str]
         reservation_id=r.get("reservation"),
         custom_attributes=dict(r.get("custom_attributes", {})) or None)
     return JobSpec(executable=argv[0], arguments=argv[1:], name=name,
-                   directory=Path(cwd) if cwd else None, environment=env,
+                   directory=Path(cwd) if cwd else None, environment=dict[str, str | int](env),
                    inherit_environment=True, stdout_path=stdout, stderr_path=stderr,
                    resources=spec, attributes=attrs, launcher=launcher)
     if "duration_s" not in r:

@@ -34,7 +34,7 @@ import psij
 from psij.executors.batch.batch_scheduler_executor import BatchSchedulerExecutorConfig
 from psij.executors.batch.slurm import SlurmExecutorConfig
 
-from lwfm.errors import ConfigError, NotSupported, SiteError
+from lwfm.errors import ConfigError, InvalidInput, NotSupported, SiteError
 from lwfm.model import EntryKind, JobContext, JobDefn, JobStatus, State
 from lwfm.site import NoAuth, Run, Site, SiteHost, Spin
 
@@ -56,7 +56,11 @@ class PsijRun(Run):
     def __init__(self, host: SiteHost, cfg: dict[str, Any]):
         self.host = host
         self.executor_name = str(cfg.get("executor", "slurm"))
-        self.poll_interval = float(cfg.get("polling_interval", 1.0))
+        interval = cfg.get("polling_interval", 1.0)
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
+            raise ConfigError(f"site {host.name!r}: polling_interval must be a positive number "
+                              f"of seconds, not {interval!r}")
+        self.poll_interval = float(interval)
         self.work_dir = Path(cfg.get("work_dir") or host.home / "psij" / host.name).expanduser()
         self.queue: str | None = cfg.get("queue")
         self.launcher: str | None = cfg.get("launcher")
@@ -64,7 +68,10 @@ class PsijRun(Run):
         defaults = dict(cfg.get("resources", {}))
         if cfg.get("account"):
             defaults.setdefault("account", cfg["account"])
-        check_resources(defaults, host.name)
+        try:
+            check_resources(defaults, host.name)
+        except InvalidInput as e:
+            raise ConfigError(f"[sites.{host.name}] resources: {e}") from None
         self.defaults = defaults
         self._lock = threading.Lock()
         self._executor: Any = None

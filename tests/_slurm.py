@@ -8,6 +8,9 @@ fixture sets for this process and every process it starts. A cluster this fixtur
 started earlier (its pid files alive) is reused and left running; one it starts now is
 stopped by its pid files at the end of the session.
 
+Addresses are loopback (``SlurmctldHost=NODE(127.0.0.1)``, ``NodeAddr``), so a CI
+container whose hostname does not resolve works too.
+
 Limits are enforced the way a plain node can without cgroups: memory by the
 accounting gatherer (``OverMemoryKill``, sampled every second), time by slurmctld
 (minute granularity, checked every 30 s). ``MinJobAge`` is short so that a purged job
@@ -59,6 +62,15 @@ class SlurmCluster:
             self.run("scontrol", "update", f"nodename={self.node}", "state=resume", check=False)
             _wait_idle_node(self)
 
+    def controller_down_for(self, seconds: float) -> None:
+        """Stop slurmctld, wait, and start it again on its saved state (jobs keep
+        running under slurmd meanwhile; every squeue fails)."""
+        _stop_pidfile(self.root / "slurmctld.pid")
+        time.sleep(seconds)
+        subprocess.run(["slurmctld", "-f", str(self.conf)], check=True, capture_output=True,
+                       env=self.env())
+        _wait_idle_node(self)
+
     def idle(self) -> None:
         """Wait until no job of an earlier test is left on the node."""
         deadline = time.monotonic() + 60
@@ -96,7 +108,7 @@ def _write_config(root: Path, node: str) -> Path:
     conf = root / "slurm.conf"
     conf.write_text(f"""\
 ClusterName=lwfmtest
-SlurmctldHost={node}
+SlurmctldHost={node}(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -125,7 +137,7 @@ JobRequeue=0
 MpiDefault=none
 SlurmdParameters=config_overrides
 DefMemPerCPU=32
-NodeName={node} CPUs={cpus} RealMemory={mem_mb} State=UNKNOWN
+NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem_mb} State=UNKNOWN
 PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP
 """)
     return conf
@@ -148,23 +160,28 @@ def _start(root: Path, node: str) -> Path:
     return conf
 
 
+def _stop_pidfile(pidfile: Path) -> None:
+    """SIGTERM the daemon a pid file names and wait (10 s at most) until it is gone."""
+    try:
+        pid = int(pidfile.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+
+
 def _stop(root: Path) -> None:
     for pidfile in (root / "slurmd.pid", root / "slurmctld.pid", root / "munge" / "munged.pid"):
-        try:
-            pid = int(pidfile.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            continue
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
+        _stop_pidfile(pidfile)
 
 
 def _wait_idle_node(cluster: SlurmCluster) -> None:

@@ -62,6 +62,17 @@ def test_node_failure_is_failed_with_node_fail(hpc: Path, slurm):
     assert hist[-1].native_state == "NODE_FAIL" and "its node failed" in (hist[-1].info or "")
 
 
+def test_a_controller_outage_fails_no_job(hpc: Path, slurm):
+    """psij alone fails every job after two failed polls; lwfm keeps their states until
+    squeue answers again, and records the true end."""
+    with Manager() as m:
+        job = m.submit(JobDefn(["sleep", "8"], site="hpc"))
+        wait_for(lambda: m.status(job.id).state is State.RUNNING, 60, "the job to run")
+        slurm.controller_down_for(3)
+        done = m.wait(job.id, 90)
+        assert (done.state, done.exit_code) == (State.COMPLETE, 0), m.history(job.id)
+
+
 def _submit_and_leave(home: Path, defns: str) -> list[str]:
     """In another process: submit ``defns`` (Python JobDefn expressions), print the job ids
     and native ids, and exit, so no lwfm process tracks them."""

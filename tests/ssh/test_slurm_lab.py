@@ -38,7 +38,7 @@ def _lab_slurm_conf(slurm, sshd, where: Path) -> Path:
     slurmctld is reached at the host's end of the veth pair."""
     if sshd.netns is None:
         return slurm.conf
-    text = re.sub(r"^SlurmctldHost=(\S+)$", rf"SlurmctldHost=\1({sshd.netns.host_ip})",
+    text = re.sub(r"^SlurmctldHost=([^(\s]+)\S*$", rf"SlurmctldHost=\1({sshd.netns.host_ip})",
                   slurm.conf.read_text(), flags=re.M)
     conf = where / "slurm-lab.conf"
     conf.write_text(text)
