@@ -11,7 +11,9 @@ Configured in ``lwfm.toml``::
     polling_interval = 1.0      # seconds between queue queries (psij's default is 30)
     work_dir = "/shared/lwfm-psij"   # batch scripts and exit-code files
     launcher = "srun"           # optional psij launcher; default: run the command directly
+    python = "/opt/venv/bin/python"  # runs "module:function" jobs (default: this python)
     resources = { memory_mb = 512 }  # defaults under each job's own
+    compute_types = ["batch"]   # for executors other than slurm (slurm: sinfo's partitions)
 
 The native id is the scheduler's job id. One queue poll thread per site asks about all
 jobs this process tracks with one query, and reports each change as a psij callback
