@@ -29,13 +29,11 @@ def deploy_cmd(m, site: str, wheelhouse: Path, venv: str | None, extras: str,
     (checksummed, only those that changed), a venv is built there, the site's lwfm home
     initialised and its version checked. Re-running it changes nothing.
     """
-    from lwfm.sites._ssh_deploy import deploy
-    from lwfm.sites.ssh import SSHSite
     target = m.site(site)
-    if not isinstance(target, SSHSite):
+    if not callable(getattr(target, "deploy", None)):
         raise NotSupported(f"lwfm deploy installs over SSH: site {site!r} is not an ssh site")
-    rep = deploy(target, wheelhouse, venv=venv, extras=extras,
-                 system_site_packages=system_site_packages)
+    rep = target.deploy(wheelhouse, venv=venv, extras=extras,
+                        system_site_packages=system_site_packages)
     if as_json:
         echo_json(rep.to_dict())
         return

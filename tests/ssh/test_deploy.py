@@ -69,3 +69,10 @@ def test_deploy_refuses_a_wheelhouse_without_this_lwfm(live_sshd, home, tmp_path
     assert out.returncode != 0 and "holds no lwfm wheel" in out.stderr
     after = sorted(p for p in live_sshd.remote_home.rglob("*") if "deploy" in p.parts)
     assert after == before   # nothing was sent or built
+
+
+def test_deploy_refuses_a_site_that_is_not_ssh(home, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "lwfm.cli", "--home", str(home), "deploy", "local",
+                          "--wheelhouse", str(tmp_path)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 1 and "is not an ssh site" in out.stderr
