@@ -6,6 +6,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from lwfm.model import JobStatus
 
 SITE_TOML = """
@@ -18,6 +20,14 @@ polling_interval = 0.5
 
 def write_config(home: Path, extra: str = "") -> None:
     (home / "lwfm.toml").write_text(SITE_TOML + extra)
+
+
+@pytest.fixture
+def hpc(home: Path, slurm) -> Path:
+    """A home whose site ``hpc`` is the psij driver on the test Slurm (its queue empty)."""
+    slurm.idle()
+    write_config(home)
+    return home
 
 
 def wait_for(pred, timeout: float = 60.0, what: str = "condition", step: float = 0.2):

@@ -17,16 +17,9 @@ import pytest
 from lwfm import Manager
 from lwfm.model import JobDefn, State
 
-from ._psij_util import in_queue, no_repeats, wait_for, write_config
+from ._psij_util import hpc, in_queue, no_repeats, wait_for  # noqa: F401 (hpc: a fixture)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-
-
-@pytest.fixture
-def hpc(home: Path, slurm) -> Path:
-    slurm.idle()
-    write_config(home)
-    return home
 
 
 def test_out_of_memory_is_failed_as_out_of_memory(hpc: Path):

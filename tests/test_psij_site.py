@@ -15,17 +15,9 @@ from lwfm import Manager
 from lwfm.errors import InvalidInput, NotSupported
 from lwfm.model import JobDefn, State
 
-from ._psij_util import no_repeats, slurm_state, wait_for, write_config
+from ._psij_util import hpc, no_repeats, slurm_state, wait_for  # noqa: F401 (hpc: a fixture)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-
-
-@pytest.fixture
-def hpc(home: Path, slurm) -> Path:
-    """A home whose site ``hpc`` is the psij driver on the test Slurm."""
-    slurm.idle()
-    write_config(home)
-    return home
 
 
 def test_argv_shell_and_python_jobs_with_exit_codes_and_logs(hpc: Path, tmp_path: Path):
