@@ -36,7 +36,7 @@ import re
 import shlex
 import uuid
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlparse
 
 from lwfm.errors import AuthError, ChecksumMismatch, ConfigError, NotFound, SiteError
@@ -47,6 +47,9 @@ from lwfm.sites.local import exit_status, job_argv
 
 from ._ssh_conn import Connection, SshConfig
 from ._ssh_scripts import CANCEL, LAUNCH, STATUS, WRAPPER, limits_function
+
+if TYPE_CHECKING:
+    from ._ssh_deploy import DeployReport
 
 q = shlex.quote
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -320,6 +323,14 @@ class SSHSite(Site):
         """The lab's ``lwfm export`` (under ``remote_home``), fetched to ``dest``."""
         from ._ssh_pull import fetch_thread
         return fetch_thread(self, dest, workflow_id, with_data)
+
+    def deploy(self, wheelhouse: Path, *, venv: str | None = None, extras: str = "",
+               system_site_packages: bool = False) -> "DeployReport":
+        """Install this lwfm here from a local wheelhouse (``lwfm deploy``; see
+        :mod:`._ssh_deploy`)."""
+        from ._ssh_deploy import deploy
+        return deploy(self, wheelhouse, venv=venv, extras=extras,
+                      system_site_packages=system_site_packages)
 
     def close(self) -> None:
         self.conn.close()
