@@ -54,7 +54,14 @@ class Kernel:
 
     def call(self, method: str, *args: Any) -> Any:
         if self.sandbox is not None:
-            return self.sandbox.call(method, *args)
+            try:
+                return self.sandbox.call(method, *args)
+            except SiteError as e:   # the kernel's own errors are clear: drop the traceback
+                first = str(e).split("\n", 1)[0]
+                if ": ValueError: " in first:
+                    raise SiteError(f"site {self.site!r} (sandbox {self.sandbox.venv_dir}): "
+                                    f"{first.split(': ValueError: ', 1)[1]}") from None
+                raise
         try:
             return getattr(self._kernel(), method)(*args)
         except ValueError as e:   # the kernel's own, clear errors (bad circuit, backend)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests._postgres"]
+pytest_plugins = ["tests._postgres", "tests._quantum"]
 
 
 @pytest.fixture

@@ -44,12 +44,14 @@ def versions() -> dict[str, str | None]:
 
 
 def _fakes() -> dict[str, Any]:
-    """Fake backend classes by class name and by backend name (``fake_manila``)."""
+    """The fake backends (BackendV2: what the runtime primitives take) by class name."""
     from qiskit_ibm_runtime import fake_provider
+    from qiskit_ibm_runtime.fake_provider.fake_backend import FakeBackendV2
     out: dict[str, Any] = {}
     for name in dir(fake_provider):
         cls = getattr(fake_provider, name)
-        if name.startswith("Fake") and isinstance(cls, type) and hasattr(cls, "conf_filename"):
+        if name.startswith("Fake") and isinstance(cls, type) and issubclass(cls, FakeBackendV2) \
+                and hasattr(cls, "conf_filename"):
             out[name] = cls
     return out
 
@@ -139,7 +141,7 @@ class QuantumKernel:
                         (c for c in fakes.values() if c().name == name), None)
                 if cls is None:
                     raise ValueError(f"unknown fake backend {name!r}; this qiskit-ibm-runtime "
-                                     f"has: {', '.join(sorted(n for n in fakes if n.endswith('V2')))}")
+                                     f"has: {', '.join(sorted(fakes))}")
                 self._backend = cls()
             else:
                 try:
@@ -153,8 +155,6 @@ class QuantumKernel:
         if is_fake(self.backend_name):
             out = []
             for cls_name, cls in sorted(_fakes().items()):
-                if not cls_name.endswith("V2"):
-                    continue
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     b = cls()
