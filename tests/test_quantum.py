@@ -75,6 +75,37 @@ def test_cli_find_selects_results_by_backend(qhome: Path):
     assert found[0]["metadata"]["execution_mode"] == "batch"
 
 
+def lwfm_cli(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LWFM_")}
+    return subprocess.run([sys.executable, "-m", "lwfm.cli", *args], capture_output=True,
+                          text=True, env={**env, "LWFM_HOME": str(home)}, timeout=300)
+
+
+def test_cli_circuit_and_backends(qhome: Path, tmp_path: Path):
+    qasm = tmp_path / "ghz.qasm"
+    qasm.write_text(GHZ3)
+    p = lwfm_cli(qhome, "circuit", "lima", str(qasm), "--shots", "300", "--seed", "3", "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)      # local mode: it waited although --wait was not given
+    assert out["state"] == "COMPLETE" and out["native_id"]
+    (res,) = out["results"]
+    assert res["metadata"]["backend"] == "fake_lima" and res["metadata"]["shots"] == 300
+    est = lwfm_cli(qhome, "circuit", "manila", str(qasm), "--estimator", "ZZI", "--wait", "--json")
+    assert est.returncode == 0, est.stderr
+    assert json.loads(est.stdout)["results"][0]["metadata"]["primitive"] == "estimator"
+    p = lwfm_cli(qhome, "backends", "manila", "--json")
+    assert p.returncode == 0 and {"name": "fake_manila", "class": "FakeManilaV2", "qubits": 5,
+                                  "status": "local"} in json.loads(p.stdout)
+    src = tmp_path / "evil.qasm"
+    src.write_text("import os; os.system('echo pwned')\n")
+    before = lwfm_cli(qhome, "jobs", "--json").stdout
+    p = lwfm_cli(qhome, "circuit", "manila", str(src))
+    assert p.returncode == 1 and "never as Python source" in p.stderr and "pwned" not in p.stdout
+    assert lwfm_cli(qhome, "jobs", "--json").stdout == before
+    p = lwfm_cli(qhome, "backends", "local")
+    assert p.returncode == 1 and "lists no quantum backends" in p.stderr
+
+
 def test_circuit_from_a_qasm_data_object_links_the_thread(qhome: Path, tmp_path: Path):
     src = tmp_path / "ghz.qasm"
     src.write_text(GHZ3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from . import bundle, core, prov, remote
+from . import quantum  # lwfm circuit, lwfm backends (ibm_quantum sites)
 from ._common import run_main
 
 
@@ -18,7 +19,7 @@ def cli(ctx: click.Context, home: str | None) -> None:
     ctx.obj = {"home": home}
 
 
-for _mod in (core, prov, bundle, remote):
+for _mod in (core, prov, bundle, remote, quantum):
     for _cmd in _mod.COMMANDS:
         cli.add_command(_cmd)
 
