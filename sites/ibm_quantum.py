@@ -193,6 +193,8 @@ class QuantumRun(Run):
             return False
         act.state = state
         st = STATES.get(state, State.UNKNOWN)
+        if st is State.UNKNOWN:   # the kernel that ran it forgot it: its sandbox worker died
+            st = State.FAILED
         if not st.terminal:
             if st is not State.UNKNOWN:
                 self.site.host.report(JobStatus(act.ctx.job_id, st, native_state=state))
@@ -216,6 +218,11 @@ class QuantumRun(Run):
         """Record what an ended job used and produced; its last status (reported after
         its data, so a trigger on its end finds the result)."""
         job_id = act.ctx.job_id
+        if native_state not in STATES or STATES[native_state] is State.UNKNOWN:
+            where = self.site.kernel.describe()["sandbox"]
+            return JobStatus(job_id, State.FAILED, native_state=native_state,
+                             info=f"the runtime job is lost: the kernel that ran it (sandbox "
+                                  f"{where}) no longer knows it; was its worker killed?")
         if st is not State.COMPLETE:
             info = None
             if st is State.FAILED:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,25 @@ def test_errors_in_a_sandbox_are_clear(two_sandboxes: Path):
         assert "Traceback" not in str(e.value) and "qiskit1" in str(e.value)
         names = {b["name"] for b in m.site("old").spin.backends()}
         assert "fake_belem" in names
+
+
+def test_a_killed_sandbox_worker_fails_its_jobs_clearly(two_sandboxes: Path):
+    """SIGKILL of the sandbox's worker while a circuit simulates: the job is recorded
+    FAILED saying why, and the next job starts a new worker and completes."""
+    wide = ('OPENQASM 2.0; include "qelib1.inc"; qreg q[5]; creg c[5]; '
+            + " ".join(f"h q[{i}]; cx q[{i}],q[{(i + 1) % 5}];" for i in range(5)) * 40
+            + " measure q -> c;")
+    with Manager(two_sandboxes) as m:
+        job = m.submit(JobDefn(kind="circuit", site="old", entry={
+            "qasm": wide, "shots": 300000, "optimization_level": 0}))
+        worker = m.site("old").kernel.sandbox.existing_worker()
+        os.kill(worker.pid, signal.SIGKILL)
+        job = m.wait(job.id, timeout=120)
+        assert job.state is State.FAILED
+        assert "was its worker killed" in m.history(job.id)[-1].info
+        again = m.wait(m.submit(JobDefn(kind="circuit", site="old",
+                                        entry={"qasm": GHZ3, "shots": 100})).id, timeout=300)
+        assert again.state is State.COMPLETE
 
 
 def test_the_quantum_benchmark_example(home: Path, quantum_venvs: dict):
