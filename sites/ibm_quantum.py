@@ -288,7 +288,8 @@ class IBMQuantumSite(Site):
         except (TypeError, ValueError) as e:
             raise ConfigError(f"[sites.{host.name}]: {e}") from None
         self.auth = QuantumAuth(self)
-        self.run = QuantumRun(self)
+        self.quantum_run = QuantumRun(self)   # typed: the pillar slot says only Run
+        self.run = self.quantum_run
         self.repo = LocalRepo(host)       # .qasm files and results live on this machine
         self.spin = QuantumSpin(self)
 
@@ -306,7 +307,7 @@ class IBMQuantumSite(Site):
         payload.parse(defn.entry, self.host.lookup_data)   # refused before any record
 
     def close(self) -> None:
-        self.run.close()
+        self.quantum_run.close()
         try:
             self.kernel.close()
         except SiteError as e:

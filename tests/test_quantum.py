@@ -137,6 +137,26 @@ def test_estimator_with_observables_on_qasm3(qhome: Path):
         assert res.metadata["primitive"] == "estimator"
 
 
+def test_a_circuit_sent_as_qpy(qhome: Path):
+    import base64
+    import hashlib
+    import io
+    from qiskit import QuantumCircuit, qpy
+    qc = QuantumCircuit(2, 2)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.measure([0, 1], [0, 1])
+    buf = io.BytesIO()
+    qpy.dump(qc, buf)
+    with Manager(qhome) as m:
+        job = m.submit(JobDefn(kind="circuit", site="manila", entry={
+            "qpy": base64.b64encode(buf.getvalue()).decode(), "shots": 100}))
+        assert m.wait(job.id, timeout=120).state is State.COMPLETE
+        (res,) = m.find({"kind": "quantum_result"})
+        assert res.metadata["circuit_sha256"] == hashlib.sha256(buf.getvalue()).hexdigest()
+        assert res.metadata["num_qubits"] == 2
+
+
 @pytest.mark.parametrize("entry, says", [
     ({"qasm": "import os\nos.system('true')"}, "never as Python source"),
     ({"qasm": GHZ3, "shots": 0}, "shots"),
@@ -145,6 +165,7 @@ def test_estimator_with_observables_on_qasm3(qhome: Path):
     ({"qasm": GHZ3, "primitive": "estimator", "observables": ["ZQ"]}, "Pauli"),
     ({"qasm": GHZ3, "qpy": "AAAA"}, "once"),
     ({"qasm": GHZ3, "exec": "x"}, "unknown key"),
+    ({"qpy": "not base64!"}, "base64"),
     ({"data": "00000000-0000-4000-8000-000000000000"}, "no data"),
 ])
 def test_bad_circuit_jobs_are_refused_and_leave_the_store_unchanged(qhome: Path, entry, says):
