@@ -121,3 +121,15 @@ def test_the_quantum_benchmark_example(home: Path, quantum_venvs: dict):
         ancestors = {n.id for n in m.graph.lineage(plot.id).nodes}
         results = {r["result"] for r in out["rows"]}
         assert {out["compare_job"], *results, *out["runs"], out["circuit_id"]} <= ancestors
+    # the thread travels: a bundle imported elsewhere still selects results by backend
+    bundle = home.parent / "quantum.zip"
+    other = home.parent / "elsewhere"
+    other.mkdir()
+    for args, h in ((["export", "--all", "--with-data", "-o", str(bundle), "--quiet"], home),
+                    (["import", str(bundle)], other)):
+        p = subprocess.run([sys.executable, "-m", "lwfm.cli", *args], capture_output=True,
+                           text=True, env={**env, "LWFM_HOME": str(h)}, timeout=300)
+        assert p.returncode == 0, p.stderr
+    with Manager(other) as m:
+        (belem,) = m.find({"kind": "quantum_result", "backend": "fake_belem"})
+        assert belem.metadata["qiskit"] == "1.2.4" and belem.id in results
