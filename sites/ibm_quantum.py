@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,8 @@ STATES = {"INITIALIZING": State.PENDING, "QUEUED": State.PENDING, "VALIDATING": 
           "RUNNING": State.RUNNING, "DONE": State.COMPLETE, "CANCELLED": State.CANCELLED,
           "ERROR": State.FAILED, "UNKNOWN": State.UNKNOWN}
 SAVED_ACCOUNT = Path("~/.qiskit/qiskit-ibm.json")
+CANCEL_REQUEST = "cancel-requested"   # in a job's result dir: another process asked
+CANCEL_CHECK_S = 0.25
 
 
 class QuantumAuth(Auth):
@@ -146,10 +149,33 @@ class QuantumRun(Run):
         with self._lock:
             act = self._active.get(ctx.native_id)
         if act is None and self.site.local:
-            return False          # not this process's: a local job ended with its submitter
+            return self._ask_submitter(ctx)
         stopped = bool(self.site.kernel.call("cancel", ctx.native_id))
         self._wake.set()
         return stopped
+
+    def _ask_submitter(self, ctx: JobContext) -> bool:
+        """A local-mode job runs in the process that submitted it: leave it a cancel
+        request, which its watcher acts on within ``CANCEL_CHECK_S``. True if that job
+        has not ended yet (it has no result file)."""
+        job_dir = self.site.result_dir(ctx.job_id)
+        if (job_dir / "result.json").exists():
+            return False
+        job_dir.mkdir(parents=True, exist_ok=True)
+        (job_dir / CANCEL_REQUEST).write_text(ctx.native_id or "")
+        return True
+
+    def _cancel_requests(self) -> None:
+        """Cancel the jobs another process asked to (``lwfm cancel`` from a shell)."""
+        with self._lock:
+            acts = list(self._active.items())
+        for native, act in acts:
+            if (self.site.result_dir(act.ctx.job_id) / CANCEL_REQUEST).exists():
+                try:
+                    self.site.kernel.call("cancel", native)
+                except LwfmError as e:
+                    log.warning("site %s: cancelling job %s: %s", self.site.name,
+                                act.ctx.job_id, e)
 
     def log(self, ctx: JobContext) -> str:
         raise NotSupported("a circuit job keeps no log; its result is a data object "
@@ -166,7 +192,11 @@ class QuantumRun(Run):
 
     def _watch(self) -> None:
         delay = 0.002
+        checked = time.monotonic()
         while not self._stop.is_set():
+            if self.site.local and time.monotonic() - checked > CANCEL_CHECK_S:
+                checked = time.monotonic()
+                self._cancel_requests()
             with self._lock:
                 natives = list(self._active)
             if not natives:

@@ -201,6 +201,16 @@ def test_only_circuit_jobs_run_there_and_circuits_nowhere_else(qhome: Path):
         JobDefn(kind="circuit", entry="OPENQASM 2.0;")
 
 
+def watcher_done(m: Manager, job_id: str, timeout: float = 120) -> None:
+    """Until the site's watcher has let go of the job (its end, or its result, recorded)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while m.site("manila").run.supervises(job_id):
+        assert time.monotonic() < deadline, "the watcher still holds the job"
+        time.sleep(0.05)
+    m.flush()
+
+
 def test_cancel_a_running_circuit(qhome: Path):
     """A local-mode job already simulating cannot be interrupted: it is recorded
     CANCELLED and its result is never read nor recorded."""
@@ -213,8 +223,28 @@ def test_cancel_a_running_circuit(qhome: Path):
         assert m.cancel(job.id) is True
         job = m.wait(job.id, timeout=120)
         assert job.state is State.CANCELLED
+        watcher_done(m, job.id)
         assert m.find({"kind": "quantum_result"}) == []
         assert m.cancel(job.id) is False
+
+
+def test_cancel_from_another_process(qhome: Path):
+    """``lwfm cancel`` in a shell while this process runs the local-mode job."""
+    wide = ('OPENQASM 2.0; include "qelib1.inc"; qreg q[5]; creg c[5]; '
+            + " ".join(f"h q[{i}]; cx q[{i}],q[{(i + 1) % 5}];" for i in range(5)) * 40
+            + " measure q -> c;")
+    with Manager(qhome) as m:
+        job = m.submit(JobDefn(kind="circuit", site="manila",
+                               entry={"qasm": wide, "shots": 400000, "optimization_level": 0}))
+        p = lwfm_cli(qhome, "cancel", job.id)
+        assert p.returncode == 0, p.stderr
+        job = m.wait(job.id, timeout=120)
+        assert job.state is State.CANCELLED
+        watcher_done(m, job.id)
+        assert m.find({"kind": "quantum_result"}) == []
+        hist = m.history(job.id)
+        assert "cancelled by user" in [s.info for s in hist]
+        assert "CANCELLED" in [s.native_state for s in hist]   # the submitter's watcher saw it
 
 
 def test_spin_lists_the_fake_backends(qhome: Path):
