@@ -226,14 +226,14 @@ class QuantumRun(Run):
         if st is State.UNKNOWN:   # the kernel that ran it forgot it: its sandbox worker died
             st = State.FAILED
         if not st.terminal:
-            if st is not State.UNKNOWN:
-                self.site.host.report(JobStatus(act.ctx.job_id, st, native_state=state))
+            self.site.host.report(JobStatus(act.ctx.job_id, st, native_state=state))
             return True
         try:
             final = self._finish(act, st, state)
         except LwfmError as e:
             final = JobStatus(act.ctx.job_id, State.FAILED, native_state=state,
                               info=f"could not record the result: {e}")
+        self.site.host.report(final)       # before letting go: no one polls it meanwhile
         with self._lock:
             self._active.pop(native, None)
             self._by_job.pop(act.ctx.job_id, None)
@@ -241,7 +241,6 @@ class QuantumRun(Run):
             self.site.kernel.call("forget", [native])
         except LwfmError:
             pass   # the kernel is going away; nothing of the job is left to keep
-        self.site.host.report(final)
         return True
 
     def _finish(self, act: _Active, st: State, native_state: str) -> JobStatus:
