@@ -61,6 +61,11 @@ def test_ghz_runs_and_its_result_is_data_put_by_the_job(qhome: Path):
             "SELECT ?d ?job WHERE { ?d schema:additionalProperty ?p ; prov:wasGeneratedBy ?job ."
             " ?p schema:propertyID \"backend\" ; schema:value \"fake_manila\" }")
         assert rows == [(f"urn:uuid:{res.id}", f"urn:uuid:{job.id}")]
+        by_circuit = m.graph.select_values(
+            "SELECT ?d WHERE { ?d schema:additionalProperty ?p, ?k . ?p schema:propertyID "
+            f"\"circuit_sha256\" ; schema:value \"{meta['circuit_sha256']}\" . ?k "
+            "schema:propertyID \"kind\" ; schema:value \"quantum_result\" }")
+        assert by_circuit == [(f"urn:uuid:{res.id}",)]
 
 
 def test_cli_find_selects_results_by_backend(qhome: Path):
