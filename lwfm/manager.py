@@ -21,7 +21,8 @@ from .data import DataVerbs
 from .errors import LwfmError, NotFound
 from .futures import Callbacks
 from .loop import LoopHost, ManagerLoop
-from .model import Job, JobContext, JobDefn, JobStatus, LogRecord, State, Workflow, check_json
+from .model import (DataObject, Job, JobContext, JobDefn, JobStatus, LogRecord, State, Trigger, TriggerKind,
+                    Workflow, check_json)
 from .recorder import Recorder
 from .runner import JobRunner
 from .registry import make_site
@@ -102,9 +103,15 @@ class Manager(DataVerbs, TriggerVerbs):
                 raise LwfmError("this Manager is closed; open a new one")
             if name not in self._sites:
                 host = SiteHost(name=name, home=self.home, config=self.config.site_config(name),
-                                report=self.runner.report, instance_id=self.instance_id)
+                                report=self.runner.report, instance_id=self.instance_id,
+                                lookup_data=self.store.get_data, record_data=self._site_data)
                 self._sites[name] = make_site(self.config, name, host)
             return self._sites[name]
+
+    def _site_data(self, d: DataObject) -> DataObject:
+        """A driver records data its job used or produced (``d.job_id``), as a put would."""
+        ctx, wf = self._data_context(d.job_id)
+        return self._notate(d, None, ctx, wf)
 
     def site_names(self) -> list[str]:
         return sorted(set(self.config.sites) | {"local"})

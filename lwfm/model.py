@@ -112,6 +112,7 @@ class EntryKind(str, enum.Enum):
     SHELL = "shell"      # "a | shell && string"
     PYTHON = "python"    # "package.module:function"
     PAYLOAD = "payload"  # a site-specific JSON payload (a circuit, a batch script, ...)
+    CIRCUIT = "circuit"  # a quantum circuit (OpenQASM/QPY, shots, primitive): ibm_quantum
 
 
 class Direction(str, enum.Enum):
@@ -204,6 +205,9 @@ class JobDefn(_Record):
                 raise InvalidInput(f"a {self.kind.value} job needs a non-empty string entry")
             if self.kind is EntryKind.PYTHON and ":" not in self.entry:
                 raise InvalidInput("a python job's entry is 'package.module:function'")
+        elif self.kind is EntryKind.CIRCUIT and not isinstance(self.entry, dict):
+            raise InvalidInput("a circuit job's entry is a table: {\"qasm\": ...} or "
+                               "{\"data\": <data id>}, with shots, primitive, ...")
         if not all(isinstance(a, str) for a in self.args):
             raise InvalidInput("job args must be strings")
         if not self.name:
@@ -235,7 +239,7 @@ class JobDefn(_Record):
     def display_name(self) -> str:
         if self.kind is EntryKind.ARGV:
             return " ".join(self.entry)[:80]  # type: ignore[arg-type]
-        if self.kind is EntryKind.PAYLOAD:
+        if self.kind in (EntryKind.PAYLOAD, EntryKind.CIRCUIT):
             return str(self.entry.get("name", "payload"))[:80] if isinstance(self.entry, dict) else "payload"
         return str(self.entry)[:80]
 

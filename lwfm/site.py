@@ -26,6 +26,10 @@ from .errors import InvalidInput, NotSupported
 from .model import DataObject, JobContext, JobDefn, JobStatus
 
 
+def _no_data(_: Any) -> DataObject:
+    raise NotSupported("this site host keeps no data records (it is not a Manager's)")
+
+
 @dataclass
 class SiteHost:
     """What a driver may use of the lwfm instance hosting it."""
@@ -35,6 +39,12 @@ class SiteHost:
     config: dict[str, Any] = field(default_factory=dict)   # its [sites.NAME] table
     report: Callable[[JobStatus], None] = lambda st: None  # record a status change
     instance_id: str = ""
+    #: For a driver whose jobs are not processes that can call lwfm themselves (a
+    #: circuit on a quantum service): look up the data object a job names as its input,
+    #: and record data a job used or produced (``DataObject.job_id`` says which). The
+    #: Manager sets both; they link and fire data triggers as ``Manager.put`` does.
+    lookup_data: Callable[[str], DataObject] = _no_data
+    record_data: Callable[[DataObject], DataObject] = _no_data
 
     def job_dir(self, job_id: str, create: bool = True) -> Path:
         """A directory for one job's files (logs, exit code); made only when asked."""

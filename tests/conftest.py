@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests._postgres", "tests._slurm"]
+pytest_plugins = ["tests._postgres", "tests._slurm", "tests._quantum"]
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import auth, bundle, core, deploy, prov, remote, transfer
+from . import auth, bundle, core, deploy, prov, quantum, remote, transfer
 from ._common import run_main
 
 
@@ -18,7 +18,7 @@ def cli(ctx: click.Context, home: str | None) -> None:
     ctx.obj = {"home": home}
 
 
-for _mod in (core, prov, bundle, remote, auth, transfer, deploy):
+for _mod in (core, prov, bundle, remote, auth, transfer, deploy, quantum):
     for _cmd in _mod.COMMANDS:
         cli.add_command(_cmd)
 
