@@ -1,0 +1,192 @@
+"""A workflow's digital thread as nodes and edges with positions, for the browser.
+
+Read from the SQL rows (the source of truth) rather than the RDF graph: one indexed
+query per table answers for 10,000 nodes in well under a second, and no graph sync
+stands between a state change and the picture. The shape is the one the static
+renderings draw (:mod:`lwfm.provenance.render`): jobs, data, and triggers; a join has
+an edge from every job it waited on; a pending trigger is a dashed "future" node for
+the job it will start, a dead one says why it can no longer fire.
+
+The layout is computed here (layers by longest path, one band per instance), so the
+browser only draws: a force layout of 10,000 nodes in JavaScript takes far too long.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import or_, select
+
+from ..errors import NotFound
+from ..store import Store, t
+
+_DX, _DY = 220.0, 70.0   # pixels between layers, and between nodes in a layer
+
+
+@dataclass
+class GNode:
+    id: str
+    kind: str                      # job | data | future
+    label: str
+    state: str | None = None       # job state; a future's trigger status (pending/dead)
+    site: str | None = None
+    instance: str | None = None    # set only for a job from another instance
+    reason: str | None = None      # why a dead trigger can no longer fire
+    facts: dict[str, Any] = field(default_factory=dict)
+    x: float = 0.0
+    y: float = 0.0
+
+
+@dataclass
+class GEdge:
+    source: str
+    target: str
+    kind: str                      # child | triggered | waits | put | get | derived
+
+
+@dataclass
+class ThreadGraph:
+    workflow_id: str
+    name: str
+    instance_id: str
+    nodes: list[GNode]
+    edges: list[GEdge]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"workflow_id": self.workflow_id, "name": self.name,
+                "instance_id": self.instance_id,
+                "instances": sorted({n.instance for n in self.nodes if n.instance}),
+                "nodes": [asdict(n) for n in self.nodes], "edges": [asdict(e) for e in self.edges]}
+
+
+def thread_graph(store: Store, workflow_id: str) -> ThreadGraph:
+    """The thread of one workflow (by full id), laid out."""
+    own = store.instance_id
+    with store.read() as c:
+        wf = c.execute(select(t.workflows.c.name).where(t.workflows.c.id == workflow_id)).first()
+        if wf is None:
+            raise NotFound(f"no workflow with id {workflow_id!r} (GET /api/workflows lists them)")
+        jobs = c.execute(select(
+            t.jobs.c.id, t.jobs.c.name, t.jobs.c.state, t.jobs.c.site, t.jobs.c.instance_id,
+            t.jobs.c.parent_id, t.jobs.c.triggered_by, t.jobs.c.created, t.jobs.c.exit_code)
+            .where(t.jobs.c.workflow_id == workflow_id).order_by(t.jobs.c.created)).mappings().all()
+        trs = c.execute(select(t.triggers).where(or_(
+            t.triggers.c.body["workflow_id"].as_string() == workflow_id,
+            t.triggers.c.job_id.in_(select(t.jobs.c.id).where(
+                t.jobs.c.workflow_id == workflow_id))))).mappings().all()
+        data = c.execute(select(
+            t.data.c.id, t.data.c.url, t.data.c.direction, t.data.c.job_id, t.data.c.site,
+            t.data.c.derived_from, t.data.c.time, t.data.c.sha256).where(or_(
+                t.data.c.workflow_id == workflow_id,
+                t.data.c.job_id.in_(select(t.jobs.c.id).where(
+                    t.jobs.c.workflow_id == workflow_id))))
+            .order_by(t.data.c.time)).mappings().all()
+    nodes: dict[str, GNode] = {}
+    edges: list[GEdge] = []
+    for j in jobs:
+        nodes[j["id"]] = GNode(
+            id=j["id"], kind="job", label=j["name"], state=j["state"], site=j["site"],
+            instance=None if j["instance_id"] == own else j["instance_id"],
+            facts={"created": j["created"], "exit_code": j["exit_code"],
+                   "instance": j["instance_id"]})
+    for j in jobs:
+        if j["parent_id"] in nodes:
+            edges.append(GEdge(j["parent_id"], j["id"], "child"))
+    for r in trs:
+        _trigger(r, nodes, edges)
+    for d in data:
+        nodes[d["id"]] = GNode(id=d["id"], kind="data", label=d["url"], site=d["site"],
+                               facts={"direction": d["direction"], "time": d["time"],
+                                      "sha256": d["sha256"], "url": d["url"]})
+    for d in data:
+        if d["job_id"] in nodes:
+            if d["direction"] == "get":
+                edges.append(GEdge(d["id"], d["job_id"], "get"))
+            else:
+                edges.append(GEdge(d["job_id"], d["id"], "put"))
+        if d["derived_from"] in nodes:
+            edges.append(GEdge(d["derived_from"], d["id"], "derived"))
+    edges = _dedup(edges)
+    layout(list(nodes.values()), edges)
+    return ThreadGraph(workflow_id, wf[0] or workflow_id, own, list(nodes.values()), edges)
+
+
+def _trigger(r: Any, nodes: dict[str, GNode], edges: list[GEdge]) -> None:
+    """A trigger's edges: from every job it watches (a join shows all its inputs) or the
+    data that fired it, to the job it started or, not fired yet, to its future node."""
+    body = dict(r["body"])
+    target = r["job_id"]
+    defn = body.get("defn") or {}
+    if target not in nodes:   # not fired (pending or dead): the job it would start
+        nodes[target] = GNode(
+            id=target, kind="future", label=str(defn.get("name") or defn.get("entry") or "job"),
+            state=r["status"], site=defn.get("site"), reason=r["reason"],
+            facts={"trigger": r["id"], "trigger_kind": r["kind"],
+                   "watch": body.get("watch") or [], "states": body.get("states") or [],
+                   "pattern": body.get("pattern") or {}})
+    nodes[target].facts.update(trigger=r["id"], trigger_kind=r["kind"],
+                               trigger_status=r["status"])
+    kind = "triggered" if r["status"] == "fired" else "waits"
+    sources = [w for w in body.get("watch") or [] if w in nodes]
+    if r["kind"] == "data" and r["fired_by"]:
+        sources = [r["fired_by"]]
+    for s in sources:
+        edges.append(GEdge(s, target, kind))
+
+
+def _dedup(edges: list[GEdge]) -> list[GEdge]:
+    """One edge per pair: a trigger's edge says more than the parent link beside it."""
+    best: dict[tuple[str, str], GEdge] = {}
+    for e in edges:
+        key = (e.source, e.target)
+        if key not in best or best[key].kind == "child":
+            best[key] = e
+    return list(best.values())
+
+
+def layout(nodes: list[GNode], edges: list[GEdge]) -> None:
+    """Layers by longest path from the sources (cycles, which imports could make, are
+    broken where met), nodes in a layer in their order; each foreign instance gets its
+    own band below this instance's, so grouping boxes never overlap."""
+    succ: dict[str, list[str]] = defaultdict(list)
+    indeg: dict[str, int] = {n.id: 0 for n in nodes}
+    for e in edges:
+        if e.source in indeg and e.target in indeg and e.source != e.target:
+            succ[e.source].append(e.target)
+            indeg[e.target] += 1
+    layer = {n.id: 0 for n in nodes}
+    queue = deque(n.id for n in nodes if indeg[n.id] == 0)
+    done: set[str] = set()
+    order = [n.id for n in nodes]
+    pos = 0
+    while len(done) < len(nodes):
+        if not queue:   # a cycle: take the first node not placed yet
+            while order[pos] in done:
+                pos += 1
+            queue.append(order[pos])
+        nid = queue.popleft()
+        if nid in done:
+            continue
+        done.add(nid)
+        for s in succ[nid]:
+            if s in done:
+                continue
+            layer[s] = max(layer[s], layer[nid] + 1)
+            indeg[s] -= 1
+            if indeg[s] == 0:
+                queue.append(s)
+    bands: dict[str | None, list[GNode]] = defaultdict(list)
+    for n in nodes:
+        bands[n.instance].append(n)
+    top = 0.0
+    for inst in sorted(bands, key=lambda i: (i is not None, i or "")):
+        rows: dict[int, int] = defaultdict(int)
+        for n in bands[inst]:
+            n.x, n.y = layer[n.id] * _DX, top + rows[layer[n.id]] * _DY
+            rows[layer[n.id]] += 1
+        top += (max(rows.values()) + 1.5) * _DY
+
+
+__all__ = ["GEdge", "GNode", "ThreadGraph", "layout", "thread_graph"]
