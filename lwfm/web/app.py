@@ -27,7 +27,7 @@ from . import api, sse
 from .graph import thread_graph
 
 _PAGES = {"jobs": ("Jobs", ""), "job": ("Job", ""), "sites": ("Sites", ""),
-          "threads": ("Threads", ""), "thread": ("Thread", "/static/vendor/cytoscape.min.js"),
+          "threads": ("Threads", ""), "thread": ("Thread", "/static/vendor/cytoscape.min.js /static/thread.js"),
           "sparql": ("SPARQL", ""), "bundles": ("Bundles", ""), "api": ("JSON API", "")}
 
 
@@ -54,7 +54,7 @@ def make_app(state: PanelState) -> Starlette:
     def page(name: str, **values: str) -> HTMLResponse:
         title, script = _PAGES[name]
         esc = {k: html.escape(v, quote=True) for k, v in values.items()}
-        scripts = f'<script src="{script}" defer></script>' if script else ""
+        scripts = "".join(f'<script src="{s}" defer></script>' for s in script.split())
         body = bodies[name].safe_substitute(esc)
         return HTMLResponse(layout.safe_substitute(
             csrf=state.csrf, allow_cancel="1" if state.allow_cancel else "0", page=name,

@@ -62,7 +62,7 @@
     document.getElementById("thread-count").textContent = `${g.nodes.length} nodes, ${g.edges.length} edges`;
     const big = g.nodes.length > 2000;
     const cy = cytoscape({ container: box, elements: elements(g), style: STYLE, layout: { name: "preset" },
-      minZoom: 0.02, maxZoom: 4, wheelSensitivity: 0.3, pixelRatio: 1,
+      minZoom: 0.02, maxZoom: 4, pixelRatio: 1,
       textureOnViewport: big, hideEdgesOnViewport: big, motionBlur: false });
     window.lwfmCy = cy;
     cy.one("render", () => {
