@@ -55,9 +55,12 @@ def _cursor(row: dict[str, Any]) -> str:
 
 def _uncursor(text: str) -> tuple[str, str]:
     try:
-        created, _, jid = base64.urlsafe_b64decode(text.encode()).decode().partition("|")
+        raw = base64.b64decode(text.encode(), altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeDecodeError):
-        raise InvalidInput("a bad page cursor: use the 'next' value a page gave") from None
+        raw = ""
+    created, sep, jid = raw.partition("|")
+    if not (created and sep and jid):
+        raise InvalidInput("a bad page cursor: use the 'next' value a page gave")
     return created, jid
 
 
