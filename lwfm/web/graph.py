@@ -13,6 +13,7 @@ browser only draws: a force layout of 10,000 nodes in JavaScript takes far too l
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict, deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -56,9 +57,19 @@ class ThreadGraph:
 
     def to_dict(self) -> dict[str, Any]:
         return {"workflow_id": self.workflow_id, "name": self.name,
-                "instance_id": self.instance_id,
-                "instances": sorted({n.instance for n in self.nodes if n.instance}),
+                "instance_id": self.instance_id, "groups": self.groups(),
                 "nodes": [asdict(n) for n in self.nodes], "edges": [asdict(e) for e in self.edges]}
+
+    def groups(self) -> list[dict[str, Any]]:
+        """The box of each other instance's band (drawn behind its jobs: a compound node
+        per instance costs cytoscape more than all the rest at 10,000 nodes)."""
+        boxes: dict[str, list[float]] = {}
+        for n in self.nodes:
+            if n.instance:
+                b = boxes.setdefault(n.instance, [n.x, n.y, n.x, n.y])
+                b[:] = [min(b[0], n.x), min(b[1], n.y), max(b[2], n.x), max(b[3], n.y)]
+        return [{"instance": i, "x": (b[0] + b[2]) / 2, "y": (b[1] + b[3]) / 2 - 12,
+                 "w": b[2] - b[0] + 190, "h": b[3] - b[1] + 80} for i, b in sorted(boxes.items())]
 
 
 def thread_graph(store: Store, workflow_id: str) -> ThreadGraph:
@@ -148,8 +159,10 @@ def _dedup(edges: list[GEdge]) -> list[GEdge]:
 
 def layout(nodes: list[GNode], edges: list[GEdge]) -> None:
     """Layers by longest path from the sources (cycles, which imports could make, are
-    broken where met), nodes in a layer in their order; each foreign instance gets its
-    own band below this instance's, so grouping boxes never overlap."""
+    broken where met), nodes in a layer in their order, a layer taller than about
+    1.2·sqrt(N) rows wrapped into more columns (a fan-out of thousands stays on screen);
+    each foreign instance gets its own band below this instance's, so grouping boxes
+    never overlap."""
     succ: dict[str, list[str]] = defaultdict(list)
     indeg: dict[str, int] = {n.id: 0 for n in nodes}
     for e in edges:
@@ -180,13 +193,23 @@ def layout(nodes: list[GNode], edges: list[GEdge]) -> None:
     bands: dict[str | None, list[GNode]] = defaultdict(list)
     for n in nodes:
         bands[n.instance].append(n)
+    rows_max = max(40, int(math.sqrt(len(nodes)) * 1.2))   # a wide layer wraps into columns
+    counts: dict[tuple[str | None, int], int] = defaultdict(int)
+    for n in nodes:
+        counts[(n.instance, layer[n.id])] += 1
+    depth = max(layer.values(), default=0) + 1
+    cols = [max((math.ceil(counts.get((b, lay), 0) / rows_max) for b in bands), default=1) or 1
+            for lay in range(depth)]
+    x_of = [sum(cols[:lay]) * _DX for lay in range(depth)]
     top = 0.0
     for inst in sorted(bands, key=lambda i: (i is not None, i or "")):
-        rows: dict[int, int] = defaultdict(int)
+        seen: dict[int, int] = defaultdict(int)
         for n in bands[inst]:
-            n.x, n.y = layer[n.id] * _DX, top + rows[layer[n.id]] * _DY
-            rows[layer[n.id]] += 1
-        top += (max(rows.values()) + 1.5) * _DY
+            lay = layer[n.id]
+            col, row = divmod(seen[lay], rows_max)
+            n.x, n.y = x_of[lay] + col * _DX, top + row * _DY
+            seen[lay] += 1
+        top += (min(max(seen.values()), rows_max) + 1.5) * _DY
 
 
 __all__ = ["GEdge", "GNode", "ThreadGraph", "layout", "thread_graph"]

@@ -1,20 +1,23 @@
-// The thread view: positions come from the server (lwfm/web/graph.py), cytoscape only draws.
+// The thread view. Positions come from the server (lwfm/web/graph.py): cytoscape only
+// draws. A big thread is drawn progressively: the whole extent at once, then nodes in
+// chunks, layer by layer, each chunk a frame, so the page answers from the first one.
 "use strict";
 (function () {
   const { el, getJSON, live } = window.lwfm;
+  const CHUNK = 2500;
   const COLORS = { COMPLETE: "#c8e6c9", FAILED: "#ffcdd2", CANCELLED: "#e1bee7", RUNNING: "#fff9c4",
                    FINISHING: "#fff9c4", PENDING: "#b2ebf2", READY: "#b2ebf2" };
   const STYLE = [
     { selector: "node", style: { label: "data(label)", "font-size": 10, "text-valign": "center", "text-halign": "center",
-      "min-zoomed-font-size": 7, width: 150, height: 34, shape: "round-rectangle", "background-color": "data(color)",
-      "border-width": 1, "border-color": "#555", "text-wrap": "ellipsis", "text-max-width": 140 } },
-    { selector: "node[kind = 'data']", style: { shape: "tag", "background-color": "#e3f2fd", width: 150 } },
+      "min-zoomed-font-size": 7, width: 150, height: 34, shape: "rectangle", "background-color": "data(color)",
+      "border-width": 1, "border-color": "#555", "z-index": 10 } },
+    { selector: "node[kind = 'data']", style: { shape: "tag", "background-color": "#e3f2fd" } },
     { selector: "node[kind = 'future']", style: { "border-style": "dashed", "border-width": 2, "background-color": "#ffffff", "border-color": "#1565c0" } },
     { selector: "node[kind = 'future'][state = 'dead']", style: { "border-color": "#c62828", "background-color": "#ffebee", color: "#c62828" } },
-    { selector: ":parent", style: { "background-opacity": 0.05, "background-color": "#5c6bc0", "border-style": "dotted",
-      label: "data(label)", "text-valign": "top", "text-halign": "center", "font-size": 12, shape: "round-rectangle" } },
+    { selector: "node[kind = 'instance']", style: { "background-opacity": 0.06, "background-color": "#5c6bc0", "border-style": "dotted",
+      width: "data(w)", height: "data(h)", "text-valign": "top", "font-size": 12, "z-index": 0, events: "no" } },
     { selector: "edge", style: { width: 1, "curve-style": "straight", "target-arrow-shape": "triangle", "arrow-scale": 0.7,
-      "line-color": "#999", "target-arrow-color": "#999" } },
+      "line-color": "#999", "target-arrow-color": "#999", "z-index": 5 } },
     { selector: "edge[kind = 'waits']", style: { "line-style": "dashed", "line-color": "#1565c0", "target-arrow-color": "#1565c0" } },
     { selector: "edge[kind = 'triggered']", style: { "line-color": "#ef6c00", "target-arrow-color": "#ef6c00" } },
     { selector: "edge[kind = 'put'], edge[kind = 'get']", style: { "line-color": "#2e7d32", "target-arrow-color": "#2e7d32" } },
@@ -22,27 +25,29 @@
     { selector: ".lineage", style: { "border-width": 3, "border-color": "#ff6f00", "line-color": "#ff6f00", "target-arrow-color": "#ff6f00", opacity: 1 } },
     { selector: "node:selected", style: { "border-width": 4, "border-color": "#000" } },
   ];
+  const facts = new Map();   // id -> the node as the API gave it (kept out of cytoscape's data)
 
   function color(n) { return n.kind === "job" ? (COLORS[n.state] || "#eeeeee") : n.kind === "data" ? "#e3f2fd" : "#ffffff"; }
   function label(n) {
-    if (n.kind === "future") return (n.state === "dead" ? "✗ dead: " : "future: ") + n.label;
-    if (n.kind === "job") return `${n.label} · ${n.state || "-"}`;
-    return n.label.split("/").pop() || n.label;
+    let text = n.kind === "data" ? (n.label.split("/").pop() || n.label) : n.label;
+    if (text.length > 24) text = text.slice(0, 23) + "…";
+    if (n.kind === "future") return (n.state === "dead" ? "✗ dead: " : "future: ") + text;
+    if (n.kind === "job") return `${text} · ${n.state || "-"}`;
+    return text;
   }
-  function elements(g) {
+  function nodeData(n) { facts.set(n.id, n); return { id: n.id, kind: n.kind, state: n.state || "", label: label(n), color: color(n) }; }
+  function groupEls(g) {
+    return g.groups.map((b) => ({ group: "nodes", data: { id: `instance:${b.instance}`, kind: "instance", w: b.w, h: b.h,
+      label: `from instance ${b.instance.slice(0, 12)}`, color: "#5c6bc0" }, position: { x: b.x, y: b.y } }));
+  }
+  function nodeEls(nodes) { return nodes.map((n) => ({ group: "nodes", data: nodeData(n), position: { x: n.x, y: n.y } })); }
+  function edgeEls(edges, have) {
     const out = [];
-    for (const inst of g.instances) out.push({ group: "nodes", data: { id: `instance:${inst}`, label: `from instance ${inst.slice(0, 12)}`, kind: "instance" } });
-    for (const n of g.nodes) {
-      const data = { id: n.id, kind: n.kind, state: n.state || "", label: label(n), color: color(n), raw: n };
-      if (n.instance) data.parent = `instance:${n.instance}`;
-      out.push({ group: "nodes", data, position: { x: n.x, y: n.y } });
-    }
-    g.edges.forEach((e, i) => out.push({ group: "edges", data: { id: `e${i}`, source: e.source, target: e.target, kind: e.kind } }));
+    for (const e of edges) if (have.has(e.source) && have.has(e.target)) out.push({ group: "edges", data: { source: e.source, target: e.target, kind: e.kind } });
     return out;
   }
-  function showFacts(n) {
-    const aside = document.getElementById("facts");
-    const raw = n.data("raw");
+  function showFacts(id) {
+    const raw = facts.get(id);
     const rows = [["id", raw.id], ["kind", raw.kind], ["label", raw.label], ["state", raw.state], ["site", raw.site],
                   ["instance", raw.instance], ["reason", raw.reason]];
     for (const [k, v] of Object.entries(raw.facts || {})) rows.push([k, typeof v === "object" ? JSON.stringify(v) : v]);
@@ -50,8 +55,9 @@
     for (const [k, v] of rows) if (v !== null && v !== undefined && v !== "") dl.append(el("dt", { text: k }), el("dd", { text: String(v) }));
     const kids = [el("h2", { text: raw.label }), dl];
     if (raw.kind !== "data") kids.push(el("p", {}, el("a", { href: `/jobs/${encodeURIComponent(raw.id)}`, text: "job details" })));
-    aside.replaceChildren(...kids);
+    document.getElementById("facts").replaceChildren(...kids);
   }
+  const frame = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
 
   document.addEventListener("DOMContentLoaded", async () => {
     const box = document.getElementById("cy");
@@ -60,19 +66,37 @@
     const g = await getJSON(`/api/thread/${encodeURIComponent(wid)}`);
     document.getElementById("thread-name").textContent = g.name;
     document.getElementById("thread-count").textContent = `${g.nodes.length} nodes, ${g.edges.length} edges`;
-    const big = g.nodes.length > 2000;
-    const cy = cytoscape({ container: box, elements: elements(g), style: STYLE, layout: { name: "preset" },
-      minZoom: 0.02, maxZoom: 4, pixelRatio: 1,
+    const big = g.nodes.length > CHUNK;
+    const order = big ? g.nodes.slice().sort((a, b) => a.x - b.x || a.y - b.y) : g.nodes;
+    const first = order.slice(0, CHUNK);
+    const have = new Set(first.map((n) => n.id));
+    const cy = cytoscape({ container: box, elements: groupEls(g).concat(nodeEls(first), edgeEls(g.edges, have)),
+      style: STYLE, layout: { name: "preset" }, minZoom: 0.01, maxZoom: 4, pixelRatio: 1,
       textureOnViewport: big, hideEdgesOnViewport: big, motionBlur: false });
     window.lwfmCy = cy;
-    cy.one("render", () => {
-      document.body.dataset.drawn = String(cy.nodes().length);
-      document.body.dataset.drawnMs = String(Math.round(performance.now() - t0));
-    });
+    if (big) {   // the whole thread's extent from the start: chunks fill it in place
+      const xs = g.nodes.map((n) => n.x), ys = g.nodes.map((n) => n.y);
+      const x0 = Math.min(...xs) - 100, x1 = Math.max(...xs) + 100, y0 = Math.min(...ys) - 50, y1 = Math.max(...ys) + 50;
+      const zoom = Math.min(box.clientWidth / (x1 - x0), box.clientHeight / (y1 - y0));
+      cy.viewport({ zoom, pan: { x: -x0 * zoom, y: -y0 * zoom } });
+    }
+    await new Promise((r) => cy.one("render", r));
+    document.body.dataset.firstPaintMs = String(Math.round(performance.now() - t0));
+    for (let i = CHUNK; i < order.length; i += CHUNK) {
+      await frame();
+      const part = order.slice(i, i + CHUNK);
+      for (const n of part) have.add(n.id);
+      const fresh = new Set(part.map((n) => n.id));
+      cy.add(nodeEls(part).concat(edgeEls(g.edges.filter((e) => fresh.has(e.source) || fresh.has(e.target)), have)));
+    }
+    await frame();
+    document.body.dataset.drawn = String(cy.nodes().length);
+    document.body.dataset.drawnMs = String(Math.round(performance.now() - t0));
+
     cy.on("tap", "node", (e) => {
       const n = e.target;
       if (n.data("kind") === "instance") return;
-      showFacts(n);
+      showFacts(n.id());
       cy.batch(() => {
         cy.elements().removeClass("lineage").addClass("faded");
         n.predecessors().union(n.successors()).union(n).removeClass("faded").addClass("lineage");
@@ -83,16 +107,15 @@
     async function refresh() {
       timer = null;
       const g2 = await getJSON(`/api/thread/${encodeURIComponent(wid)}`);
+      const known = new Set(cy.nodes().map((n) => n.id()));
+      const added = g2.nodes.filter((n) => !known.has(n.id));
       cy.batch(() => {
-        for (const n of g2.nodes) {
-          const node = cy.getElementById(n.id);
-          if (node.nonempty()) {
-            node.data({ kind: n.kind, state: n.state || "", label: label(n), color: color(n), raw: n });
-          }
+        for (const n of g2.nodes) if (known.has(n.id)) cy.getElementById(n.id).data(nodeData(n));
+        if (added.length) {
+          cy.edges().remove();
+          cy.add(nodeEls(added));
+          cy.add(edgeEls(g2.edges, new Set(g2.nodes.map((n) => n.id))));
         }
-        const have = new Set(cy.nodes().map((n) => n.id()));
-        const fresh = elements(g2).filter((e) => e.group === "nodes" ? !have.has(e.data.id) : true);
-        if (fresh.some((e) => e.group === "nodes")) { cy.edges().remove(); cy.add(fresh); }
       });
       document.getElementById("thread-count").textContent = `${g2.nodes.length} nodes, ${g2.edges.length} edges`;
     }
