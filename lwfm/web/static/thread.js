@@ -21,7 +21,7 @@
     { selector: "edge[kind = 'waits']", style: { "line-style": "dashed", "line-color": "#1565c0", "target-arrow-color": "#1565c0" } },
     { selector: "edge[kind = 'triggered']", style: { "line-color": "#ef6c00", "target-arrow-color": "#ef6c00" } },
     { selector: "edge[kind = 'put'], edge[kind = 'get']", style: { "line-color": "#2e7d32", "target-arrow-color": "#2e7d32" } },
-    { selector: ".faded", style: { opacity: 0.15 } },
+    { selector: ".faded", style: { opacity: 0.3 } },
     { selector: ".lineage", style: { "border-width": 3, "border-color": "#ff6f00", "line-color": "#ff6f00", "target-arrow-color": "#ff6f00", opacity: 1 } },
     { selector: "node:selected", style: { "border-width": 4, "border-color": "#000" } },
   ];
