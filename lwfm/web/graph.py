@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict, deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -56,9 +56,22 @@ class ThreadGraph:
     edges: list[GEdge]
 
     def to_dict(self) -> dict[str, Any]:
+        """Columns, not one object per node, and edges by node index: a 10,000-node thread
+        is about a quarter of the bytes, and the browser parses it that much sooner.
+        Facts ride along only for data and future nodes (a job's are at /api/jobs/ID)."""
+        ns = self.nodes
+        index = {n.id: i for i, n in enumerate(ns)}
         return {"workflow_id": self.workflow_id, "name": self.name,
                 "instance_id": self.instance_id, "groups": self.groups(),
-                "nodes": [asdict(n) for n in self.nodes], "edges": [asdict(e) for e in self.edges]}
+                "nodes": {"id": [n.id for n in ns], "kind": [n.kind for n in ns],
+                          "label": [n.label for n in ns], "state": [n.state for n in ns],
+                          "site": [n.site for n in ns], "instance": [n.instance for n in ns],
+                          "reason": [n.reason for n in ns],
+                          "x": [round(n.x) for n in ns], "y": [round(n.y) for n in ns]},
+                "facts": {n.id: n.facts for n in ns if n.kind != "job"},
+                "edges": {"source": [index[e.source] for e in self.edges],
+                          "target": [index[e.target] for e in self.edges],
+                          "kind": [e.kind for e in self.edges]}}
 
     def groups(self) -> list[dict[str, Any]]:
         """The box of each other instance's band (drawn behind its jobs: a compound node

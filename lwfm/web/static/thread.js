@@ -4,13 +4,14 @@
 "use strict";
 (function () {
   const { el, getJSON, live } = window.lwfm;
-  const CHUNK = 2500;
+  const FIRST = 1500, CHUNK = 3000;   // nodes in the first frame, then in each next one
   const COLORS = { COMPLETE: "#c8e6c9", FAILED: "#ffcdd2", CANCELLED: "#e1bee7", RUNNING: "#fff9c4",
                    FINISHING: "#fff9c4", PENDING: "#b2ebf2", READY: "#b2ebf2" };
   const STYLE = [
-    { selector: "node", style: { label: "data(label)", "font-size": 10, "text-valign": "center", "text-halign": "center",
+    { selector: "node", style: { "font-size": 10, "text-valign": "center", "text-halign": "center",
       "min-zoomed-font-size": 7, width: 150, height: 34, shape: "rectangle", "background-color": "data(color)",
       "border-width": 1, "border-color": "#555", "z-index": 10 } },
+    { selector: "node.lbl, node[kind = 'instance'], node[kind = 'future']", style: { label: "data(label)" } },
     { selector: "node[kind = 'data']", style: { shape: "tag", "background-color": "#e3f2fd" } },
     { selector: "node[kind = 'future']", style: { "border-style": "dashed", "border-width": 2, "background-color": "#ffffff", "border-color": "#1565c0" } },
     { selector: "node[kind = 'future'][state = 'dead']", style: { "border-color": "#c62828", "background-color": "#ffebee", color: "#c62828" } },
@@ -57,21 +58,34 @@
     if (raw.kind !== "data") kids.push(el("p", {}, el("a", { href: `/jobs/${encodeURIComponent(raw.id)}`, text: "job details" })));
     document.getElementById("facts").replaceChildren(...kids);
   }
+  function rows(g) {   // the API sends columns (smaller, quicker to parse): make objects
+    const c = g.nodes, nodes = new Array(c.id.length);
+    for (let i = 0; i < nodes.length; i++) {
+      nodes[i] = { id: c.id[i], kind: c.kind[i], label: c.label[i], state: c.state[i], site: c.site[i],
+                   instance: c.instance[i], reason: c.reason[i], x: c.x[i], y: c.y[i], facts: g.facts[c.id[i]] || {} };
+    }
+    const e = g.edges, edges = new Array(e.source.length);
+    for (let i = 0; i < edges.length; i++) edges[i] = { source: c.id[e.source[i]], target: c.id[e.target[i]], kind: e.kind[i] };
+    return { ...g, nodes, edges };
+  }
   const frame = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
 
   document.addEventListener("DOMContentLoaded", async () => {
     const box = document.getElementById("cy");
     const wid = box.dataset.workflow;
     const t0 = performance.now();
-    const g = await getJSON(`/api/thread/${encodeURIComponent(wid)}`);
+    const g = rows(await getJSON(`/api/thread/${encodeURIComponent(wid)}`));
     document.getElementById("thread-name").textContent = g.name;
     document.getElementById("thread-count").textContent = `${g.nodes.length} nodes, ${g.edges.length} edges`;
-    const big = g.nodes.length > CHUNK;
+    const big = g.nodes.length > FIRST;
     const order = big ? g.nodes.slice().sort((a, b) => a.x - b.x || a.y - b.y) : g.nodes;
-    const first = order.slice(0, CHUNK);
+    const first = order.slice(0, FIRST);
     const have = new Set(first.map((n) => n.id));
+    // A big thread's edges are haystacks (no arrowheads; left to right is downstream):
+    // the cheapest edges cytoscape draws.
+    const style = big ? STYLE.concat([{ selector: "edge", style: { "curve-style": "haystack", "haystack-radius": 0 } }]) : STYLE;
     const cy = cytoscape({ container: box, elements: groupEls(g).concat(nodeEls(first), edgeEls(g.edges, have)),
-      style: STYLE, layout: { name: "preset" }, minZoom: 0.01, maxZoom: 4, pixelRatio: 1,
+      style, layout: { name: "preset" }, minZoom: 0.01, maxZoom: 4, pixelRatio: 1,
       textureOnViewport: big, hideEdgesOnViewport: big, motionBlur: false });
     window.lwfmCy = cy;
     if (big) {   // the whole thread's extent from the start: chunks fill it in place
@@ -80,15 +94,32 @@
       const zoom = Math.min(box.clientWidth / (x1 - x0), box.clientHeight / (y1 - y0));
       cy.viewport({ zoom, pan: { x: -x0 * zoom, y: -y0 * zoom } });
     }
+    // Labels only where they can be read: measuring 10,000 labels that are drawn too
+    // small to see is most of what a first frame would cost.
+    const labels = () => {
+      const show = cy.zoom() >= 0.45;
+      cy.batch(() => {
+        if (!show) { cy.nodes(".lbl").removeClass("lbl"); return; }
+        const ext = cy.extent();
+        cy.nodes().forEach((n) => {
+          const p = n.position();
+          n.toggleClass("lbl", p.x >= ext.x1 - 100 && p.x <= ext.x2 + 100 && p.y >= ext.y1 - 40 && p.y <= ext.y2 + 40);
+        });
+      });
+    };
+    let lblTimer = null;
+    cy.on("viewport", () => { clearTimeout(lblTimer); lblTimer = setTimeout(labels, 120); });
+    labels();
     await new Promise((r) => cy.one("render", r));
     document.body.dataset.firstPaintMs = String(Math.round(performance.now() - t0));
-    for (let i = CHUNK; i < order.length; i += CHUNK) {
+    for (let i = FIRST; i < order.length; i += CHUNK) {
       await frame();
       const part = order.slice(i, i + CHUNK);
       for (const n of part) have.add(n.id);
       const fresh = new Set(part.map((n) => n.id));
       cy.add(nodeEls(part).concat(edgeEls(g.edges.filter((e) => fresh.has(e.source) || fresh.has(e.target)), have)));
     }
+    labels();
     await frame();
     document.body.dataset.drawn = String(cy.nodes().length);
     document.body.dataset.drawnMs = String(Math.round(performance.now() - t0));
@@ -106,7 +137,7 @@
     let timer = null;
     async function refresh() {
       timer = null;
-      const g2 = await getJSON(`/api/thread/${encodeURIComponent(wid)}`);
+      const g2 = rows(await getJSON(`/api/thread/${encodeURIComponent(wid)}`));
       const known = new Set(cy.nodes().map((n) => n.id()));
       const added = g2.nodes.filter((n) => !known.has(n.id));
       cy.batch(() => {
