@@ -4,7 +4,9 @@
 "use strict";
 (function () {
   const { el, getJSON, live } = window.lwfm;
-  const FIRST = 1500, CHUNK = 3000;   // nodes in the first frame, then in each next one
+  // Nodes in the first frame, then in each next one. Every frame redraws all that is in,
+  // so after a quick first frame the rest comes at once.
+  const FIRST = 1500, CHUNK = 20000;
   const COLORS = { COMPLETE: "#c8e6c9", FAILED: "#ffcdd2", CANCELLED: "#e1bee7", RUNNING: "#fff9c4",
                    FINISHING: "#fff9c4", PENDING: "#b2ebf2", READY: "#b2ebf2" };
   const STYLE = [
@@ -83,7 +85,9 @@
     const have = new Set(first.map((n) => n.id));
     // A big thread's edges are haystacks (no arrowheads; left to right is downstream):
     // the cheapest edges cytoscape draws.
-    const style = big ? STYLE.concat([{ selector: "edge", style: { "curve-style": "haystack", "haystack-radius": 0 } }]) : STYLE;
+    const style = big ? STYLE.concat([{ selector: "edge", style: { "curve-style": "haystack", "haystack-radius": 0 } },
+      { selector: "node[kind = 'job']", style: { "border-width": 0 } },
+      { selector: ".lineage", style: { "border-width": 3 } }]) : STYLE;
     const cy = cytoscape({ container: box, elements: groupEls(g).concat(nodeEls(first), edgeEls(g.edges, have)),
       style, layout: { name: "preset" }, minZoom: 0.01, maxZoom: 4, pixelRatio: 1,
       textureOnViewport: big, hideEdgesOnViewport: big, motionBlur: false });
