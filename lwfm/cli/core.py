@@ -339,9 +339,18 @@ def _kind(tr: Any) -> str:
 @command("serve")
 @click.option("--interval", type=float, default=0.05, show_default=True,
               help="Seconds between journal reads.")
+@click.option("--http", "http", metavar="[HOST:]PORT", default=None, is_flag=False,
+              flag_value="127.0.0.1:8765",
+              help="Also serve the web panel (default 127.0.0.1:8765; needs lwfm[web]).")
+@click.option("--allow-cancel", is_flag=True, help="Web panel: allow cancelling jobs.")
 @with_manager
-def serve_cmd(m, interval: float) -> None:
+def serve_cmd(m, interval: float, http: str | None, allow_cancel: bool) -> None:
     """Run the manager loop: fire pending triggers, track jobs (Ctrl-C to stop)."""
+    if http is not None:
+        from .web import serve_http
+        return serve_http(m, http, allow_cancel=allow_cancel, interval=interval)
+    if allow_cancel:
+        raise click.UsageError("--allow-cancel is for the web panel: give --http too")
     click.echo(f"lwfm serving {m.home} (instance {m.instance_id}); Ctrl-C to stop", err=True)
     stop = threading.Event()
     try:

@@ -1,5 +1,9 @@
 """Render a thread: a rich Tree for the terminal, Graphviz dot, SVG (via the ``dot``
-binary) and a self-contained HTML page embedding the SVG."""
+binary) and a self-contained HTML page embedding the SVG.
+
+Drawn as the web panel draws it: a triggered job has an edge from every job its
+trigger watched (a join shows all its inputs), a pending trigger is a dashed future
+node, a dead one is marked with its reason."""
 
 from __future__ import annotations
 
@@ -29,8 +33,19 @@ def _line(n: ThreadNode) -> Text:
     if n.kind == "data":
         return Text.assemble((_ARROW.get(n.relation, n.relation), "blue"), f" {n.label} ",
                              (n.id[:8], "dim"))
+    if n.kind == "future":
+        inputs = f" after {', '.join(i[:8] for i in n.inputs)}" if n.inputs else ""
+        if n.state == "dead":
+            return Text.assemble(("✗ dead trigger", "red"), inputs, f": {n.reason or ''} ",
+                                 (n.id[:8], "dim"))
+        return Text.assemble(("⧗ future job", "cyan"), f" ({n.label}){inputs} ",
+                             (n.id[:8], "dim"))
     color = _STYLE.get(n.state or "", ("white", ""))[0]
     trig = _ARROW.get(n.relation, "") if n.relation in ("triggered", "retry") else ""
+    if n.inputs and not trig:
+        trig = _ARROW.get("triggered", "")
+    if len(n.inputs) > 1:
+        trig += f"join of {', '.join(i[:8] for i in n.inputs)}: "
     site = f" @{n.site}" if n.site else ""
     return Text.assemble(trig, (n.label, "bold"), " ", (n.state or "-", color), site, " ",
                          (n.id[:8], "dim"))
@@ -56,14 +71,30 @@ def to_dot(root: ThreadNode) -> str:
            f"  {_q(root.id)} [shape=folder, label={_q('workflow ' + root.label)}];"]
     for n in root.walk():
         for c in n.children:
-            if c.kind == "job":
+            if c.kind == "future":
+                dead = c.state == "dead"
+                label = (f"dead trigger\n{c.reason or ''}" if dead else f"future job\n{c.label}")
+                color = "red3" if dead else "blue3"
+                out.append(f"  {_q(c.id)} [shape=box, style=\"rounded,dashed\", color={color}, "
+                           f"fontcolor={color}, label={_q(label)}];")
+                for i in c.inputs:
+                    out.append(f"  {_q(i)} -> {_q(c.id)} [color={color}, style=dashed, "
+                               f"label=\"waits\"];")
+            elif c.kind == "job":
                 fill = _STYLE.get(c.state or "", ("", "#eeeeee"))[1]
                 label = f"{c.label}\n{c.state or '-'}" + (f" @{c.site}" if c.site else "")
                 out.append(f"  {_q(c.id)} [shape=box, style=\"rounded,filled\", "
                            f"fillcolor=\"{fill}\", label={_q(label)}];")
-                style = (f", style=dashed, label=\"{c.relation}\""
-                         if c.relation in ("triggered", "retry") else "")
-                out.append(f"  {_q(n.id)} -> {_q(c.id)} [color=gray40{style}];")
+                if c.inputs:   # every job the trigger waited on (a join: all of them)
+                    for i in c.inputs:
+                        out.append(f"  {_q(i)} -> {_q(c.id)} [color=darkorange, style=dashed, "
+                                   f"label=\"triggered\"];")
+                    if n.id not in c.inputs:
+                        out.append(f"  {_q(n.id)} -> {_q(c.id)} [color=gray40];")
+                else:
+                    style = (f", style=dashed, label=\"{c.relation}\""
+                             if c.relation in ("triggered", "retry") else "")
+                    out.append(f"  {_q(n.id)} -> {_q(c.id)} [color=gray40{style}];")
             else:
                 out.append(f"  {_q(c.id)} [shape=note, label={_q(c.label)}];")
                 if c.relation == "get" and n.kind == "job":

@@ -1,5 +1,10 @@
 """The digital thread of a workflow as a tree: jobs under the job that submitted or
-triggered them, data under the job that put or got it. Built from the graph alone."""
+triggered them, data under the job that put or got it. Built from the graph alone.
+
+A tree has one parent per node, but a join waits on many jobs: a triggered job also
+lists in ``inputs`` every job its trigger watched, and the renderings draw an edge from
+each. A trigger that has not fired is a ``future`` node (the job it would start) whose
+``state`` is the trigger's status, pending or dead, with the reason a dead one gives."""
 
 from __future__ import annotations
 
@@ -16,16 +21,19 @@ if TYPE_CHECKING:
 @dataclass
 class ThreadNode:
     id: str
-    kind: str                   # workflow | job | data
+    kind: str                   # workflow | job | data | future
     label: str
     relation: str = ""          # how it hangs under its parent: child, triggered, retry, put, get
-    state: str | None = None
+    state: str | None = None    # a job's state; a future's trigger status (pending, dead)
     site: str | None = None
     children: list["ThreadNode"] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)   # jobs its trigger watched (a join: all)
+    reason: str | None = None   # why a dead trigger can no longer fire
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "label": self.label,
                 "relation": self.relation, "state": self.state, "site": self.site,
+                "inputs": self.inputs, "reason": self.reason,
                 "children": [c.to_dict() for c in self.children]}
 
     def walk(self):
@@ -67,6 +75,7 @@ def thread(g: "ProvenanceGraph", workflow_id: str) -> ThreadNode:
         else:
             node.relation = rel or "part"
             root.children.append(node)
+    _triggers(g, w, root, jobs)
     seen: set[tuple[str, str]] = set()
     for d, url, direction, job, created in g.select_values(f"""
           SELECT DISTINCT ?d ?url ?dir ?job ?created WHERE {{
@@ -84,6 +93,35 @@ def thread(g: "ProvenanceGraph", workflow_id: str) -> ThreadNode:
         node = ThreadNode(id=did, kind="data", label=url, relation=direction)
         (jobs[jid].children if jid in jobs else root.children).append(node)
     return root
+
+
+def _triggers(g: "ProvenanceGraph", w: str, root: ThreadNode,
+              jobs: dict[str, ThreadNode]) -> None:
+    """Every job a trigger watched becomes an input of the job it fired; a trigger not
+    fired yet becomes a future node under the workflow."""
+    found: dict[str, dict[str, Any]] = {}
+    for tr, job, status, kind, watched, reason in g.select_values(f"""
+          SELECT ?t ?job ?status ?kind ?w ?reason WHERE {{
+            ?t a lwfm:Trigger ; lwfm:fires ?job ; lwfm:triggerStatus ?status ;
+               lwfm:triggerKind ?kind .
+            {{ ?t lwfm:workflow {w} }} UNION {{ ?job lwfm:workflow {w} }}
+            OPTIONAL {{ ?t lwfm:watches ?w }} OPTIONAL {{ ?t lwfm:reason ?reason }}
+          }} ORDER BY ?t ?w"""):
+        jid = node_id(job) or job
+        f = found.setdefault(jid, {"status": status, "kind": kind, "reason": reason,
+                                   "watch": []})
+        wid = node_id(watched or "")
+        if wid and wid not in f["watch"]:
+            f["watch"].append(wid)
+    for jid, f in found.items():
+        inputs = [x for x in f["watch"] if x in jobs]
+        if jid in jobs:
+            jobs[jid].inputs = inputs
+            continue
+        label = f"future: {f['kind']} trigger" if f["status"] != "dead" else \
+            f"dead {f['kind']} trigger"
+        root.children.append(ThreadNode(id=jid, kind="future", label=label, relation="waits",
+                                        state=f["status"], inputs=inputs, reason=f["reason"]))
 
 
 def _is_ancestor(jid: str, up: str | None, attach: dict[str, tuple[str | None, str]]) -> bool:
