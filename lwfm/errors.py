@@ -44,3 +44,14 @@ class BundleError(LwfmError):
 class StoreError(LwfmError):
     """The store cannot be opened, read or written (disk full, locked, read-only, a schema
     from a newer lwfm); the message names the store and the cause."""
+
+
+class PublishError(LwfmError):
+    """A dataset cannot be published as asked (a bad license id or ORCID, a file that no
+    longer matches its recorded checksum, a crate failing its profile checks); nothing was
+    written or deposited."""
+
+
+class DepositError(LwfmError):
+    """A repository refused or broke off a deposit; the message says what to do (rerunning
+    the same publish resumes it), and no record was published half-way."""

@@ -1,0 +1,212 @@
+"""The published RO-Crate: the exporter's mapping of the thread, plus what publishing adds.
+
+Jobs and data become JSON-LD through the bundle exporter's own functions
+(``render_jobs``/``render_data``), so there is one rows -> linked data mapping. This
+layer adds the FAIR facts (license, creators by ORCID, datePublished, identifier,
+sha512 next to sha256) and the Provenance Run Crate structure: the thread as a
+ComputationalWorkflow (``workflow.json``, every job's definition) with one HowToStep
+and ControlAction per job, an OrganizeAction for lwfm, and the publish action itself.
+Entities are streamed to disk one per line; the document is hashed as it is written.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from lwfm import __version__
+from lwfm.bundles._common import LWFM_CONTEXT, METADATA, PROCESS_RUN_CRATE, RO_CRATE_1_1
+from lwfm.bundles._crate import _Writer, dumps, render_data, render_jobs
+from lwfm.provenance.vocab import node_iri as urn
+from lwfm.provenance.vocab import site_iri
+from lwfm.store import Store
+
+from .checks import CrateChecker
+from .hashing import Digests
+from .licenses import License
+from .people import Creator
+from .selection import DataRow, PublishSelection
+from .sink import HashingFile
+
+WORKFLOW_RUN_CRATE = "https://w3id.org/ro/wfrun/workflow/0.5"
+PROVENANCE_RUN_CRATE = "https://w3id.org/ro/wfrun/provenance/0.5"
+WORKFLOW_RO_CRATE = "https://w3id.org/workflowhub/workflow-ro-crate/1.0"
+PROFILES = {PROCESS_RUN_CRATE: ("Process Run Crate", "0.5"),
+            WORKFLOW_RUN_CRATE: ("Workflow Run Crate", "0.5"),
+            PROVENANCE_RUN_CRATE: ("Provenance Run Crate", "0.5"),
+            WORKFLOW_RO_CRATE: ("Workflow RO-Crate", "1.0")}
+WORKFLOW_FILE = "workflow.json"
+ENGINE = "#lwfm"
+LANGUAGE = "#lwfm-job-definitions"
+# ComputationalWorkflow is pinned to the IRI the RO-Crate 1.1 context gives it: later
+# contexts (the one the ``rocrate`` package ships, which tests seed the validator with)
+# moved it under bioschemas.org/terms/, which the Workflow RO-Crate profile does not accept.
+CONTEXT = [RO_CRATE_1_1, {**LWFM_CONTEXT, "wfrun": "https://w3id.org/ro/terms/workflow-run#",
+                          "ComputationalWorkflow": "https://bioschemas.org/ComputationalWorkflow"}]
+
+
+@dataclass
+class IncludedFile:
+    rel: str            # path inside the crate (data/ of the bag)
+    row: DataRow
+    digests: Digests
+
+
+@dataclass
+class Facts:
+    """What publish knows beyond the thread: the FAIR metadata of the dataset."""
+
+    title: str
+    description: str
+    license: License
+    creators: list[Creator]
+    keywords: list[str]
+    identifier: str           # the DOI URL once reserved, else the dataset's urn:uuid
+    date_published: str
+    version: int
+    previous: str | None      # identifier of the version this one replaces
+    instance_id: str
+    publish_job_id: str
+    files: list[IncludedFile] = field(default_factory=list)
+
+
+@dataclass
+class CrateResult:
+    metadata: Digests
+    workflow: Digests
+    jobs: list[tuple[str, str, list[str], list[str]]]  # (job iri, name, used, generated) for the picture
+    entities: int
+    sites: int
+
+
+def _person(c: Creator) -> dict[str, Any]:
+    return {"@id": c.iri, "@type": "Person", "name": c.name, "identifier": c.iri}
+
+
+def write_crate(store: Store, sel: PublishSelection, facts: Facts, root: Path) -> CrateResult:
+    """Write ``ro-crate-metadata.json`` and ``workflow.json`` into ``root``; checks them
+    as they stream (``CrateChecker``) and raises PublishError before returning if not."""
+    chk = CrateChecker(root)
+    wf_sink = HashingFile(root / WORKFLOW_FILE)
+    md_sink = HashingFile(root / METADATA)
+    try:
+        res = _write(store, sel, facts, _Writer(md_sink), wf_sink, chk)
+    finally:
+        wf_sink.close()
+        md_sink.close()
+    chk.finish()
+    return CrateResult(md_sink.digests(), wf_sink.digests(), *res)
+
+
+def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: HashingFile,
+           chk: CrateChecker) -> tuple[list[tuple[str, str, list[str], list[str]]], int, int]:
+    n = 0
+
+    def emit(e: dict[str, Any]) -> None:
+        nonlocal n
+        chk.see(e)
+        w.entity(e)
+        n += 1
+
+    closure = sel.closure
+    w.raw('{"@context":' + dumps(CONTEXT) + ',"@graph":[\n')
+    emit({"@id": METADATA, "@type": "CreativeWork", "about": {"@id": "./"},
+          "conformsTo": {"@id": "https://w3id.org/ro/crate/1.1"}})
+    creators = [{"@id": c.iri} for c in f.creators]
+    publish_iri = urn(f.publish_job_id)
+    file_ids = [x.rel for x in f.files]
+    emit({"@id": "./", "@type": "Dataset", "name": f.title, "description": f.description,
+          "datePublished": f.date_published, "identifier": f.identifier,
+          "license": {"@id": f.license.url}, "creator": creators, "author": creators,
+          "keywords": f.keywords or None, "version": str(f.version),
+          "conformsTo": [{"@id": p} for p in PROFILES],
+          "mainEntity": {"@id": WORKFLOW_FILE},
+          "hasPart": [{"@id": i} for i in [WORKFLOW_FILE, *file_ids]]
+          + [{"@id": urn(d)} for d in closure.data],
+          "mentions": [{"@id": "#run"}, {"@id": publish_iri}],
+          "isBasedOn": {"@id": f.previous} if f.previous else None,
+          "publisher": {"@id": urn(f.instance_id)},
+          "lwfm:selection": dumps(sel.spec), "lwfm:lwfmVersion": __version__})
+    for c in f.creators:
+        emit(_person(c))
+    emit({"@id": f.license.url, "@type": "CreativeWork", "name": f.license.name,
+          "identifier": f.license.id})
+    for p, (name, version) in PROFILES.items():
+        emit({"@id": p, "@type": "CreativeWork", "name": name, "version": version})
+    emit({"@id": urn(f.instance_id), "@type": ["Organization", "lwfm:Instance"],
+          "name": f"lwfm instance {f.instance_id}"})
+    emit({"@id": ENGINE, "@type": "SoftwareApplication", "name": "lwfm", "version": __version__,
+          "url": "https://w3id.org/lwfm"})
+    emit({"@id": LANGUAGE, "@type": "ComputerLanguage", "name": "lwfm job definitions",
+          "version": __version__})
+    refs = {x.row.id: x.rel for x in f.files}
+    apps: dict[str, str] = {}
+    sites: set[tuple[str, str]] = set()
+    jobs: list[tuple[str, str, list[str], list[str]]] = []
+    steps: list[str] = []
+    starts: list[str] = []
+    ends: list[str] = []
+    wf.write(b'{"lwfm":"' + __version__.encode() + b'","selection":' + orjson.dumps(sel.spec)
+             + b',"steps":[\n')
+    with store.read() as c:
+        for pos, e in enumerate(render_jobs(c, closure.jobs, apps, sites)):
+            jid = e["@id"]
+            step, ctl = f"#step-{jid[9:]}", f"#control-{jid[9:]}"
+            emit(e)
+            emit({"@id": step, "@type": "HowToStep", "name": e["name"], "position": str(pos),
+                  "workExample": e["instrument"]})
+            emit({"@id": ctl, "@type": "ControlAction", "name": f"orchestrate {e['name']}",
+                  "instrument": {"@id": step}, "object": {"@id": jid},
+                  "startTime": e.get("startTime"), "endTime": e.get("endTime")})
+            steps.append(step)
+            record = orjson.loads(e["lwfm:record"])["job"]
+            wf.write((b",\n" if pos else b"") + orjson.dumps(
+                {"step": pos, "job": record["id"], "name": record["name"], "site": record["site"],
+                 "parent": record["parent_id"], "definition": record["defn"]},
+                option=orjson.OPT_SORT_KEYS))
+            starts += [e["startTime"]] if e.get("startTime") else []
+            ends += [e["endTime"]] if e.get("endTime") else []
+            jobs.append((jid, e["name"], [o["@id"] for o in e.get("object", [])],
+                         [o["@id"] for o in e.get("result", [])]))
+        for e in render_data(c, closure.data, refs, sites):
+            emit(e)
+    wf.write(b"\n]}\n")
+    produced = {r for _, _, _, out in jobs for r in out}
+    consumed = sorted({i for _, _, used, _ in jobs for i in used} - produced)
+    emit({"@id": WORKFLOW_FILE, "@type": ["File", "SoftwareSourceCode", "ComputationalWorkflow",
+                                          "HowTo"],
+          "name": f"lwfm thread: {f.title}", "encodingFormat": "application/json",
+          "programmingLanguage": {"@id": LANGUAGE},
+          "hasPart": [{"@id": a} for a in sorted(apps)], "step": [{"@id": s} for s in steps]})
+    emit({"@id": "#run", "@type": "CreateAction", "name": f"run of {f.title}",
+          "instrument": {"@id": WORKFLOW_FILE},
+          "object": [{"@id": i} for i in consumed],
+          "result": [{"@id": urn(x.row.id)} for x in f.files],
+          "startTime": min(starts, default=None), "endTime": max(ends, default=None),
+          "agent": creators})
+    emit({"@id": "#organize", "@type": "OrganizeAction", "name": "lwfm orchestration",
+          "instrument": {"@id": ENGINE}, "result": {"@id": "#run"},
+          "object": [{"@id": s.replace("#step-", "#control-")} for s in steps]})
+    emit({"@id": publish_iri, "@type": ["CreateAction", "lwfm:Job"], "name": "publish",
+          "instrument": {"@id": ENGINE}, "agent": creators,
+          "object": [{"@id": urn(x.row.id)} for x in f.files], "result": {"@id": "./"},
+          "endTime": f.date_published,
+          "actionStatus": {"@id": "http://schema.org/CompletedActionStatus"}})
+    for app_id, name in sorted(apps.items()):
+        emit({"@id": app_id, "@type": "SoftwareApplication", "name": name})
+    for inst_id, site in sorted(sites):
+        emit({"@id": site_iri(inst_id, site), "@type": ["Organization", "lwfm:Site"],
+              "name": site, "lwfm:instance": {"@id": urn(inst_id)}})
+    for x in f.files:
+        emit({"@id": x.rel, "@type": "File", "name": Path(x.rel).name,
+              "sha256": x.digests.sha256, "lwfm:sha512": x.digests.sha512,
+              "contentSize": str(x.digests.size), "encodingFormat": x.row.media_type,
+              "lwfm:payloadOf": {"@id": urn(x.row.id)}})
+    w.raw("\n]}\n")
+    w.flush()
+    return jobs, n, len(sites)
+
