@@ -87,7 +87,6 @@ def publish(store: Store, out: Path | str, *, title: str, license: str, creators
     try:
         files = _copy_payload(sel, tmp / "data")
         identifier = urn(dataset_id)
-        doi_meta = None
         facts = Facts(title=title, description=description or _describe(title, sel),
                       license=lic, creators=people, keywords=list(keywords),
                       identifier=identifier, date_published=iso(started), version=version,
@@ -97,7 +96,9 @@ def publish(store: Store, out: Path | str, *, title: str, license: str, creators
         if depositor is not None:
             doi_meta = datacite.datacite_record(facts, publisher, payload_bytes)
             datacite.render(doi_meta)  # refuse bad metadata before a draft exists
-            facts.identifier = depositor.reserve(doi_meta)
+            earlier = (prev.metadata.get("invenio_record")
+                       if prev is not None and prev.metadata.get("repository") == to else None)
+            facts.identifier = depositor.reserve(doi_meta, earlier)
         try:
             tags = _write_documents(store, sel, facts, tmp, publisher, payload_bytes)
         except BaseException:
@@ -180,6 +181,7 @@ def _write_documents(store: Store, sel: PublishSelection, facts: Facts, tmp: Pat
     (data / landing.LINKSET).write_bytes(ls)
     return {"payload": {"data/ro-crate-metadata.json": res.metadata,
                         "data/workflow.json": res.workflow,
+                        "data/provenance.json": res.prov,
                         "data/ro-crate-preview.html": hash_bytes(html),
                         f"data/{landing.LINKSET}": hash_bytes(ls)},
             "tag": {"metadata/datacite.json": hash_bytes(js),

@@ -26,9 +26,10 @@ from lwfm.provenance.vocab import site_iri
 from lwfm.store import Store
 
 from .checks import CrateChecker
-from .hashing import Digests
+from .hashing import Digests, hash_bytes
 from .licenses import License
 from .people import Creator
+from .provjson import ProvDoc
 from .selection import DataRow, PublishSelection
 from .sink import HashingFile
 
@@ -40,6 +41,7 @@ PROFILES = {PROCESS_RUN_CRATE: ("Process Run Crate", "0.5"),
             PROVENANCE_RUN_CRATE: ("Provenance Run Crate", "0.5"),
             WORKFLOW_RO_CRATE: ("Workflow RO-Crate", "1.0")}
 WORKFLOW_FILE = "workflow.json"
+PROV_FILE = "provenance.json"
 ENGINE = "#lwfm"
 LANGUAGE = "#lwfm-job-definitions"
 # ComputationalWorkflow is pinned to the IRI the RO-Crate 1.1 context gives it: later
@@ -78,6 +80,7 @@ class Facts:
 class CrateResult:
     metadata: Digests
     workflow: Digests
+    prov: Digests
     jobs: list[tuple[str, str, list[str], list[str]]]  # (job iri, name, used, generated) for the picture
     entities: int
     sites: int
@@ -99,11 +102,13 @@ def write_crate(store: Store, sel: PublishSelection, facts: Facts, root: Path) -
         wf_sink.close()
         md_sink.close()
     chk.finish()
-    return CrateResult(md_sink.digests(), wf_sink.digests(), *res)
+    jobs, n, sites, prov = res
+    return CrateResult(md_sink.digests(), wf_sink.digests(), prov, jobs, n, sites)
 
 
 def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: HashingFile,
-           chk: CrateChecker) -> tuple[list[tuple[str, str, list[str], list[str]]], int, int]:
+           chk: CrateChecker) -> tuple[list[tuple[str, str, list[str], list[str]]], int, int,
+                                       Digests]:
     n = 0
 
     def emit(e: dict[str, Any]) -> None:
@@ -113,6 +118,7 @@ def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: Hashin
         n += 1
 
     closure = sel.closure
+    prov = ProvDoc()
     w.raw('{"@context":' + dumps(CONTEXT) + ',"@graph":[\n')
     emit({"@id": METADATA, "@type": "CreativeWork", "about": {"@id": "./"},
           "conformsTo": {"@id": "https://w3id.org/ro/crate/1.1"}})
@@ -125,7 +131,7 @@ def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: Hashin
           "keywords": f.keywords or None, "version": str(f.version),
           "conformsTo": [{"@id": p} for p in PROFILES],
           "mainEntity": {"@id": WORKFLOW_FILE},
-          "hasPart": [{"@id": i} for i in [WORKFLOW_FILE, *file_ids]]
+          "hasPart": [{"@id": i} for i in [WORKFLOW_FILE, PROV_FILE, *file_ids]]
           + [{"@id": urn(d)} for d in closure.data],
           "mentions": [{"@id": "#run"}, {"@id": publish_iri}],
           "isBasedOn": {"@id": f.previous} if f.previous else None,
@@ -157,6 +163,7 @@ def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: Hashin
             jid = e["@id"]
             step, ctl = f"#step-{jid[9:]}", f"#control-{jid[9:]}"
             emit(e)
+            prov.job(e)
             emit({"@id": step, "@type": "HowToStep", "name": e["name"], "position": str(pos),
                   "workExample": e["instrument"]})
             emit({"@id": ctl, "@type": "ControlAction", "name": f"orchestrate {e['name']}",
@@ -174,6 +181,7 @@ def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: Hashin
                          [o["@id"] for o in e.get("result", [])]))
         for e in render_data(c, closure.data, refs, sites):
             emit(e)
+            prov.data(e)
     wf.write(b"\n]}\n")
     produced = {r for _, _, _, out in jobs for r in out}
     consumed = sorted({i for _, _, used, _ in jobs for i in used} - produced)
@@ -196,6 +204,14 @@ def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: Hashin
           "object": [{"@id": urn(x.row.id)} for x in f.files], "result": {"@id": "./"},
           "endTime": f.date_published,
           "actionStatus": {"@id": "http://schema.org/CompletedActionStatus"}})
+    prov.publish(publish_iri, [urn(x.row.id) for x in f.files], f.identifier,
+                 [c.iri for c in f.creators], f.date_published)
+    body = prov.dump()
+    (chk.root / PROV_FILE).write_bytes(body)
+    emit({"@id": PROV_FILE, "@type": "File", "name": "the provenance as W3C PROV-JSON",
+          "encodingFormat": "application/json", "contentSize": str(len(body)),
+          "conformsTo": {"@id": "https://www.w3.org/submissions/prov-json/"},
+          "about": {"@id": "./"}})
     for app_id, name in sorted(apps.items()):
         emit({"@id": app_id, "@type": "SoftwareApplication", "name": name})
     for inst_id, site in sorted(sites):
@@ -208,5 +224,5 @@ def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: Hashin
               "lwfm:payloadOf": {"@id": urn(x.row.id)}})
     w.raw("\n]}\n")
     w.flush()
-    return jobs, n, len(sites)
+    return jobs, n, len(sites), hash_bytes(body)
 
