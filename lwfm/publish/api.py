@@ -10,15 +10,16 @@ the draft is discarded if the bag is refused.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lwfm.bundles._crate import _safe_name
 from lwfm.errors import PublishError
 from lwfm.model import iso, new_id, utcnow
 from lwfm.provenance.vocab import node_iri as urn
@@ -26,9 +27,10 @@ from lwfm.store import Store
 
 from . import bag as bagmod
 from . import datacite, landing, record
-from .crate import Facts, IncludedFile, write_crate
-from .hashing import Digests, copy_hashing, hash_bytes
+from .crate import Facts, write_crate
+from .hashing import Digests, hash_bytes
 from .licenses import check_license
+from .payload import PayloadCopier
 from .people import parse_creator
 from .selection import PublishSelection, by_data, by_workflow
 
@@ -82,34 +84,44 @@ def publish(store: Store, out: Path | str, *, title: str, license: str, creators
     sel = by_workflow(store, workflow_id) if workflow_id else by_data(store, list(data_ids or []))
     prev, version = record.previous_version(store, sel.key)
     job_id, dataset_id, started = new_id(), new_id(), utcnow()
+    stamp = str(iso(started))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.publishing-", dir=out.parent))
+    copier: PayloadCopier | None = None
     try:
-        files = _copy_payload(sel, tmp / "data")
+        copier = PayloadCopier(sel, tmp / "data")
+        if depositor is not None:
+            copier.wait()  # a changed file is refused before a draft exists
+        _preload_datacite = threading.Thread(target=importlib.import_module,
+                                             args=("datacite.schema45",), daemon=True)
+        _preload_datacite.start()  # its import costs ~1 s; overlap it with the copies
         identifier = urn(dataset_id)
         facts = Facts(title=title, description=description or _describe(title, sel),
                       license=lic, creators=people, keywords=list(keywords),
-                      identifier=identifier, date_published=iso(started), version=version,
+                      identifier=identifier, date_published=stamp, version=version,
                       previous=prev.metadata.get("identifier") if prev else None,
-                      instance_id=store.instance_id, publish_job_id=job_id, files=files)
-        payload_bytes = sum(f.digests.size for f in files)
+                      instance_id=store.instance_id, publish_job_id=job_id)
         if depositor is not None:
-            doi_meta = datacite.datacite_record(facts, publisher, payload_bytes)
+            facts.files = copier.wait()
+            doi_meta = datacite.datacite_record(facts, publisher,
+                                                sum(f.digests.size for f in facts.files))
             datacite.render(doi_meta)  # refuse bad metadata before a draft exists
             earlier = (prev.metadata.get("invenio_record")
                        if prev is not None and prev.metadata.get("repository") == to else None)
             facts.identifier = depositor.reserve(doi_meta, earlier)
         try:
-            tags = _write_documents(store, sel, facts, tmp, publisher, payload_bytes)
+            tags = _write_documents(store, sel, facts, tmp, publisher, copier)
         except BaseException:
             if depositor is not None:
                 depositor.discard()
             raise
+        files = facts.files
+        payload_bytes = sum(f.digests.size for f in files)
         payload = {f"data/{f.rel}": f.digests for f in files}
         payload.update(tags.pop("payload"))
         bagmod.write_bag(tmp, payload, {
             "Bagging-Date": started.date().isoformat(), "lwfm-Instance": store.instance_id,
-            "lwfm-Publish-Time": iso(started), "External-Identifier": facts.identifier,
+            "lwfm-Publish-Time": stamp, "External-Identifier": facts.identifier,
             "External-Description": title.strip()[:200], "Bag-Count": "1 of 1",
         }, tags["tag"])
         final = tmp
@@ -120,9 +132,12 @@ def publish(store: Store, out: Path | str, *, title: str, license: str, creators
                                   lic.id, version, prev, payload_bytes, zip, final)
         os.replace(final, out)
     except BaseException:
+        if copier is not None:
+            copier.close()  # before the folder goes: no copy may still be writing in it
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.with_name(tmp.name + ".zip").unlink(missing_ok=True)
         raise
+    copier.close()  # all copies are done: wait() returned
     if zip:
         shutil.rmtree(tmp, ignore_errors=True)
     result = PublishResult(out, facts.identifier, dataset_id, job_id, version,
@@ -140,35 +155,11 @@ def _describe(title: str, sel: PublishSelection) -> str:
             f"{len(sel.closure.jobs)} jobs that made them (lwfm selection: {what}).")
 
 
-def _copy_payload(sel: PublishSelection, data: Path) -> list[IncludedFile]:
-    """Copy each included file into data/files/, hashing it once; refuse a changed file."""
-    (data / "files").mkdir(parents=True)
-    out, used = [], set()
-    for r in sel.included:
-        name = _safe_name(r.url)
-        if name in used:
-            name = f"{r.id[:8]}-{name}"
-        used.add(name)
-        rel = f"files/{name}"
-        assert r.path is not None
-        try:
-            d = copy_hashing(r.path, data / rel)
-        except OSError as e:
-            raise PublishError(f"cannot read {r.path} (data {r.id}): {e.strerror}") from None
-        if (r.sha256 and d.sha256 != r.sha256) or (r.size is not None and d.size != r.size):
-            raise PublishError(
-                f"{r.path} (data {r.id}) no longer matches the store: recorded sha256 "
-                f"{r.sha256} ({r.size} bytes), now {d.sha256} ({d.size} bytes). Restore the "
-                "file, or record the new version as new data, then publish again")
-        out.append(IncludedFile(rel, r, d))
-    return out
-
-
 def _write_documents(store: Store, sel: PublishSelection, facts: Facts, tmp: Path,
-                     publisher: str, payload_bytes: int) -> dict[str, dict[str, Digests]]:
+                     publisher: str, copier: PayloadCopier) -> dict[str, dict[str, Digests]]:
     data = tmp / "data"
-    res = write_crate(store, sel, facts, data)
-    rec = datacite.datacite_record(facts, publisher, payload_bytes)
+    res = write_crate(store, sel, facts, data, copier.planned, copier.wait)
+    rec = datacite.datacite_record(facts, publisher, sum(f.digests.size for f in facts.files))
     js, xml = datacite.render(rec)
     (tmp / "metadata").mkdir()
     (tmp / "metadata" / "datacite.json").write_bytes(js)
@@ -211,6 +202,7 @@ def finish_record(store: Store, p: dict[str, Any], extra: dict[str, str] | None 
     """Record the publish job, the files it used and the dataset it generated."""
     from lwfm.model import parse_time
     started, ended = parse_time(p["started"]), utcnow()
+    assert started is not None  # written by _pending_record
     prev = store.get_data(p["previous_id"]) if p["previous_id"] else None
     uses = [record.used_object(i, url, sha, size, mt, started) for i, url, sha, size, mt in p["uses"]]
     ds = record.dataset_object(p["dataset_id"], p["url"], identifier=p["identifier"],

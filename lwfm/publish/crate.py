@@ -11,9 +11,9 @@ Entities are streamed to disk one per line; the document is hashed as it is writ
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -90,14 +90,19 @@ def _person(c: Creator) -> dict[str, Any]:
     return {"@id": c.iri, "@type": "Person", "name": c.name, "identifier": c.iri}
 
 
-def write_crate(store: Store, sel: PublishSelection, facts: Facts, root: Path) -> CrateResult:
-    """Write ``ro-crate-metadata.json`` and ``workflow.json`` into ``root``; checks them
-    as they stream (``CrateChecker``) and raises PublishError before returning if not."""
+def write_crate(store: Store, sel: PublishSelection, facts: Facts, root: Path,
+                planned: list[tuple[str, DataRow]],
+                wait_files: Callable[[], list[IncludedFile]]) -> CrateResult:
+    """Write ``ro-crate-metadata.json``, ``workflow.json`` and ``provenance.json`` into
+    ``root``; checks them as they stream (``CrateChecker``) and raises PublishError
+    before returning if not. ``planned`` names the included files (their copies may
+    still be running); ``wait_files`` gives their digests, asked for last, and fills
+    ``facts.files``."""
     chk = CrateChecker(root)
     wf_sink = HashingFile(root / WORKFLOW_FILE)
     md_sink = HashingFile(root / METADATA)
     try:
-        res = _write(store, sel, facts, _Writer(md_sink), wf_sink, chk)
+        res = _write(store, sel, facts, _Writer(md_sink), wf_sink, chk, planned, wait_files)
     finally:
         wf_sink.close()
         md_sink.close()
@@ -107,7 +112,8 @@ def write_crate(store: Store, sel: PublishSelection, facts: Facts, root: Path) -
 
 
 def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: HashingFile,
-           chk: CrateChecker) -> tuple[list[tuple[str, str, list[str], list[str]]], int, int,
+           chk: CrateChecker, planned: list[tuple[str, DataRow]],
+           wait_files: Callable[[], list[IncludedFile]]) -> tuple[list[tuple[str, str, list[str], list[str]]], int, int,
                                        Digests]:
     n = 0
 
@@ -124,7 +130,8 @@ def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: Hashin
           "conformsTo": {"@id": "https://w3id.org/ro/crate/1.1"}})
     creators = [{"@id": c.iri} for c in f.creators]
     publish_iri = urn(f.publish_job_id)
-    file_ids = [x.rel for x in f.files]
+    file_ids = [rel for rel, _ in planned]
+    file_iris = [urn(r.id) for _, r in planned]
     emit({"@id": "./", "@type": "Dataset", "name": f.title, "description": f.description,
           "datePublished": f.date_published, "identifier": f.identifier,
           "license": {"@id": f.license.url}, "creator": creators, "author": creators,
@@ -149,7 +156,7 @@ def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: Hashin
           "url": "https://w3id.org/lwfm"})
     emit({"@id": LANGUAGE, "@type": "ComputerLanguage", "name": "lwfm job definitions",
           "version": __version__})
-    refs = {x.row.id: x.rel for x in f.files}
+    refs = {r.id: rel for rel, r in planned}
     apps: dict[str, str] = {}
     sites: set[tuple[str, str]] = set()
     jobs: list[tuple[str, str, list[str], list[str]]] = []
@@ -158,8 +165,8 @@ def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: Hashin
     ends: list[str] = []
     wf.write(b'{"lwfm":"' + __version__.encode() + b'","selection":' + orjson.dumps(sel.spec)
              + b',"steps":[\n')
-    with store.read() as c:
-        for pos, e in enumerate(render_jobs(c, closure.jobs, apps, sites)):
+    with store.read() as conn:
+        for pos, e in enumerate(render_jobs(conn, closure.jobs, apps, sites)):
             jid = e["@id"]
             step, ctl = f"#step-{jid[9:]}", f"#control-{jid[9:]}"
             emit(e)
@@ -179,7 +186,7 @@ def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: Hashin
             ends += [e["endTime"]] if e.get("endTime") else []
             jobs.append((jid, e["name"], [o["@id"] for o in e.get("object", [])],
                          [o["@id"] for o in e.get("result", [])]))
-        for e in render_data(c, closure.data, refs, sites):
+        for e in render_data(conn, closure.data, refs, sites):
             emit(e)
             prov.data(e)
     wf.write(b"\n]}\n")
@@ -193,7 +200,7 @@ def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: Hashin
     emit({"@id": "#run", "@type": "CreateAction", "name": f"run of {f.title}",
           "instrument": {"@id": WORKFLOW_FILE},
           "object": [{"@id": i} for i in consumed],
-          "result": [{"@id": urn(x.row.id)} for x in f.files],
+          "result": [{"@id": i} for i in file_iris],
           "startTime": min(starts, default=None), "endTime": max(ends, default=None),
           "agent": creators})
     emit({"@id": "#organize", "@type": "OrganizeAction", "name": "lwfm orchestration",
@@ -201,10 +208,10 @@ def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: Hashin
           "object": [{"@id": s.replace("#step-", "#control-")} for s in steps]})
     emit({"@id": publish_iri, "@type": ["CreateAction", "lwfm:Job"], "name": "publish",
           "instrument": {"@id": ENGINE}, "agent": creators,
-          "object": [{"@id": urn(x.row.id)} for x in f.files], "result": {"@id": "./"},
+          "object": [{"@id": i} for i in file_iris], "result": {"@id": "./"},
           "endTime": f.date_published,
           "actionStatus": {"@id": "http://schema.org/CompletedActionStatus"}})
-    prov.publish(publish_iri, [urn(x.row.id) for x in f.files], f.identifier,
+    prov.publish(publish_iri, file_iris, f.identifier,
                  [c.iri for c in f.creators], f.date_published)
     body = prov.dump()
     (chk.root / PROV_FILE).write_bytes(body)
@@ -217,6 +224,7 @@ def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: Hashin
     for inst_id, site in sorted(sites):
         emit({"@id": site_iri(inst_id, site), "@type": ["Organization", "lwfm:Site"],
               "name": site, "lwfm:instance": {"@id": urn(inst_id)}})
+    f.files = wait_files()
     for x in f.files:
         emit({"@id": x.rel, "@type": "File", "name": Path(x.rel).name,
               "sha256": x.digests.sha256, "lwfm:sha512": x.digests.sha512,
