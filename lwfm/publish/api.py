@@ -88,13 +88,13 @@ def publish(store: Store, out: Path | str, *, title: str, license: str, creators
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.publishing-", dir=out.parent))
     copier: PayloadCopier | None = None
+    preload = threading.Thread(target=importlib.import_module, args=("datacite.schema45",),
+                               name="lwfm-publish-import")
     try:
         copier = PayloadCopier(sel, tmp / "data")
         if depositor is not None:
             copier.wait()  # a changed file is refused before a draft exists
-        _preload_datacite = threading.Thread(target=importlib.import_module,
-                                             args=("datacite.schema45",), daemon=True)
-        _preload_datacite.start()  # its import costs ~1 s; overlap it with the copies
+        preload.start()  # datacite's import costs ~1 s: overlap it with the copies
         identifier = urn(dataset_id)
         facts = Facts(title=title, description=description or _describe(title, sel),
                       license=lic, creators=people, keywords=list(keywords),
@@ -134,10 +134,13 @@ def publish(store: Store, out: Path | str, *, title: str, license: str, creators
     except BaseException:
         if copier is not None:
             copier.close()  # before the folder goes: no copy may still be writing in it
+        if preload.is_alive():
+            preload.join()
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.with_name(tmp.name + ".zip").unlink(missing_ok=True)
         raise
     copier.close()  # all copies are done: wait() returned
+    preload.join()
     if zip:
         shutil.rmtree(tmp, ignore_errors=True)
     result = PublishResult(out, facts.identifier, dataset_id, job_id, version,

@@ -28,9 +28,15 @@ _LINKS: dict[str, list[tuple[str, set[str]]]] = {
 }
 
 
+_REF_PROPS = frozenset({"hasPart", "mainEntity", "step", "programmingLanguage", "license"})
+
+
 def _ids(v: Any) -> list[str]:
-    vs = v if isinstance(v, list) else [v]
-    return [x["@id"] for x in vs if isinstance(x, dict) and "@id" in x]
+    if v is None:
+        return []
+    if isinstance(v, dict):
+        return [v["@id"]] if "@id" in v else []
+    return [x["@id"] for x in v if isinstance(x, dict) and "@id" in x] if isinstance(v, list) else []
 
 
 def _local(i: str) -> bool:
@@ -50,6 +56,12 @@ class CrateChecker:
         self.root_entity: dict[str, Any] | None = None
         self.descriptor = False
 
+    def register(self, e: dict[str, Any]) -> None:
+        """An entity of the exporter's mapping (a job or data object, ``urn:`` ids): only
+        its types matter here, as targets of the links checked in :meth:`finish`."""
+        t = e["@type"]
+        self.types[e["@id"]] = set(t) if isinstance(t, list) else {t}
+
     def see(self, e: dict[str, Any]) -> None:
         i = e["@id"]
         t = e.get("@type", [])
@@ -63,14 +75,14 @@ class CrateChecker:
             self.descriptor = _ids(e.get("about")) == ["./"]
         if "File" in types and _local(i):
             self._check_file(i, e)
-        for ty in types & set(_LINKS):
+        for ty in types.intersection(_LINKS):
             for prop, want in _LINKS[ty]:
                 targets = _ids(e.get(prop))
                 if not targets:
                     self.problems.append(f"{ty} {i} has no {prop}")
                 self.links += [(i, prop, x, want) for x in targets]
-        for prop in ("hasPart", "mainEntity", "step", "programmingLanguage", "license"):
-            self.refs += [(i, x) for x in _ids(e.get(prop))]
+        for prop in _REF_PROPS.intersection(e):
+            self.refs += [(i, x) for x in _ids(e[prop])]
 
     def _check_file(self, i: str, e: dict[str, Any]) -> None:
         p = self.root / i

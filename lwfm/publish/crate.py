@@ -117,9 +117,9 @@ def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: Hashin
                                        Digests]:
     n = 0
 
-    def emit(e: dict[str, Any]) -> None:
+    def emit(e: dict[str, Any], mapped: bool = False) -> None:
         nonlocal n
-        chk.see(e)
+        (chk.register if mapped else chk.see)(e)
         w.entity(e)
         n += 1
 
@@ -169,7 +169,7 @@ def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: Hashin
         for pos, e in enumerate(render_jobs(conn, closure.jobs, apps, sites)):
             jid = e["@id"]
             step, ctl = f"#step-{jid[9:]}", f"#control-{jid[9:]}"
-            emit(e)
+            emit(e, mapped=True)
             prov.job(e)
             emit({"@id": step, "@type": "HowToStep", "name": e["name"], "position": str(pos),
                   "workExample": e["instrument"]})
@@ -187,7 +187,7 @@ def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: Hashin
             jobs.append((jid, e["name"], [o["@id"] for o in e.get("object", [])],
                          [o["@id"] for o in e.get("result", [])]))
         for e in render_data(conn, closure.data, refs, sites):
-            emit(e)
+            emit(e, mapped=True)
             prov.data(e)
     wf.write(b"\n]}\n")
     produced = {r for _, _, _, out in jobs for r in out}

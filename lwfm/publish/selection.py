@@ -45,13 +45,17 @@ class PublishSelection:
         return hashlib.sha256(json.dumps(self.spec, sort_keys=True).encode()).hexdigest()
 
 
-def _data_rows(store: Store, ids: list[str]) -> dict[str, DataRow]:
+def _data_rows(store: Store, ids: list[str], puts_only: bool = False) -> dict[str, DataRow]:
+    """The rows of ``ids`` (only those a job put, with ``puts_only``), with their local file."""
     out: dict[str, DataRow] = {}
     cols = (t.data.c.id, t.data.c.url, t.data.c.sha256, t.data.c.size, t.data.c.media_type,
-            t.data.c.job_id, t.data.c.direction)
+            t.data.c.job_id)
     with store.read() as c:
         for ch in chunks(ids):
-            for r in c.execute(select(*cols).where(t.data.c.id.in_(ch))):
+            q = select(*cols).where(t.data.c.id.in_(ch))
+            if puts_only:
+                q = q.where(t.data.c.direction == "put")
+            for r in c.execute(q):
                 out[r.id] = DataRow(r.id, r.url, r.sha256, r.size, r.media_type, r.job_id,
                                     local_file(r.url))
     return out
@@ -78,11 +82,8 @@ def _dedupe(rows: list[DataRow]) -> list[DataRow]:
 def by_workflow(store: Store, workflow_id: str) -> PublishSelection:
     """A workflow's thread; every local file it put is included."""
     sel = select_closure(store, workflow_id=workflow_id)
-    rows = _data_rows(store, sel.data)
-    with store.read() as c:
-        puts = {i for ch in chunks(sel.data) for i in c.execute(
-            select(t.data.c.id).where(t.data.c.id.in_(ch), t.data.c.direction == "put")).scalars()}
-    included = _dedupe([r for i, r in rows.items() if i in puts and r.path is not None])
+    rows = _data_rows(store, sel.data, puts_only=True)
+    included = _dedupe([r for r in rows.values() if r.path is not None])
     if not included:
         raise PublishError(f"workflow {workflow_id} recorded no local data file to publish "
                            "(pass --data ID for files of other workflows)")
@@ -95,7 +96,7 @@ def by_data(store: Store, data_ids: list[str]) -> PublishSelection:
     rows = _data_rows(store, ids)
     missing = [d for d in ids if d not in rows]
     if missing:
-        raise NotFound(f"no data object {missing[0]!r} (lwfm data lists them)")
+        raise NotFound(f"no data object {missing[0]!r} (lwfm find lists them)")
     remote = [r for r in rows.values() if r.path is None]
     if remote:
         raise PublishError(f"data {remote[0].id} ({remote[0].url}) is not a local file: "
