@@ -337,3 +337,13 @@ def test_refuses_to_overwrite_an_existing_output(thread, tmp_path):
     with pytest.raises(PublishError, match="exists"):
         _publish(remote, tmp_path / "out", th)
     assert snapshot(remote.store) == before and list((tmp_path / "out").iterdir()) == []
+
+
+def test_publish_has_help_and_needs_one_selector(thread, tmp_path):
+    remote, th = thread
+    r = CliRunner().invoke(cli, ["publish", "--help"])
+    assert r.exit_code == 0 and "--creator" in r.output and "--to" in r.output
+    r = CliRunner().invoke(cli, ["--home", str(remote.config.home), "publish", "--workflow",
+                                 th.workflow, "--data", th.outputs[0], "--title", "T", "--license",
+                                 "MIT", "--creator", CARBERRY, "-o", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "exactly one of" in r.output and not (tmp_path / "x").exists()

@@ -128,8 +128,8 @@ def publish(store: Store, out: Path | str, *, title: str, license: str, creators
         if zip:
             final = tmp.with_name(tmp.name + ".zip")
             bagmod.zip_bag(tmp, final, out.name.removesuffix(".zip") or "bag")
-        pending = _pending_record(store, sel, facts, out, dataset_id, job_id, started, title,
-                                  lic.id, version, prev, payload_bytes, zip, final)
+        pending = _pending_record(sel, facts, out, dataset_id, job_id, started, title, lic.id,
+                                  version, prev, zip, final)
         os.replace(final, out)
     except BaseException:
         if copier is not None:
@@ -167,9 +167,8 @@ def _write_documents(store: Store, sel: PublishSelection, facts: Facts, tmp: Pat
     (tmp / "metadata").mkdir()
     (tmp / "metadata" / "datacite.json").write_bytes(js)
     (tmp / "metadata" / "datacite.xml").write_bytes(xml)
-    names = {urn(f.row.id): f.rel.rsplit("/", 1)[-1] for f in facts.files}
     summary = {"jobs": len(sel.closure.jobs), "data": len(sel.closure.data), "sites": res.sites}
-    html = landing.page(facts, res.jobs, names, summary)
+    html = landing.page(facts, res.jobs, res.names, summary)
     ls = landing.linkset(facts)
     (data / "ro-crate-preview.html").write_bytes(html)
     (data / landing.LINKSET).write_bytes(ls)
@@ -182,9 +181,9 @@ def _write_documents(store: Store, sel: PublishSelection, facts: Facts, tmp: Pat
                     "metadata/datacite.xml": hash_bytes(xml)}}
 
 
-def _pending_record(store: Store, sel: PublishSelection, f: Facts, out: Path, dataset_id: str,
-                    job_id: str, started: Any, title: str, license_id: str, version: int,
-                    prev: Any, payload_bytes: int, zipped: bool, final: Path) -> dict[str, Any]:
+def _pending_record(sel: PublishSelection, f: Facts, out: Path, dataset_id: str, job_id: str,
+                    started: Any, title: str, license_id: str, version: int, prev: Any,
+                    zipped: bool, final: Path) -> dict[str, Any]:
     """What :func:`finish_record` writes, as JSON (a deposit keeps it until it is done)."""
     # No sha256 for the bag itself: its manifests hold every file's, and hashing the zip
     # would read the whole payload a second time.

@@ -84,6 +84,7 @@ class CrateResult:
     jobs: list[tuple[str, str, list[str], list[str]]]  # (job iri, name, used, generated) for the picture
     entities: int
     sites: int
+    names: dict[str, str]  # data object iri -> file name, for the picture
 
 
 def _person(c: Creator) -> dict[str, Any]:
@@ -107,14 +108,14 @@ def write_crate(store: Store, sel: PublishSelection, facts: Facts, root: Path,
         wf_sink.close()
         md_sink.close()
     chk.finish()
-    jobs, n, sites, prov = res
-    return CrateResult(md_sink.digests(), wf_sink.digests(), prov, jobs, n, sites)
+    jobs, n, sites, prov, names = res
+    return CrateResult(md_sink.digests(), wf_sink.digests(), prov, jobs, n, sites, names)
 
 
 def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: HashingFile,
            chk: CrateChecker, planned: list[tuple[str, DataRow]],
-           wait_files: Callable[[], list[IncludedFile]]) -> tuple[list[tuple[str, str, list[str], list[str]]], int, int,
-                                       Digests]:
+           wait_files: Callable[[], list[IncludedFile]]) -> tuple[
+               list[tuple[str, str, list[str], list[str]]], int, int, Digests, dict[str, str]]:
     n = 0
 
     def emit(e: dict[str, Any], mapped: bool = False) -> None:
@@ -162,6 +163,8 @@ def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: Hashin
     jobs: list[tuple[str, str, list[str], list[str]]] = []
     steps: list[str] = []
     starts: list[str] = []
+    timed: list[tuple[str, int]] = []
+    names: dict[str, str] = {}
     ends: list[str] = []
     wf.write(b'{"lwfm":"' + __version__.encode() + b'","selection":' + orjson.dumps(sel.spec)
              + b',"steps":[\n')
@@ -184,10 +187,12 @@ def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: Hashin
                 option=orjson.OPT_SORT_KEYS))
             starts += [e["startTime"]] if e.get("startTime") else []
             ends += [e["endTime"]] if e.get("endTime") else []
+            timed.append((e.get("startTime") or "", pos))
             jobs.append((jid, e["name"], [o["@id"] for o in e.get("object", [])],
                          [o["@id"] for o in e.get("result", [])]))
         for e in render_data(conn, closure.data, refs, sites):
             emit(e, mapped=True)
+            names[e["@id"]] = e["name"]
             prov.data(e)
     wf.write(b"\n]}\n")
     produced = {r for _, _, _, out in jobs for r in out}
@@ -232,5 +237,6 @@ def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: Hashin
               "lwfm:payloadOf": {"@id": urn(x.row.id)}})
     w.raw("\n]}\n")
     w.flush()
-    return jobs, n, len(sites), hash_bytes(body)
+    in_order = [jobs[i] for _, i in sorted(timed)]  # the picture reads in time order
+    return in_order, n, len(sites), hash_bytes(body), names
 

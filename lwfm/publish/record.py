@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from lwfm.model import (DataObject, Direction, EntryKind, Job, JobContext, JobDefn, JobStatus,
-                        State, iso)
+                        State)
 from lwfm.store import Store, t
 
 KIND = "lwfm.publish"  # data metadata key marking a published dataset
@@ -72,4 +72,4 @@ def used_object(d_id: str, url: str, sha256: str, size: int, media_type: str | N
                       metadata={"role": "published file"})
 
 
-__all__ = ["KIND", "dataset_object", "iso", "previous_version", "record_publish", "used_object"]
+__all__ = ["KIND", "dataset_object", "previous_version", "record_publish", "used_object"]
