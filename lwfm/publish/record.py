@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from lwfm.context import USER
 from lwfm.model import (DataObject, Direction, EntryKind, Job, JobContext, JobDefn, JobStatus,
                         State)
 from lwfm.store import Store, t
@@ -30,7 +31,7 @@ def record_publish(store: Store, *, job_id: str, dataset_id: str, started: datet
     """Write the publish job, its statuses, the data it used and the dataset, atomically."""
     defn = JobDefn(entry=ENTRY, kind=EntryKind.PYTHON, name=name, args=args)
     ctx = JobContext(job_id=job_id, workflow_id=workflow_id)
-    job = Job(defn, ctx, created=started)
+    job = Job(defn, ctx, created=started, submitter=USER)  # the person who published
     job.instance_id = store.instance_id
     job.state, job.started, job.ended, job.exit_code = State.COMPLETE, started, ended, 0
     sts = [JobStatus(job_id, State.READY, time=started), JobStatus(job_id, State.RUNNING, time=started),
