@@ -103,140 +103,157 @@ def write_crate(store: Store, sel: PublishSelection, facts: Facts, root: Path,
     wf_sink = HashingFile(root / WORKFLOW_FILE)
     md_sink = HashingFile(root / METADATA)
     try:
-        res = _write(store, sel, facts, _Writer(md_sink), wf_sink, chk, planned, wait_files)
+        cw = _CrateWriter(sel, facts, _Writer(md_sink), chk, planned)
+        cw.head()
+        with store.read() as conn:
+            cw.thread(conn, wf_sink)
+        prov = cw.tail(wait_files)
     finally:
         wf_sink.close()
         md_sink.close()
     chk.finish()
-    jobs, n, sites, prov, names = res
-    return CrateResult(md_sink.digests(), wf_sink.digests(), prov, jobs, n, sites, names)
+    jobs = [cw.jobs[i] for _, i in sorted(cw.timed)]  # the picture reads in time order
+    return CrateResult(md_sink.digests(), wf_sink.digests(), prov, jobs, cw.n, len(cw.sites),
+                       cw.names)
 
 
-def _write(store: Store, sel: PublishSelection, f: Facts, w: _Writer, wf: HashingFile,
-           chk: CrateChecker, planned: list[tuple[str, DataRow]],
-           wait_files: Callable[[], list[IncludedFile]]) -> tuple[
-               list[tuple[str, str, list[str], list[str]]], int, int, Digests, dict[str, str]]:
-    n = 0
+class _CrateWriter:
+    """The crate's entities in three parts: the root and its context, the thread (one
+    pass over the exporter's job and data entities), and what is known only after it."""
 
-    def emit(e: dict[str, Any], mapped: bool = False) -> None:
-        nonlocal n
-        (chk.register if mapped else chk.see)(e)
-        w.entity(e)
-        n += 1
+    def __init__(self, sel: PublishSelection, f: Facts, w: _Writer, chk: CrateChecker,
+                 planned: list[tuple[str, DataRow]]):
+        self.sel, self.f, self.w, self.chk, self.planned = sel, f, w, chk, planned
+        self.n = 0
+        self.prov = ProvDoc()
+        self.creators = [{"@id": c.iri} for c in f.creators]
+        self.publish_iri = urn(f.publish_job_id)
+        self.file_iris = [urn(r.id) for _, r in planned]
+        self.apps: dict[str, str] = {}
+        self.sites: set[tuple[str, str]] = set()
+        self.jobs: list[tuple[str, str, list[str], list[str]]] = []
+        self.timed: list[tuple[str, int]] = []
+        self.names: dict[str, str] = {}
+        self.steps: list[str] = []
+        self.starts: list[str] = []
+        self.ends: list[str] = []
 
-    closure = sel.closure
-    prov = ProvDoc()
-    w.raw('{"@context":' + dumps(CONTEXT) + ',"@graph":[\n')
-    emit({"@id": METADATA, "@type": "CreativeWork", "about": {"@id": "./"},
-          "conformsTo": {"@id": "https://w3id.org/ro/crate/1.1"}})
-    creators = [{"@id": c.iri} for c in f.creators]
-    publish_iri = urn(f.publish_job_id)
-    file_ids = [rel for rel, _ in planned]
-    file_iris = [urn(r.id) for _, r in planned]
-    emit({"@id": "./", "@type": "Dataset", "name": f.title, "description": f.description,
-          "datePublished": f.date_published, "identifier": f.identifier,
-          "license": {"@id": f.license.url}, "creator": creators, "author": creators,
-          "keywords": f.keywords or None, "version": str(f.version),
-          "conformsTo": [{"@id": p} for p in PROFILES],
-          "mainEntity": {"@id": WORKFLOW_FILE},
-          "hasPart": [{"@id": i} for i in [WORKFLOW_FILE, PROV_FILE, *file_ids]]
-          + [{"@id": urn(d)} for d in closure.data],
-          "mentions": [{"@id": "#run"}, {"@id": publish_iri}],
-          "isBasedOn": {"@id": f.previous} if f.previous else None,
-          "publisher": {"@id": urn(f.instance_id)},
-          "lwfm:selection": dumps(sel.spec), "lwfm:lwfmVersion": __version__})
-    for c in f.creators:
-        emit(_person(c))
-    emit({"@id": f.license.url, "@type": "CreativeWork", "name": f.license.name,
-          "identifier": f.license.id})
-    for p, (name, version) in PROFILES.items():
-        emit({"@id": p, "@type": "CreativeWork", "name": name, "version": version})
-    emit({"@id": urn(f.instance_id), "@type": ["Organization", "lwfm:Instance"],
-          "name": f"lwfm instance {f.instance_id}"})
-    emit({"@id": ENGINE, "@type": "SoftwareApplication", "name": "lwfm", "version": __version__,
-          "url": "https://w3id.org/lwfm"})
-    emit({"@id": LANGUAGE, "@type": "ComputerLanguage", "name": "lwfm job definitions",
-          "version": __version__})
-    refs = {r.id: rel for rel, r in planned}
-    apps: dict[str, str] = {}
-    sites: set[tuple[str, str]] = set()
-    jobs: list[tuple[str, str, list[str], list[str]]] = []
-    steps: list[str] = []
-    starts: list[str] = []
-    timed: list[tuple[str, int]] = []
-    names: dict[str, str] = {}
-    ends: list[str] = []
-    wf.write(b'{"lwfm":"' + __version__.encode() + b'","selection":' + orjson.dumps(sel.spec)
-             + b',"steps":[\n')
-    with store.read() as conn:
-        for pos, e in enumerate(render_jobs(conn, closure.jobs, apps, sites)):
+    def emit(self, e: dict[str, Any], mapped: bool = False) -> None:
+        (self.chk.register if mapped else self.chk.see)(e)
+        self.w.entity(e)
+        self.n += 1
+
+    def head(self) -> None:
+        f, emit = self.f, self.emit
+        self.w.raw('{"@context":' + dumps(CONTEXT) + ',"@graph":[\n')
+        emit({"@id": METADATA, "@type": "CreativeWork", "about": {"@id": "./"},
+              "conformsTo": {"@id": "https://w3id.org/ro/crate/1.1"}})
+        emit({"@id": "./", "@type": "Dataset", "name": f.title, "description": f.description,
+              "datePublished": f.date_published, "identifier": f.identifier,
+              "license": {"@id": f.license.url}, "creator": self.creators,
+              "author": self.creators, "keywords": f.keywords or None, "version": str(f.version),
+              "conformsTo": [{"@id": p} for p in PROFILES],
+              "mainEntity": {"@id": WORKFLOW_FILE},
+              "hasPart": [{"@id": i} for i in [WORKFLOW_FILE, PROV_FILE,
+                                               *(rel for rel, _ in self.planned)]]
+              + [{"@id": urn(d)} for d in self.sel.closure.data],
+              "mentions": [{"@id": "#run"}, {"@id": self.publish_iri}],
+              "isBasedOn": {"@id": f.previous} if f.previous else None,
+              "publisher": {"@id": urn(f.instance_id)},
+              "lwfm:selection": dumps(self.sel.spec), "lwfm:lwfmVersion": __version__})
+        for c in f.creators:
+            emit(_person(c))
+        emit({"@id": f.license.url, "@type": "CreativeWork", "name": f.license.name,
+              "identifier": f.license.id})
+        for p, (name, version) in PROFILES.items():
+            emit({"@id": p, "@type": "CreativeWork", "name": name, "version": version})
+        emit({"@id": urn(f.instance_id), "@type": ["Organization", "lwfm:Instance"],
+              "name": f"lwfm instance {f.instance_id}"})
+        emit({"@id": ENGINE, "@type": "SoftwareApplication", "name": "lwfm",
+              "version": __version__, "url": "https://w3id.org/lwfm"})
+        emit({"@id": LANGUAGE, "@type": "ComputerLanguage", "name": "lwfm job definitions",
+              "version": __version__})
+
+    def thread(self, conn: Any, wf: HashingFile) -> None:
+        """Every job (with its HowToStep, ControlAction and definition) and data object."""
+        closure, emit = self.sel.closure, self.emit
+        refs = {r.id: rel for rel, r in self.planned}
+        wf.write(b'{"lwfm":"' + __version__.encode() + b'","selection":'
+                 + orjson.dumps(self.sel.spec) + b',"steps":[\n')
+        for pos, e in enumerate(render_jobs(conn, closure.jobs, self.apps, self.sites)):
             jid = e["@id"]
-            step, ctl = f"#step-{jid[9:]}", f"#control-{jid[9:]}"
+            step = f"#step-{jid[9:]}"
             emit(e, mapped=True)
-            prov.job(e)
+            self.prov.job(e)
             emit({"@id": step, "@type": "HowToStep", "name": e["name"], "position": str(pos),
                   "workExample": e["instrument"]})
-            emit({"@id": ctl, "@type": "ControlAction", "name": f"orchestrate {e['name']}",
-                  "instrument": {"@id": step}, "object": {"@id": jid},
-                  "startTime": e.get("startTime"), "endTime": e.get("endTime")})
-            steps.append(step)
-            record = orjson.loads(e["lwfm:record"])["job"]
+            emit({"@id": f"#control-{jid[9:]}", "@type": "ControlAction",
+                  "name": f"orchestrate {e['name']}", "instrument": {"@id": step},
+                  "object": {"@id": jid}, "startTime": e.get("startTime"),
+                  "endTime": e.get("endTime")})
+            self.steps.append(step)
+            job = orjson.loads(e["lwfm:record"])["job"]
             wf.write((b",\n" if pos else b"") + orjson.dumps(
-                {"step": pos, "job": record["id"], "name": record["name"], "site": record["site"],
-                 "parent": record["parent_id"], "definition": record["defn"]},
+                {"step": pos, "job": job["id"], "name": job["name"], "site": job["site"],
+                 "parent": job["parent_id"], "definition": job["defn"]},
                 option=orjson.OPT_SORT_KEYS))
-            starts += [e["startTime"]] if e.get("startTime") else []
-            ends += [e["endTime"]] if e.get("endTime") else []
-            timed.append((e.get("startTime") or "", pos))
-            jobs.append((jid, e["name"], [o["@id"] for o in e.get("object", [])],
-                         [o["@id"] for o in e.get("result", [])]))
-        for e in render_data(conn, closure.data, refs, sites):
+            if e.get("startTime"):
+                self.starts.append(e["startTime"])
+            if e.get("endTime"):
+                self.ends.append(e["endTime"])
+            self.timed.append((e.get("startTime") or "", pos))
+            self.jobs.append((jid, e["name"], [o["@id"] for o in e.get("object", [])],
+                              [o["@id"] for o in e.get("result", [])]))
+        wf.write(b"\n]}\n")
+        for e in render_data(conn, closure.data, refs, self.sites):
             emit(e, mapped=True)
-            names[e["@id"]] = e["name"]
-            prov.data(e)
-    wf.write(b"\n]}\n")
-    produced = {r for _, _, _, out in jobs for r in out}
-    consumed = sorted({i for _, _, used, _ in jobs for i in used} - produced)
-    emit({"@id": WORKFLOW_FILE, "@type": ["File", "SoftwareSourceCode", "ComputationalWorkflow",
-                                          "HowTo"],
-          "name": f"lwfm thread: {f.title}", "encodingFormat": "application/json",
-          "programmingLanguage": {"@id": LANGUAGE},
-          "hasPart": [{"@id": a} for a in sorted(apps)], "step": [{"@id": s} for s in steps]})
-    emit({"@id": "#run", "@type": "CreateAction", "name": f"run of {f.title}",
-          "instrument": {"@id": WORKFLOW_FILE},
-          "object": [{"@id": i} for i in consumed],
-          "result": [{"@id": i} for i in file_iris],
-          "startTime": min(starts, default=None), "endTime": max(ends, default=None),
-          "agent": creators})
-    emit({"@id": "#organize", "@type": "OrganizeAction", "name": "lwfm orchestration",
-          "instrument": {"@id": ENGINE}, "result": {"@id": "#run"},
-          "object": [{"@id": s.replace("#step-", "#control-")} for s in steps]})
-    emit({"@id": publish_iri, "@type": ["CreateAction", "lwfm:Job"], "name": "publish",
-          "instrument": {"@id": ENGINE}, "agent": creators,
-          "object": [{"@id": i} for i in file_iris], "result": {"@id": "./"},
-          "endTime": f.date_published,
-          "actionStatus": {"@id": "http://schema.org/CompletedActionStatus"}})
-    prov.publish(publish_iri, file_iris, f.identifier,
-                 [c.iri for c in f.creators], f.date_published)
-    body = prov.dump()
-    (chk.root / PROV_FILE).write_bytes(body)
-    emit({"@id": PROV_FILE, "@type": "File", "name": "the provenance as W3C PROV-JSON",
-          "encodingFormat": "application/json", "contentSize": str(len(body)),
-          "conformsTo": {"@id": "https://www.w3.org/submissions/prov-json/"},
-          "about": {"@id": "./"}})
-    for app_id, name in sorted(apps.items()):
-        emit({"@id": app_id, "@type": "SoftwareApplication", "name": name})
-    for inst_id, site in sorted(sites):
-        emit({"@id": site_iri(inst_id, site), "@type": ["Organization", "lwfm:Site"],
-              "name": site, "lwfm:instance": {"@id": urn(inst_id)}})
-    f.files = wait_files()
-    for x in f.files:
-        emit({"@id": x.rel, "@type": "File", "name": Path(x.rel).name,
-              "sha256": x.digests.sha256, "lwfm:sha512": x.digests.sha512,
-              "contentSize": str(x.digests.size), "encodingFormat": x.row.media_type,
-              "lwfm:payloadOf": {"@id": urn(x.row.id)}})
-    w.raw("\n]}\n")
-    w.flush()
-    in_order = [jobs[i] for _, i in sorted(timed)]  # the picture reads in time order
-    return in_order, n, len(sites), hash_bytes(body), names
+            self.names[e["@id"]] = e["name"]
+            self.prov.data(e)
 
+    def tail(self, wait_files: Callable[[], list[IncludedFile]]) -> Digests:
+        """The workflow, its run, lwfm's orchestration, the publish action, the tools,
+        sites and included files; writes provenance.json and returns its digests."""
+        f, emit = self.f, self.emit
+        produced = {r for _, _, _, out in self.jobs for r in out}
+        consumed = sorted({i for _, _, used, _ in self.jobs for i in used} - produced)
+        emit({"@id": WORKFLOW_FILE, "@type": ["File", "SoftwareSourceCode",
+                                              "ComputationalWorkflow", "HowTo"],
+              "name": f"lwfm thread: {f.title}", "encodingFormat": "application/json",
+              "programmingLanguage": {"@id": LANGUAGE},
+              "hasPart": [{"@id": a} for a in sorted(self.apps)],
+              "step": [{"@id": s} for s in self.steps]})
+        emit({"@id": "#run", "@type": "CreateAction", "name": f"run of {f.title}",
+              "instrument": {"@id": WORKFLOW_FILE}, "object": [{"@id": i} for i in consumed],
+              "result": [{"@id": i} for i in self.file_iris],
+              "startTime": min(self.starts, default=None),
+              "endTime": max(self.ends, default=None), "agent": self.creators})
+        emit({"@id": "#organize", "@type": "OrganizeAction", "name": "lwfm orchestration",
+              "instrument": {"@id": ENGINE}, "result": {"@id": "#run"},
+              "object": [{"@id": s.replace("#step-", "#control-")} for s in self.steps]})
+        emit({"@id": self.publish_iri, "@type": ["CreateAction", "lwfm:Job"], "name": "publish",
+              "instrument": {"@id": ENGINE}, "agent": self.creators,
+              "object": [{"@id": i} for i in self.file_iris], "result": {"@id": "./"},
+              "endTime": f.date_published,
+              "actionStatus": {"@id": "http://schema.org/CompletedActionStatus"}})
+        self.prov.publish(self.publish_iri, self.file_iris, f.identifier,
+                          [c.iri for c in f.creators], f.date_published)
+        body = self.prov.dump()
+        (self.chk.root / PROV_FILE).write_bytes(body)
+        emit({"@id": PROV_FILE, "@type": "File", "name": "the provenance as W3C PROV-JSON",
+              "encodingFormat": "application/json", "contentSize": str(len(body)),
+              "conformsTo": {"@id": "https://www.w3.org/submissions/prov-json/"},
+              "about": {"@id": "./"}})
+        for app_id, name in sorted(self.apps.items()):
+            emit({"@id": app_id, "@type": "SoftwareApplication", "name": name})
+        for inst_id, site in sorted(self.sites):
+            emit({"@id": site_iri(inst_id, site), "@type": ["Organization", "lwfm:Site"],
+                  "name": site, "lwfm:instance": {"@id": urn(inst_id)}})
+        f.files = wait_files()
+        for x in f.files:
+            emit({"@id": x.rel, "@type": "File", "name": Path(x.rel).name,
+                  "sha256": x.digests.sha256, "lwfm:sha512": x.digests.sha512,
+                  "contentSize": str(x.digests.size), "encodingFormat": x.row.media_type,
+                  "lwfm:payloadOf": {"@id": urn(x.row.id)}})
+        self.w.raw("\n]}\n")
+        self.w.flush()
+        return hash_bytes(body)
