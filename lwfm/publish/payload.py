@@ -1,14 +1,14 @@
 """Copy the included files into ``data/files/``, hashed once, checked against the store.
 
-Copies run on a small thread pool while the caller renders the crate: hashlib and
-file I/O release the GIL, so on two cores the digests of two files (and the Python
-work of the metadata) proceed at once. :meth:`PayloadCopier.wait` returns the
+Copies run on a background thread while the caller renders the crate: hashlib and
+file I/O release the GIL, so the digests and the Python work of the metadata proceed
+at once. One copier, not more: a second one made the 1 GB benchmark slower (the
+copies then compete for the disk's write-back, not for CPU). :meth:`PayloadCopier.wait` returns the
 digests, or raises PublishError for the first file that no longer matches its record.
 """
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -48,10 +48,10 @@ def _copy(src: Path, dst: Path, r: DataRow) -> Digests:
 class PayloadCopier:
     """Starts copying on construction; :meth:`wait` joins, :meth:`close` always."""
 
-    def __init__(self, sel: PublishSelection, data: Path, workers: int | None = None):
+    def __init__(self, sel: PublishSelection, data: Path, workers: int = 1):
         (data / "files").mkdir(parents=True)
         self.planned = _plan(sel)
-        self._pool = ThreadPoolExecutor(max_workers=workers or min(2, os.cpu_count() or 1),
+        self._pool = ThreadPoolExecutor(max_workers=workers,
                                         thread_name_prefix="lwfm-publish-copy")
         self._futures: list[Future[Digests]] = [
             self._pool.submit(_copy, r.path, data / rel, r)  # type: ignore[arg-type]
