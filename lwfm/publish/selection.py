@@ -99,8 +99,9 @@ def by_data(store: Store, data_ids: list[str]) -> PublishSelection:
         raise NotFound(f"no data object {missing[0]!r} (lwfm find lists them)")
     remote = [r for r in rows.values() if r.path is None]
     if remote:
-        raise PublishError(f"data {remote[0].id} ({remote[0].url}) is not a local file: "
-                           "get it first (lwfm get), then publish the local copy")
+        raise PublishError(f"data {remote[0].id} ({remote[0].url}) is not a local regular file "
+                           "(a remote file: get it first with lwfm get; a folder, such as an "
+                           "earlier publication, or a file that is gone: leave it out)")
     sels = [select_closure(store, job_id=j) for j in sorted({r.job_id for r in rows.values()
                                                              if r.job_id})]
     sel = _merge(sels, {"data": ids})
