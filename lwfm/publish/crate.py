@@ -87,6 +87,11 @@ class CrateResult:
     names: dict[str, str]  # data object iri -> file name, for the picture
 
 
+def _one(refs: list[dict[str, str]]) -> dict[str, str] | list[dict[str, str]]:
+    """A single value rather than a singleton array (RO-Crate 1.1's JSON-LD advice)."""
+    return refs[0] if len(refs) == 1 else refs
+
+
 def _person(c: Creator) -> dict[str, Any]:
     return {"@id": c.iri, "@type": "Person", "name": c.name, "identifier": c.iri}
 
@@ -147,11 +152,13 @@ class _CrateWriter:
         f, emit = self.f, self.emit
         self.w.raw('{"@context":' + dumps(CONTEXT) + ',"@graph":[\n')
         emit({"@id": METADATA, "@type": "CreativeWork", "about": {"@id": "./"},
-              "conformsTo": {"@id": "https://w3id.org/ro/crate/1.1"}})
+              "conformsTo": [{"@id": "https://w3id.org/ro/crate/1.1"},
+                             {"@id": WORKFLOW_RO_CRATE}]})
         emit({"@id": "./", "@type": "Dataset", "name": f.title, "description": f.description,
               "datePublished": f.date_published, "identifier": f.identifier,
-              "license": {"@id": f.license.url}, "creator": self.creators,
-              "author": self.creators, "keywords": f.keywords or None, "version": str(f.version),
+              "license": {"@id": f.license.url}, "creator": _one(self.creators),
+              "author": _one(self.creators), "keywords": ", ".join(f.keywords) or None,
+              "version": str(f.version),
               "conformsTo": [{"@id": p} for p in PROFILES],
               "mainEntity": {"@id": WORKFLOW_FILE},
               "hasPart": [{"@id": i} for i in [WORKFLOW_FILE, PROV_FILE,
@@ -219,6 +226,7 @@ class _CrateWriter:
         emit({"@id": WORKFLOW_FILE, "@type": ["File", "SoftwareSourceCode",
                                               "ComputationalWorkflow", "HowTo"],
               "name": f"lwfm thread: {f.title}", "encodingFormat": "application/json",
+              "version": __version__,
               "programmingLanguage": {"@id": LANGUAGE},
               "hasPart": [{"@id": a} for a in sorted(self.apps)],
               "step": [{"@id": s} for s in self.steps]})
@@ -226,12 +234,12 @@ class _CrateWriter:
               "instrument": {"@id": WORKFLOW_FILE}, "object": [{"@id": i} for i in consumed],
               "result": [{"@id": i} for i in self.file_iris],
               "startTime": min(self.starts, default=None),
-              "endTime": max(self.ends, default=None), "agent": self.creators})
+              "endTime": max(self.ends, default=None), "agent": _one(self.creators)})
         emit({"@id": "#organize", "@type": "OrganizeAction", "name": "lwfm orchestration",
               "instrument": {"@id": ENGINE}, "result": {"@id": "#run"},
               "object": [{"@id": s.replace("#step-", "#control-")} for s in self.steps]})
         emit({"@id": self.publish_iri, "@type": ["CreateAction", "lwfm:Job"], "name": "publish",
-              "instrument": {"@id": ENGINE}, "agent": self.creators,
+              "instrument": {"@id": ENGINE}, "agent": _one(self.creators),
               "object": [{"@id": i} for i in self.file_iris], "result": {"@id": "./"},
               "endTime": f.date_published,
               "actionStatus": {"@id": "http://schema.org/CompletedActionStatus"}})
