@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from .errors import (AuthError, BundleError, ChecksumMismatch, ConfigError, InvalidInput,
                      LwfmError, NotFound, NotSupported, QueryError, SiteError)
 from .errors import JobFailed
+from .errors import DepositError, PublishError
 from .model import (DataObject, Direction, EntryKind, Job, JobContext, JobDefn, JobStatus, State,
                     Trigger, TriggerKind, TriggerStatus, Workflow)
 from .model import Retries
@@ -34,6 +35,7 @@ __all__ = ["Auth", "AuthError", "BundleError", "ChecksumMismatch", "ConfigError"
            "LwfmError", "Manager", "NotFound", "NotSupported", "QueryError", "Repo", "Run",
            "Site", "SiteError", "SiteHost", "Spin", "State", "Trigger", "TriggerKind",
            "TriggerStatus", "Workflow", "__version__"]
+__all__ += ["DepositError", "PublishError"]
 
 
 def __getattr__(name: str):

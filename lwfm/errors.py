@@ -56,3 +56,14 @@ class JobFailed(LwfmError):
                                     if log_tail else ""))
         self.job = job
         self.log_tail = log_tail
+
+
+class PublishError(LwfmError):
+    """A dataset cannot be published as asked (a bad license id or ORCID, a file that no
+    longer matches its recorded checksum, a crate failing its profile checks); nothing was
+    written or deposited."""
+
+
+class DepositError(LwfmError):
+    """A repository refused or broke off a deposit; the message says what to do (rerunning
+    the same publish resumes it), and no record was published half-way."""

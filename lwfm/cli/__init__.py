@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from . import auth, bundle, core, deploy, prov, quantum, remote, transfer
+from . import publish as _publish
 from ._common import run_main
 
 
@@ -21,6 +22,7 @@ def cli(ctx: click.Context, home: str | None) -> None:
 for _mod in (core, prov, bundle, remote, auth, transfer, deploy, quantum):
     for _cmd in _mod.COMMANDS:
         cli.add_command(_cmd)
+cli.add_command(_publish.publish_cmd)
 
 
 def main() -> None:
