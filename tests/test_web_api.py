@@ -104,7 +104,7 @@ def test_job_detail_never_shows_a_secret(manager: Manager, tmp_path: Path) -> No
         assert [s["state"] for s in d["history"]][-1] == "COMPLETE"
         assert "hello" in d["log"]["text"]
         assert [x["direction"] for x in d["data"]] == ["put"]
-        assert [t["id"] for t in d["waiting"]] == [waiter.id]
+        assert [t["id"] for t in d["waiting"]] == [waiter.trigger_id]
         for path in ("api/jobs", f"api/jobs/{job.id}", f"jobs/{job.id}", "api/sites",
                      f"api/thread/{job.context.workflow_id or 'x'}"):
             _, _, body = _get(panel.url + path)

@@ -92,7 +92,7 @@ def test_thread_shows_future_and_dead_triggers_and_all_join_inputs(manager: Mana
     never = manager.on(bad.id, JobDefn(entry=["echo", "never"], name="never runs"))
     manager.wait_all([b.id, bad.id], timeout=30)
     deadline = time.monotonic() + 30
-    while manager.store.get_trigger(never.id).status.value != "dead":   # it will never run
+    while manager.store.get_trigger(never.trigger_id).status.value != "dead":   # it will never run
         assert time.monotonic() < deadline, "the trigger on a failed job did not die"
         time.sleep(0.05)
     with WebPanel(manager, "127.0.0.1", 0) as panel:
