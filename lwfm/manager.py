@@ -21,8 +21,8 @@ from .data import DataVerbs
 from .errors import LwfmError, NotFound
 from .futures import Callbacks
 from .loop import LoopHost, ManagerLoop
-from .model import (DataObject, Job, JobContext, JobDefn, JobStatus, LogRecord, State, Trigger, TriggerKind,
-                    Workflow, check_json)
+from .model import (DataObject, Job, JobContext, JobDefn, JobStatus, LogRecord, State, Workflow,
+                    check_json)
 from .recorder import Recorder
 from .runner import JobRunner
 from .registry import make_site
