@@ -86,9 +86,10 @@ def to_dot(root: ThreadNode) -> str:
                 out.append(f"  {_q(c.id)} [shape=box, style=\"rounded,filled\", "
                            f"fillcolor=\"{fill}\", label={_q(label)}];")
                 if c.inputs:   # every job the trigger waited on (a join: all of them)
+                    why = "retry" if c.relation == "retry" else "triggered"
                     for i in c.inputs:
                         out.append(f"  {_q(i)} -> {_q(c.id)} [color=darkorange, style=dashed, "
-                                   f"label=\"triggered\"];")
+                                   f"label=\"{why}\"];")
                     if n.id not in c.inputs:
                         out.append(f"  {_q(n.id)} -> {_q(c.id)} [color=gray40];")
                 else:
