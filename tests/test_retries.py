@@ -99,6 +99,33 @@ def test_cancel_during_the_backoff_stops_the_retries(m: Manager, tmp_path: Path)
     assert (tmp_path / "n").read_text().strip() == "1"
 
 
+def test_cli_wait_and_cancel_follow_a_job_s_retries(home: Path, tmp_path: Path) -> None:
+    """`lwfm wait ID` / `lwfm cancel ID` with the id `lwfm run` printed (the first
+    attempt): wait reports the last attempt, cancel stops the retries still due."""
+    env = {**os.environ, "LWFM_HOME": str(home)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([PY, "-m", "lwfm.cli", *args], env=env, capture_output=True,
+                              text=True, timeout=90)
+
+    ok = flaky(tmp_path / "a", 2, None).entry
+    first = cli("run", "--retries", "2", "--shell", "--", ok).stdout.strip()
+    waited = cli("wait", first)
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+    [line] = waited.stdout.splitlines()
+    assert line.endswith("COMPLETE") and not line.startswith(first)  # attempt 2's id
+    bad = flaky(tmp_path / "b", 9, None).entry
+    first = cli("run", "--retries", "3", "--backoff", "30", "--shell", "--", bad).stdout.strip()
+    deadline = time.time() + 30
+    while "FAILED" not in cli("status", first).stdout and time.time() < deadline:
+        time.sleep(0.1)
+    cancel = cli("cancel", first)
+    assert cancel.returncode == 0 and "cancelled" in cancel.stdout, cancel.stdout + cancel.stderr
+    waited = cli("wait", "--timeout", "20", first)
+    assert waited.returncode == 1 and waited.stdout.strip() == f"{first} FAILED", waited.stderr
+    assert (tmp_path / "b").read_text().strip() == "1"  # no retry ran
+
+
 @pytest.mark.parametrize("bad, msg", [(-1, "whole number"), ({"count": 1, "states": ["RUNNING"]},
                                                              "end states"),
                                       ({"count": 1, "backoff_s": -2}, "backoff_s")])

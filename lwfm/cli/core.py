@@ -178,9 +178,10 @@ def jobs_cmd(ctx: click.Context, workflow: str | None, site: str | None, state: 
 @json_option
 @with_manager
 def wait_cmd(m, job_ids: tuple[str, ...], timeout: float | None, as_json: bool) -> None:
-    """Wait for jobs to end; exit 1 unless all COMPLETE."""
+    """Wait for jobs to end (a retried job: its last attempt); exit 1 unless all COMPLETE."""
+    from ..futures import wait_all
     try:
-        jobs = m.wait_all([m.store.resolve_job_id(j) for j in job_ids], timeout=timeout)
+        jobs = wait_all([m.future(m.store.resolve_job_id(j)) for j in job_ids], timeout=timeout)
     except TimeoutError as e:
         raise LwfmError(str(e)) from None
     if as_json:
@@ -196,9 +197,10 @@ def wait_cmd(m, job_ids: tuple[str, ...], timeout: float | None, as_json: bool) 
 @click.argument("job_id")
 @with_manager
 def cancel_cmd(m, job_id: str) -> None:
-    """Cancel a job (works from any process)."""
+    """Cancel a job (works from any process); a retried job's current attempt and the
+    retries still due."""
     jid = m.store.resolve_job_id(job_id)
-    click.echo(f"{jid} {'cancelled' if m.cancel(jid) else 'had already ended'}")
+    click.echo(f"{jid} {'cancelled' if m.future(jid).cancel() else 'had already ended'}")
 
 
 @command("log")
