@@ -227,9 +227,11 @@ def test_a_manager_closed_right_after_the_watched_job_ends(home: Path) -> None:
 
 
 def _fired_unstarted(home: Path, marks: Path) -> tuple[str, str]:
-    """A trigger fired by a process that then died: its claim names a pid that is gone."""
+    """A trigger fired by a process that then died: its claim names a pid that is gone.
+    Fired from a Manager with no loop: a running loop's periodic recovery would start it."""
     with Manager(home) as m:
         a = m.wait(m.submit(JobDefn(entry=["true"])).id, timeout=30)
+    with Manager(home) as m:
         tr = Trigger(kind=TriggerKind.JOB, watch=[a.id], defn=_marking(marks, "B"))
         m.store.add_trigger(tr)
         job = Job(defn=tr.defn, context=JobContext(job_id=tr.job_id, parent_id=a.id),
