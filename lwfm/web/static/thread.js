@@ -102,21 +102,18 @@
     const big = g.nodes.length > BIG;
     const opts = { container: box, style: big ? BIG_STYLE : STYLE, minZoom: 0.01, maxZoom: 4, pixelRatio: 1,
       textureOnViewport: big, hideEdgesOnViewport: big, motionBlur: false,
-      layout: { name: "preset", fit: false } };   // positions are the server's; the viewport is set below
-    if (big) {   // the whole thread in view: computed from the positions, not from cytoscape's bounding boxes
-      let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
-      for (const n of g.nodes) { x0 = Math.min(x0, n.x); x1 = Math.max(x1, n.x); y0 = Math.min(y0, n.y); y1 = Math.max(y1, n.y); }
-      x0 -= 100; x1 += 100; y0 -= 50; y1 += 50;
-      opts.zoom = Math.min(box.clientWidth / (x1 - x0), box.clientHeight / (y1 - y0));
-      opts.pan = { x: -x0 * opts.zoom, y: -y0 * opts.zoom };
-    }
+      layout: { name: "preset", fit: false } };   // positions are the server's
     // Created empty, then one add in a batch: elements given to the constructor go through
     // its layout, which sets every position once more.
     const cy = cytoscape(opts);
     window.lwfmCy = cy;
     const have = new Set(g.nodes.map((n) => n.id));
     cy.batch(() => cy.add(groupEls(g).concat(nodeEls(g.nodes), edgeEls(g.edges, have))));
-    if (!big) cy.fit(undefined, 30);
+    // The whole thread in view. Fitting measures every element's bounding box now, before
+    // the first render: measured during it (for its layer textures), they would be marked
+    // changed, and the next frame (the container's first resize event) would throw those
+    // layers away and draw every element again.
+    cy.fit(undefined, 30);
     // Labels only where they can be read: measuring 10,000 labels that are drawn too
     // small to see is most of what a first frame would cost.
     const labels = () => {
