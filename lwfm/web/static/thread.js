@@ -40,7 +40,7 @@
     { selector: "node[kind = 'future'][state = 'dead']", style: { "border-color": "#c62828", "background-color": "#ffebee", color: "#c62828" } },
     { selector: "node[kind = 'instance']", style: { "background-opacity": 0.06, "border-width": 1, "border-style": "dotted",
       width: "data(w)", height: "data(h)", "text-valign": "top", "font-size": 12, events: "no" } },
-    { selector: "edge", style: { width: 1, "curve-style": "haystack", "haystack-radius": 0, "line-color": "#999" } },
+    { selector: "edge", style: { width: 1 } },   // haystack, radius 0, #999: cytoscape's defaults
     { selector: "edge[kind = 'waits']", style: { "line-style": "dashed", "line-color": "#1565c0" } },
     { selector: "edge[kind = 'triggered']", style: { "line-color": "#ef6c00" } },
     { selector: "edge[kind = 'put'], edge[kind = 'get']", style: { "line-color": "#2e7d32" } },
