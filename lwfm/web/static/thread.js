@@ -94,9 +94,9 @@
 
   document.addEventListener("DOMContentLoaded", async () => {
     const box = document.getElementById("cy");
-    const wid = box.dataset.workflow;
     const t0 = performance.now();
-    const g = rows(await getJSON(`/api/thread/${encodeURIComponent(wid)}`));
+    const url = document.getElementById("thread-data").href;   // preloaded by the page
+    const g = rows(await getJSON(url));
     document.getElementById("thread-name").textContent = g.name;
     document.getElementById("thread-count").textContent = `${g.nodes.length} nodes, ${g.edges.length} edges`;
     const big = g.nodes.length > BIG;
@@ -149,7 +149,7 @@
     let timer = null;
     async function refresh() {
       timer = null;
-      const g2 = rows(await getJSON(`/api/thread/${encodeURIComponent(wid)}`));
+      const g2 = rows(await getJSON(url));
       const known = new Set(cy.nodes().map((n) => n.id()));
       const added = g2.nodes.filter((n) => !known.has(n.id));
       cy.batch(() => {
