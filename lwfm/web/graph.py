@@ -94,8 +94,8 @@ def thread_graph(store: Store, workflow_id: str) -> ThreadGraph:
             raise NotFound(f"no workflow with id {workflow_id!r} (GET /api/workflows lists them)")
         jobs = c.execute(select(
             t.jobs.c.id, t.jobs.c.name, t.jobs.c.state, t.jobs.c.site, t.jobs.c.instance_id,
-            t.jobs.c.parent_id, t.jobs.c.triggered_by, t.jobs.c.created, t.jobs.c.exit_code)
-            .where(t.jobs.c.workflow_id == workflow_id).order_by(t.jobs.c.created)).mappings().all()
+            t.jobs.c.parent_id, t.jobs.c.created, t.jobs.c.exit_code)
+            .where(t.jobs.c.workflow_id == workflow_id).order_by(t.jobs.c.created)).all()
         trs = c.execute(select(t.triggers).where(or_(
             t.triggers.c.body["workflow_id"].as_string() == workflow_id,
             t.triggers.c.job_id.in_(select(t.jobs.c.id).where(
@@ -109,15 +109,13 @@ def thread_graph(store: Store, workflow_id: str) -> ThreadGraph:
             .order_by(t.data.c.time)).mappings().all()
     nodes: dict[str, GNode] = {}
     edges: list[GEdge] = []
-    for j in jobs:
-        nodes[j["id"]] = GNode(
-            id=j["id"], kind="job", label=j["name"], state=j["state"], site=j["site"],
-            instance=None if j["instance_id"] == own else j["instance_id"],
-            facts={"created": j["created"], "exit_code": j["exit_code"],
-                   "instance": j["instance_id"]})
-    for j in jobs:
-        if j["parent_id"] in nodes:
-            edges.append(GEdge(j["parent_id"], j["id"], "child"))
+    # plain tuples, unpacked: a row mapping's lookups cost more than the rest at 10,000 jobs
+    for jid, name, state, site, inst, _parent, created, exit_code in jobs:
+        nodes[jid] = GNode(id=jid, kind="job", label=name, state=state, site=site,
+                           instance=None if inst == own else inst,
+                           facts={"created": created, "exit_code": exit_code, "instance": inst})
+    edges.extend(GEdge(parent, jid, "child") for jid, _, _, _, _, parent, _, _ in jobs
+                 if parent in nodes)
     for r in trs:
         _trigger(r, nodes, edges)
     for d in data:
