@@ -28,7 +28,7 @@ from . import api, sse
 from .graph import thread_graph
 
 _PAGES = {"jobs": ("Jobs", ""), "job": ("Job", ""), "sites": ("Sites", ""),
-          "threads": ("Threads", ""), "thread": ("Thread", "/static/vendor/cytoscape.min.js /static/thread.js"),
+          "threads": ("Threads", ""), "thread": ("Thread", "/static/vendor/cytoscape.min.js /static/thread_edges.js /static/thread.js"),
           "sparql": ("SPARQL", ""), "bundles": ("Bundles", ""), "api": ("JSON API", "")}
 
 

@@ -1,9 +1,10 @@
 // The thread view. Positions come from the server (lwfm/web/graph.py): cytoscape only
 // draws. The whole thread goes in at once (one cy.add, one style pass, one render): drawing
-// a big thread in chunks made cytoscape restyle and redraw everything for each chunk.
+// a big thread in chunks made cytoscape restyle and redraw everything for each chunk. A
+// big thread's edges are drawn by thread_edges.js, under cytoscape's canvas.
 "use strict";
 (function () {
-  const { el, getJSON, live } = window.lwfm;
+  const { el, getJSON, live, edgeLayer } = window.lwfm;
   const BIG = 1500;   // nodes from which a thread is drawn the cheap way (see BIG_STYLE)
   const COLORS = { COMPLETE: "#c8e6c9", FAILED: "#ffcdd2", CANCELLED: "#e1bee7", RUNNING: "#fff9c4",
                    FINISHING: "#fff9c4", PENDING: "#b2ebf2", READY: "#b2ebf2" };
@@ -28,9 +29,8 @@
   ];
   // A big thread's style: only what differs from cytoscape's defaults (each property costs
   // every element when its style is first applied: at 10,000 nodes that is most of the
-  // time), font settings only where a label is shown, haystack edges without arrowheads
-  // (left to right is downstream), no borders on jobs. No z-index: nodes are drawn over
-  // edges, and in the order added, so the instance boxes (added first) lie behind.
+  // time), font settings only where a label is shown, no borders on jobs. No z-index:
+  // nodes are drawn in the order added, so the instance boxes (added first) lie behind.
   const BIG_STYLE = [
     { selector: "node", style: { width: 150, height: 34, shape: "rectangle", "background-color": "data(color)" } },
     { selector: "node.lbl, node[kind = 'instance'], node[kind = 'future']", style: { label: "data(label)", "font-size": 10,
@@ -40,12 +40,8 @@
     { selector: "node[kind = 'future'][state = 'dead']", style: { "border-color": "#c62828", "background-color": "#ffebee", color: "#c62828" } },
     { selector: "node[kind = 'instance']", style: { "background-opacity": 0.06, "border-width": 1, "border-style": "dotted",
       width: "data(w)", height: "data(h)", "text-valign": "top", "font-size": 12, events: "no" } },
-    { selector: "edge", style: { width: 1 } },   // haystack, radius 0, #999: cytoscape's defaults
-    { selector: "edge[kind = 'waits']", style: { "line-style": "dashed", "line-color": "#1565c0" } },
-    { selector: "edge[kind = 'triggered']", style: { "line-color": "#ef6c00" } },
-    { selector: "edge[kind = 'put'], edge[kind = 'get']", style: { "line-color": "#2e7d32" } },
     { selector: ".faded", style: { opacity: 0.3 } },
-    { selector: ".lineage", style: { "border-width": 3, "border-color": "#ff6f00", "line-color": "#ff6f00", opacity: 1 } },
+    { selector: ".lineage", style: { "border-width": 3, "border-color": "#ff6f00", opacity: 1 } },
     { selector: "node:selected", style: { "border-width": 4, "border-color": "#000" } },
   ];
   const facts = new Map();   // id -> the node as the API gave it (kept out of cytoscape's data)
@@ -100,19 +96,21 @@
     document.getElementById("thread-count").textContent = `${g.nodes.length} nodes, ${g.edges.length} edges`;
     const big = g.nodes.length > BIG;
     const opts = { container: box, style: big ? BIG_STYLE : STYLE, minZoom: 0.01, maxZoom: 4, pixelRatio: 1,
-      textureOnViewport: big, hideEdgesOnViewport: big, motionBlur: false,
+      textureOnViewport: big, motionBlur: false, autoungrabify: big,
       layout: { name: "preset", fit: false } };   // positions are the server's
     // Created empty, then one add in a batch: elements given to the constructor go through
     // its layout, which sets every position once more.
     const cy = cytoscape(opts);
     window.lwfmCy = cy;
     const have = new Set(g.nodes.map((n) => n.id));
-    cy.batch(() => cy.add(groupEls(g).concat(nodeEls(g.nodes), edgeEls(g.edges, have))));
+    cy.batch(() => cy.add(groupEls(g).concat(nodeEls(g.nodes), big ? [] : edgeEls(g.edges, have))));
     // The whole thread in view. Fitting measures every element's bounding box now, before
     // the first render: measured during it (for its layer textures), they would be marked
     // changed, and the next frame (the container's first resize event) would throw those
     // layers away and draw every element again.
     cy.fit(undefined, 30);
+    const lines = big ? edgeLayer(cy, box) : null;
+    if (lines) lines.set(g.nodes, g.edges);   // drawn now, for the viewport just fitted
     // Labels only where they can be read: measuring 10,000 labels that are drawn too
     // small to see is most of what a first frame would cost.
     const labels = () => {
@@ -145,10 +143,16 @@
       showFacts(n.id());
       cy.batch(() => {
         cy.elements().removeClass("lineage").addClass("faded");
-        n.predecessors().union(n.successors()).union(n).removeClass("faded").addClass("lineage");
+        const up = lines ? cy.collection([...lines.highlight(n.id())].map((id) => cy.getElementById(id)))
+          : n.predecessors().union(n.successors()).union(n);
+        up.removeClass("faded").addClass("lineage");
       });
     });
-    cy.on("tap", (e) => { if (e.target === cy) cy.elements().removeClass("lineage faded"); });
+    cy.on("tap", (e) => {
+      if (e.target !== cy) return;
+      cy.elements().removeClass("lineage faded");
+      if (lines) lines.clear();
+    });
     let timer = null;
     async function refresh() {
       timer = null;
@@ -160,9 +164,13 @@
         if (added.length) {
           cy.edges().remove();
           cy.add(nodeEls(added));
-          cy.add(edgeEls(g2.edges, new Set(g2.nodes.map((n) => n.id))));
+          if (!lines) cy.add(edgeEls(g2.edges, new Set(g2.nodes.map((n) => n.id))));
         }
       });
+      if (lines) {   // to where the nodes are drawn (a node already there keeps its place)
+        const at = cy.nodes("[kind != 'instance']").map((n) => ({ id: n.id(), x: n.position("x"), y: n.position("y") }));
+        lines.set(at, g2.edges);
+      }
       document.getElementById("thread-count").textContent = `${g2.nodes.length} nodes, ${g2.edges.length} edges`;
     }
     live("change", (d) => {
