@@ -201,6 +201,11 @@ def test_a_10000_node_thread_renders(manager: Manager, page):
         # "drawn" means on the canvas: every 37th job is there, in its own colour
         seen, sampled = page.evaluate(_NODES_ON_CANVAS)
         assert sampled > 250 and seen == sampled, (seen, sampled)
+        # a big thread's edges are on their own canvas, under cytoscape's: drawn too
+        assert page.evaluate("() => { const c = document.querySelector('#cy canvas.lwfm-edges');"
+                             " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                             " let n = 0; for (let k = 3; k < d.length; k += 4) if (d[k] > 0) n++;"
+                             " return n; }") > 10_000
         # still usable: a click highlights the lineage
         page.evaluate("() => { window.lwfmCy.nodes('[kind = \"job\"]').last().emit('tap'); }")
         assert page.evaluate("() => window.lwfmCy.$('.lineage').length") > 1
