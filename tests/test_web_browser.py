@@ -212,6 +212,24 @@ def test_a_10000_node_thread_renders(manager: Manager, page):
     assert page.errors == [], took
 
 
+def test_a_big_thread_updates_live(manager: Manager, page):
+    """A big thread (edges on their own canvas) takes a new job and its edge live."""
+    wid = big_workflow(manager.store, 2_000)
+    with WebPanel(manager, "127.0.0.1", 0) as panel:
+        page.goto(f"{panel.url}thread/{wid}")
+        page.wait_for_selector("body[data-drawn='2000']", state="attached", timeout=60_000)
+        page.wait_for_selector("#live.on")
+        root = page.evaluate("() => window.lwfmCy.nodes('[kind = \"job\"]')[0].id()")
+        job = manager.submit(JobDefn(entry=["true"], name="late"), workflow_id=wid, parent_id=root)
+        page.wait_for_function("(id) => window.lwfmCy.getElementById(id).nonempty()", arg=job.id,
+                               timeout=10_000)
+        assert "2001 nodes, 2000 edges" in page.inner_text("#thread-count")
+        # its edge is drawn: the new job is in its parent's lineage
+        page.evaluate("(id) => { window.lwfmCy.getElementById(id).emit('tap'); }", job.id)
+        assert page.evaluate("(id) => window.lwfmCy.getElementById(id).hasClass('lineage')", root)
+    assert page.errors == []
+
+
 def test_non_loopback_bind_without_token_is_401(manager: Manager, page):
     with WebPanel(manager, "0.0.0.0", 0) as panel:
         assert panel.token
