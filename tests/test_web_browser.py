@@ -163,6 +163,30 @@ def test_sparql_page_refuses_an_update_and_runs_a_query(manager: Manager, page):
     assert page.errors == []
 
 
+# How many of the sampled job nodes have a pixel of their own fill colour (any alpha above
+# 100, each channel within 40) within a few pixels of their centre, on any of cytoscape's
+# canvases; and how many were sampled.
+_NODES_ON_CANVAS = """() => {
+  const layers = [...document.querySelectorAll('#cy canvas')].map(
+    (c) => [c.width, c.getContext('2d').getImageData(0, 0, c.width, c.height).data]);
+  const near = (hex, d, k) => { const v = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+    return d[k + 3] > 100 && v.every((c, j) => Math.abs(d[k + j] - c) < 40); };
+  const jobs = window.lwfmCy.nodes('[kind = "job"]');
+  let seen = 0, sampled = 0;
+  for (let i = 0; i < jobs.length; i += 37) {
+    const p = jobs[i].renderedPosition(), hex = jobs[i].data('color');
+    let found = false;
+    sampled++;
+    for (const [w, d] of layers)
+      for (let dy = -2; dy <= 2 && !found; dy++)
+        for (let dx = -4; dx <= 4 && !found; dx++)
+          found = near(hex, d, ((Math.round(p.y) + dy) * w + Math.round(p.x) + dx) * 4);
+    if (found) seen++;
+  }
+  return [seen, sampled];
+}"""
+
+
 def test_a_10000_node_thread_renders(manager: Manager, page):
     wid = big_workflow(manager.store, 10_000, foreign_every=50)
     with WebPanel(manager, "127.0.0.1", 0) as panel:
@@ -174,10 +198,36 @@ def test_a_10000_node_thread_renders(manager: Manager, page):
         assert drawn == 10_000 + 1            # every job, and the box of the other instance
         assert page.evaluate("() => window.lwfmCy.nodes('[kind = \"instance\"]').length") == 1
         assert "10000 nodes" in page.inner_text("#thread-count")
+        # "drawn" means on the canvas: every 37th job is there, in its own colour
+        seen, sampled = page.evaluate(_NODES_ON_CANVAS)
+        assert sampled > 250 and seen == sampled, (seen, sampled)
+        # a big thread's edges are on their own canvas, under cytoscape's: drawn too
+        assert page.evaluate("() => { const c = document.querySelector('#cy canvas.lwfm-edges');"
+                             " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                             " let n = 0; for (let k = 3; k < d.length; k += 4) if (d[k] > 0) n++;"
+                             " return n; }") > 10_000
         # still usable: a click highlights the lineage
         page.evaluate("() => { window.lwfmCy.nodes('[kind = \"job\"]').last().emit('tap'); }")
         assert page.evaluate("() => window.lwfmCy.$('.lineage').length") > 1
     assert page.errors == [], took
+
+
+def test_a_big_thread_updates_live(manager: Manager, page):
+    """A big thread (edges on their own canvas) takes a new job and its edge live."""
+    wid = big_workflow(manager.store, 2_000)
+    with WebPanel(manager, "127.0.0.1", 0) as panel:
+        page.goto(f"{panel.url}thread/{wid}")
+        page.wait_for_selector("body[data-drawn='2000']", state="attached", timeout=60_000)
+        page.wait_for_selector("#live.on")
+        root = page.evaluate("() => window.lwfmCy.nodes('[kind = \"job\"]')[0].id()")
+        job = manager.submit(JobDefn(entry=["true"], name="late"), workflow_id=wid, parent_id=root)
+        page.wait_for_function("(id) => window.lwfmCy.getElementById(id).nonempty()", arg=job.id,
+                               timeout=10_000)
+        assert "2001 nodes, 2000 edges" in page.inner_text("#thread-count")
+        # its edge is drawn: the new job is in its parent's lineage
+        page.evaluate("(id) => { window.lwfmCy.getElementById(id).emit('tap'); }", job.id)
+        assert page.evaluate("(id) => window.lwfmCy.getElementById(id).hasClass('lineage')", root)
+    assert page.errors == []
 
 
 def test_non_loopback_bind_without_token_is_401(manager: Manager, page):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from string import Template
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from starlette.applications import Starlette
@@ -27,7 +28,7 @@ from . import api, sse
 from .graph import thread_graph
 
 _PAGES = {"jobs": ("Jobs", ""), "job": ("Job", ""), "sites": ("Sites", ""),
-          "threads": ("Threads", ""), "thread": ("Thread", "/static/vendor/cytoscape.min.js /static/thread.js"),
+          "threads": ("Threads", ""), "thread": ("Thread", "/static/vendor/cytoscape.min.js /static/thread_edges.js /static/thread.js"),
           "sparql": ("SPARQL", ""), "bundles": ("Bundles", ""), "api": ("JSON API", "")}
 
 
@@ -68,7 +69,9 @@ def make_app(state: PanelState) -> Starlette:
         return page("job", job_id=request.path_params["job_id"])
 
     def thread_page(request: Request) -> HTMLResponse:
-        return page("thread", workflow_id=request.path_params["workflow"])
+        wid = request.path_params["workflow"]
+        # quoted as encodeURIComponent would (thread.js fetches the same URL later)
+        return page("thread", workflow_url=quote(wid, safe="!'()*"))
 
     # -- API --------------------------------------------------------------------------
     def api_jobs(request: Request) -> JSONResponse:

@@ -12,8 +12,8 @@ chromium, headless, driven by Playwright.
   median of the runs. Peer: ``sqlite_page_ms``, the same page read straight from the
   database file with ``sqlite3`` (the floor under any server).
 * ``first_paint_10k_ms`` (goal <= 2000): navigation to the thread page until cytoscape
-  has drawn all T nodes (the page marks it), median. ``first_view_10k_ms``: until the
-  first chunk (2,500 nodes, the whole extent) is on screen and the page answers. Peer:
+  has drawn all T nodes (the page marks it), median. ``first_view_10k_ms``: until
+  cytoscape's first frame is on screen (the page marks it; it holds the whole thread). Peer:
   ``first_paint_100_ms``, the same for a 100-job thread (what the page costs at all).
 * ``update_latency_ms`` (goal <= 1000, median): a real job that waits for a file ends
   when the file appears; from creating the file until the jobs page shows the job

@@ -1,12 +1,11 @@
 // The thread view. Positions come from the server (lwfm/web/graph.py): cytoscape only
-// draws. A big thread is drawn progressively: the whole extent at once, then nodes in
-// chunks, layer by layer, each chunk a frame, so the page answers from the first one.
+// draws. The whole thread goes in at once (one cy.add, one style pass, one render): drawing
+// a big thread in chunks made cytoscape restyle and redraw everything for each chunk. A
+// big thread's edges are drawn by thread_edges.js, under cytoscape's canvas.
 "use strict";
 (function () {
-  const { el, getJSON, live } = window.lwfm;
-  // Nodes in the first frame, then in each next one. Every frame redraws all that is in,
-  // so after a quick first frame the rest comes at once.
-  const FIRST = 1500, CHUNK = 20000;
+  const { el, getJSON, live, edgeLayer } = window.lwfm;
+  const BIG = 1500;   // nodes from which a thread is drawn the cheap way (see BIG_STYLE)
   const COLORS = { COMPLETE: "#c8e6c9", FAILED: "#ffcdd2", CANCELLED: "#e1bee7", RUNNING: "#fff9c4",
                    FINISHING: "#fff9c4", PENDING: "#b2ebf2", READY: "#b2ebf2" };
   const STYLE = [
@@ -26,6 +25,23 @@
     { selector: "edge[kind = 'put'], edge[kind = 'get']", style: { "line-color": "#2e7d32", "target-arrow-color": "#2e7d32" } },
     { selector: ".faded", style: { opacity: 0.3 } },
     { selector: ".lineage", style: { "border-width": 3, "border-color": "#ff6f00", "line-color": "#ff6f00", "target-arrow-color": "#ff6f00", opacity: 1 } },
+    { selector: "node:selected", style: { "border-width": 4, "border-color": "#000" } },
+  ];
+  // A big thread's style: only what differs from cytoscape's defaults (each property costs
+  // every element when its style is first applied: at 10,000 nodes that is most of the
+  // time), font settings only where a label is shown, no borders on jobs. No z-index:
+  // nodes are drawn in the order added, so the instance boxes (added first) lie behind.
+  const BIG_STYLE = [
+    { selector: "node", style: { width: 150, height: 34, shape: "rectangle", "background-color": "data(color)" } },
+    { selector: "node.lbl, node[kind = 'instance'], node[kind = 'future']", style: { label: "data(label)", "font-size": 10,
+      "text-valign": "center", "text-halign": "center", "min-zoomed-font-size": 7 } },
+    { selector: "node[kind = 'data']", style: { shape: "tag" } },
+    { selector: "node[kind = 'future']", style: { "border-style": "dashed", "border-width": 2, "border-color": "#1565c0" } },
+    { selector: "node[kind = 'future'][state = 'dead']", style: { "border-color": "#c62828", "background-color": "#ffebee", color: "#c62828" } },
+    { selector: "node[kind = 'instance']", style: { "background-opacity": 0.06, "border-width": 1, "border-style": "dotted",
+      width: "data(w)", height: "data(h)", "text-valign": "top", "font-size": 12, events: "no" } },
+    { selector: ".faded", style: { opacity: 0.3 } },
+    { selector: ".lineage", style: { "border-width": 3, "border-color": "#ff6f00", opacity: 1 } },
     { selector: "node:selected", style: { "border-width": 4, "border-color": "#000" } },
   ];
   const facts = new Map();   // id -> the node as the API gave it (kept out of cytoscape's data)
@@ -70,34 +86,31 @@
     for (let i = 0; i < edges.length; i++) edges[i] = { source: c.id[e.source[i]], target: c.id[e.target[i]], kind: e.kind[i] };
     return { ...g, nodes, edges };
   }
-  const frame = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
 
   document.addEventListener("DOMContentLoaded", async () => {
     const box = document.getElementById("cy");
-    const wid = box.dataset.workflow;
     const t0 = performance.now();
-    const g = rows(await getJSON(`/api/thread/${encodeURIComponent(wid)}`));
+    const url = document.getElementById("thread-data").href;   // preloaded by the page
+    const g = rows(await getJSON(url));
     document.getElementById("thread-name").textContent = g.name;
     document.getElementById("thread-count").textContent = `${g.nodes.length} nodes, ${g.edges.length} edges`;
-    const big = g.nodes.length > FIRST;
-    const order = big ? g.nodes.slice().sort((a, b) => a.x - b.x || a.y - b.y) : g.nodes;
-    const first = order.slice(0, FIRST);
-    const have = new Set(first.map((n) => n.id));
-    // A big thread's edges are haystacks (no arrowheads; left to right is downstream):
-    // the cheapest edges cytoscape draws.
-    const style = big ? STYLE.concat([{ selector: "edge", style: { "curve-style": "haystack", "haystack-radius": 0 } },
-      { selector: "node[kind = 'job']", style: { "border-width": 0 } },
-      { selector: ".lineage", style: { "border-width": 3 } }]) : STYLE;
-    const cy = cytoscape({ container: box, elements: groupEls(g).concat(nodeEls(first), edgeEls(g.edges, have)),
-      style, layout: { name: "preset" }, minZoom: 0.01, maxZoom: 4, pixelRatio: 1,
-      textureOnViewport: big, hideEdgesOnViewport: big, motionBlur: false });
+    const big = g.nodes.length > BIG;
+    const opts = { container: box, style: big ? BIG_STYLE : STYLE, minZoom: 0.01, maxZoom: 4, pixelRatio: 1,
+      textureOnViewport: big, motionBlur: false, autoungrabify: big,
+      layout: { name: "preset", fit: false } };   // positions are the server's
+    // Created empty, then one add in a batch: elements given to the constructor go through
+    // its layout, which sets every position once more.
+    const cy = cytoscape(opts);
     window.lwfmCy = cy;
-    if (big) {   // the whole thread's extent from the start: chunks fill it in place
-      const xs = g.nodes.map((n) => n.x), ys = g.nodes.map((n) => n.y);
-      const x0 = Math.min(...xs) - 100, x1 = Math.max(...xs) + 100, y0 = Math.min(...ys) - 50, y1 = Math.max(...ys) + 50;
-      const zoom = Math.min(box.clientWidth / (x1 - x0), box.clientHeight / (y1 - y0));
-      cy.viewport({ zoom, pan: { x: -x0 * zoom, y: -y0 * zoom } });
-    }
+    const have = new Set(g.nodes.map((n) => n.id));
+    cy.batch(() => cy.add(groupEls(g).concat(nodeEls(g.nodes), big ? [] : edgeEls(g.edges, have))));
+    // The whole thread in view. Fitting measures every element's bounding box now, before
+    // the first render: measured during it (for its layer textures), they would be marked
+    // changed, and the next frame (the container's first resize event) would throw those
+    // layers away and draw every element again.
+    cy.fit(undefined, 30);
+    const lines = big ? edgeLayer(cy, box) : null;
+    if (lines) lines.set(g.nodes, g.edges);   // drawn now, for the viewport just fitted
     // Labels only where they can be read: measuring 10,000 labels that are drawn too
     // small to see is most of what a first frame would cost.
     const labels = () => {
@@ -114,19 +127,15 @@
     let lblTimer = null;
     cy.on("viewport", () => { clearTimeout(lblTimer); lblTimer = setTimeout(labels, 120); });
     labels();
+    // Every node is in before the first render, so that render draws them all: the page is
+    // marked drawn as it ends (cytoscape's render event comes once the canvas is drawn; the
+    // frame is committed before any other task runs). Waiting a frame more only delayed the
+    // mark behind whatever cytoscape did next.
     await new Promise((r) => cy.one("render", r));
-    document.body.dataset.firstPaintMs = String(Math.round(performance.now() - t0));
-    for (let i = FIRST; i < order.length; i += CHUNK) {
-      await frame();
-      const part = order.slice(i, i + CHUNK);
-      for (const n of part) have.add(n.id);
-      const fresh = new Set(part.map((n) => n.id));
-      cy.add(nodeEls(part).concat(edgeEls(g.edges.filter((e) => fresh.has(e.source) || fresh.has(e.target)), have)));
-    }
-    labels();
-    await frame();
+    const ms = String(Math.round(performance.now() - t0));
+    document.body.dataset.firstPaintMs = ms;
     document.body.dataset.drawn = String(cy.nodes().length);
-    document.body.dataset.drawnMs = String(Math.round(performance.now() - t0));
+    document.body.dataset.drawnMs = ms;
 
     cy.on("tap", "node", (e) => {
       const n = e.target;
@@ -134,14 +143,20 @@
       showFacts(n.id());
       cy.batch(() => {
         cy.elements().removeClass("lineage").addClass("faded");
-        n.predecessors().union(n.successors()).union(n).removeClass("faded").addClass("lineage");
+        const up = lines ? cy.collection([...lines.highlight(n.id())].map((id) => cy.getElementById(id)))
+          : n.predecessors().union(n.successors()).union(n);
+        up.removeClass("faded").addClass("lineage");
       });
     });
-    cy.on("tap", (e) => { if (e.target === cy) cy.elements().removeClass("lineage faded"); });
+    cy.on("tap", (e) => {
+      if (e.target !== cy) return;
+      cy.elements().removeClass("lineage faded");
+      if (lines) lines.clear();
+    });
     let timer = null;
     async function refresh() {
       timer = null;
-      const g2 = rows(await getJSON(`/api/thread/${encodeURIComponent(wid)}`));
+      const g2 = rows(await getJSON(url));
       const known = new Set(cy.nodes().map((n) => n.id()));
       const added = g2.nodes.filter((n) => !known.has(n.id));
       cy.batch(() => {
@@ -149,9 +164,13 @@
         if (added.length) {
           cy.edges().remove();
           cy.add(nodeEls(added));
-          cy.add(edgeEls(g2.edges, new Set(g2.nodes.map((n) => n.id))));
+          if (!lines) cy.add(edgeEls(g2.edges, new Set(g2.nodes.map((n) => n.id))));
         }
       });
+      if (lines) {   // to where the nodes are drawn (a node already there keeps its place)
+        const at = cy.nodes("[kind != 'instance']").map((n) => ({ id: n.id(), x: n.position("x"), y: n.position("y") }));
+        lines.set(at, g2.edges);
+      }
       document.getElementById("thread-count").textContent = `${g2.nodes.length} nodes, ${g2.edges.length} edges`;
     }
     live("change", (d) => {
