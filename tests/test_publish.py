@@ -304,11 +304,14 @@ def test_refuses_an_orcid_with_a_bad_checksum(thread, tmp_path):
         check_orcid("https://orcid.org/0000-0002-1825")
 
 
-def test_refuses_a_file_changed_since_it_was_recorded(thread, tmp_path):
+@pytest.mark.parametrize("zipped", [False, True], ids=["folder", "zip"])
+def test_refuses_a_file_changed_since_it_was_recorded(thread, tmp_path, zipped):
+    """Zipped, the files stream straight into a hidden zip: it must go too."""
     remote, th = thread
     changed = Path(remote.store.get_data(th.outputs[1]).url)
     changed.write_text("tampered\n")
-    _refused(remote, tmp_path, _args(th), "no longer matches the store")
+    _refused(remote, tmp_path, _args(th) + (["--zip"] if zipped else []),
+             "no longer matches the store")
 
 
 def test_refuses_a_crate_that_fails_its_profile_checks(thread, tmp_path):

@@ -11,8 +11,10 @@ import errno
 import hashlib
 import mmap
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ContextManager
 
 try:
     import fcntl
@@ -32,8 +34,9 @@ class Digests:
     size: int
 
 
-def copy_hashing(src: Path, dst: Path) -> Digests:
-    """Copy ``src`` to a new file ``dst`` and return its digests (read once).
+def copy_hashing(src: Path, dst: Path | Callable[[Path], ContextManager[Any]]) -> Digests:
+    """Copy ``src`` to a new file ``dst`` (or into what ``dst(src)`` opens, such as a
+    zip entry) and return its digests (read once).
 
     The digests are of the very buffer that is written, so they are the bag's bytes.
     """
@@ -41,16 +44,20 @@ def copy_hashing(src: Path, dst: Path) -> Digests:
     buf = mmap.mmap(-1, BLOCK)  # page-aligned, as O_DIRECT wants
     view = chunk = memoryview(buf)
     try:
-        with open(src, "rb", buffering=0) as fin, _Sink(dst, os.fstat(fin.fileno()).st_size) as out:
-            while k := fin.readinto(buf):
-                chunk = view[:k]
-                h256.update(chunk)
-                h512.update(chunk)
-                out.write(chunk)
-                chunk.release()
-                n += k
-        st = src.stat()
-        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+        with open(src, "rb", buffering=0) as fin:
+            sink = (_Sink(dst, os.fstat(fin.fileno()).st_size) if isinstance(dst, Path)
+                    else dst(src))
+            with sink as out:
+                while k := fin.readinto(buf):
+                    chunk = view[:k]
+                    h256.update(chunk)
+                    h512.update(chunk)
+                    out.write(chunk)
+                    chunk.release()
+                    n += k
+        if isinstance(dst, Path):
+            st = src.stat()
+            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
     finally:
         chunk.release()  # the views first: an mmap with live views cannot close
         view.release()
