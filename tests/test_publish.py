@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from lwfm.cli import cli
 from lwfm.errors import PublishError
 from lwfm.publish import check_license, check_orcid, publish
-from lwfm.publish.hashing import BLOCK, DIRECT_MIN, copy_hashing
+from lwfm.publish.hashing import ALIGN, BLOCK, DIRECT_MIN, copy_hashing
 from lwfm.publish.people import orcid_check_digit
 from tests._bundle_threads import Home, build, snapshot
 
@@ -319,12 +319,12 @@ def test_refuses_a_crate_that_fails_its_profile_checks(thread, tmp_path):
     _refused(remote, tmp_path, _args(th, **{"--title": "   "}), "fails its profile checks")
 
 
-@pytest.mark.parametrize("size", [0, 1, BLOCK - 1, BLOCK, DIRECT_MIN - 1, DIRECT_MIN,
-                                  DIRECT_MIN + 1, 5 * BLOCK + 4097])
+@pytest.mark.parametrize("size", [0, 1, DIRECT_MIN - 1, DIRECT_MIN, DIRECT_MIN + 1,
+                                  DIRECT_MIN + ALIGN, BLOCK - 1, BLOCK, 2 * BLOCK + ALIGN + 1])
 def test_copy_hashing_copies_exactly_and_hashes_what_it_wrote(tmp_path, size):
     """Small files go through the page cache, large ones past it (O_DIRECT, where the
-    filesystem has it) with their last partial block through it: every size around
-    those edges must copy byte for byte, with its mtime, and hash what was written."""
+    filesystem has it) with their unaligned end through it: every size around those
+    edges must copy byte for byte, with its mtime, and hash what was written."""
     data = random.Random(size).randbytes(size)  # no repeats: a misplaced block would show
     src, dst = tmp_path / "src.bin", tmp_path / "dst.bin"
     src.write_bytes(data)
