@@ -21,11 +21,14 @@ try:
 except ImportError:  # Windows: no O_DIRECT either
     fcntl = None  # type: ignore[assignment]
 
-# 8 MiB pieces: the copier gives up the GIL four times a piece (read, two digests,
-# write), and while the crate is rendered on the main thread each time costs it up to
-# the 5 ms switch interval; with 1 MiB pieces a 1 GB copy crawled (27-35 s against
-# 3-6 s alone on the loaded test VM; 12-26 s with 8 MiB).
-BLOCK = 8 << 20
+# 4 MiB pieces. The copier gives up the GIL four times a piece (read, two digests,
+# write) and, while the crate is rendered on the main thread, waits up to the 5 ms
+# switch interval to take it back: beside a busy Python thread a 1 GB copy took 27-35 s
+# with 1 MiB pieces, 12-26 s with 8 MiB (3-6 s alone; loaded test VM). Larger pieces
+# fall out of the CPU cache between the three passes over them: in bench_publish,
+# 8 MiB cut publish_s (median 6.3 s against 9.6 s) but cost 13% more CPU (5.5 s against
+# 4.8 s); 4 MiB kept the CPU (4.8 s) with publish_s in between (8.1 s, 3 runs).
+BLOCK = 4 << 20
 ALIGN = 4096  # O_DIRECT lengths and offsets: a multiple of the device's logical block
 ALGORITHMS = ("sha256", "sha512")
 DIRECT_MIN = 4 << 20  # smaller files gain nothing from O_DIRECT
