@@ -12,6 +12,7 @@ import functools
 import hashlib
 import http.server
 import json
+import random
 import threading
 import zipfile
 from pathlib import Path
@@ -23,6 +24,7 @@ from click.testing import CliRunner
 from lwfm.cli import cli
 from lwfm.errors import PublishError
 from lwfm.publish import check_license, check_orcid, publish
+from lwfm.publish.hashing import ALIGN, BLOCK, DIRECT_MIN, copy_hashing
 from lwfm.publish.people import orcid_check_digit
 from tests._bundle_threads import Home, build, snapshot
 
@@ -302,16 +304,37 @@ def test_refuses_an_orcid_with_a_bad_checksum(thread, tmp_path):
         check_orcid("https://orcid.org/0000-0002-1825")
 
 
-def test_refuses_a_file_changed_since_it_was_recorded(thread, tmp_path):
+@pytest.mark.parametrize("zipped", [False, True], ids=["folder", "zip"])
+def test_refuses_a_file_changed_since_it_was_recorded(thread, tmp_path, zipped):
+    """Zipped, the files stream straight into a hidden zip: it must go too."""
     remote, th = thread
     changed = Path(remote.store.get_data(th.outputs[1]).url)
     changed.write_text("tampered\n")
-    _refused(remote, tmp_path, _args(th), "no longer matches the store")
+    _refused(remote, tmp_path, _args(th) + (["--zip"] if zipped else []),
+             "no longer matches the store")
 
 
 def test_refuses_a_crate_that_fails_its_profile_checks(thread, tmp_path):
     remote, th = thread
     _refused(remote, tmp_path, _args(th, **{"--title": "   "}), "fails its profile checks")
+
+
+@pytest.mark.parametrize("size", [0, 1, DIRECT_MIN - 1, DIRECT_MIN, DIRECT_MIN + 1,
+                                  DIRECT_MIN + ALIGN, BLOCK - 1, BLOCK, 2 * BLOCK + ALIGN + 1])
+def test_copy_hashing_copies_exactly_and_hashes_what_it_wrote(tmp_path, size):
+    """Small files go through the page cache, large ones past it (O_DIRECT, where the
+    filesystem has it) with their unaligned end through it: every size around those
+    edges must copy byte for byte, with its mtime, and hash what was written."""
+    data = random.Random(size).randbytes(size)  # no repeats: a misplaced block would show
+    src, dst = tmp_path / "src.bin", tmp_path / "dst.bin"
+    src.write_bytes(data)
+    d = copy_hashing(src, dst)
+    assert dst.read_bytes() == data
+    assert (d.sha256, d.sha512, d.size) == (hashlib.sha256(data).hexdigest(),
+                                           hashlib.sha512(data).hexdigest(), size)
+    assert dst.stat().st_mtime_ns == src.stat().st_mtime_ns
+    with pytest.raises(FileExistsError):  # never overwrites a file in the bag
+        copy_hashing(src, dst)
 
 
 def test_crate_checker_names_what_is_wrong(tmp_path):

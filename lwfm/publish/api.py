@@ -2,7 +2,8 @@
 
 Order matters for "refuse with nothing written": every input is checked first, the
 bag is built in a hidden temporary folder beside OUT (files copied and hashed once,
-checked against the store as they stream), the crate is checked, and only then is
+checked against the store as they stream; with ``zip`` they stream into a hidden zip
+beside it instead), the crate is checked, and only then is
 OUT renamed into place and the publish recorded in the store. With ``to``, the DOI
 is reserved on a draft before the metadata is written (so it carries the DOI), and
 the draft is discarded if the bag is refused.
@@ -10,6 +11,7 @@ the draft is discarded if the bag is refused.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
@@ -88,10 +90,14 @@ def publish(store: Store, out: Path | str, *, title: str, license: str, creators
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.publishing-", dir=out.parent))
     copier: PayloadCopier | None = None
+    zipped: bagmod.ZipPayload | None = None
     preload = threading.Thread(target=importlib.import_module, args=("datacite.schema45",),
                                name="lwfm-publish-import")
     try:
-        copier = PayloadCopier(sel, tmp / "data")
+        if zip:  # the payload streams into the zip, which is not written twice
+            zipped = bagmod.ZipPayload(tmp.with_name(tmp.name + ".zip"),
+                                       out.name.removesuffix(".zip") or "bag")
+        copier = PayloadCopier(sel, tmp / "data", into=zipped)
         if depositor is not None:
             copier.wait()  # a changed file is refused before a draft exists
         preload.start()  # datacite's import costs ~1 s: overlap it with the copies
@@ -125,15 +131,18 @@ def publish(store: Store, out: Path | str, *, title: str, license: str, creators
             "External-Description": title.strip()[:200], "Bag-Count": "1 of 1",
         }, tags["tag"])
         final = tmp
-        if zip:
-            final = tmp.with_name(tmp.name + ".zip")
-            bagmod.zip_bag(tmp, final, out.name.removesuffix(".zip") or "bag")
+        if zipped is not None:
+            final = zipped.path
+            bagmod.zip_bag(tmp, zipped)
         pending = _pending_record(sel, facts, out, dataset_id, job_id, started, title, lic.id,
                                   version, prev, zip, final)
         os.replace(final, out)
     except BaseException:
         if copier is not None:
             copier.close()  # before the folder goes: no copy may still be writing in it
+        if zipped is not None:
+            with contextlib.suppress(OSError, ValueError):  # it is removed below anyway
+                zipped.zf.close()
         if preload.is_alive():
             preload.join()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -161,7 +170,7 @@ def _describe(title: str, sel: PublishSelection) -> str:
 def _write_documents(store: Store, sel: PublishSelection, facts: Facts, tmp: Path,
                      publisher: str, copier: PayloadCopier) -> dict[str, dict[str, Digests]]:
     data = tmp / "data"
-    res = write_crate(store, sel, facts, data, copier.planned, copier.wait)
+    res = write_crate(store, sel, facts, data, copier.planned, copier.wait, copier.elsewhere)
     rec = datacite.datacite_record(facts, publisher, sum(f.digests.size for f in facts.files))
     js, xml = datacite.render(rec)
     (tmp / "metadata").mkdir()

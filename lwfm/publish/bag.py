@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from lwfm import __version__
 
@@ -51,18 +53,39 @@ def write_bag(bag: Path, payload: dict[str, Digests], info: dict[str, str],
         (bag / f"tagmanifest-{alg}.txt").write_bytes(_manifest(tags, alg))
 
 
-def zip_bag(bag: Path, out: Path, top: str) -> None:
-    """Zip the bag under one top-level folder (the serialization bagit tools expect).
+class ZipPayload:
+    """The zipped bag, open while it is written: payload files stream into it as they
+    are hashed (so ``--zip`` writes each payload byte once, not into a folder and then
+    again into the zip), the small files follow in :func:`zip_bag`.
 
     Payload files are stored, not deflated: they are usually compressed already and
     deflating 1 GB would cost more than hashing it.
     """
-    with zipfile.ZipFile(out, "x", allowZip64=True) as zf:
-        for dirpath, dirnames, filenames in os.walk(bag):
-            dirnames.sort()
-            for name in sorted(filenames):
-                p = Path(dirpath) / name
-                rel = p.relative_to(bag).as_posix()
-                small = not rel.startswith("data/files/")
-                zf.write(p, f"{top}/{rel}", compress_type=zipfile.ZIP_DEFLATED if small
-                         else zipfile.ZIP_STORED)
+
+    def __init__(self, path: Path, top: str):
+        self.path, self.top = path, top
+        self.zf = zipfile.ZipFile(path, "x", allowZip64=True)
+
+    def entry(self, rel: str) -> Callable[[Path], IO[bytes]]:
+        """Opens the entry ``rel`` (a path in the bag) for the bytes of a source file."""
+        def open_entry(src: Path) -> IO[bytes]:
+            zi = zipfile.ZipInfo.from_file(src, f"{self.top}/{rel}")  # its size and mtime
+            zi.compress_type = zipfile.ZIP_STORED
+            zi.external_attr = 0o100644 << 16
+            return self.zf.open(zi, "w")
+        return open_entry
+
+    def close(self) -> None:
+        self.zf.close()
+
+
+def zip_bag(bag: Path, z: ZipPayload) -> None:
+    """Add the bag's files on disk (all but the payload, already in ``z``) under one
+    top-level folder (the serialization bagit tools expect), and close the zip."""
+    for dirpath, dirnames, filenames in os.walk(bag):
+        dirnames.sort()
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            z.zf.write(p, f"{z.top}/{p.relative_to(bag).as_posix()}",
+                       compress_type=zipfile.ZIP_DEFLATED)
+    z.close()

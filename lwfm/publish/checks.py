@@ -55,6 +55,7 @@ class CrateChecker:
         self.problems: list[str] = []
         self.root_entity: dict[str, Any] | None = None
         self.descriptor = False
+        self.elsewhere: dict[str, int] = {}  # files written straight into the zip: sizes
 
     def register(self, e: dict[str, Any]) -> None:
         """An entity of the exporter's mapping (a job or data object, ``urn:`` ids): only
@@ -85,6 +86,11 @@ class CrateChecker:
             self.refs += [(i, x) for x in _ids(e[prop])]
 
     def _check_file(self, i: str, e: dict[str, Any]) -> None:
+        if i in self.elsewhere:
+            if e.get("contentSize") is not None and str(self.elsewhere[i]) != str(e["contentSize"]):
+                self.problems.append(f"data entity {i}: contentSize {e['contentSize']} but "
+                                     f"the zipped bag holds {self.elsewhere[i]} bytes")
+            return
         p = self.root / i
         if not p.is_file():
             self.problems.append(f"data entity {i} is not a file in the crate")

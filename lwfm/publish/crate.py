@@ -98,17 +98,19 @@ def _person(c: Creator) -> dict[str, Any]:
 
 def write_crate(store: Store, sel: PublishSelection, facts: Facts, root: Path,
                 planned: list[tuple[str, DataRow]],
-                wait_files: Callable[[], list[IncludedFile]]) -> CrateResult:
+                wait_files: Callable[[], list[IncludedFile]],
+                elsewhere: bool = False) -> CrateResult:
     """Write ``ro-crate-metadata.json``, ``workflow.json`` and ``provenance.json`` into
     ``root``; checks them as they stream (``CrateChecker``) and raises PublishError
     before returning if not. ``planned`` names the included files (their copies may
     still be running); ``wait_files`` gives their digests, asked for last, and fills
-    ``facts.files``."""
+    ``facts.files``. ``elsewhere``: the files went straight into the zipped bag, not
+    under ``root``."""
     chk = CrateChecker(root)
     wf_sink = HashingFile(root / WORKFLOW_FILE)
     md_sink = HashingFile(root / METADATA)
     try:
-        cw = _CrateWriter(sel, facts, _Writer(md_sink), chk, planned)
+        cw = _CrateWriter(sel, facts, _Writer(md_sink), chk, planned, elsewhere)
         cw.head()
         with store.read() as conn:
             cw.thread(conn, wf_sink)
@@ -127,8 +129,9 @@ class _CrateWriter:
     pass over the exporter's job and data entities), and what is known only after it."""
 
     def __init__(self, sel: PublishSelection, f: Facts, w: _Writer, chk: CrateChecker,
-                 planned: list[tuple[str, DataRow]]):
+                 planned: list[tuple[str, DataRow]], elsewhere: bool = False):
         self.sel, self.f, self.w, self.chk, self.planned = sel, f, w, chk, planned
+        self.elsewhere = elsewhere
         self.n = 0
         self.prov = ProvDoc()
         self.creators = [{"@id": c.iri} for c in f.creators]
@@ -257,6 +260,8 @@ class _CrateWriter:
             emit({"@id": site_iri(inst_id, site), "@type": ["Organization", "lwfm:Site"],
                   "name": site, "lwfm:instance": {"@id": urn(inst_id)}})
         f.files = wait_files()
+        if self.elsewhere:
+            self.chk.elsewhere.update({x.rel: x.digests.size for x in f.files})
         for x in f.files:
             emit({"@id": x.rel, "@type": "File", "name": Path(x.rel).name,
                   "sha256": x.digests.sha256, "lwfm:sha512": x.digests.sha512,

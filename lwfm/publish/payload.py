@@ -9,12 +9,15 @@ digests, or raises PublishError for the first file that no longer matches its re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from lwfm.bundles._crate import _safe_name
 from lwfm.errors import PublishError
 
+from .bag import ZipPayload
 from .crate import IncludedFile
 from .hashing import Digests, copy_hashing
 from .selection import DataRow, PublishSelection
@@ -32,7 +35,7 @@ def _plan(sel: PublishSelection) -> list[tuple[str, DataRow]]:
     return out
 
 
-def _copy(src: Path, dst: Path, r: DataRow) -> Digests:
+def _copy(src: Path, dst: Path | Callable[[Path], Any], r: DataRow) -> Digests:
     try:
         d = copy_hashing(src, dst)
     except OSError as e:
@@ -48,13 +51,18 @@ def _copy(src: Path, dst: Path, r: DataRow) -> Digests:
 class PayloadCopier:
     """Starts copying on construction; :meth:`wait` joins, :meth:`close` always."""
 
-    def __init__(self, sel: PublishSelection, data: Path, workers: int = 1):
+    def __init__(self, sel: PublishSelection, data: Path, workers: int = 1,
+                 into: ZipPayload | None = None):
+        """``into``: write the files straight into the zipped bag (one worker then, as
+        a zip takes one entry at a time), not into ``data/files/``."""
         (data / "files").mkdir(parents=True)
         self.planned = _plan(sel)
-        self._pool = ThreadPoolExecutor(max_workers=workers,
+        self.elsewhere = into is not None
+        self._pool = ThreadPoolExecutor(max_workers=1 if into else workers,
                                         thread_name_prefix="lwfm-publish-copy")
         self._futures: list[Future[Digests]] = [
-            self._pool.submit(_copy, r.path, data / rel, r)  # type: ignore[arg-type]
+            self._pool.submit(_copy, r.path,  # type: ignore[arg-type]
+                              into.entry(f"data/{rel}") if into else data / rel, r)
             for rel, r in self.planned]
 
     def wait(self) -> list[IncludedFile]:

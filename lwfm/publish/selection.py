@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from lwfm.bundles._crate import local_file
-from lwfm.bundles._select import Selection, select_closure
+from lwfm.bundles._select import Selection, fetch_in, select_closure
 from lwfm.errors import NotFound, PublishError
-from lwfm.store import Store, chunks, t
+from lwfm.store import Store, t
 
 
 @dataclass
@@ -48,16 +46,12 @@ class PublishSelection:
 def _data_rows(store: Store, ids: list[str], puts_only: bool = False) -> dict[str, DataRow]:
     """The rows of ``ids`` (only those a job put, with ``puts_only``), with their local file."""
     out: dict[str, DataRow] = {}
-    cols = (t.data.c.id, t.data.c.url, t.data.c.sha256, t.data.c.size, t.data.c.media_type,
-            t.data.c.job_id)
+    cols = ("id", "url", "sha256", "size", "media_type", "job_id", "direction")
     with store.read() as c:
-        for ch in chunks(ids):
-            q = select(*cols).where(t.data.c.id.in_(ch))
-            if puts_only:
-                q = q.where(t.data.c.direction == "put")
-            for r in c.execute(q):
-                out[r.id] = DataRow(r.id, r.url, r.sha256, r.size, r.media_type, r.job_id,
-                                    local_file(r.url))
+        for r in fetch_in(c, t.data, "id", ids, cols=cols):
+            if not puts_only or r["direction"] == "put":
+                out[r["id"]] = DataRow(r["id"], r["url"], r["sha256"], r["size"],
+                                       r["media_type"], r["job_id"], local_file(r["url"]))
     return out
 
 

@@ -7,6 +7,11 @@ publish must read each file once and never hold one in memory.
 Prints ONE JSON object on its last line: publish_s, bagit_s, vs_bagit (goal <= 2),
 peak_rss_mb (this process), CPU seconds of each (all threads), the sizes, and the machine's load average (wall times on a
 shared 2-core machine depend on it).
+
+Both timed parts start after ``os.sync()``: the setup writes 2 GB (the files and the
+peer's copy) just before, and publish, the side that writes, would otherwise be
+throttled by that write-back. ``copy_s`` is the untimed copy the peer bags (shown, not
+counted: bagit bags files in place, publish must copy them into its bag).
 """
 
 from __future__ import annotations
@@ -104,10 +109,14 @@ def main() -> None:
         files.mkdir()
         wf = build(store, args.jobs, args.files, args.mb * 1024 * 1024, files)
         peer = root / "peer"
+        t0 = time.perf_counter()
         shutil.copytree(files, peer)
+        copy_s = time.perf_counter() - t0
+        os.sync()
         t0, c0 = time.perf_counter(), cpu()
         bagit.make_bag(str(peer), checksums=["sha256", "sha512"])
         bagit_s, bagit_cpu = time.perf_counter() - t0, cpu() - c0
+        os.sync()
         t0, c0 = time.perf_counter(), cpu()
         res = publish(store, root / "out", title="Benchmark", license="CC-BY-4.0",
                       creators=[CREATOR], workflow_id=wf)
@@ -118,7 +127,7 @@ def main() -> None:
             res.payload_bytes / 2**20, 1), "publish_s": round(publish_s, 2),
             "bagit_s": round(bagit_s, 2), "vs_bagit": round(publish_s / bagit_s, 2),
             "goal_vs_bagit": 2, "publish_cpu_s": round(publish_cpu, 2),
-            "bagit_cpu_s": round(bagit_cpu, 2), "peak_rss_mb": round(peak, 1),
+            "bagit_cpu_s": round(bagit_cpu, 2), "copy_s": round(copy_s, 2), "peak_rss_mb": round(peak, 1),
             "loadavg": open("/proc/loadavg").read().split()[:3]}))
 
 
