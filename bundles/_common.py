@@ -21,13 +21,20 @@ BUNDLE_FORMAT = "1"
 METADATA = "ro-crate-metadata.json"
 LWFM_NS = str(vocab.LWFM)
 RO_CRATE_1_1 = "https://w3id.org/ro/crate/1.1/context"
-# The only @context documents an import accepts; all are resolved locally, never fetched.
-ACCEPTED_CONTEXTS = frozenset({
-    "https://w3id.org/ro/crate/1.1/context", "https://w3id.org/ro/crate/1.2/context",
-    "http://w3id.org/ro/crate/1.1/context", "http://w3id.org/ro/crate/1.2/context",
-    "https://w3id.org/ro/crate/1.1/context/", "https://w3id.org/ro/crate/1.2/context/",
-    "https://w3id.org/lwfm/context", "https://w3id.org/lwfm/context.jsonld",
-})
+# The Workflow Run Crate terms (sha256, containerImage, ParameterConnection, ...): RO-Crate
+# 1.1's context lacks them, so a 1.1 crate that uses them names this context too.
+WORKFLOW_RUN_TERMS = "https://w3id.org/ro/terms/workflow-run"
+LWFM_CONTEXTS = frozenset({"https://w3id.org/lwfm/context", "https://w3id.org/lwfm/context.jsonld"})
+
+
+def accepted_context(url: str) -> bool:
+    """True for the only @context URLs an import accepts: the published contexts lwfm
+    ships (``ontology/contexts.json``: RO-Crate 1.1/1.2/1.3, Workflow Run terms), resolved
+    locally, and lwfm's own; never fetched."""
+    from lwfm.ontology import context_files
+    return url in LWFM_CONTEXTS or url in context_files()
+
+
 # The inline context lwfm writes: a prefix only, so no term of RO-Crate is redefined.
 LWFM_CONTEXT = {"lwfm": LWFM_NS}
 PROCESS_RUN_CRATE = "https://w3id.org/ro/wfrun/process/0.5"

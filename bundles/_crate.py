@@ -39,6 +39,7 @@ from ._common import (
     METADATA,
     PROCESS_RUN_CRATE,
     RO_CRATE_1_1,
+    WORKFLOW_RUN_TERMS,
     ExportResult,
     ProgressFn,
     sha256_file,
@@ -198,7 +199,7 @@ def _write_metadata(c: Any, inst: str, sel: Selection, w: _Writer,
     now = iso(utcnow())
     spec = sel.spec
     what = ", ".join(f"{k} {v}" for k, v in spec.items()) if "all" not in spec else "all"
-    w.raw('{"@context":' + dumps([RO_CRATE_1_1, LWFM_CONTEXT]) + ',"@graph":[\n')
+    w.raw('{"@context":' + dumps([RO_CRATE_1_1, WORKFLOW_RUN_TERMS, LWFM_CONTEXT]) + ',"@graph":[\n')
     w.entity({"@id": METADATA, "@type": "CreativeWork", "about": {"@id": "./"},
               "conformsTo": {"@id": "https://w3id.org/ro/crate/1.1"}})
     has_part = [urn(d) for d in sel.data] + sorted(p["@id"] for p in payload.values())
