@@ -1,0 +1,175 @@
+"""A foreign crate's own triples, kept whole: parsed, stored as rows, written back out.
+
+Every triple a crate states is kept, in the named graph of that crate
+(:func:`lwfm.provenance.vocab.crate_graph_iri`), with the crate's own IRIs and its
+literals untouched. Relative ``@id``s resolve against the crate's base,
+``arcp://uuid,<crate uuid>/`` (the RO-Crate spec's advice for a crate without a home
+on the web), where the uuid is the crate's lwfm origin: derived from the crate's
+``identifier``, or from the sha256 of its file, so the same crate has the same base
+wherever and however often it is imported.
+
+Parsing is Oxigraph's JSON-LD parser (native), after the crate's context URLs are
+replaced by the published documents lwfm ships: nothing is fetched. Blank nodes get
+labels of their own crate (``_:c<uuid hex>x<n>``, in document order), as Oxigraph's
+blank nodes are shared by every graph of a store. The rows are one per subject: its
+triples as N-Triples lines (``crate_nodes``), the unit an export writes as one entity.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pyoxigraph as ox
+
+from lwfm.errors import BundleError
+from lwfm.ontology import context_document
+
+from ._common import LWFM_CONTEXTS, LWFM_NS, is_uuid
+
+_XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
+_RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
+_PLACEHOLDER = "http://lwfm-crate-base.invalid/"
+
+
+def crate_base(origin: str) -> str:
+    """The base IRI relative ids of a foreign crate resolve against."""
+    return f"arcp://uuid,{origin}/"
+
+
+def resolve(origin: str, ref: str) -> str:
+    """``ref`` (an entity @id) as the absolute IRI the crate's triples use for it."""
+    from urllib.parse import urljoin, urlsplit
+    if urlsplit(ref).scheme:
+        return ref
+    # urljoin resolves only schemes it knows: resolve against a stand-in, then swap
+    return crate_base(origin) + urljoin(_PLACEHOLDER, ref)[len(_PLACEHOLDER):]
+
+
+def inline_contexts(ctx: Any) -> Any:
+    """The crate's @context with each shipped context URL replaced by its document."""
+    out = []
+    for c in ctx if isinstance(ctx, list) else [ctx]:
+        if isinstance(c, str):
+            out.append({"lwfm": LWFM_NS} if c in LWFM_CONTEXTS else context_document(c)["@context"])
+        else:
+            out.append(c)
+    return out
+
+
+def crate_rows(doc: dict[str, Any], origin: str, where: str) -> list[dict[str, str]]:
+    """Every triple of the (vetted) crate document, as ``crate_nodes`` rows of ``origin``."""
+    body = json.dumps({**doc, "@context": inline_contexts(doc["@context"])}).encode()
+    try:
+        quads = ox.parse(input=body, format=ox.RdfFormat.JSON_LD, base_iri=crate_base(origin),
+                         lenient=True)
+        return group_rows(origin, _relabel(quads, origin))
+    except (SyntaxError, ValueError) as e:
+        raise BundleError(f"{where}: the crate's JSON-LD does not parse as RDF ({str(e)[:200]})") \
+            from None
+
+
+def _relabel(quads: Iterable[Any], origin: str) -> Iterator[tuple[str, str, str]]:
+    """(subject, predicate, object) as N-Triples terms, blank nodes labelled for the crate."""
+    labels: dict[str, str] = {}
+    prefix = "_:c" + origin.replace("-", "") + "x"
+
+    def term(x: Any) -> str:
+        if isinstance(x, ox.BlankNode):
+            lab = labels.get(x.value)
+            if lab is None:
+                lab = labels[x.value] = f"{prefix}{len(labels)}"
+            return lab
+        return str(x)
+
+    for q in quads:
+        if not isinstance(q.graph_name, ox.DefaultGraph):
+            raise BundleError("a crate with named graphs (nested @graph) is not accepted")
+        yield term(q.subject), str(q.predicate), term(q.object)
+
+
+def group_rows(origin: str, triples: Iterable[tuple[str, str, str]]) -> list[dict[str, str]]:
+    by: dict[str, list[str]] = {}
+    for s, p, o in triples:
+        by.setdefault(s, []).append(f"{s} {p} {o}")
+    return [{"crate_id": origin, "subject": _bare(s), "triples": "\n".join(dict.fromkeys(lines))}
+            for s, lines in by.items()]
+
+
+def _bare(term: str) -> str:
+    """The subject as an entity @id: an IRI without its brackets, a blank node as ``_:x``."""
+    return term[1:-1] if term.startswith("<") else term
+
+
+def check_node_rows(subject: str, value: Any, where: str) -> list[dict[str, str]]:
+    """Rows carried by an lwfm bundle (``lwfm:crateTriples``: crate uuid -> N-Triples of
+    ``subject``), each re-parsed: only triples about that subject, nothing else."""
+    try:
+        carried = json.loads(value) if isinstance(value, str) else None
+    except (ValueError, RecursionError):
+        carried = None
+    if not isinstance(carried, dict) or not all(
+            is_uuid(k) and isinstance(v, str) for k, v in carried.items()):
+        raise BundleError(f"{where}: lwfm:crateTriples is not a map of crate uuid to N-Triples")
+    want = subject if subject.startswith("_:") else f"<{subject}>"
+    out = []
+    for origin, text in sorted(carried.items()):
+        try:
+            triples = list(ox.parse(input=(text + "\n").encode(), format=ox.RdfFormat.N_TRIPLES))
+        except (SyntaxError, ValueError) as e:
+            raise BundleError(f"{where}: lwfm:crateTriples holds invalid N-Triples "
+                              f"({str(e)[:200]})") from None
+        lines = []
+        for tr in triples:
+            s = _node(tr.subject)
+            if s != want:
+                raise BundleError(f"{where}: lwfm:crateTriples states a triple about "
+                                  f"{s[:100]}, not about its entity")
+            lines.append(f"{s} {tr.predicate} {_node(tr.object)}")
+        if lines:
+            out.append({"crate_id": origin, "subject": subject,
+                        "triples": "\n".join(dict.fromkeys(lines))})
+    return out
+
+
+def _node(x: Any) -> str:
+    return f"_:{x.value}" if isinstance(x, ox.BlankNode) else str(x)
+
+
+def entities(rows: Iterable[dict[str, str]]) -> dict[str, dict[str, Any]]:
+    """Rows (of one or more crates) as flat JSON-LD entities in expanded-IRI form, one per
+    subject, each carrying its rows for lwfm (``lwfm:crateTriples``): JSON-LD readers see
+    the crate's triples, an lwfm import gets the rows back exactly."""
+    out: dict[str, dict[str, Any]] = {}
+    carried: dict[str, dict[str, str]] = {}
+    for r in rows:
+        subj = r["subject"]
+        e = out.setdefault(subj, {"@id": subj})
+        carried.setdefault(subj, {})[r["crate_id"]] = r["triples"]
+        for tr in ox.parse(input=(r["triples"] + "\n").encode(), format=ox.RdfFormat.N_TRIPLES):
+            p, o = tr.predicate.value, tr.object
+            if p == _RDF_TYPE and isinstance(o, ox.NamedNode):
+                vals = e.setdefault("@type", [])
+                if o.value not in vals:
+                    vals.append(o.value)
+                continue
+            vals = e.setdefault(p, [])
+            v = _value(o)
+            if v not in vals:
+                vals.append(v)
+    for subj, e in out.items():
+        e["lwfm:crateTriples"] = json.dumps(carried[subj], sort_keys=True)
+    return out
+
+
+def _value(o: Any) -> dict[str, str]:
+    if isinstance(o, ox.NamedNode):
+        return {"@id": o.value}
+    if isinstance(o, ox.BlankNode):
+        return {"@id": f"_:{o.value}"}
+    if o.language:
+        return {"@value": o.value, "@language": o.language}
+    if o.datatype.value == _XSD_STRING:
+        return {"@value": o.value}
+    return {"@value": o.value, "@type": o.datatype.value}
