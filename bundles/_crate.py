@@ -75,6 +75,15 @@ def encode_entity(e: dict[str, Any]) -> str:
     return dumps({k: v for k, v in e.items() if v is not None and v != []})
 
 
+def merge_entity(e: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """lwfm's entity with a crate's node of the same @id (expanded keys: no clash)."""
+    out = {**e, **{k: v for k, v in node.items() if k not in ("@id", "@type")}}
+    if "@type" in node:
+        mine = e.get("@type") or []
+        out["@type"] = list(dict.fromkeys(([mine] if isinstance(mine, str) else mine) + node["@type"]))
+    return out
+
+
 def local_file(url: str) -> Path | None:
     """The local regular file a data url names, if any (payload candidates)."""
     p = urlparse(url)
@@ -100,6 +109,9 @@ class _Writer:
 
     def __init__(self, fh: Any):
         self.fh, self.buf, self.size, self.first = fh, [], 0, True
+        # Foreign crates' nodes still to write (subject -> entity): one whose IRI is also
+        # an entity lwfm writes (a license, a profile) is merged into it, not repeated.
+        self.crate: dict[str, dict[str, Any]] = {}
 
     def raw(self, s: str) -> None:
         self.buf.append(s)
@@ -108,6 +120,8 @@ class _Writer:
             self.flush()
 
     def entity(self, e: dict[str, Any]) -> None:
+        if self.crate and e["@id"] in self.crate:
+            e = merge_entity(e, self.crate.pop(e["@id"]))
         self.line(encode_entity(e))
 
     def line(self, encoded: str) -> None:
@@ -199,6 +213,7 @@ def _write_metadata(c: Any, inst: str, sel: Selection, w: _Writer,
     now = iso(utcnow())
     spec = sel.spec
     what = ", ".join(f"{k} {v}" for k, v in spec.items()) if "all" not in spec else "all"
+    w.crate = crate_entities(c, sel)
     w.raw('{"@context":' + dumps([RO_CRATE_1_1, WORKFLOW_RUN_TERMS, LWFM_CONTEXT]) + ',"@graph":[\n')
     w.entity({"@id": METADATA, "@type": "CreativeWork", "about": {"@id": "./"},
               "conformsTo": {"@id": "https://w3id.org/ro/crate/1.1"}})
@@ -226,7 +241,9 @@ def _write_metadata(c: Any, inst: str, sel: Selection, w: _Writer,
                   "description": r["description"] or None, "dateCreated": r["created"],
                   "lwfm:instance": _ref(urn(r["instance_id"])), "lwfm:record": dumps(r)})
     refs = {d: p["@id"] for d, p in payload.items()}
-    if len(sel.jobs) + len(sel.data) >= PARALLEL_MIN and workers() > 1:
+    # a crate node named like a job or data record is merged into it: sequential path
+    records = w.crate and any(k.startswith("urn:uuid:") for k in w.crate)
+    if len(sel.jobs) + len(sel.data) >= PARALLEL_MIN and workers() > 1 and not records:
         render_parallel(store_url, sel.jobs, sel.data, refs, w, apps, sites, progress, total)
     else:
         entities = itertools.chain(render_jobs(c, sel.jobs, apps, sites),
@@ -250,9 +267,25 @@ def _write_metadata(c: Any, inst: str, sel: Selection, w: _Writer,
                   "lwfm:instance": {"@id": urn(inst_id)}})
     for p in sorted(payload.values(), key=lambda e: e["@id"]):
         w.entity(p)
+    for _, node in sorted(w.crate.items()):
+        w.line(encode_entity(node))
+    w.crate = {}
     w.raw("\n]}\n")
     if progress:
         progress("export", total, total)
+
+
+def crate_entities(c: Any, sel: Selection) -> dict[str, dict[str, Any]]:
+    """The nodes of the foreign crates in the selection (those whose workflow it has),
+    every triple the crate stated, as entities (:func:`._triples.entities`)."""
+    from ._triples import entities
+    crates = sorted(c.execute(select(t.crate_nodes.c.crate_id).distinct()).scalars())
+    if not crates:
+        return {}
+    mine = {r["instance_id"] for r in fetch_in(c, t.workflows, "id", sel.workflows,
+                                                cols=("instance_id",))}
+    chosen = [cid for cid in crates if cid in mine]
+    return entities(fetch_in(c, t.crate_nodes, "crate_id", chosen)) if chosen else {}
 
 
 def render_jobs(c: Any, job_ids: list[str], apps: dict[str, str],

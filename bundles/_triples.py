@@ -62,8 +62,8 @@ def crate_rows(doc: dict[str, Any], origin: str, where: str) -> list[dict[str, s
     """Every triple of the (vetted) crate document, as ``crate_nodes`` rows of ``origin``."""
     body = json.dumps({**doc, "@context": inline_contexts(doc["@context"])}).encode()
     try:
-        quads = ox.parse(input=body, format=ox.RdfFormat.JSON_LD, base_iri=crate_base(origin),
-                         lenient=True)
+        # not lenient: that would keep undefined terms as relative IRIs, not drop them
+        quads = ox.parse(input=body, format=ox.RdfFormat.JSON_LD, base_iri=crate_base(origin))
         return group_rows(origin, _relabel(quads, origin))
     except (SyntaxError, ValueError) as e:
         raise BundleError(f"{where}: the crate's JSON-LD does not parse as RDF ({str(e)[:200]})") \
@@ -116,7 +116,7 @@ def check_node_rows(subject: str, value: Any, where: str) -> list[dict[str, str]
     out = []
     for origin, text in sorted(carried.items()):
         try:
-            triples = list(ox.parse(input=(text + "\n").encode(), format=ox.RdfFormat.N_TRIPLES))
+            triples = list(_parse(text))
         except (SyntaxError, ValueError) as e:
             raise BundleError(f"{where}: lwfm:crateTriples holds invalid N-Triples "
                               f"({str(e)[:200]})") from None
@@ -133,6 +133,12 @@ def check_node_rows(subject: str, value: Any, where: str) -> list[dict[str, str]
     return out
 
 
+def _parse(text: str) -> Iterator[Any]:
+    """The triples of a row's lines (N-Triples statements without their final dots)."""
+    body = "".join(ln + " .\n" for ln in text.split("\n") if ln.strip())
+    return ox.parse(input=body.encode(), format=ox.RdfFormat.N_TRIPLES)
+
+
 def _node(x: Any) -> str:
     return f"_:{x.value}" if isinstance(x, ox.BlankNode) else str(x)
 
@@ -147,7 +153,7 @@ def entities(rows: Iterable[dict[str, str]]) -> dict[str, dict[str, Any]]:
         subj = r["subject"]
         e = out.setdefault(subj, {"@id": subj})
         carried.setdefault(subj, {})[r["crate_id"]] = r["triples"]
-        for tr in ox.parse(input=(r["triples"] + "\n").encode(), format=ox.RdfFormat.N_TRIPLES):
+        for tr in _parse(r["triples"]):
             p, o = tr.predicate.value, tr.object
             if p == _RDF_TYPE and isinstance(o, ox.NamedNode):
                 vals = e.setdefault("@type", [])
