@@ -141,7 +141,8 @@ def test_reimport_is_a_no_op_and_incremental_adds_only_new(homes, tmp_path):
     _job(remote.store, JobDefn(entry=["sim", "--final"]), extra, (State.COMPLETE, 0))
     rep = import_bundle(local.store, local.config,
                         _export(remote, tmp_path, "b2.zip", workflow_id=th.workflow))
-    assert rep.added == {"workflow": 0, "job": 1, "status": 3, "data": 0, "trigger": 0}
+    assert rep.added == {"workflow": 0, "job": 1, "status": 3, "data": 0, "trigger": 0,
+                         "triples": 0}
     assert local.store.history(th.steps[0])[-1].info == "late note"
     assert local.store.get_job(extra.job_id).state is State.COMPLETE
     assert len(list_bundles(local.store)) == 2
