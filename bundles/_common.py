@@ -134,6 +134,7 @@ class ImportReport:
     unmapped: list[str] = field(default_factory=list)
     payload_files: int = 0
     already_imported: str | None = None   # id of an earlier import of this very file
+    crate_graph: str | None = None        # a foreign crate's named graph (its own triples)
 
     @property
     def changed(self) -> bool:

@@ -200,7 +200,8 @@ class _Import:
                                                    "triples")},
             updated={k: m.updated.get(k, 0) for k in ("workflow", "job", "data", "trigger")},
             unchanged=dict(m.unchanged), conflicts=m.conflicts,
-            payload_files=len(self.payload) if self.dry_run else len(staged))
+            payload_files=len(self.payload) if self.dry_run else len(staged),
+            crate_graph=self.head.info.get("crate_graph"))
 
     def _stage(self, c: Any) -> tuple[list[tuple[Path, Path]], Path | None, Incoming | None]:
         """Verify every payload file; extract the new ones to a temp dir; their copy rows."""

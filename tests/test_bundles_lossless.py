@@ -107,6 +107,7 @@ def test_every_triple_is_kept_and_queries_answer_as_on_the_crate(home, tmp_path,
     rep = import_bundle(home.store, home.config, zipped(name, tmp_path))
     origin = rep.origin_instance
     crate_graph = f"urn:lwfm:graph:crate:{origin}"
+    assert rep.crate_graph == crate_graph
     ref = reference(crate_doc(name), f"arcp://uuid,{origin}/")
     assert len(ref) > 40 and rep.added["triples"] == len(ref)
     g = ProvenanceGraph(home.config, home.store)
