@@ -130,8 +130,22 @@ def read_foreign(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: 
                 when = (end or created) if direction == "put" else created
                 row = _data_row(key, origin, wf_id, jid, aid, d, direction, when)
                 inc.data.append(check_row("data", row, where))
+    _link_uses(inc)
     _report_rest(by_id, used, odd_props, inc, root)
     return inc
+
+
+def _link_uses(inc: Incoming) -> None:
+    """A file one action used and another made is one file: the use derives from the
+    making (so lineage runs from step to step, as the crate's own ids do)."""
+    made = {}
+    for d in inc.data:
+        if d["direction"] == "put":
+            made.setdefault(d["metadata"]["rocrate_iri"], d["id"])
+    for d in inc.data:
+        src = made.get(d["metadata"]["rocrate_iri"])
+        if d["direction"] == "get" and src is not None:
+            d["derived_from"] = src
 
 
 def _data_row(key: str, origin: str, wf_id: str, jid: str, aid: str, d: dict[str, Any],
@@ -145,7 +159,7 @@ def _data_row(key: str, origin: str, wf_id: str, jid: str, aid: str, d: dict[str
     except ValueError:
         size = None
     md = {"rocrate_id": did, "rocrate_iri": resolve(origin, did)}
-    name = _str(d.get("name"))
+    name = _str(d.get("name")) or _str(d.get("alternateName"))
     if name:
         md["name"] = name[:1000]
     return {"id": derived_id(key, "data", aid, did, direction),

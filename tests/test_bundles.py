@@ -281,9 +281,10 @@ def test_exported_crate_passes_rocrate_validator_offline(homes, tmp_path):
     cache = seed_cache(tmp_path / "validator-cache" / "http_cache")
     conforms = {c["@id"] for e in _meta(bundle)["@graph"] if e["@id"] == "./"
                 for c in e["conformsTo"]}
-    profiles = ["ro-crate-1.1", "process-run-crate-0.5"]
-    if "https://w3id.org/ro/wfrun/provenance/0.5" in conforms:
-        profiles.append("provenance-run-crate-0.5")
+    assert {"https://w3id.org/ro/wfrun/process/0.5", "https://w3id.org/ro/wfrun/workflow/0.5",
+            "https://w3id.org/ro/wfrun/provenance/0.5"} <= conforms
+    profiles = ["ro-crate-1.1", "process-run-crate-0.5", "workflow-run-crate-0.5",
+                "provenance-run-crate-0.5"]
     for profile in profiles:
         report = validate(d, profile, cache)
         assert report["passed"], (profile, report["issues"])
