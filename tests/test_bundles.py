@@ -156,7 +156,7 @@ def test_since_and_job_selections(homes, tmp_path):
     assert f"urn:uuid:{th.steps[0]}" not in ids
     assert f"urn:uuid:{th.outputs[1]}" in ids
     meta = _meta(_export(remote, tmp_path, "s.zip", since="2000-01-01T00:00:00Z"))
-    assert sum("CreateAction" in e.get("@type", []) for e in meta["@graph"]) == 4
+    assert sum("lwfm:Job" in e.get("@type", []) for e in meta["@graph"]) == 4
     with pytest.raises(BundleError, match="ISO 8601"):
         _export(remote, tmp_path, "bad.zip", since="yesterday-ish")
     with pytest.raises(BundleError, match="exactly one"):
