@@ -18,6 +18,7 @@ triples as N-Triples lines (``crate_nodes``), the unit an export writes as one e
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -38,11 +39,17 @@ def crate_base(origin: str) -> str:
     return f"arcp://uuid,{origin}/"
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9_~#-][A-Za-z0-9._~#%/?=&+-]*")   # no dot segment to remove
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
 def resolve(origin: str, ref: str) -> str:
     """``ref`` (an entity @id) as the absolute IRI the crate's triples use for it."""
-    from urllib.parse import urljoin, urlsplit
-    if urlsplit(ref).scheme:
+    if _SCHEME.match(ref):
         return ref
+    if _PLAIN.fullmatch(ref) and "/." not in ref and not ref.startswith("/"):
+        return crate_base(origin) + ref   # the common case: '#x', 'data/a.txt', a hash
+    from urllib.parse import urljoin
     # urljoin resolves only schemes it knows: resolve against a stand-in, then swap
     return crate_base(origin) + urljoin(_PLACEHOLDER, ref)[len(_PLACEHOLDER):]
 
@@ -62,38 +69,45 @@ def crate_rows(doc: dict[str, Any], origin: str, where: str) -> list[dict[str, s
     """Every triple of the (vetted) crate document, as ``crate_nodes`` rows of ``origin``."""
     body = json.dumps({**doc, "@context": inline_contexts(doc["@context"])}).encode()
     try:
-        # not lenient: that would keep undefined terms as relative IRIs, not drop them
-        quads = ox.parse(input=body, format=ox.RdfFormat.JSON_LD, base_iri=crate_base(origin))
-        return group_rows(origin, _relabel(quads, origin))
+        # not lenient: that would keep undefined terms as relative IRIs, not drop them.
+        # Parsed and serialized natively; Python only groups the lines by subject.
+        text = ox.serialize(ox.parse(input=body, format=ox.RdfFormat.JSON_LD,
+                                     base_iri=crate_base(origin), without_named_graphs=True),
+                            format=ox.RdfFormat.N_TRIPLES).decode()
     except (SyntaxError, ValueError) as e:
         raise BundleError(f"{where}: the crate's JSON-LD does not parse as RDF ({str(e)[:200]})") \
             from None
+    return group_lines(origin, text)
 
 
-def _relabel(quads: Iterable[Any], origin: str) -> Iterator[tuple[str, str, str]]:
-    """(subject, predicate, object) as N-Triples terms, blank nodes labelled for the crate."""
+def group_lines(origin: str, text: str) -> list[dict[str, str]]:
+    """N-Triples text (one statement a line, as Oxigraph writes it) -> rows by subject,
+    blank nodes relabelled for the crate in order of appearance (document order)."""
     labels: dict[str, str] = {}
     prefix = "_:c" + origin.replace("-", "") + "x"
 
-    def term(x: Any) -> str:
-        if isinstance(x, ox.BlankNode):
-            lab = labels.get(x.value)
-            if lab is None:
-                lab = labels[x.value] = f"{prefix}{len(labels)}"
-            return lab
-        return str(x)
+    def lab(term: str) -> str:
+        new = labels.get(term)
+        if new is None:
+            new = labels[term] = f"{prefix}{len(labels)}"
+        return new
 
-    for q in quads:
-        if not isinstance(q.graph_name, ox.DefaultGraph):
-            raise BundleError("a crate with named graphs (nested @graph) is not accepted")
-        yield term(q.subject), str(q.predicate), term(q.object)
-
-
-def group_rows(origin: str, triples: Iterable[tuple[str, str, str]]) -> list[dict[str, str]]:
-    by: dict[str, list[str]] = {}
-    for s, p, o in triples:
-        by.setdefault(s, []).append(f"{s} {p} {o}")
-    return [{"crate_id": origin, "subject": _bare(s), "triples": "\n".join(dict.fromkeys(lines))}
+    by: dict[str, dict[str, None]] = {}
+    for ln in text.split("\n"):
+        if not ln:
+            continue
+        ln = ln[:-2]   # the " ." that ends a statement
+        if "_:" in ln:
+            s, p, o = ln.split(" ", 2)
+            if s.startswith("_:"):
+                s = lab(s)
+            if o.startswith("_:"):
+                o = lab(o)
+            ln = f"{s} {p} {o}"
+        else:
+            s = ln[:ln.index(" ")]
+        by.setdefault(s, {})[ln] = None
+    return [{"crate_id": origin, "subject": _bare(s), "triples": "\n".join(lines)}
             for s, lines in by.items()]
 
 
