@@ -69,7 +69,8 @@ def workflow_document(runs: Runs, apps: dict[str, str]) -> bytes:
     """``workflow.json``: the steps, each a job definition (secrets already redacted)."""
     steps = [{"step": i, "tool": app, "name": apps.get(app, app), "definition": runs.defns[app],
               "runs": len(runs.by_app[app])} for i, app in enumerate(sorted(runs.by_app))]
-    return json.dumps({"lwfm": __version__, "steps": steps}, sort_keys=True, indent=1).encode()
+    return json.dumps({"lwfm": __version__, "steps": steps}, sort_keys=True,
+                      separators=(",", ":")).encode()
 
 
 def workflow_entities(runs: Runs, apps: dict[str, str], title: str) -> list[dict[str, Any]]:
