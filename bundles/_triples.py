@@ -43,8 +43,31 @@ _PLAIN = re.compile(r"[A-Za-z0-9_~#-][A-Za-z0-9._~#%/?=&+-]*")   # no dot segmen
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 
 
+_NOT_IRI = re.compile(r'[\x00-\x20<>"{}|\\^`\x7f]')
+
+
+def iri_safe(ref: str) -> str:
+    """An @id with the characters an IRI cannot hold (spaces, quotes, <>, ...) percent-
+    encoded, as RO-Crate asks ids to be: ``my file.txt`` is ``my%20file.txt``. Without
+    this a JSON-LD parser drops every triple that names such an id."""
+    return _NOT_IRI.sub(lambda m: f"%{ord(m.group()):02X}", ref) if _NOT_IRI.search(ref) else ref
+
+
+def _safe_ids(v: Any) -> Any:
+    """The crate's values with every ``@id`` made :func:`iri_safe` (a copy where changed)."""
+    if isinstance(v, list):
+        return [_safe_ids(x) for x in v]
+    if isinstance(v, dict):
+        out = {k: _safe_ids(x) for k, x in v.items() if k != "@id"}
+        if "@id" in v:
+            out["@id"] = iri_safe(v["@id"]) if isinstance(v["@id"], str) else v["@id"]
+        return out
+    return v
+
+
 def resolve(origin: str, ref: str) -> str:
     """``ref`` (an entity @id) as the absolute IRI the crate's triples use for it."""
+    ref = iri_safe(ref)
     if _SCHEME.match(ref):
         return ref
     if _PLAIN.fullmatch(ref) and "/." not in ref and not ref.startswith("/"):
@@ -67,7 +90,10 @@ def inline_contexts(ctx: Any) -> Any:
 
 def crate_rows(doc: dict[str, Any], origin: str, where: str) -> list[dict[str, str]]:
     """Every triple of the (vetted) crate document, as ``crate_nodes`` rows of ``origin``."""
-    body = json.dumps({**doc, "@context": inline_contexts(doc["@context"])}).encode()
+    graph = doc["@graph"]
+    if any(_NOT_IRI.search(x) for x in _all_ids(graph)):
+        graph = _safe_ids(graph)
+    body = json.dumps({**doc, "@graph": graph, "@context": inline_contexts(doc["@context"])}).encode()
     try:
         # not lenient: that would keep undefined terms as relative IRIs, not drop them.
         # Parsed and serialized natively; Python only groups the lines by subject.
@@ -78,6 +104,18 @@ def crate_rows(doc: dict[str, Any], origin: str, where: str) -> list[dict[str, s
         raise BundleError(f"{where}: the crate's JSON-LD does not parse as RDF ({str(e)[:200]})") \
             from None
     return group_lines(origin, text)
+
+
+def _all_ids(v: Any) -> Iterator[str]:
+    if isinstance(v, list):
+        for x in v:
+            yield from _all_ids(x)
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            if k == "@id" and isinstance(x, str):
+                yield x
+            elif isinstance(x, (list, dict)):
+                yield from _all_ids(x)
 
 
 def group_lines(origin: str, text: str) -> list[dict[str, str]]:

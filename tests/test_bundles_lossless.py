@@ -245,3 +245,30 @@ def test_carried_crate_triples_are_checked(tmp_path, change, why):
     finally:
         src.store.close()
         dst.store.close()
+
+
+def test_ids_that_are_not_iris_are_percent_encoded_not_dropped(home, tmp_path, arcp):
+    """A file name with a space as an @id (RO-Crate asks for percent-encoding; crates in
+    the wild do not always): a JSON-LD parser would drop every triple naming it."""
+    doc = crate_doc("nextflow_wrroc")
+    text = json.dumps(doc).replace('"samplesheet.csv"', '"sample sheet.csv"')
+    d = tmp_path / "spaced"
+    d.mkdir()
+    (d / "ro-crate-metadata.json").write_text(text)
+    out = tmp_path / "spaced.zip"
+    with zipfile.ZipFile(out, "w") as z:
+        z.write(d / "ro-crate-metadata.json", "ro-crate-metadata.json")
+    rep = import_bundle(home.store, home.config, out)
+    base = f"arcp://uuid,{rep.origin_instance}/"
+    # what rdflib reads from the crate written as RO-Crate asks (rdflib too drops the
+    # triples of the unencoded one)
+    ref = reference(json.loads(text.replace('"@id": "sample sheet.csv"',
+                                            '"@id": "sample%20sheet.csv"')), base)
+    assert rep.added["triples"] == len(ref) > len(reference(json.loads(text), base))
+    g = ProvenanceGraph(home.config, home.store)
+    try:
+        g.sync()
+        assert isomorphic(stored(g, rep.crate_graph), ref)
+        assert g.select_values(f"SELECT ?d WHERE {{ ?d lwfm:crateNode <{base}sample%20sheet.csv> }}")
+    finally:
+        g.close()
