@@ -7,6 +7,7 @@ Workflow Run Crate properties are there so other tools understand the crate.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Callable
@@ -78,8 +79,17 @@ def from_urn(iri: Any) -> str | None:
         return None
 
 
+_NS_BYTES = ID_NS.bytes
+
+
 def derived_id(*parts: str) -> str:
-    return str(uuid.uuid5(ID_NS, "\x1f".join(parts)))
+    """``str(uuid.uuid5(ID_NS, "\x1f".join(parts)))``, computed without building UUID
+    objects (a foreign crate derives one per action and file)."""
+    b = bytearray(hashlib.sha1(_NS_BYTES + "\x1f".join(parts).encode("utf-8")).digest()[:16])
+    b[6] = (b[6] & 0x0F) | 0x50
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
