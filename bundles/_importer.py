@@ -93,11 +93,11 @@ class _Import:
         del raw
         check_jsonld(doc, self.where)
         by_id, root = entities(doc, self.where)
-        if "lwfm:bundleFormat" in root:
+        foreign = "lwfm:bundleFormat" not in root
+        if not foreign:
             inc = read_lwfm(by_id, root, self.where, set(self.sz.entries))
         else:
             inc = read_foreign(by_id, root, self.where, self.sha)
-            inc.crate_nodes = crate_rows(doc, inc.origin, self.where)
             inc.info["crate_graph"] = crate_graph_iri(inc.origin)
         for kind, rows in (("workflow", inc.workflows), ("job", inc.jobs), ("data", inc.data),
                            ("trigger", inc.triggers)):
@@ -107,6 +107,9 @@ class _Import:
         self.payload = inc.payload
         self.data_rows = {d["id"]: d for d in inc.data}
         yield inc
+        if foreign:   # the crate's own triples: parsed while the writer stores the rows
+            yield Incoming(origin=inc.origin, foreign=True,
+                           crate_nodes=crate_rows(doc, inc.origin, self.where))
 
     def streamed(self) -> Iterator[Incoming]:
         done = 0
