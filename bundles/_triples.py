@@ -88,22 +88,33 @@ def inline_contexts(ctx: Any) -> Any:
     return out
 
 
+SLICE = 5000   # entities parsed at a time: the JSON-LD parser's memory grows with its input
+
+
 def crate_rows(doc: dict[str, Any], origin: str, where: str) -> list[dict[str, str]]:
-    """Every triple of the (vetted) crate document, as ``crate_nodes`` rows of ``origin``."""
+    """Every triple of the (vetted) crate document, as ``crate_nodes`` rows of ``origin``.
+
+    A flat @graph's triples are those of its entities one by one, so the graph is parsed
+    in slices of SLICE entities (the same context each time): memory stays bounded.
+    """
     graph = doc["@graph"]
     if any(_NOT_IRI.search(x) for x in _all_ids(graph)):
         graph = _safe_ids(graph)
-    body = json.dumps({**doc, "@graph": graph, "@context": inline_contexts(doc["@context"])}).encode()
-    try:
-        # not lenient: that would keep undefined terms as relative IRIs, not drop them.
-        # Parsed and serialized natively; Python only groups the lines by subject.
-        text = ox.serialize(ox.parse(input=body, format=ox.RdfFormat.JSON_LD,
-                                     base_iri=crate_base(origin), without_named_graphs=True),
-                            format=ox.RdfFormat.N_TRIPLES).decode()
-    except (SyntaxError, ValueError) as e:
-        raise BundleError(f"{where}: the crate's JSON-LD does not parse as RDF ({str(e)[:200]})") \
-            from None
-    return group_lines(origin, text)
+    ctx = inline_contexts(doc["@context"])
+    rows = _Rows(origin)
+    for lo in range(0, len(graph), SLICE):
+        body = json.dumps({"@context": ctx, "@graph": graph[lo:lo + SLICE]}).encode()
+        try:
+            # not lenient: that would keep undefined terms as relative IRIs, not drop them.
+            # Parsed and serialized natively; Python only groups the lines by subject.
+            data = ox.serialize(ox.parse(input=body, format=ox.RdfFormat.JSON_LD,
+                                         base_iri=crate_base(origin), without_named_graphs=True),
+                                format=ox.RdfFormat.N_TRIPLES)
+        except (SyntaxError, ValueError) as e:
+            raise BundleError(f"{where}: the crate's JSON-LD does not parse as RDF "
+                              f"({str(e)[:200]})") from None
+        rows.feed(data.decode())
+    return rows.rows()
 
 
 def _all_ids(v: Any) -> Iterator[str]:
@@ -118,35 +129,55 @@ def _all_ids(v: Any) -> Iterator[str]:
                 yield from _all_ids(x)
 
 
-def group_lines(origin: str, text: str) -> list[dict[str, str]]:
+class _Rows:
     """N-Triples text (one statement a line, as Oxigraph writes it) -> rows by subject,
     blank nodes relabelled for the crate in order of appearance (document order)."""
-    labels: dict[str, str] = {}
-    prefix = "_:c" + origin.replace("-", "") + "x"
 
-    def lab(term: str) -> str:
-        new = labels.get(term)
+    def __init__(self, origin: str):
+        self.origin = origin
+        self.labels: dict[str, str] = {}
+        self.prefix = "_:c" + origin.replace("-", "") + "x"
+        self.by: dict[str, list[str]] = {}
+
+    def _lab(self, term: str) -> str:
+        new = self.labels.get(term)
         if new is None:
-            new = labels[term] = f"{prefix}{len(labels)}"
+            new = self.labels[term] = f"{self.prefix}{len(self.labels)}"
         return new
 
-    by: dict[str, dict[str, None]] = {}
-    for ln in text.split("\n"):
-        if not ln:
-            continue
-        ln = ln[:-2]   # the " ." that ends a statement
-        if "_:" in ln:
-            s, p, o = ln.split(" ", 2)
-            if s.startswith("_:"):
-                s = lab(s)
-            if o.startswith("_:"):
-                o = lab(o)
-            ln = f"{s} {p} {o}"
-        else:
-            s = ln[:ln.index(" ")]
-        by.setdefault(s, {})[ln] = None
-    return [{"crate_id": origin, "subject": _bare(s), "triples": "\n".join(lines)}
-            for s, lines in by.items()]
+    def feed(self, text: str) -> None:
+        by = self.by
+        cur: list[str] = []
+        cur_s = None
+        pos, end = 0, len(text)
+        while pos < end:   # line by line, without a list of them all
+            nl = text.find("\n", pos)
+            if nl < 0:
+                nl = end
+            ln = text[pos:nl - 2]   # without the " ." that ends a statement
+            pos = nl + 1
+            if not ln:
+                continue
+            if "_:" in ln:
+                s, p, o = ln.split(" ", 2)
+                if s.startswith("_:"):
+                    s = self._lab(s)
+                if o.startswith("_:"):
+                    o = self._lab(o)
+                ln = f"{s} {p} {o}"
+            else:
+                s = ln[:ln.index(" ")]
+            if s != cur_s:   # a subject's statements come together: one flush each
+                if cur_s is not None:
+                    by.setdefault(cur_s, []).extend(cur)
+                cur_s, cur = s, []
+            cur.append(ln)
+        if cur_s is not None:
+            by.setdefault(cur_s, []).extend(cur)
+
+    def rows(self) -> list[dict[str, str]]:
+        return [{"crate_id": self.origin, "subject": _bare(s),
+                 "triples": "\n".join(dict.fromkeys(lines))} for s, lines in self.by.items()]
 
 
 def _bare(term: str) -> str:
