@@ -276,3 +276,38 @@ def test_ids_that_are_not_iris_are_percent_encoded_not_dropped(home, tmp_path, a
         assert g.select_values(f"SELECT ?d WHERE {{ ?d lwfm:crateNode <{base}sample%20sheet.csv> }}")
     finally:
         g.close()
+
+
+@pytest.mark.postgres
+def test_lossless_through_postgresql(tmp_path, pg_server, monkeypatch, arcp):
+    """Kept triples in a PostgreSQL store: projected, re-exported (by export workers)."""
+    from dataclasses import replace
+
+    from lwfm.bundles import _crate
+    from lwfm.store import Store
+    monkeypatch.setattr(_crate, "PARALLEL_MIN", 0)
+    url = pg_server.database("lossless")
+    cfg = Home.open(tmp_path / "pg").config
+    pg = Home(replace(cfg, store_url=url), Store(url))
+    third = Home.open(tmp_path / "third")
+    try:
+        rep = import_bundle(pg.store, pg.config, zipped("streamflow_provenance", tmp_path))
+        ref = reference(crate_doc("streamflow_provenance"), f"arcp://uuid,{rep.origin_instance}/")
+        g = ProvenanceGraph(pg.config, pg.store)
+        try:
+            g.sync()
+            assert isomorphic(stored(g, rep.crate_graph), ref)
+        finally:
+            g.close()
+        out = export_bundle(pg.store, pg.config, tmp_path / "pg.zip", all=True).path
+        _says_all(_exported_graph(out), ref)
+        import_bundle(third.store, third.config, out)
+        g = ProvenanceGraph(third.config, third.store)
+        try:
+            g.sync()
+            assert isomorphic(stored(g, rep.crate_graph), ref)
+        finally:
+            g.close()
+    finally:
+        pg.store.close()
+        third.store.close()
