@@ -90,6 +90,16 @@ def stored(g: ProvenanceGraph, graph_iri: str) -> Graph:
     return out.parse(data=nt, format="nt")
 
 
+def synced(home, graph_iri: str) -> Graph:
+    """The named graph ``graph_iri`` of ``home``'s provenance graph, brought up to date."""
+    g = ProvenanceGraph(home.config, home.store)
+    try:
+        g.sync()
+        return stored(g, graph_iri)
+    finally:
+        g.close()
+
+
 def _term(x):
     if isinstance(x, Literal):
         return ("lit", str(x), str(x.datatype or (None if x.language else XSD.string)), x.language)
@@ -202,12 +212,7 @@ def test_reexport_says_everything_the_crate_said(home, tmp_path, arcp, monkeypat
         third = Home.open(tmp_path / "third")
         try:
             import_bundle(third.store, third.config, joined)
-            g = ProvenanceGraph(third.config, third.store)
-            try:
-                g.sync()
-                assert isomorphic(stored(g, f"urn:lwfm:graph:crate:{rep.origin_instance}"), ref)
-            finally:
-                g.close()
+            assert isomorphic(synced(third, rep.crate_graph), ref)
         finally:
             third.store.close()
     finally:
@@ -293,21 +298,11 @@ def test_lossless_through_postgresql(tmp_path, pg_server, monkeypatch, arcp):
     try:
         rep = import_bundle(pg.store, pg.config, zipped("streamflow_provenance", tmp_path))
         ref = reference(crate_doc("streamflow_provenance"), f"arcp://uuid,{rep.origin_instance}/")
-        g = ProvenanceGraph(pg.config, pg.store)
-        try:
-            g.sync()
-            assert isomorphic(stored(g, rep.crate_graph), ref)
-        finally:
-            g.close()
+        assert isomorphic(synced(pg, rep.crate_graph), ref)
         out = export_bundle(pg.store, pg.config, tmp_path / "pg.zip", all=True).path
         _says_all(_exported_graph(out), ref)
         import_bundle(third.store, third.config, out)
-        g = ProvenanceGraph(third.config, third.store)
-        try:
-            g.sync()
-            assert isomorphic(stored(g, rep.crate_graph), ref)
-        finally:
-            g.close()
+        assert isomorphic(synced(third, rep.crate_graph), ref)
     finally:
         pg.store.close()
         third.store.close()
