@@ -1,13 +1,13 @@
 """An export as a Provenance Run Crate: the thread's jobs as the steps of a workflow.
 
-The exported thread is one ComputationalWorkflow (``#workflow``, also a HowTo) whose
-steps are its job definitions: one HowToStep per distinct definition (the entry point
-lwfm runs, ``instrument`` of every job that ran it; its tool is that
-SoftwareApplication). lwfm is the engine: an OrganizeAction (``#organize``) whose result
-is the run of the workflow (``#run``, a CreateAction with the thread's first start and
-last end) and whose objects are one ControlAction per step, each naming the job runs of
-that step. A job fired by a trigger says so on its own entity (``lwfm:triggeredBy``).
-That is a few entities per definition, not per job: a 100k-job export stays as fast.
+The exported thread is one ComputationalWorkflow (``workflow.json``, also a HowTo) whose
+steps are its job definitions by name: one HowToStep per job name (the runs of a
+parameter sweep differ in their arguments, not their step), whose tool is the entry point
+its first run ran. lwfm is the engine: an OrganizeAction (``#organize``) whose result is
+the run of the workflow (``#run``, a CreateAction with the thread's first start and last
+end) and whose objects are one ControlAction per step, naming the jobs that ran it. A job
+fired by a trigger says so on its own entity (``lwfm:triggeredBy``). That is a few
+entities per step, not per job: a 100k-job export stays about as large and as fast.
 """
 
 from __future__ import annotations
@@ -31,20 +31,24 @@ LANGUAGE = "#lwfm-job-definitions"
 
 @dataclass
 class Runs:
-    """Which job ran which entry point, and the thread's time span, gathered as job
-    entities are rendered (by this process or an export worker)."""
+    """The thread's steps (job definitions by name: a parameter sweep's runs differ in
+    their arguments, not their step) with the jobs that ran each and the tool of its first
+    run, and the thread's time span, gathered as job entities are rendered (by this
+    process or an export worker)."""
 
-    by_app: dict[str, list[str]] = field(default_factory=dict)
-    defns: dict[str, Any] = field(default_factory=dict)   # app -> its (first) job definition
+    jobs: dict[str, list[str]] = field(default_factory=dict)   # step name -> job IRIs
+    tools: dict[str, str] = field(default_factory=dict)        # step name -> its tool
+    defns: dict[str, Any] = field(default_factory=dict)        # step name -> a definition
     start: str | None = None
     end: str | None = None
 
     def add(self, e: dict[str, Any]) -> None:
-        app = e["instrument"]["@id"]
-        if app not in self.by_app:
-            self.by_app[app] = []
-            self.defns[app] = json.loads(e["lwfm:record"])["job"]["defn"]
-        self.by_app[app].append(e["@id"])
+        name = e["name"]
+        if name not in self.jobs:
+            self.jobs[name] = []
+            self.tools[name] = e["instrument"]["@id"]
+            self.defns[name] = json.loads(e["lwfm:record"])["job"]["defn"]
+        self.jobs[name].append(e["@id"])
         s, t = e.get("startTime"), e.get("endTime")
         if s and (self.start is None or s < self.start):
             self.start = s
@@ -52,13 +56,15 @@ class Runs:
             self.end = t
 
     def to_json(self) -> dict[str, Any]:
-        return {"by_app": self.by_app, "defns": self.defns, "start": self.start, "end": self.end}
+        return {"jobs": self.jobs, "tools": self.tools, "defns": self.defns,
+                "start": self.start, "end": self.end}
 
     def update(self, d: dict[str, Any]) -> None:
         """A worker's runs (workers hold contiguous slices, merged in order)."""
-        for app, jobs in d["by_app"].items():
-            self.by_app.setdefault(app, []).extend(jobs)
-            self.defns.setdefault(app, d["defns"][app])
+        for name, jobs in d["jobs"].items():
+            self.jobs.setdefault(name, []).extend(jobs)
+            self.tools.setdefault(name, d["tools"][name])
+            self.defns.setdefault(name, d["defns"][name])
         if d["start"] and (self.start is None or d["start"] < self.start):
             self.start = d["start"]
         if d["end"] and (self.end is None or d["end"] > self.end):
@@ -66,22 +72,23 @@ class Runs:
 
 
 def workflow_document(runs: Runs, apps: dict[str, str]) -> bytes:
-    """``workflow.json``: the steps, each a job definition (secrets already redacted)."""
-    steps = [{"step": i, "tool": app, "name": apps.get(app, app), "definition": runs.defns[app],
-              "runs": len(runs.by_app[app])} for i, app in enumerate(sorted(runs.by_app))]
+    """``workflow.json``: the steps, each with the definition of its first run (secrets
+    already redacted) and how many jobs ran it."""
+    steps = [{"step": i, "name": name, "tool": runs.tools[name], "definition": runs.defns[name],
+              "runs": len(runs.jobs[name])} for i, name in enumerate(sorted(runs.jobs))]
     return json.dumps({"lwfm": __version__, "steps": steps}, sort_keys=True,
                       separators=(",", ":")).encode()
 
 
 def workflow_entities(runs: Runs, apps: dict[str, str], title: str) -> list[dict[str, Any]]:
     """The workflow, its steps, its run and lwfm's orchestration of it."""
-    steps = sorted(runs.by_app)
-    step_id = {app: f"#step-{i}" for i, app in enumerate(steps)}
+    steps = sorted(runs.jobs)
     out: list[dict[str, Any]] = [
         {"@id": MAIN, "@type": ["File", "SoftwareSourceCode", "ComputationalWorkflow", "HowTo"],
          "name": f"lwfm thread: {title}", "programmingLanguage": {"@id": LANGUAGE},
          "encodingFormat": "application/json",
-         "hasPart": [{"@id": a} for a in steps], "step": [{"@id": step_id[a]} for a in steps]},
+         "hasPart": [{"@id": t} for t in sorted(set(runs.tools.values()))],
+         "step": [{"@id": f"#step-{i}"} for i in range(len(steps))]},
         {"@id": LANGUAGE, "@type": "ComputerLanguage", "name": "lwfm job definitions",
          "version": __version__},
         {"@id": ENGINE, "@type": "SoftwareApplication", "name": "lwfm", "version": __version__,
@@ -92,12 +99,12 @@ def workflow_entities(runs: Runs, apps: dict[str, str], title: str) -> list[dict
          "instrument": {"@id": ENGINE}, "result": {"@id": RUN},
          "object": [{"@id": f"#control-{i}"} for i in range(len(steps))]},
     ]
-    for i, app in enumerate(steps):   # names are the tools' (a 100k-step export stays small)
-        out.append({"@id": step_id[app], "@type": "HowToStep", "position": str(i),
-                    "workExample": {"@id": app}})
+    for i, name in enumerate(steps):
+        out.append({"@id": f"#step-{i}", "@type": "HowToStep", "name": name[:200],
+                    "position": str(i), "workExample": {"@id": runs.tools[name]}})
         out.append({"@id": f"#control-{i}", "@type": "ControlAction",
-                    "instrument": {"@id": step_id[app]},
-                    "object": [{"@id": j} for j in runs.by_app[app]]})
+                    "name": f"orchestrate {name}"[:200], "instrument": {"@id": f"#step-{i}"},
+                    "object": [{"@id": j} for j in runs.jobs[name]]})
     for p, name in PROFILES.items():
         out.append({"@id": p, "@type": "CreativeWork", "name": name, "version": "0.5"})
     return out
