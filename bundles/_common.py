@@ -7,6 +7,7 @@ Workflow Run Crate properties are there so other tools understand the crate.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Callable
@@ -21,13 +22,20 @@ BUNDLE_FORMAT = "1"
 METADATA = "ro-crate-metadata.json"
 LWFM_NS = str(vocab.LWFM)
 RO_CRATE_1_1 = "https://w3id.org/ro/crate/1.1/context"
-# The only @context documents an import accepts; all are resolved locally, never fetched.
-ACCEPTED_CONTEXTS = frozenset({
-    "https://w3id.org/ro/crate/1.1/context", "https://w3id.org/ro/crate/1.2/context",
-    "http://w3id.org/ro/crate/1.1/context", "http://w3id.org/ro/crate/1.2/context",
-    "https://w3id.org/ro/crate/1.1/context/", "https://w3id.org/ro/crate/1.2/context/",
-    "https://w3id.org/lwfm/context", "https://w3id.org/lwfm/context.jsonld",
-})
+# The Workflow Run Crate terms (sha256, containerImage, ParameterConnection, ...): RO-Crate
+# 1.1's context lacks them, so a 1.1 crate that uses them names this context too.
+WORKFLOW_RUN_TERMS = "https://w3id.org/ro/terms/workflow-run"
+LWFM_CONTEXTS = frozenset({"https://w3id.org/lwfm/context", "https://w3id.org/lwfm/context.jsonld"})
+
+
+def accepted_context(url: str) -> bool:
+    """True for the only @context URLs an import accepts: the published contexts lwfm
+    ships (``ontology/contexts.json``: RO-Crate 1.1/1.2/1.3, Workflow Run terms), resolved
+    locally, and lwfm's own; never fetched."""
+    from lwfm.ontology import context_files
+    return url in LWFM_CONTEXTS or url in context_files()
+
+
 # The inline context lwfm writes: a prefix only, so no term of RO-Crate is redefined.
 LWFM_CONTEXT = {"lwfm": LWFM_NS}
 PROCESS_RUN_CRATE = "https://w3id.org/ro/wfrun/process/0.5"
@@ -71,8 +79,17 @@ def from_urn(iri: Any) -> str | None:
         return None
 
 
+_NS_BYTES = ID_NS.bytes
+
+
 def derived_id(*parts: str) -> str:
-    return str(uuid.uuid5(ID_NS, "\x1f".join(parts)))
+    """``str(uuid.uuid5(ID_NS, "\x1f".join(parts)))``, computed without building UUID
+    objects (a foreign crate derives one per action and file)."""
+    b = bytearray(hashlib.sha1(_NS_BYTES + "\x1f".join(parts).encode("utf-8")).digest()[:16])
+    b[6] = (b[6] & 0x0F) | 0x50
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
@@ -127,6 +144,7 @@ class ImportReport:
     unmapped: list[str] = field(default_factory=list)
     payload_files: int = 0
     already_imported: str | None = None   # id of an earlier import of this very file
+    crate_graph: str | None = None        # a foreign crate's named graph (its own triples)
 
     @property
     def changed(self) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import getpass
 import hashlib
-import itertools
 import json
 import os
 import re
@@ -38,14 +37,15 @@ from ._common import (
     LICENSE,
     LWFM_CONTEXT,
     METADATA,
-    PROCESS_RUN_CRATE,
     RO_CRATE_1_1,
+    WORKFLOW_RUN_TERMS,
     ExportResult,
     ProgressFn,
     sha256_file,
 )
 from ._parallel import PARALLEL_MIN, render_parallel, workers
 from ._select import Selection, fetch_in, select_closure
+from ._workflow import MAIN, PROFILES, RUN, Runs, workflow_document, workflow_entities
 
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -75,6 +75,15 @@ def encode_entity(e: dict[str, Any]) -> str:
     return dumps({k: v for k, v in e.items() if v is not None and v != []})
 
 
+def merge_entity(e: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """lwfm's entity with a crate's node of the same @id (expanded keys: no clash)."""
+    out = {**e, **{k: v for k, v in node.items() if k not in ("@id", "@type")}}
+    if "@type" in node:
+        mine = e.get("@type") or []
+        out["@type"] = list(dict.fromkeys(([mine] if isinstance(mine, str) else mine) + node["@type"]))
+    return out
+
+
 def local_file(url: str) -> Path | None:
     """The local regular file a data url names, if any (payload candidates)."""
     p = urlparse(url)
@@ -100,6 +109,9 @@ class _Writer:
 
     def __init__(self, fh: Any):
         self.fh, self.buf, self.size, self.first = fh, [], 0, True
+        # Foreign crates' nodes still to write (subject -> entity): one whose IRI is also
+        # an entity lwfm writes (a license, a profile) is merged into it, not repeated.
+        self.crate: dict[str, dict[str, Any]] = {}
 
     def raw(self, s: str) -> None:
         self.buf.append(s)
@@ -108,6 +120,8 @@ class _Writer:
             self.flush()
 
     def entity(self, e: dict[str, Any]) -> None:
+        if self.crate and e["@id"] in self.crate:
+            e = merge_entity(e, self.crate.pop(e["@id"]))
         self.line(encode_entity(e))
 
     def line(self, encoded: str) -> None:
@@ -152,8 +166,10 @@ def export_bundle(store: Store, config: Any, out: Path, *, workflow_id: str | No
             payload = _write_payload(store, sel, zf) if with_data else {}
             with zf.open(_zinfo(METADATA), "w", force_zip64=True) as fh, store.read() as c:
                 w = _Writer(fh)
-                _write_metadata(c, store.instance_id, sel, w, payload, progress, store.url)
+                workflow = _write_metadata(c, store.instance_id, sel, w, payload, progress,
+                                           store.url)
                 w.flush()
+            zf.writestr(_zinfo(MAIN), workflow)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -195,28 +211,29 @@ def _rows(c: Any, table: Any, ids: list[str]) -> Iterator[dict[str, Any]]:
 
 def _write_metadata(c: Any, inst: str, sel: Selection, w: _Writer,
                     payload: dict[str, dict[str, Any]], progress: ProgressFn | None,
-                    store_url: str) -> None:
+                    store_url: str) -> bytes:
+    """The metadata document into ``w``; returns the workflow file (``workflow.json``)."""
     now = iso(utcnow())
     spec = sel.spec
     what = ", ".join(f"{k} {v}" for k, v in spec.items()) if "all" not in spec else "all"
-    w.raw('{"@context":' + dumps([RO_CRATE_1_1, LWFM_CONTEXT]) + ',"@graph":[\n')
+    w.crate = crate_entities(c, sel)
+    w.raw('{"@context":' + dumps([RO_CRATE_1_1, WORKFLOW_RUN_TERMS, LWFM_CONTEXT]) + ',"@graph":[\n')
     w.entity({"@id": METADATA, "@type": "CreativeWork", "about": {"@id": "./"},
               "conformsTo": {"@id": "https://w3id.org/ro/crate/1.1"}})
-    has_part = [urn(d) for d in sel.data] + sorted(p["@id"] for p in payload.values())
+    has_part = [MAIN] + [urn(d) for d in sel.data] + sorted(p["@id"] for p in payload.values())
     w.entity({"@id": "./", "@type": "Dataset", "name": f"lwfm thread ({what})",
               "description": f"Digital thread exported by lwfm {__version__} from instance {inst} "
                              f"(selection: {what}): jobs as CreateActions, data as Files.",
               "datePublished": now, "license": {"@id": LICENSE},
-              "conformsTo": [{"@id": PROCESS_RUN_CRATE}], "author": {"@id": "#person"},
+              "conformsTo": [{"@id": p} for p in PROFILES], "author": {"@id": "#person"},
+              "mainEntity": {"@id": MAIN},
               "hasPart": [{"@id": i} for i in has_part],
-              "mentions": [{"@id": urn(j)} for j in sel.jobs],
+              "mentions": [{"@id": RUN}] + [{"@id": urn(j)} for j in sel.jobs],
               "lwfm:exportingInstance": {"@id": urn(inst)}, "lwfm:lwfmVersion": __version__,
               "lwfm:bundleFormat": BUNDLE_FORMAT, "lwfm:exportTime": now,
               "lwfm:selection": dumps(spec)})
     w.entity({"@id": "#person", "@type": "Person", "name": _user()})
     w.entity({"@id": LICENSE, "@type": "CreativeWork", "name": "CC BY 4.0"})
-    w.entity({"@id": PROCESS_RUN_CRATE, "@type": "CreativeWork", "name": "Process Run Crate",
-              "version": "0.5"})
     w.entity({"@id": urn(inst), "@type": "lwfm:Instance", "name": f"lwfm instance {inst}"})
     sites: set[tuple[str, str]] = set()
     apps: dict[str, str] = {}
@@ -226,15 +243,22 @@ def _write_metadata(c: Any, inst: str, sel: Selection, w: _Writer,
                   "description": r["description"] or None, "dateCreated": r["created"],
                   "lwfm:instance": _ref(urn(r["instance_id"])), "lwfm:record": dumps(r)})
     refs = {d: p["@id"] for d, p in payload.items()}
-    if len(sel.jobs) + len(sel.data) >= PARALLEL_MIN and workers() > 1:
-        render_parallel(store_url, sel.jobs, sel.data, refs, w, apps, sites, progress, total)
+    # a crate node named like a job or data record is merged into it: sequential path
+    records = w.crate and any(k.startswith("urn:uuid:") for k in w.crate)
+    runs = Runs()
+    if len(sel.jobs) + len(sel.data) >= PARALLEL_MIN and workers() > 1 and not records:
+        render_parallel(store_url, sel.jobs, sel.data, refs, w, apps, sites, progress, total, runs)
     else:
-        entities = itertools.chain(render_jobs(c, sel.jobs, apps, sites),
-                                   render_data(c, sel.data, refs, sites))
-        for done, e in enumerate(entities, 1):
-            w.entity(e)
-            if progress and done % 5000 == 0:
-                progress("export", done, total)
+        done = 0
+        for kind, ents in (("job", render_jobs(c, sel.jobs, apps, sites)),
+                           ("data", render_data(c, sel.data, refs, sites))):
+            for e in ents:
+                if kind == "job":
+                    runs.add(e)
+                w.entity(e)
+                done += 1
+                if progress and done % 5000 == 0:
+                    progress("export", done, total)
     watch = _watch(c, sel.triggers)
     for r in _rows(c, t.triggers, sel.triggers):
         r["watch"] = watch.get(r["id"], [])
@@ -243,6 +267,8 @@ def _write_metadata(c: Any, inst: str, sel: Selection, w: _Writer,
         w.entity({"@id": urn(r["id"]), "@type": "lwfm:Trigger", "name": f"{r['kind']} trigger",
                   "lwfm:fires": {"@id": urn(r["job_id"])}, "lwfm:triggerStatus": r["status"],
                   "lwfm:watches": [{"@id": urn(j)} for j in r["watch"]], "lwfm:record": dumps(r)})
+    for e in workflow_entities(runs, apps, f"lwfm thread ({what})"):
+        w.entity(e)
     for app_id, name in sorted(apps.items()):
         w.entity({"@id": app_id, "@type": "SoftwareApplication", "name": name})
     for inst_id, site in sorted(sites):
@@ -250,9 +276,26 @@ def _write_metadata(c: Any, inst: str, sel: Selection, w: _Writer,
                   "lwfm:instance": {"@id": urn(inst_id)}})
     for p in sorted(payload.values(), key=lambda e: e["@id"]):
         w.entity(p)
+    for _, node in sorted(w.crate.items()):
+        w.line(encode_entity(node))
+    w.crate = {}
     w.raw("\n]}\n")
     if progress:
         progress("export", total, total)
+    return workflow_document(runs, apps)
+
+
+def crate_entities(c: Any, sel: Selection) -> dict[str, dict[str, Any]]:
+    """The nodes of the foreign crates in the selection (those whose workflow it has),
+    every triple the crate stated, as entities (:func:`._triples.entities`)."""
+    from ._triples import entities
+    crates = sorted(c.execute(select(t.crate_nodes.c.crate_id).distinct()).scalars())
+    if not crates:
+        return {}
+    mine = {r["instance_id"] for r in fetch_in(c, t.workflows, "id", sel.workflows,
+                                                cols=("instance_id",))}
+    chosen = [cid for cid in crates if cid in mine]
+    return entities(fetch_in(c, t.crate_nodes, "crate_id", chosen)) if chosen else {}
 
 
 def render_jobs(c: Any, job_ids: list[str], apps: dict[str, str],

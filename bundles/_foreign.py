@@ -1,10 +1,13 @@
 """RO-Crates written by other workflow systems (cwltool/runcrate, nf-prov, Galaxy, ...).
 
-What maps becomes lwfm rows: each CreateAction (or Activate/UpdateAction) a job
-on the pseudo-site ``imported``, the File/Dataset entities it used (``object``)
-or made (``result``) data gets/puts, the crate one workflow, people noted on it.
-Step runs of a Provenance Run Crate become children of the workflow run (via its
-OrganizeAction and ControlActions). Everything else is listed in the report.
+Every triple of the crate is kept as it is (:mod:`._triples`). On top of that, what
+maps becomes lwfm rows, so lineage, thread, export and triggers see foreign runs: each
+CreateAction (or Activate/UpdateAction) a job on the pseudo-site ``imported`` (its
+native id the action's IRI in the crate), the File/Dataset entities it used
+(``object``) or made (``result``) data gets/puts (metadata ``rocrate_iri``), the crate
+one workflow (props ``rocrate.root``), people noted on it. Step runs of a Provenance
+Run Crate become children of the workflow run (via its OrganizeAction and
+ControlActions). The report lists what has no lwfm row (kept as triples only).
 Ids are derived deterministically, so importing the same crate twice adds nothing.
 """
 
@@ -17,6 +20,7 @@ from lwfm.model import JobDefn, iso, parse_time
 
 from ._common import derived_id, from_urn
 from ._reader import Incoming, _types, check_row
+from ._triples import resolve
 
 ACTIONS = {"CreateAction", "ActivateAction", "UpdateAction"}
 DATA_TYPES = {"File", "Dataset", "MediaObject"}
@@ -69,7 +73,8 @@ def read_foreign(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: 
     inc.workflows.append(check_row("workflow", {
         "id": wf_id, "name": _str(root.get("name")) or "imported RO-Crate",
         "description": _str(root.get("description")) or "",
-        "props": {"rocrate": {"crate": key, "conformsTo": conforms, "agents": people}},
+        "props": {"rocrate": {"crate": key, "conformsTo": conforms, "agents": people,
+                              "root": resolve(origin, root["@id"])}},
         "created": when, "instance_id": origin}, where))
     actions = {i: e for i, e in by_id.items() if _types(e) & ACTIONS}
     job_of = {i: from_urn(i) or derived_id(key, "action", i) for i in actions}
@@ -106,7 +111,8 @@ def read_foreign(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: 
             top = parent[top]
         inc.jobs.append(check_row("job", {
             "id": jid, "name": name, "defn": defn, "parent_id": par, "originator_id": job_of[top],
-            "workflow_id": wf_id, "site": "imported", "native_id": aid, "state": state,
+            "workflow_id": wf_id, "site": "imported", "native_id": resolve(origin, aid),
+            "state": state,
             "exit_code": exit_code, "created": created, "started": start,
             "ended": end if state in ("COMPLETE", "FAILED", "CANCELLED") else None,
             "triggered_by": None, "instance_id": origin}, where))
@@ -117,14 +123,29 @@ def read_foreign(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: 
                 d = by_id.get(did)
                 if d is None or not (_types(d) & DATA_TYPES):
                     what = "missing entity" if d is None else "/".join(sorted(_types(d))) or "untyped"
-                    inc.unmapped.append(f"{prop} {did[:100]} of action {aid[:100]} ({what}) not mapped")
+                    inc.unmapped.append(f"{prop} {did[:100]} of action {aid[:100]} ({what}): "
+                                        "no lwfm data row (kept as the crate's triples)")
                     continue
                 used.add(did)
                 when = (end or created) if direction == "put" else created
                 row = _data_row(key, origin, wf_id, jid, aid, d, direction, when)
                 inc.data.append(check_row("data", row, where))
+    _link_uses(inc)
     _report_rest(by_id, used, odd_props, inc, root)
     return inc
+
+
+def _link_uses(inc: Incoming) -> None:
+    """A file one action used and another made is one file: the use derives from the
+    making (so lineage runs from step to step, as the crate's own ids do)."""
+    made = {}
+    for d in inc.data:
+        if d["direction"] == "put":
+            made.setdefault(d["metadata"]["rocrate_iri"], d["id"])
+    for d in inc.data:
+        src = made.get(d["metadata"]["rocrate_iri"])
+        if d["direction"] == "get" and src is not None:
+            d["derived_from"] = src
 
 
 def _data_row(key: str, origin: str, wf_id: str, jid: str, aid: str, d: dict[str, Any],
@@ -137,8 +158,8 @@ def _data_row(key: str, origin: str, wf_id: str, jid: str, aid: str, d: dict[str
         size = size if 0 <= size < 2 ** 62 else None
     except ValueError:
         size = None
-    md = {"rocrate_id": did}
-    name = _str(d.get("name"))
+    md = {"rocrate_id": did, "rocrate_iri": resolve(origin, did)}
+    name = _str(d.get("name")) or _str(d.get("alternateName"))
     if name:
         md["name"] = name[:1000]
     return {"id": derived_id(key, "data", aid, did, direction),
@@ -174,11 +195,13 @@ def _report_rest(by_id: dict[str, dict[str, Any]], used: set[str], odd: Counter,
         ty = "/".join(sorted(_types(e))) or "untyped"
         (noted if _types(e) & _NOTED_TYPES else rest)[ty] += 1
     for ty, n in sorted(rest.items()):
-        inc.unmapped.append(f"{n} entit{'y' if n == 1 else 'ies'} of type {ty} not mapped")
+        inc.unmapped.append(f"{n} entit{'y' if n == 1 else 'ies'} of type {ty}: no lwfm row "
+                            "(kept as the crate's triples)")
     for ty, n in sorted(noted.items()):
-        inc.unmapped.append(f"{n} {ty} entit{'y' if n == 1 else 'ies'} noted only "
-                            "(people on the workflow; tools in job definitions)")
+        inc.unmapped.append(f"{n} {ty} entit{'y' if n == 1 else 'ies'} noted in rows only "
+                            "(people on the workflow; tools in job definitions), kept as triples")
     for prop, n in sorted(odd.items()):
-        inc.unmapped.append(f"action property {prop!r} ({n}x) not mapped")
+        inc.unmapped.append(f"action property {prop!r} ({n}x): no lwfm column "
+                            "(kept as the crate's triples)")
     if any(not (":" in i or i.startswith("#") or i == "./") for i in used - {root["@id"]}):
         inc.unmapped.append("payload files of foreign crates are referenced, not copied")

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
 from lwfm.errors import BundleError
 from lwfm.model import iso, new_id, utcnow
+from lwfm.provenance.vocab import crate_graph_iri
 from lwfm.store import Store, t
 
 from ._common import METADATA, ImportReport, Limits, ProgressFn, derived_id, sha256_file
@@ -28,6 +29,7 @@ from ._merge import Merger
 from ._reader import Incoming, Payload, entities, read_lwfm
 from ._safety import SafeZip, check_jsonld, open_zip, parse_metadata
 from ._stream import NotStreamable, child_batches
+from ._triples import crate_rows
 
 MODES = ("fail", "keep", "theirs")
 STREAM_MIN_BYTES = 16 << 20   # metadata at least this large is read by a child process
@@ -91,10 +93,12 @@ class _Import:
         del raw
         check_jsonld(doc, self.where)
         by_id, root = entities(doc, self.where)
-        if "lwfm:bundleFormat" in root:
+        foreign = "lwfm:bundleFormat" not in root
+        if not foreign:
             inc = read_lwfm(by_id, root, self.where, set(self.sz.entries))
         else:
             inc = read_foreign(by_id, root, self.where, self.sha)
+            inc.info["crate_graph"] = crate_graph_iri(inc.origin)
         for kind, rows in (("workflow", inc.workflows), ("job", inc.jobs), ("data", inc.data),
                            ("trigger", inc.triggers)):
             if len({r["id"] for r in rows}) != len(rows):
@@ -103,6 +107,9 @@ class _Import:
         self.payload = inc.payload
         self.data_rows = {d["id"]: d for d in inc.data}
         yield inc
+        if foreign:   # the crate's own triples: parsed while the writer stores the rows
+            yield Incoming(origin=inc.origin, foreign=True,
+                           crate_nodes=crate_rows(doc, inc.origin, self.where))
 
     def streamed(self) -> Iterator[Incoming]:
         done = 0
@@ -192,10 +199,12 @@ class _Import:
         return ImportReport(
             file=self.path.name, sha256=self.sha, origin_instance=self.head.origin,
             foreign=self.head.foreign, dry_run=self.dry_run, unmapped=list(self.head.unmapped),
-            added={k: m.added.get(k, 0) for k in ("workflow", "job", "status", "data", "trigger")},
+            added={k: m.added.get(k, 0) for k in ("workflow", "job", "status", "data", "trigger",
+                                                   "triples")},
             updated={k: m.updated.get(k, 0) for k in ("workflow", "job", "data", "trigger")},
             unchanged=dict(m.unchanged), conflicts=m.conflicts,
-            payload_files=len(self.payload) if self.dry_run else len(staged))
+            payload_files=len(self.payload) if self.dry_run else len(staged),
+            crate_graph=self.head.info.get("crate_graph"))
 
     def _stage(self, c: Any) -> tuple[list[tuple[Path, Path]], Path | None, Incoming | None]:
         """Verify every payload file; extract the new ones to a temp dir; their copy rows."""

@@ -41,12 +41,17 @@ class Plan:
     updates: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: {
         k: {} for k in ("workflow", "job", "data", "trigger")})
     meta_replace: list[dict[str, str]] = field(default_factory=list)
+    crate_new: list[dict[str, str]] = field(default_factory=list)      # crate_nodes rows
+    crate_grown: list[dict[str, str]] = field(default_factory=list)    # rows with more triples
+    triples_added: int = 0
     conflicts: list[Conflict] = field(default_factory=list)
     unchanged: Counter = field(default_factory=Counter)
     resolution: str = "kept local"   # what a conflict comes to: "theirs" or "kept local"
 
     def added(self) -> dict[str, int]:
-        return {k: len(self.inserts[k]) for k in ("workflow", "job", "status", "data", "trigger")}
+        out = {k: len(self.inserts[k]) for k in ("workflow", "job", "status", "data", "trigger")}
+        out["triples"] = self.triples_added
+        return out
 
     def updated(self) -> dict[str, int]:
         return {k: len(v) for k, v in self.updates.items()}
@@ -102,7 +107,39 @@ def plan_merge(c: Connection, inc: Incoming, mode: str) -> Plan:
             p.inserts["status"].append({"job_id": T["id"], **s})
     _plan_data(c, inc, p, theirs_wins)
     _plan_triggers(c, inc, p, theirs_wins)
+    _plan_crates(c, inc, p)
     return p
+
+
+def _plan_crates(c: Connection, inc: Incoming, p: Plan) -> None:
+    """A crate's triples only ever grow: a subject's row gains the triples it lacks."""
+    by_crate: dict[str, dict[str, dict[str, str]]] = {}
+    for r in inc.crate_nodes:
+        have = by_crate.setdefault(r["crate_id"], {}).get(r["subject"])
+        if have is not None:   # two rows for one subject (two crates' exports merged)
+            have["triples"] = "\n".join(dict.fromkeys(have["triples"].split("\n") +
+                                                      r["triples"].split("\n")))
+        else:
+            by_crate[r["crate_id"]][r["subject"]] = dict(r)
+    for cid, rows in sorted(by_crate.items()):
+        local = {r["subject"]: r["triples"] for r in fetch_in(
+            c, t.crate_nodes, "crate_id", [cid], cols=("subject", "triples"))}
+        for subj, r in rows.items():
+            old = local.get(subj)
+            if old is None:
+                p.crate_new.append(r)
+                p.triples_added += r["triples"].count("\n") + 1
+                continue
+            have = old.split("\n")
+            known = set(have)
+            more = [ln for ln in dict.fromkeys(r["triples"].split("\n")) if ln not in known]
+            if more:
+                p.crate_grown.append({"crate_id": cid, "subject": subj,
+                                      "triples": "\n".join(have + more)})
+                p.triples_added += len(more)
+            else:
+                p.unchanged["crate_node"] += 1
+
 
 
 def _merge_rows(c: Connection, table: Any, rows: list[dict[str, Any]], p: Plan, kind: str):
@@ -235,6 +272,14 @@ def apply_plan(c: Connection, store: Store, p: Plan) -> list[dict[str, str]]:
                                             t.data_meta.c.key == m["key"]))
     bulk_insert(c, store, t.data_meta, p.inserts["data_meta"])
     bulk_insert(c, store, t.trigger_watch, p.inserts["watch"])
+    bulk_insert(c, store, t.crate_nodes, p.crate_new)
+    for r in p.crate_grown:
+        c.execute(update(t.crate_nodes).where(t.crate_nodes.c.crate_id == r["crate_id"],
+                                              t.crate_nodes.c.subject == r["subject"])
+                  .values(triples=r["triples"]))
+    crates = sorted({r["crate_id"] for r in p.crate_new + p.crate_grown})
+    store.journal(c, "crate", crates)
+    items += [{"kind": "crate", "ref": cid} for cid in crates]
     store.journal(c, "status", _insert_statuses(c, store, p.inserts["status"]))
     return items   # statuses come with their jobs: bundle_items names records only
 

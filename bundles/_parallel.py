@@ -53,7 +53,7 @@ def _slices(jobs: list[str], data: list[str], n: int) -> list[tuple[list[str], l
 
 def render_parallel(store_url: str, jobs: list[str], data: list[str], refs: dict[str, str],
                     w: Any, apps: dict[str, str], sites: set[tuple[str, str]],
-                    progress: Any, total: int) -> None:
+                    progress: Any, total: int, runs: Any) -> None:
     """Run the workers, appending their entity lines to ``w`` in slice order.
 
     A worker's output is its entities joined by ``,\\n`` (no separator before the
@@ -110,25 +110,30 @@ def render_parallel(store_url: str, jobs: list[str], data: list[str], refs: dict
             extra = json.loads((Path(tmp) / f"extra-{i}.json").read_text())
             apps.update(extra["apps"])
             sites.update(tuple(s) for s in extra["sites"])
+            runs.update(extra["runs"])
 
 
 def main(spec_path: str) -> None:
     from sqlalchemy import create_engine
 
     from ._crate import encode_entity, render_data, render_jobs
+    from ._workflow import Runs
     spec = json.loads(Path(spec_path).read_text())
     SECRET_NAME.add_patterns(spec["secret_patterns"])   # the parent's rule, not just ours
     apps: dict[str, str] = {}
     sites: set[tuple[str, str]] = set()
+    runs = Runs()
     engine = create_engine(os.environ["LWFM_EXPORT_STORE_URL"])
     out = sys.stdout.buffer if spec["out"] == "-" else open(spec["out"], "wb")
     try:
         with engine.connect() as c:
             buf: list[str] = []
             sep = ""
-            for ents in (render_jobs(c, spec["jobs"], apps, sites),
-                         render_data(c, spec["data"], spec["refs"], sites)):
+            for kind, ents in (("job", render_jobs(c, spec["jobs"], apps, sites)),
+                               ("data", render_data(c, spec["data"], spec["refs"], sites))):
                 for e in ents:
+                    if kind == "job":
+                        runs.add(e)
                     buf.append(encode_entity(e))
                     if len(buf) >= 2000:
                         out.write((sep + ",\n".join(buf)).encode())
@@ -138,4 +143,5 @@ def main(spec_path: str) -> None:
     finally:
         out.close()
         engine.dispose()
-    Path(spec["extra"]).write_text(json.dumps({"apps": apps, "sites": sorted(sites)}))
+    Path(spec["extra"]).write_text(json.dumps({"apps": apps, "sites": sorted(sites),
+                                               "runs": runs.to_json()}))

@@ -25,6 +25,7 @@ from lwfm.store import t
 
 from ._common import METADATA, from_urn, is_uuid
 from ._safety import check_name
+from ._triples import check_node_rows
 
 _SHA = frozenset("0123456789abcdef")
 # What lwfm.model.iso writes; anything else is parsed and normalised.
@@ -54,6 +55,7 @@ class Incoming:
     triggers: list[dict[str, Any]] = field(default_factory=list)
     payload: list[Payload] = field(default_factory=list)
     unmapped: list[str] = field(default_factory=list)
+    crate_nodes: list[dict[str, str]] = field(default_factory=list)   # a crate's own triples
 
 
 def _checker(table: Table, skip: tuple[str, ...] = ()) -> list[tuple[str, str, int | None, bool]]:
@@ -194,6 +196,12 @@ class LwfmConverter:
         types = _types(e)
         inc = self.batch
         w = f"{self.where}: entity {eid[:100]}"
+        if "lwfm:crateTriples" in e:   # a foreign crate's node, carried whole (_triples)
+            rows = check_node_rows(eid, e["lwfm:crateTriples"], w)
+            inc.crate_nodes += rows
+            self.size += len(rows)
+            if "lwfm:record" not in e:
+                return
         if "lwfm:Workflow" in types:
             row = check_row("workflow", _record(e, w), w)
             _same(row["id"], from_urn(eid), w)

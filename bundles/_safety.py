@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 
 from lwfm.errors import BundleError
 
-from ._common import ACCEPTED_CONTEXTS, LWFM_NS, METADATA, Limits
+from ._common import LWFM_CONTEXTS, LWFM_NS, METADATA, Limits, accepted_context
 
 _ALLOWED_MODES = {0, stat.S_IFREG, stat.S_IFDIR}
 
@@ -185,7 +185,8 @@ def _check_literals(e: Any, eid: str, where: str, cap: int, depth: int = 0) -> N
 
 
 def check_context(ctx: Any, where: str) -> None:
-    """Accept only the RO-Crate contexts (1.1/1.2), lwfm's, and plain inline term maps."""
+    """Accept only the contexts lwfm ships (RO-Crate 1.1/1.2/1.3, Workflow Run terms),
+    lwfm's, and plain inline term maps."""
     if ctx is None:
         raise BundleError(f"{where}: {METADATA} has no @context")
     items = ctx if isinstance(ctx, list) else [ctx]
@@ -193,9 +194,12 @@ def check_context(ctx: Any, where: str) -> None:
         raise BundleError(f"{where}: empty @context")
     for item in items:
         if isinstance(item, str):
-            if item not in ACCEPTED_CONTEXTS:
-                raise BundleError(f"{where}: remote or unknown @context {item[:200]!r}; accepted: "
-                                  "the RO-Crate 1.1/1.2 context and lwfm's (resolved locally)")
+            if not accepted_context(item):
+                raise BundleError(
+                    f"{where}: remote or unknown @context {item[:200]!r}: lwfm never fetches a "
+                    "context (no network), and resolves locally only the RO-Crate 1.1, 1.2 and "
+                    "1.3 contexts, the Workflow Run terms (https://w3id.org/ro/terms/workflow-run) "
+                    "and its own. Inline that context's terms in the crate to import it")
         elif isinstance(item, dict):
             for k, v in item.items():
                 if not isinstance(k, str) or k.startswith("@"):
@@ -212,20 +216,17 @@ def check_context(ctx: Any, where: str) -> None:
             raise BundleError(f"{where}: malformed @context")
 
 
-_CONTEXT_DOC: dict[str, Any] | None = None
-
-
 def _local_loader(url: str, options: Any = None) -> dict[str, Any]:
-    """pyld document loader: the RO-Crate context from the package; nothing else, ever."""
-    global _CONTEXT_DOC
+    """pyld document loader: the published contexts from the package; nothing else, ever."""
     from pyld import jsonld
-    if url not in ACCEPTED_CONTEXTS or "/lwfm/" in url:
+
+    from lwfm.ontology import context_document
+    try:
+        doc = context_document(url)
+    except KeyError:
         raise jsonld.JsonLdError(f"context {url} is not available locally", "jsonld.LoadDocumentError",
-                                 code="loading remote context failed")
-    if _CONTEXT_DOC is None:
-        from lwfm.ontology import path
-        _CONTEXT_DOC = {"@context": json.loads(path("ro-crate-1.1-context.jsonld").read_text())["@context"]}
-    return {"contextUrl": None, "documentUrl": url, "document": _CONTEXT_DOC}
+                                 code="loading remote context failed") from None
+    return {"contextUrl": None, "documentUrl": url, "document": {"@context": doc["@context"]}}
 
 
 def check_jsonld(doc: dict[str, Any], where: str, max_entities: int = 5000) -> None:
@@ -238,8 +239,8 @@ def check_jsonld(doc: dict[str, Any], where: str, max_entities: int = 5000) -> N
         return
     from pyld import jsonld
     ctx = doc["@context"]
-    if isinstance(ctx, list) and any(isinstance(c, str) and "/lwfm/" in c for c in ctx):
-        ctx = [c for c in ctx if not (isinstance(c, str) and "/lwfm/" in c)] + [{"lwfm": LWFM_NS}]
+    if isinstance(ctx, list) and any(isinstance(c, str) and c in LWFM_CONTEXTS for c in ctx):
+        ctx = [c for c in ctx if not (isinstance(c, str) and c in LWFM_CONTEXTS)] + [{"lwfm": LWFM_NS}]
     try:
         jsonld.expand({**doc, "@context": ctx},
                       {"documentLoader": _local_loader, "base": "arcp://name,lwfm-import/"})

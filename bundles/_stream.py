@@ -28,7 +28,7 @@ from ._common import METADATA, Limits
 from ._reader import Incoming, LwfmConverter, Payload, lwfm_origin
 from ._safety import open_zip, stream_entities
 
-_ROWS = ("workflows", "jobs", "statuses", "data", "triggers")
+_ROWS = ("workflows", "jobs", "statuses", "data", "triggers", "crate_nodes")
 
 
 # Not ``-m lwfm.bundles._stream``: the package imports this module first, and runpy warns.
@@ -55,7 +55,7 @@ def read_batches(path: Path, limits: Limits, batch: int) -> Iterator[Incoming]:
         conv: LwfmConverter | None = None
         ids: set[str] = set()
         for e in ents:
-            if "lwfm:record" not in e and "lwfm:payloadOf" not in e:
+            if "lwfm:record" not in e and "lwfm:payloadOf" not in e and "lwfm:crateTriples" not in e:
                 small[e["@id"]] = e
                 continue
             if conv is None:
@@ -64,10 +64,11 @@ def read_batches(path: Path, limits: Limits, batch: int) -> Iterator[Incoming]:
                     raise NotStreamable()
                 conv = LwfmConverter(lwfm_origin(root, where), where, set(sz.entries))
             conv.add(e)
-            rid = e["@id"].lower()
-            if rid in ids:
-                raise BundleError(f"{where}: two records share the id {e['@id'][:100]}")
-            ids.add(rid)
+            if "lwfm:record" in e or "lwfm:payloadOf" in e:   # not a crate's node (IRIs are
+                rid = e["@id"].lower()                          # case-sensitive there)
+                if rid in ids:
+                    raise BundleError(f"{where}: two records share the id {e['@id'][:100]}")
+                ids.add(rid)
             if conv.size >= batch:
                 yield conv.take()
         if conv is None:

@@ -107,7 +107,7 @@ def build(local: Home, remote: Home, tmp: Path) -> Thread:
 
 
 TABLES = ("workflows", "jobs", "statuses", "data", "data_meta", "triggers", "trigger_watch",
-          "bundles", "bundle_items", "events")
+          "bundles", "bundle_items", "events", "crate_nodes")
 
 
 def snapshot(store: Store) -> dict[str, list[tuple]]:

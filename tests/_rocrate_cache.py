@@ -2,8 +2,9 @@
 
 The validator resolves the RO-Crate JSON-LD context over HTTP through a
 requests-cache SQLite file; ``--offline`` serves only from that cache. The tests
-never touch the network, so they store the context document the ``rocrate``
-package ships under the context URLs, in a cache file of their own.
+never touch the network, so they store the published context documents lwfm ships
+(``ontology/contexts.json``: RO-Crate 1.1, 1.2, 1.3, Workflow Run terms) under their
+URLs, in a cache file of their own.
 """
 
 from __future__ import annotations
@@ -13,19 +14,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-CONTEXT_URLS = [f"https://w3id.org/ro/crate/{v}/context" for v in ("1.1", "1.2", "1.3")]
+CONTEXT_URLS = [f"https://w3id.org/ro/crate/{v}/context" for v in ("1.1", "1.2", "1.3")] + [
+    "https://w3id.org/ro/terms/workflow-run"]
 
 
 def seed_cache(cache_path: Path) -> Path:
     """Write the RO-Crate contexts into a requests-cache SQLite at ``cache_path``."""
     import requests
-    import rocrate
+    from lwfm.ontology import context_files, path
     from requests_cache import CachedSession
     from urllib3 import HTTPResponse
 
-    body = (Path(rocrate.__file__).parent / "data" / "ro-crate.jsonld").read_bytes()
     session = CachedSession(cache_name=str(cache_path), backend="sqlite", expire_after=-1)
     for url in CONTEXT_URLS:
+        body = path(context_files()[url]).read_bytes()
         resp = requests.Response()
         resp.status_code = 200
         resp.url = url

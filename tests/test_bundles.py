@@ -141,7 +141,8 @@ def test_reimport_is_a_no_op_and_incremental_adds_only_new(homes, tmp_path):
     _job(remote.store, JobDefn(entry=["sim", "--final"]), extra, (State.COMPLETE, 0))
     rep = import_bundle(local.store, local.config,
                         _export(remote, tmp_path, "b2.zip", workflow_id=th.workflow))
-    assert rep.added == {"workflow": 0, "job": 1, "status": 3, "data": 0, "trigger": 0}
+    assert rep.added == {"workflow": 0, "job": 1, "status": 3, "data": 0, "trigger": 0,
+                         "triples": 0}
     assert local.store.history(th.steps[0])[-1].info == "late note"
     assert local.store.get_job(extra.job_id).state is State.COMPLETE
     assert len(list_bundles(local.store)) == 2
@@ -155,7 +156,7 @@ def test_since_and_job_selections(homes, tmp_path):
     assert f"urn:uuid:{th.steps[0]}" not in ids
     assert f"urn:uuid:{th.outputs[1]}" in ids
     meta = _meta(_export(remote, tmp_path, "s.zip", since="2000-01-01T00:00:00Z"))
-    assert sum("CreateAction" in e.get("@type", []) for e in meta["@graph"]) == 4
+    assert sum("lwfm:Job" in e.get("@type", []) for e in meta["@graph"]) == 4
     with pytest.raises(BundleError, match="ISO 8601"):
         _export(remote, tmp_path, "bad.zip", since="yesterday-ish")
     with pytest.raises(BundleError, match="exactly one"):
@@ -280,9 +281,10 @@ def test_exported_crate_passes_rocrate_validator_offline(homes, tmp_path):
     cache = seed_cache(tmp_path / "validator-cache" / "http_cache")
     conforms = {c["@id"] for e in _meta(bundle)["@graph"] if e["@id"] == "./"
                 for c in e["conformsTo"]}
-    profiles = ["ro-crate-1.1", "process-run-crate-0.5"]
-    if "https://w3id.org/ro/wfrun/provenance/0.5" in conforms:
-        profiles.append("provenance-run-crate-0.5")
+    assert {"https://w3id.org/ro/wfrun/process/0.5", "https://w3id.org/ro/wfrun/workflow/0.5",
+            "https://w3id.org/ro/wfrun/provenance/0.5"} <= conforms
+    profiles = ["ro-crate-1.1", "process-run-crate-0.5", "workflow-run-crate-0.5",
+                "provenance-run-crate-0.5"]
     for profile in profiles:
         report = validate(d, profile, cache)
         assert report["passed"], (profile, report["issues"])

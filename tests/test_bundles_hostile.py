@@ -164,7 +164,7 @@ def test_oversized_literal(env):
 def _job_record(change):
     """A metadata mutation: ``change(record)`` on the first job's lwfm:record."""
     def mutate(d):
-        e = _entity(d, lambda e: "CreateAction" in e.get("@type", []))
+        e = _entity(d, lambda e: "lwfm:Job" in e.get("@type", []))
         rec = json.loads(e["lwfm:record"])
         change(rec)
         e["lwfm:record"] = json.dumps(rec)
@@ -470,7 +470,7 @@ def test_a_job_whose_state_contradicts_its_history_is_refused(env, tmp_path):
     over a history that never ended) is not a state lwfm could have recorded."""
     def first_job(change):
         def mutate(d):
-            e = _entity(d, lambda e: "CreateAction" in e.get("@type", []) and
+            e = _entity(d, lambda e: "lwfm:Job" in e.get("@type", []) and
                         json.loads(e["lwfm:record"])["job"]["state"] == "COMPLETE")
             rec = json.loads(e["lwfm:record"])
             change(rec)

@@ -60,6 +60,8 @@ def iter_lines(store: Store) -> Iterator[str]:
             yield from em.bundle(r, store.instance_id, bundle_items(c, r["id"]))
         for r in _rows(c, select(t.triggers).order_by(t.triggers.c.id)):
             yield from _with_extra(em.trigger(r, store.instance_id, extra), extra)
+        for r in _rows(c, select(t.crate_nodes)):
+            yield from em.crate((r,))
 
 
 def _with_extra(owned: list[str], extra: list[str]) -> Iterator[str]:

@@ -26,7 +26,7 @@ from ..store import Store
 from .journal import JournalState
 from .project import JOB_OWNED, Emitter, Lines
 from .rows import fetch
-from .vocab import PREFIXES, PROV, SPARQL_PREFIXES, node_iri
+from .vocab import PREFIXES, PROV, SPARQL_PREFIXES, crate_graph_iri, node_iri
 
 BATCH_EVENTS = 5000
 REINDEX_ABOVE = 50_000   # a new graph over more events than this is bulk-built
@@ -190,6 +190,9 @@ class ProvenanceGraph:
             owned.append((node_iri(r["id"]), em.trigger(r, self.store.instance_id, extra), None))
         for r, items in rows.bundles:
             extra += em.bundle(r, self.store.instance_id, items)
+        for cid, crows in rows.crates.items():   # a crate's triples: its whole graph anew
+            self.ox.remove_graph(ox.NamedNode(crate_graph_iri(cid)))
+            extra += em.crate(crows)
         lines: Lines = []
         for subject, new, only in owned:
             self._drop_stale(subject, new, only)

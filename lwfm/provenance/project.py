@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Mapping
 
-from .vocab import (ACTION_STATUS, LWFM, PROV, RDF, SCHEMA, XSD, entry_text, graph_iri,
+from .vocab import (ACTION_STATUS, LWFM, PROV, RDF, SCHEMA, XSD, crate_graph_iri, entry_text,
+                    graph_iri,
                     meta_iri, node_iri, person_iri, site_iri, software_iri, status_iri)
 
 Row = Mapping[str, Any]
@@ -52,7 +53,7 @@ P.update({"lwfm_" + n: _p(LWFM, n) for n in (
     "reason", "firedAt", "statusOf", "nativeState", "info", "created", "computeType",
     "arguments", "entryKind", "entryPoint", "sha256", "direction", "site", "instance",
     "props", "seq", "originInstance", "importedAt", "brought", "bundleSummary", "retryOf",
-    "attempt", "deadline", "atLeast")})
+    "attempt", "deadline", "atLeast", "crateNode")})
 C = {
     "Activity": _p(PROV, "Activity"), "Entity": _p(PROV, "Entity"), "Agent": _p(PROV, "Agent"),
     "CreateAction": _p(SCHEMA, "CreateAction"), "MediaObject": _p(SCHEMA, "MediaObject"),
@@ -88,6 +89,14 @@ def dt(v: str) -> str:
 def lit(s: Any) -> str:
     """An N-Quads string literal."""
     return '"' + str(s).translate(_ESC) + '"'
+
+
+_NOT_IN_IRI = frozenset('<>"{}|^`\\ \t\n\r')
+
+
+def _iri_ok(v: Any) -> bool:
+    """An absolute IRI that can stand between <> in N-Quads."""
+    return isinstance(v, str) and ":" in v and not (_NOT_IN_IRI & set(v))
 
 
 def _json(v: Any) -> str:
@@ -197,6 +206,9 @@ class Emitter:
             o.append(f"{j} {P['lwfm_exitCode']} \"{int(r['exit_code'])}\"{_INT} {g} .\n")
         if r["native_id"] is not None:   # as stored: an empty id is not an absent one
             o.append(f"{j} {P['lwfm_nativeId']} {lit(r['native_id'])} {g} .\n")
+            if r["site"] == "imported" and _iri_ok(r["native_id"]):
+                # a foreign crate's action: its native id is the action's IRI in the crate
+                o.append(f"{j} {P['lwfm_crateNode']} <{r['native_id']}> {g} .\n")
         if r["parent_id"]:
             p = node_iri(r["parent_id"])
             o.append(f"{j} {P['lwfm_parentJob']} <{p}> {g} .\n")
@@ -262,6 +274,8 @@ class Emitter:
             o.append(f"{d} {P['prov_wasDerivedFrom']} <{src}> {g} .\n")
             extra.append(f"{d} {_INFL} <{src}> {g} .\n")
         for key, value in meta:
+            if key == "rocrate_iri" and r["site"] == "imported" and _iri_ok(value):
+                o.append(f"{d} {P['lwfm_crateNode']} <{value}> {g} .\n")
             pv = f"<{meta_iri(did, key)}>"
             o.append(f"{d} {P['additionalProperty']} {pv} {g} .\n")
             extra += (f"{pv} {_TYPE} {C['PropertyValue']} {g} .\n",
@@ -292,6 +306,9 @@ class Emitter:
         props = _defn(r["props"])
         if props:
             o.append(f"{w} {P['lwfm_props']} {_json(props)} {g} .\n")
+            root = (props.get("rocrate") or {}).get("root") if isinstance(props.get("rocrate"), dict) else None
+            if isinstance(root, str) and _iri_ok(root):
+                o.append(f"{w} {P['lwfm_crateNode']} <{root}> {g} .\n")
         return o
 
     @staticmethod
@@ -338,6 +355,15 @@ class Emitter:
 
 
     @staticmethod
+    def crate(rows: Iterable[Row]) -> Lines:
+        """A foreign crate's own triples (``crate_nodes`` rows), in its named graph."""
+        out: Lines = []
+        for r in rows:
+            g = f" <{crate_graph_iri(r['crate_id'])}> .\n"
+            out += [ln + g for ln in r["triples"].split("\n")]
+        return out
+
+    @staticmethod
     def bundle(r: Row, instance_id: str, items: Iterable[str]) -> Lines:
         """An imported bundle, in the importing instance's graph: where it came from,
         when, and which records it brought (the records keep their origin's graph)."""
@@ -366,4 +392,4 @@ JOB_OWNED = frozenset(
                       P["prov_endedAtTime"], P["lwfm_exitCode"], P["lwfm_nativeId"],
                       P["lwfm_parentJob"], P["prov_wasInformedBy"], P["lwfm_originator"],
                       P["lwfm_workflow"], P["isPartOf"], P["lwfm_triggeredBy"],
-                      P["lwfm_computeType"], P["lwfm_arguments"]))
+                      P["lwfm_computeType"], P["lwfm_arguments"], P["lwfm_crateNode"]))

@@ -1,5 +1,8 @@
 """Read-only SPARQL over the union of all named graphs, with output formats.
 
+A query with its own dataset clause (``FROM <g>``, ``FROM NAMED``) gets exactly that
+dataset: ``FROM <urn:lwfm:graph:crate:ID>`` asks one imported crate what it said.
+
 The graph is a projection of the SQL store, so writing to it would be lost on the next
 ``reindex`` and could contradict SQL: UPDATE and its friends are refused. rdflib's
 SPARQL parser classifies the text (and gives the error message for malformed queries);
@@ -29,6 +32,11 @@ READ_FORMS = {"SelectQuery": "SELECT", "AskQuery": "ASK", "ConstructQuery": "CON
 
 def classify(sparql: str) -> str:
     """SELECT/ASK/CONSTRUCT/DESCRIBE, or QueryError (updates refused, syntax errors explained)."""
+    return _classify(sparql)[0]
+
+
+def _classify(sparql: str) -> tuple[str, bool]:
+    """The query form, and whether the query names its own dataset (FROM / FROM NAMED)."""
     from pyparsing import ParseException
     from rdflib.plugins.sparql import parser
     if not sparql or not sparql.strip():
@@ -51,7 +59,7 @@ def classify(sparql: str) -> str:
         raise QueryError("SERVICE (a federated query) is refused: it would make this query "
                          "call a remote SPARQL endpoint over the network. Query that endpoint "
                          "directly, or import its thread as a bundle (`lwfm import`)")
-    return form
+    return form, "datasetClause" in parsed[1]
 
 
 def _pattern_names(tree: Any) -> set[str]:
@@ -88,9 +96,14 @@ def run_query(g: "ProvenanceGraph", sparql: str, fmt: str | None = None) -> Any:
     """The rdflib ``Result`` (fmt None), table rows (``"table"``), or serialized text."""
     if fmt is not None and fmt not in FORMATS:
         raise QueryError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    form = classify(sparql)
+    form, own_dataset = _classify(sparql)
     try:
-        result = g.dataset.query(sparql)
+        if own_dataset:
+            # FROM <graph> scopes the query to those graphs (e.g. one imported crate's,
+            # urn:lwfm:graph:crate:<id>); without it the default graph is the union
+            result = g.dataset.store.query(sparql, {}, {}, "__FROM__")
+        else:
+            result = g.dataset.query(sparql)
     except SyntaxError as e:   # Oxigraph's parser (e.g. an undeclared prefix)
         raise QueryError(f"malformed SPARQL: {e}") from None
     except (ValueError, TypeError, OSError) as e:

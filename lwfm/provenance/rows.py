@@ -37,6 +37,7 @@ class Batch:
     workflows: list[Mapping[str, Any]] = field(default_factory=list)
     triggers: list[Mapping[str, Any]] = field(default_factory=list)
     bundles: list[tuple[Mapping[str, Any], list[str]]] = field(default_factory=list)
+    crates: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)   # crate id -> rows
 
 
 def fetch(c: Connection, refs: Mapping[str, set[str]]) -> Batch:
@@ -67,4 +68,9 @@ def fetch(c: Connection, refs: Mapping[str, set[str]]) -> Batch:
     for ch in chunks(sorted(refs.get("bundle", ()))):
         for r in c.execute(select(t.bundles).where(t.bundles.c.id.in_(ch))).mappings().all():
             b.bundles.append((r, bundle_items(c, r["id"])))
+    for ch in chunks(sorted(refs.get("crate", ()))):
+        for cid in ch:
+            b.crates[cid] = []
+        for r in c.execute(select(t.crate_nodes).where(t.crate_nodes.c.crate_id.in_(ch))).mappings():
+            b.crates[r["crate_id"]].append(r)
     return b

@@ -14,6 +14,10 @@ threads merge by IRI alone:
 * entry point (``schema:instrument``): ``urn:lwfm:software:<sha256 of kind+entry>``,
   so every run of the same program points at one SoftwareApplication node
 * named graph of an instance's facts: ``urn:lwfm:graph:<instance_id>``
+* named graph of an imported foreign RO-Crate's own triples (its IRIs as the crate
+  wrote them, relative ids resolved against ``arcp://uuid,<crate_id>/``):
+  ``urn:lwfm:graph:crate:<crate_id>``, beside the lwfm rows mapped from that crate in
+  ``urn:lwfm:graph:<crate_id>``; ``lwfm:crateNode`` joins those rows to the crate's nodes
 """
 
 from __future__ import annotations
@@ -91,6 +95,10 @@ def graph_iri(instance_id: str) -> str:
     return "urn:lwfm:graph:" + _part(instance_id)
 
 
+def crate_graph_iri(crate_id: str) -> str:
+    return "urn:lwfm:graph:crate:" + _part(crate_id)
+
+
 def software_iri(kind: str, entry: Any) -> str:
     digest = hashlib.sha256((kind + "\x00" + entry_text(entry)).encode()).hexdigest()[:32]
     return "urn:lwfm:software:" + digest
@@ -108,5 +116,5 @@ def entry_text(entry: Any) -> str:
 UP_PATH = "prov:wasInfluencedBy"
 
 __all__ = ["ACTION_STATUS", "LWFM", "OWL", "PREFIXES", "PROV", "RDF", "RDFS", "SCHEMA",
-           "SPARQL_PREFIXES", "UP_PATH", "XSD", "entry_text", "graph_iri",
+           "SPARQL_PREFIXES", "UP_PATH", "XSD", "crate_graph_iri", "entry_text", "graph_iri",
            "meta_iri", "node_id", "node_iri", "person_iri", "site_iri", "software_iri", "status_iri"]

@@ -19,7 +19,8 @@ from typing import Any
 import orjson
 
 from lwfm import __version__
-from lwfm.bundles._common import LWFM_CONTEXT, METADATA, PROCESS_RUN_CRATE, RO_CRATE_1_1
+from lwfm.bundles._common import (LWFM_CONTEXT, METADATA, PROCESS_RUN_CRATE, RO_CRATE_1_1,
+                                  WORKFLOW_RUN_TERMS)
 from lwfm.bundles._crate import _Writer, dumps, render_data, render_jobs
 from lwfm.provenance.vocab import node_iri as urn
 from lwfm.provenance.vocab import site_iri
@@ -44,10 +45,10 @@ WORKFLOW_FILE = "workflow.json"
 PROV_FILE = "provenance.json"
 ENGINE = "#lwfm"
 LANGUAGE = "#lwfm-job-definitions"
-# ComputationalWorkflow is pinned to the IRI the RO-Crate 1.1 context gives it: later
-# contexts (the one the ``rocrate`` package ships, which tests seed the validator with)
-# moved it under bioschemas.org/terms/, which the Workflow RO-Crate profile does not accept.
-CONTEXT = [RO_CRATE_1_1, {**LWFM_CONTEXT, "wfrun": "https://w3id.org/ro/terms/workflow-run#",
+# RO-Crate 1.1's context plus the Workflow Run terms (sha256 and friends, which 1.1
+# lacks). ComputationalWorkflow stays pinned to the IRI RO-Crate 1.1 gives it (RO-Crate
+# 1.3 moved it under bioschemas.org/terms/, which the Workflow RO-Crate profile rejects).
+CONTEXT = [RO_CRATE_1_1, WORKFLOW_RUN_TERMS, {**LWFM_CONTEXT, "wfrun": "https://w3id.org/ro/terms/workflow-run#",
                           "ComputationalWorkflow": "https://bioschemas.org/ComputationalWorkflow"}]
 
 

@@ -177,9 +177,21 @@ bundle_items = Table(
     Column("ref", String(64), nullable=False),
 )
 
+# Every triple of an imported foreign RO-Crate (bundles/_triples.py), one row per subject
+# of the crate: its triples as N-Triples lines (the crate's IRIs, relative ids resolved
+# against arcp://uuid,<crate_id>/; literals as the crate wrote them). crate_id is the
+# crate's origin (the instance id of its workflow, jobs and data rows); its named graph
+# is urn:lwfm:graph:crate:<crate_id>.
+crate_nodes = Table(
+    "crate_nodes", metadata,
+    Column("crate_id", String(64), nullable=False, index=True),
+    Column("subject", Text, nullable=False),
+    Column("triples", Text, nullable=False),
+)
+
 events = Table(
     "events", metadata,
     Column("seq", _Seq, primary_key=True, autoincrement=True),
-    Column("kind", String(16), nullable=False),   # workflow|job|status|data|trigger|bundle
+    Column("kind", String(16), nullable=False),   # workflow|job|status|data|trigger|bundle|crate
     Column("ref", String(64), nullable=False),    # id, or status seq as text
 )
