@@ -15,9 +15,10 @@ from typing import Any, Mapping
 from psij import JobAttributes, JobSpec, ResourceSpecV1
 
 from lwfm.errors import InvalidInput
+from lwfm.site import WALLTIME
 
 #: resource key -> (type, what it asks for), as the error messages and README tell it.
-RESOURCE_KEYS: dict[str, tuple[type, str]] = {
+RESOURCE_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "nodes": (int, "node count"),
     "processes": (int, "process count (run under srun)"),
     "processes_per_node": (int, "processes per node"),
@@ -25,14 +26,14 @@ RESOURCE_KEYS: dict[str, tuple[type, str]] = {
     "gpu_cores_per_process": (int, "GPU cores per process"),
     "memory_mb": (int, "memory per node, MiB"),
     "exclusive": (bool, "whole nodes, not shared"),
-    "duration_s": (int, "time limit, seconds (Slurm rounds up to minutes)"),
+    WALLTIME: ((int, float), "wall-time limit, seconds (Slurm rounds up to minutes)"),
     "queue": (str, "queue or partition"),
     "account": (str, "account or project to charge"),
     "reservation": (str, "reservation id"),
     "custom_attributes": (dict, 'executor-specific attributes, e.g. {"slurm.constraint": "gpu"}'),
 }
 _COUNTS = ("nodes", "processes", "processes_per_node", "cpu_cores_per_process",
-           "gpu_cores_per_process", "memory_mb", "duration_s")
+           "gpu_cores_per_process", "memory_mb", WALLTIME)
 
 
 def check_resources(resources: Mapping[str, Any], site: str) -> None:
@@ -51,7 +52,8 @@ def check_resources(resources: Mapping[str, Any], site: str) -> None:
             bad = not all(isinstance(k, str) and "." in k and isinstance(v, (str, int))
                           and not isinstance(v, bool) for k, v in value.items())
         if bad:
-            want = ("a positive whole number" if key in _COUNTS else
+            want = ("a number of seconds > 0" if key == WALLTIME else
+                    "a positive whole number" if key in _COUNTS else
                     "true or false" if kind is bool else
                     'a table of "executor.name" = value' if kind is dict else "a non-empty string")
             raise InvalidInput(f"resource {key!r} ({what}) must be {want}, not {value!r}")
@@ -78,13 +80,13 @@ def job_spec(argv: list[str], *, name: str, cwd: str | None, env: dict[str, str]
         exclusive_node_use=bool(r.get("exclusive", False)),
         memory=r["memory_mb"] * 1024 * 1024 if "memory_mb" in r else None)
     attrs = JobAttributes(
-        duration=timedelta(seconds=r.get("duration_s", 60)),
+        duration=timedelta(seconds=r.get(WALLTIME, 600)),
         queue_name=r.get("queue", queue), account=r.get("account"),
         reservation_id=r.get("reservation"),
         custom_attributes=dict(r.get("custom_attributes", {})) or None)
+    if WALLTIME not in r:  # no --time: the partition's limit, not psij's 10 minutes
+        attrs.duration = None  # type: ignore[assignment]
     return JobSpec(executable=argv[0], arguments=argv[1:], name=name,
                    directory=Path(cwd) if cwd else None, environment=dict[str, str | int](env),
                    inherit_environment=True, stdout_path=stdout, stderr_path=stderr,
                    resources=spec, attributes=attrs, launcher=launcher)
-    if "duration_s" not in r:
-        attrs.duration = None  # type: ignore[assignment]  # psij's 10 min: no; the partition's

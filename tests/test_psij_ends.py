@@ -37,7 +37,7 @@ def test_out_of_memory_is_failed_as_out_of_memory(hpc: Path):
 def test_over_time_limit_is_failed_with_timeout(hpc: Path):
     """Slurm keeps time limits in whole minutes and checks them every 30 s: ~60-90 s."""
     with Manager() as m:
-        job = m.submit(JobDefn(["sleep", "600"], site="hpc", resources={"duration_s": 1}))
+        job = m.submit(JobDefn(["sleep", "600"], site="hpc", resources={"walltime_s": 1}))
         done = m.wait(job.id, 150)
         hist = m.history(job.id)
     assert done.state is State.FAILED

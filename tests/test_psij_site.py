@@ -45,14 +45,19 @@ def test_argv_shell_and_python_jobs_with_exit_codes_and_logs(hpc: Path, tmp_path
 
 
 def test_resources_and_attributes_reach_slurm(hpc: Path, slurm):
-    res = {"memory_mb": 64, "duration_s": 150, "queue": "debug", "cpu_cores_per_process": 2,
+    res = {"memory_mb": 64, "walltime_s": 150, "queue": "debug", "cpu_cores_per_process": 2,
            "custom_attributes": {"slurm.comment": "from-lwfm"}}
     with Manager() as m:
         job = m.submit(JobDefn(["sleep", "30"], site="hpc", resources=res))
+        plain = m.submit(JobDefn(["sleep", "30"], site="hpc"))
         wait_for(lambda: m.status(job.id).state is State.RUNNING, 60, "the job to run")
         shown = slurm.run("scontrol", "show", "job", job.context.native_id)
+        shown_plain = slurm.run("scontrol", "show", "job", plain.context.native_id)
         m.cancel(job.id)
+        m.cancel(plain.id)
     assert "TimeLimit=00:03:00" in shown  # 150 s, rounded up to Slurm's minutes
+    # no walltime_s: the partition's limit (unlimited here), not a default of lwfm's or psij's
+    assert "TimeLimit=UNLIMITED" in shown_plain, shown_plain
     assert "MinMemoryNode=64M" in shown and "Partition=debug" in shown
     assert "CPUs/Task=2" in shown and "Comment=from-lwfm" in shown
     assert f"JobName=lwfm-{job.id}" in shown
