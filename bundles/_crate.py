@@ -45,7 +45,7 @@ from ._common import (
 )
 from ._parallel import PARALLEL_MIN, render_parallel, workers
 from ._select import Selection, fetch_in, select_closure
-from ._workflow import MAIN, PROFILES, RUN, Runs, workflow_document, workflow_entities
+from ._workflow import MAIN, PROFILES, RUN, Runs, step_name, workflow_document, workflow_entities
 
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -250,11 +250,9 @@ def _write_metadata(c: Any, inst: str, sel: Selection, w: _Writer,
         render_parallel(store_url, sel.jobs, sel.data, refs, w, apps, sites, progress, total, runs)
     else:
         done = 0
-        for kind, ents in (("job", render_jobs(c, sel.jobs, apps, sites)),
-                           ("data", render_data(c, sel.data, refs, sites))):
+        for ents in (render_jobs(c, sel.jobs, apps, sites, runs),
+                     render_data(c, sel.data, refs, sites)):
             for e in ents:
-                if kind == "job":
-                    runs.add(e)
                 w.entity(e)
                 done += 1
                 if progress and done % 5000 == 0:
@@ -299,8 +297,9 @@ def crate_entities(c: Any, sel: Selection) -> dict[str, dict[str, Any]]:
 
 
 def render_jobs(c: Any, job_ids: list[str], apps: dict[str, str],
-                sites: set[tuple[str, str]]) -> Iterator[dict[str, Any]]:
-    """Job entities (CreateActions) for ``job_ids`` (sorted), with their data links."""
+                sites: set[tuple[str, str]], runs: Runs | None = None) -> Iterator[dict[str, Any]]:
+    """Job entities (CreateActions) for ``job_ids`` (sorted), with their data links;
+    ``runs`` gathers the steps they ran (an export's workflow)."""
     io_map: dict[str, tuple[list[str], list[str]]] = {}
     for r in fetch_in(c, t.data, "job_id", job_ids, cols=("id", "job_id", "direction")):
         io_map.setdefault(r["job_id"], ([], []))[0 if r["direction"] == "get" else 1].append(
@@ -310,7 +309,10 @@ def render_jobs(c: Any, job_ids: list[str], apps: dict[str, str],
         jid, statuses = next(hist)
         while jid != r["id"]:  # both streams follow job_ids; rows may skip a vanished id
             jid, statuses = next(hist)
-        yield _job_entity(r, statuses, io_map.get(r["id"], ([], [])), apps, sites)
+        e = _job_entity(r, statuses, io_map.get(r["id"], ([], [])), apps, sites)
+        if runs is not None:
+            runs.add(e, step_name(r["defn"]))
+        yield e
 
 
 def render_data(c: Any, data_ids: list[str], refs: dict[str, str],

@@ -129,11 +129,9 @@ def main(spec_path: str) -> None:
         with engine.connect() as c:
             buf: list[str] = []
             sep = ""
-            for kind, ents in (("job", render_jobs(c, spec["jobs"], apps, sites)),
-                               ("data", render_data(c, spec["data"], spec["refs"], sites))):
+            for ents in (render_jobs(c, spec["jobs"], apps, sites, runs),
+                         render_data(c, spec["data"], spec["refs"], sites)):
                 for e in ents:
-                    if kind == "job":
-                        runs.add(e)
                     buf.append(encode_entity(e))
                     if len(buf) >= 2000:
                         out.write((sep + ",\n".join(buf)).encode())

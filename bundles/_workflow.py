@@ -1,9 +1,9 @@
 """An export as a Provenance Run Crate: the thread's jobs as the steps of a workflow.
 
 The exported thread is one ComputationalWorkflow (``workflow.json``, also a HowTo) whose
-steps are its job definitions by name: one HowToStep per job name (the runs of a
-parameter sweep differ in their arguments, not their step), whose tool is the entry point
-its first run ran. lwfm is the engine: an OrganizeAction (``#organize``) whose result is
+steps are its job definitions by name: one HowToStep per job name, or per program for
+unnamed jobs (the runs of a parameter sweep differ in their arguments, not their step),
+whose tool is the entry point its first run ran. lwfm is the engine: an OrganizeAction (``#organize``) whose result is
 the run of the workflow (``#run``, a CreateAction with the thread's first start and last
 end) and whose objects are one ControlAction per step, naming the jobs that ran it. A job
 fired by a trigger says so on its own entity (``lwfm:triggeredBy``). That is a few
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lwfm import __version__
+from lwfm.model import derived_name
 
 PROCESS = "https://w3id.org/ro/wfrun/process/0.5"
 WORKFLOW = "https://w3id.org/ro/wfrun/workflow/0.5"
@@ -42,8 +43,8 @@ class Runs:
     start: str | None = None
     end: str | None = None
 
-    def add(self, e: dict[str, Any]) -> None:
-        name = e["name"]
+    def add(self, e: dict[str, Any], name: str) -> None:
+        """Job entity ``e`` ran step ``name`` (:func:`step_name`)."""
         if name not in self.jobs:
             self.jobs[name] = []
             self.tools[name] = e["instrument"]["@id"]
@@ -69,6 +70,17 @@ class Runs:
             self.start = d["start"]
         if d["end"] and (self.end is None or d["end"] > self.end):
             self.end = d["end"]
+
+
+def step_name(defn: dict[str, Any]) -> str:
+    """The step a job ran: its own name if it was given one, else (its name is the one
+    lwfm derives from its entry) its program, argv's first word, so the unnamed runs of
+    a sweep are one step."""
+    name, entry = defn.get("name"), defn.get("entry")
+    if (name and name != derived_name(str(defn.get("kind", "argv")), entry)) or \
+            not (isinstance(entry, list) and entry):
+        return str(name or derived_name(str(defn.get("kind", "argv")), entry))
+    return str(entry[0])
 
 
 def workflow_document(runs: Runs, apps: dict[str, str]) -> bytes:

@@ -237,11 +237,16 @@ class JobDefn(_Record):
         check_texts(self.resources, "the job's resources")
 
     def display_name(self) -> str:
-        if self.kind is EntryKind.ARGV:
-            return " ".join(self.entry)[:80]  # type: ignore[arg-type]
-        if self.kind in (EntryKind.PAYLOAD, EntryKind.CIRCUIT):
-            return str(self.entry.get("name", "payload"))[:80] if isinstance(self.entry, dict) else "payload"
-        return str(self.entry)[:80]
+        return derived_name(self.kind.value, self.entry)
+
+
+def derived_name(kind: str, entry: Any) -> str:
+    """The name a job gets when none is given (from a definition or its stored dict)."""
+    if kind == EntryKind.ARGV.value:
+        return " ".join(entry)[:80]
+    if kind in (EntryKind.PAYLOAD.value, EntryKind.CIRCUIT.value):
+        return str(entry.get("name", "payload"))[:80] if isinstance(entry, dict) else "payload"
+    return str(entry)[:80]
 
 
 @dataclass

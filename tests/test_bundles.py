@@ -435,3 +435,24 @@ def test_unicode_and_huge_integers_round_trip(homes, tmp_path, monkeypatch):
         got = local.store.get_data(d.id)
         assert got.metadata == md and got.url == "/lab/ü.h5"
         assert local.store.find_data({"big": 2 ** 70})[0].id == d.id
+
+
+def test_unnamed_runs_of_one_program_are_one_step_and_named_jobs_their_own(tmp_path):
+    """A sweep submitted without names (``sim --step=N``) is one step of the exported
+    workflow, not one step per run; a job given a name is the step of that name."""
+    from lwfm import JobDefn, Manager
+    from lwfm.bundles import _workflow
+    with Manager(tmp_path / "home") as m:
+        wf = m.create_workflow("sweep")
+        jobs = [m.submit(JobDefn(entry=["true", f"--step={i}"]), workflow_id=wf.id)
+                for i in range(3)]
+        jobs.append(m.submit(JobDefn(entry=["true", "post"], name="post"), workflow_id=wf.id))
+        m.wait_all(jobs, timeout=60)
+        out = tmp_path / "b.zip"
+        export_bundle(m.store, m.config, out, workflow_id=wf.id)
+    with zipfile.ZipFile(out) as z:
+        steps = json.loads(z.read(_workflow.MAIN))["steps"]
+    assert [(s["name"], s["runs"]) for s in steps] == [("post", 1), ("true", 3)]
+    g = {e["@id"]: e for e in _meta(out)["@graph"]}
+    control = [e for e in g.values() if e.get("@type") == "ControlAction"]
+    assert sorted(len(c["object"]) for c in control) == [1, 3]
