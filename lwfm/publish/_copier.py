@@ -51,6 +51,7 @@ class CopierProcess:
             raise
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._out = self.proc.stdout
+        self._left = len(pairs)  # answers still to come; the child exits after the last
         try:
             self.proc.stdin.write(b"".join(
                 json.dumps({"src": os.path.abspath(s), "dst": os.path.abspath(d)}).encode()
@@ -64,7 +65,9 @@ class CopierProcess:
         """Each file's digests in order, or the OSError that stopped the copy."""
         while line := self._out.readline():
             r = json.loads(line)
+            self._left -= 1
             if "errno" in r:
+                self._left = 0  # its last answer
                 yield OSError(r["errno"], r["strerror"])
                 return
             yield Digests(r["sha256"], r["sha512"], r["size"])
@@ -75,9 +78,13 @@ class CopierProcess:
 
     def close(self) -> None:
         """Reap the child; one still copying (an error, Ctrl-C) is killed first."""
-        if self.proc.poll() is None:
+        if self._left:
             self.proc.kill()
-        self.proc.wait()
+        try:
+            self.proc.wait(timeout=30)  # it has answered all: it is exiting
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         self._out.close()
         self._err.close()
 
