@@ -22,9 +22,10 @@ try:
 except ImportError:  # Windows: no O_DIRECT either
     fcntl = None  # type: ignore[assignment]
 
-# 4 MiB pieces. The copier gives up the GIL four times a piece (read, two digests,
-# write) and, while the crate is rendered on the main thread, waits up to the 5 ms
-# switch interval to take it back: beside a busy Python thread a 1 GB copy took 27-35 s
+# 4 MiB pieces. A copier thread (the --zip path; into a folder the copier is a child
+# process) gives up the GIL four times a piece (read, two digests, write) and, while
+# the crate is rendered on the main thread, waits up to the 5 ms switch interval to
+# take it back: beside a busy Python thread a 1 GB copy took 27-35 s
 # with 1 MiB pieces, 12-26 s with 8 MiB (3-6 s alone; loaded test VM). Larger pieces
 # fall out of the CPU cache between the three passes over them: in bench_publish,
 # 8 MiB cut publish_s (median 6.3 s against 9.6 s) but cost 13% more CPU (5.5 s against
