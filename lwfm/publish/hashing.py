@@ -12,6 +12,7 @@ import hashlib
 import mmap
 import os
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ContextManager
@@ -21,9 +22,10 @@ try:
 except ImportError:  # Windows: no O_DIRECT either
     fcntl = None  # type: ignore[assignment]
 
-# 4 MiB pieces. The copier gives up the GIL four times a piece (read, two digests,
-# write) and, while the crate is rendered on the main thread, waits up to the 5 ms
-# switch interval to take it back: beside a busy Python thread a 1 GB copy took 27-35 s
+# 4 MiB pieces. A copier thread (the --zip path; into a folder the copier is a child
+# process) gives up the GIL four times a piece (read, two digests, write) and, while
+# the crate is rendered on the main thread, waits up to the 5 ms switch interval to
+# take it back: beside a busy Python thread a 1 GB copy took 27-35 s
 # with 1 MiB pieces, 12-26 s with 8 MiB (3-6 s alone; loaded test VM). Larger pieces
 # fall out of the CPU cache between the three passes over them: in bench_publish,
 # 8 MiB cut publish_s (median 6.3 s against 9.6 s) but cost 13% more CPU (5.5 s against
@@ -42,11 +44,15 @@ class Digests:
     size: int
 
 
-def copy_hashing(src: Path, dst: Path | Callable[[Path], ContextManager[Any]]) -> Digests:
+def copy_hashing(src: Path, dst: Path | Callable[[Path], ContextManager[Any]],
+                 helper: Executor | None = None) -> Digests:
     """Copy ``src`` to a new file ``dst`` (or into what ``dst(src)`` opens, such as a
     zip entry) and return its digests (read once).
 
     The digests are of the very buffer that is written, so they are the bag's bytes.
+    With a ``helper`` (one thread), each piece's sha256 and write run there while this
+    thread computes its sha512: hashlib and the write release the GIL, so a process
+    with nothing else to do (the copier child) uses two cores.
     """
     h256, h512, n = hashlib.sha256(), hashlib.sha512(), 0
     buf = mmap.mmap(-1, BLOCK)  # page-aligned, as O_DIRECT wants; one per copy, never more
@@ -58,9 +64,16 @@ def copy_hashing(src: Path, dst: Path | Callable[[Path], ContextManager[Any]]) -
             with sink as out:
                 while k := fin.readinto(buf):
                     chunk = view[:k]
-                    h256.update(chunk)
-                    h512.update(chunk)
-                    out.write(chunk)
+                    if helper is None:
+                        h256.update(chunk)
+                        h512.update(chunk)
+                        out.write(chunk)
+                    else:  # sha256 (faster with SHA-NI) + the write beside the sha512
+                        done = helper.submit(_hash_write, h256, out, chunk)
+                        try:
+                            h512.update(chunk)
+                        finally:
+                            done.result()  # the piece is free again only then
                     chunk.release()
                     n += k
         if isinstance(dst, Path):
@@ -71,6 +84,11 @@ def copy_hashing(src: Path, dst: Path | Callable[[Path], ContextManager[Any]]) -
         view.release()
         buf.close()
     return Digests(h256.hexdigest(), h512.hexdigest(), n)
+
+
+def _hash_write(h: Any, out: Any, chunk: memoryview) -> None:
+    h.update(chunk)
+    out.write(chunk)
 
 
 class _Sink:
