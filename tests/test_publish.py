@@ -242,7 +242,8 @@ def test_publish_selected_data_and_by_query(thread, tmp_path, monkeypatch):
 
 
 def test_cli_end_to_end_with_a_real_job(tmp_path, monkeypatch):
-    """A user's path: run a job with a cwd, put its output, publish the workflow by CLI."""
+    """A user's path: run a job with a cwd, put its output, publish the workflow by CLI
+    (by the short id `lwfm workflows` shows)."""
     from lwfm import JobDefn, Manager
     home = tmp_path / "home"
     monkeypatch.setenv("LWFM_HOME", str(home))
@@ -257,7 +258,7 @@ def test_cli_end_to_end_with_a_real_job(tmp_path, monkeypatch):
         assert m.wait(job.id if hasattr(job, "id") else job, timeout=60).state.value == "COMPLETE"
         m.put(work / "result.txt", str(tmp_path / "archive" / "result.txt"),
               job_id=job.id if hasattr(job, "id") else job)
-    r = CliRunner().invoke(cli, ["publish", "--workflow", wf.id, "--title", "Campaign",
+    r = CliRunner().invoke(cli, ["publish", "--workflow", wf.id[:8], "--title", "Campaign",
                                  "--license", "MIT", "--creator", CARBERRY,
                                  "-o", str(tmp_path / "campaign.zip"), "--zip"])
     assert r.exit_code == 0, r.output
@@ -370,3 +371,18 @@ def test_publish_has_help_and_needs_one_selector(thread, tmp_path):
                                  th.workflow, "--data", th.outputs[0], "--title", "T", "--license",
                                  "MIT", "--creator", CARBERRY, "-o", str(tmp_path / "x")])
     assert r.exit_code == 2 and "exactly one of" in r.output and not (tmp_path / "x").exists()
+
+
+def test_cli_takes_short_ids_and_refuses_unknown_ones(thread, tmp_path):
+    """`--data` and `--workflow` take the short ids `lwfm find` / `lwfm workflows` show;
+    an id that names nothing is refused in one line and nothing is written."""
+    remote, th = thread
+    _refused(remote, tmp_path, _args(th, **{"--workflow": "0000dead"}), "no workflow")
+    a = _args(th)
+    i = a.index("--workflow")
+    _refused(remote, tmp_path, a[:i] + ["--data", "0000dead"] + a[i + 2:], "no data item")
+    out = tmp_path / "short"
+    r = CliRunner().invoke(cli, ["--home", str(remote.config.home), "publish", *a[:i],
+                                 "--data", th.outputs[0][:8], *a[i + 2:], "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "published 1 files" in r.output

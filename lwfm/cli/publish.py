@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ._common import command_list, echo_json, json_option
+from ._common import command_list, echo_json, json_option, resolve_workflow
 
 COMMANDS, command = command_list()
 
@@ -43,7 +43,9 @@ def publish_cmd(ctx: click.Context, workflow_id: str | None, data_ids: tuple[str
         raise click.UsageError("choose exactly one of --workflow ID, --data ID..., --query FILE.rq")
     m = Manager(ctx.find_root().obj.get("home"))
     try:
-        ids = list(data_ids)
+        # the short ids and names that `lwfm workflows` and `lwfm find` show, as elsewhere
+        workflow_id = resolve_workflow(m, workflow_id) if workflow_id else None
+        ids = [m.store.resolve_id(d, ("data",)) for d in data_ids]
         if query_file:
             ids = data_ids_from_query(m.graph, Path(query_file).read_text())
         res = publish(m.store, Path(output), title=title, license=license_id,
