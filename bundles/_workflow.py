@@ -3,8 +3,8 @@
 The exported thread is one ComputationalWorkflow (``workflow.json``, also a HowTo) whose
 steps are its job definitions by name: one HowToStep per job name, or per program for
 unnamed jobs (the runs of a parameter sweep differ in their arguments, not their step),
-whose tool is the entry point its first run ran. lwfm is the engine: an OrganizeAction (``#organize``) whose result is
-the run of the workflow (``#run``, a CreateAction with the thread's first start and last
+whose tool is the entry point its first run ran. lwfm is the engine: an OrganizeAction
+(``#organize``) whose result is the run of the workflow (``#run``, a CreateAction with the thread's first start and last
 end) and whose objects are one ControlAction per step, naming the jobs that ran it. A job
 fired by a trigger says so on its own entity (``lwfm:triggeredBy``). That is a few
 entities per step, not per job: a 100k-job export stays about as large and as fast.

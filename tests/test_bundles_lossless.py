@@ -19,7 +19,7 @@ from lwfm.errors import BundleError
 from lwfm.ontology import context_files, path
 from lwfm.provenance.graph import ProvenanceGraph
 from tests._bundle_threads import Home, snapshot
-from tests.test_bundles_foreign import CRATES, zipped
+from tests.test_bundles_foreign import CRATES, home, zipped  # noqa: F401  (home: the fixture)
 
 STYLES = ["cwl_provenance", "nextflow_wrroc", "galaxy_process", "snakemake_wrroc",
           "compss_wrroc", "streamflow_provenance"]
@@ -62,13 +62,6 @@ def arcp(monkeypatch):
     """rdflib resolves relative ids with urljoin, which knows only some schemes: teach it arcp."""
     monkeypatch.setattr(urllib.parse, "uses_relative", urllib.parse.uses_relative + ["arcp"])
     monkeypatch.setattr(urllib.parse, "uses_netloc", urllib.parse.uses_netloc + ["arcp"])
-
-
-@pytest.fixture
-def home(tmp_path):
-    h = Home.open(tmp_path / "home")
-    yield h
-    h.store.close()
 
 
 def reference(doc: dict, base: str) -> Graph:

@@ -12,8 +12,8 @@ import pytest
 from lwfm.bundles import import_bundle
 from lwfm.errors import BundleError
 from lwfm.ontology import context_document, context_files, path
-from tests._bundle_threads import Home, snapshot
-from tests.test_bundles_foreign import CRATES
+from tests._bundle_threads import snapshot
+from tests.test_bundles_foreign import CRATES, home  # noqa: F401  (the fixture)
 
 RECORD = json.loads(path("contexts.json").read_text())["contexts"]
 
@@ -47,13 +47,6 @@ def _crate(tmp_path, context, name="c"):
     with zipfile.ZipFile(out, "w") as z:
         z.writestr("ro-crate-metadata.json", json.dumps(doc))
     return out
-
-
-@pytest.fixture
-def home(tmp_path):
-    h = Home.open(tmp_path / "home")
-    yield h
-    h.store.close()
 
 
 @pytest.mark.parametrize("ctx", [

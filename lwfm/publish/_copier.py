@@ -6,8 +6,8 @@ two barely overlapped and publish ran nearly serially on two cores. A child has 
 own interpreter: it hashes on one core (two threads: sha256 + write beside sha512) while
 the parent renders the metadata on the other.
 
-Protocol (JSON lines only, never pickling): the parent writes one JSON object per file, ``{"src", "dst"}``,
-and closes stdin; the child reads them all first (so neither side can block on a full
+Protocol (JSON lines only, never pickling): the parent writes one JSON object per file,
+``{"src", "dst"}``, and closes stdin; the child reads them all first (so neither side can block on a full
 pipe), then answers one line per file in order: ``{"sha256", "sha512", "size"}`` or,
 for the first file that fails, ``{"errno", "strerror"}`` and stops. The parent owns the
 child: :meth:`CopierProcess.close` ends and reaps it, on success, error or Ctrl-C.
