@@ -2,4 +2,4 @@
 (``lwfm.cli._lite``) can check it without importing SQLAlchemy. It is the Alembic head:
 the revision of the last script in ``lwfm/store/migrations/versions``."""
 
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"

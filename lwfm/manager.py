@@ -161,7 +161,8 @@ class Manager(DataVerbs, TriggerVerbs):
             self.store.get_workflow(workflow_id)
         ctx = JobContext(parent_id=parent_id, originator_id=originator, workflow_id=workflow_id,
                          site=defn.site, **({"job_id": job_id} if job_id else {}))
-        return Job(defn=defn, context=ctx, triggered_by=triggered_by, submitter=USER)
+        return Job(defn=defn, context=ctx, triggered_by=triggered_by, submitter=USER,
+                   launcher=self.triggers.claim)
 
     def _record_unstarted(self, defn: JobDefn, job_id: str, reason: str,
                           workflow_id: str | None, triggered_by: str | None) -> None:
@@ -203,7 +204,11 @@ class Manager(DataVerbs, TriggerVerbs):
         """The job as recorded, refreshed from its site when nothing else will report it."""
         job_id = job_id_of(job_id)
         self.flush()
-        return self.runner.refreshed(self.store.get_job(job_id))
+        job = self.store.get_job(job_id)
+        if self.triggers.settle_unstarted(job):  # its submitter died before starting it
+            self.flush()
+            job = self.store.get_job(job_id)
+        return self.runner.refreshed(job)
 
     def reconcile(self, due: Callable[[str, float], bool] | None = None) -> int:
         """Bring the recorded states of active jobs that no process reports (detached,

@@ -300,6 +300,8 @@ class Job(_Record):
     triggered_by: str | None = None
     instance_id: str | None = None
     submitter: str | None = None   # the user account that submitted it
+    launcher: str | None = None    # the process starting it (see lwfm.starter); a claim
+    _OPTIONAL = frozenset({"launcher"})
 
     @property
     def id(self) -> str:

@@ -67,6 +67,9 @@ class JobRunner:
                 st = site.jobs.submit(job.defn, ctx)
             except Exception as e:
                 self._failed_to_start(job, e)
+            except BaseException:  # Ctrl-C while its site started it: end it, then stop
+                self._interrupted(job)
+                raise
             op = ("status", (st, ctx.native_id))
             if not confirm:
                 self._rec.put(op)
@@ -92,6 +95,14 @@ class JobRunner:
         except LwfmError as rec:
             raise LwfmError(f"{err}; and its failure could not be recorded: {rec}") from e
         raise err from (None if err is e else e)
+
+    def _interrupted(self, job: Job) -> None:
+        try:
+            self.record(JobStatus(job.id, State.FAILED, info=(
+                "interrupted while its site started it: it may have run (its log tells), "
+                "and it is not started again")))
+        except LwfmError as e:  # the claim on its row ends it once this process is gone
+            log.warning("job %s was interrupted while starting; not recorded: %s", job.id, e)
 
     def report(self, st: JobStatus) -> None:
         """Drivers call this (from any thread) when a job moves."""

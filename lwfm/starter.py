@@ -17,6 +17,10 @@ processes with a compare-and-swap, so two processes never both start a job:
   which may or may not run. lwfm does not start it twice (a trigger fires once): it is
   recorded FAILED, saying so, and its log tells whether it ran.
 
+A job submitted directly (``Manager.submit``) carries its submitter's claim on its row
+(``jobs.launcher``, written with it): still PENDING with no native id once that claim is
+dead, it is recorded FAILED the same way, instead of staying PENDING for ever.
+
 A claim names its process: host, pid, the pid's start time, and a nonce per starter
 (a closed Manager's claims are dead while its process lives on). A claim made on
 another host cannot be checked from here and is never taken over.
@@ -139,7 +143,21 @@ class Starter:
                     "its site started it: it may have run, and it is not started twice "
                     "(its log tells; resubmit it if it did not run)")))
                 self.store.end_launch(trigger_id)
+        for job_id, claim in self.store.submitted_unstarted():
+            found += self.settle_submitted(job_id, claim)
         return found
+
+    def settle_submitted(self, job_id: str, claim: str) -> bool:
+        """End a submitted job whose submitter stopped after recording it and before its
+        start was recorded (killed while its site started it): it may have run, so it is
+        recorded FAILED, not started again. True if this process ended it."""
+        if claim_alive(claim) or not self.store.take_job_launch(job_id, claim, self.claim):
+            return False
+        self._record(JobStatus(job_id, State.FAILED, info=(
+            f"the process that submitted it ({claim.rsplit(':', 1)[0]}) stopped before its "
+            "start was recorded: it may have run (its log tells), and it is not started "
+            "twice (resubmit it if it did not run)")))
+        return True
 
     def _release(self, trigger_id: str) -> None:
         try:

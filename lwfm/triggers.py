@@ -234,8 +234,20 @@ class TriggerEngine:
         return self.starter.note(job_id)
 
     def recover(self) -> int:
-        """Start the fired jobs that stopped processes left unstarted (see lwfm.starter)."""
+        """Start the fired jobs that stopped processes left unstarted, and end the
+        submitted ones they left unstarted (see lwfm.starter)."""
         return self.starter.recover()
+
+    @property
+    def claim(self) -> str:
+        """This Manager's claim on the jobs it starts (written on a submitted job's row)."""
+        return self.starter.claim
+
+    def settle_unstarted(self, job: Job) -> bool:
+        """End ``job`` now if its submitter stopped before starting it (see recover)."""
+        if job.launcher is None or job.state is not State.PENDING or job.context.native_id:
+            return False
+        return self.starter.settle_submitted(job.id, job.launcher)
 
     def close(self) -> None:
         self.starter.close()

@@ -138,7 +138,7 @@ class Store(TriggerRows):
                     state=job.state.value if job.state else None, exit_code=job.exit_code,
                     created=iso(job.created), started=iso(job.started), ended=iso(job.ended),
                     triggered_by=job.triggered_by, instance_id=job.instance_id,
-                    submitter=job.submitter)
+                    submitter=job.submitter, launcher=job.launcher)
 
     @staticmethod
     def job_from_row(r: Mapping[str, Any]) -> Job:
@@ -149,7 +149,8 @@ class Store(TriggerRows):
                    state=State(r["state"]) if r["state"] else None, exit_code=r["exit_code"],
                    created=parse_time(r["created"]), started=parse_time(r["started"]),
                    ended=parse_time(r["ended"]), triggered_by=r["triggered_by"],
-                   instance_id=r["instance_id"], submitter=r.get("submitter"))
+                   instance_id=r["instance_id"], submitter=r.get("submitter"),
+                   launcher=r.get("launcher"))
 
     def add_job(self, job: Job, status: JobStatus | None = None) -> None:
         """Insert a new job, optionally with its first status, in one transaction."""

@@ -78,6 +78,9 @@ jobs = Table(
     Column("triggered_by", String(64)),
     Column("instance_id", String(64), nullable=False),
     Column("submitter", String(255)),  # who submitted it (the OS user of the submitting process)
+    # The claim of the process that submitted it (lwfm.starter.new_claim), written with the
+    # row: a job still PENDING without a native id whose claim is dead was never started.
+    Column("launcher", String(255)),
 )
 
 statuses = Table(

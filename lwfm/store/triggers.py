@@ -176,3 +176,21 @@ class TriggerRows:
                           .where(t.triggers.c.job_id == job_id,
                                  t.triggers.c.launch.in_(["waiting", "starting"]))).first()
         return None if r is None else tuple(r)  # type: ignore[return-value]
+
+    # Submitted jobs (not fired): the submitting process's claim sits on the job's row.
+    def submitted_unstarted(self) -> list[tuple[str, str]]:
+        """This instance's submitted jobs with no start recorded: (job id, launcher claim)."""
+        q = select(t.jobs.c.id, t.jobs.c.launcher).where(
+            t.jobs.c.state == State.PENDING.value, t.jobs.c.native_id.is_(None),
+            t.jobs.c.launcher.is_not(None), t.jobs.c.instance_id == self.instance_id)
+        with self.read() as c:
+            return [tuple(r) for r in c.execute(q)]  # type: ignore[misc]
+
+    def take_job_launch(self, job_id: str, old: str, new: str) -> bool:
+        """Compare-and-swap the claim on a submitted job still unstarted (so one process
+        alone ends it, and a crash meanwhile leaves a claim the next process takes)."""
+        with self.write() as c:
+            return c.execute(update(t.jobs).where(
+                t.jobs.c.id == job_id, t.jobs.c.launcher == old,
+                t.jobs.c.state == State.PENDING.value, t.jobs.c.native_id.is_(None))
+                .values(launcher=new)).rowcount == 1
