@@ -306,10 +306,15 @@ class Store(TriggerRows):
         if self.sqlite:
             # The write transaction holds SQLite's lock: the new rows are exactly those above
             # the old maximum. (Ordered RETURNING would cost one statement per row here.)
-            before = c.execute(select(func.coalesce(func.max(t.statuses.c.seq), 0))).scalar_one()
-            self.insert_many(c, t.statuses, rows)
-            seqs = c.execute(select(t.statuses.c.seq).where(t.statuses.c.seq > before)
-                             .order_by(t.statuses.c.seq)).scalars().all()
+            # Straight to the DB-API cursor of the same connection, as insert_many does.
+            cur = c.connection.cursor()
+            try:
+                before = cur.execute("SELECT coalesce(max(seq), 0) FROM statuses").fetchone()[0]
+                self.insert_many(c, t.statuses, rows)
+                seqs = [r[0] for r in cur.execute(
+                    "SELECT seq FROM statuses WHERE seq > ? ORDER BY seq", (before,))]
+            finally:
+                cur.close()
         else:
             seqs = c.execute(insert(t.statuses).returning(t.statuses.c.seq,
                                                           sort_by_parameter_order=True),
@@ -318,10 +323,8 @@ class Store(TriggerRows):
 
     def _statuses(self, c: Connection, run: list[tuple[JobStatus, str | None]]):
         ids = sorted({st.job_id for st, _ in run})
-        q = select(t.jobs.c.id, t.jobs.c.state).where(t.jobs.c.id.in_(ids))
-        if not self.sqlite:
-            q = q.with_for_update()
-        cur: dict[str, State | None] = {r[0]: State(r[1]) if r[1] else None for r in c.execute(q)}
+        cur: dict[str, State | None] = {r[0]: State(r[1]) if r[1] else None
+                                        for r in self._job_states(c, ids)}
         missing = [i for i in ids if i not in cur]
         if missing:
             raise NotFound(f"no job with id {missing[0]!r}")
@@ -359,6 +362,24 @@ class Store(TriggerRows):
                           .values({k: bindparam(f"v_{k}") for k in keys}), rows)
         self.journal(c, "job", [j for j, v in changes.items() if "native_id" in v])
         return out
+
+    def _job_states(self, c: Connection, ids: list[str]) -> Iterable[tuple[str, str | None]]:
+        """(id, state) of ``ids`` in the write transaction (locked for update on
+        PostgreSQL; on SQLite the transaction holds the lock, and the query goes straight
+        to the cursor: SQLAlchemy's parameter handling cost more than the query)."""
+        if not self.sqlite:
+            return [tuple(r) for r in c.execute(  # type: ignore[misc]
+                select(t.jobs.c.id, t.jobs.c.state).where(t.jobs.c.id.in_(ids)).with_for_update())]
+        cur = c.connection.cursor()
+        try:
+            out = []
+            for lo in range(0, len(ids), 900):  # SQLite's bound-parameter limit, with room
+                part = ids[lo:lo + 900]
+                out += cur.execute(f"SELECT id, state FROM jobs WHERE id IN "
+                                   f"({', '.join('?' * len(part))})", part).fetchall()
+            return out
+        finally:
+            cur.close()
 
     def history(self, job_id: str) -> list[JobStatus]:
         q = select(t.statuses).where(t.statuses.c.job_id == job_id).order_by(t.statuses.c.seq)
