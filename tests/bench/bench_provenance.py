@@ -11,6 +11,11 @@ Prints progress, then ONE JSON object on the last line:
   peak_rss_mb               peak resident memory of this process
   record_ms_per_job         incremental ``sync`` cost per job for jobs written through
                             the Store API (a status history and one output each)
+  foreign_entities          a foreign Workflow Run Crate of this many entities imported
+                            first (``--foreign-entities``, default 100,000; 0: none), so
+                            the goals are measured with another engine's triples in the
+                            store and the graph, as issue 11 asks
+Goals: lineage_2000_ms <= 50, failed_by_site_window_ms <= 300.
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ from lwfm.model import (DataObject, Job, JobContext, JobDefn, JobStatus, State, 
 from lwfm.provenance import ProvenanceGraph  # noqa: E402
 from lwfm.store import Store  # noqa: E402
 from lwfm.store import schema as t  # noqa: E402
+from lwfm.bundles import import_bundle  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_bundles import foreign_crate  # noqa: E402
 
 SITES = ["local", "venv", "hpc", "cloud"]
 BASE = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -159,6 +168,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=200_000)
     ap.add_argument("--record-jobs", type=int, default=2000)
+    ap.add_argument("--foreign-entities", type=int, default=100_000)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="lwfm-bench-prov-"))
     try:
@@ -167,12 +177,25 @@ def main() -> None:
         t0 = time.perf_counter()
         info = synthesize(st, args.jobs)
         log(f"synthesized {info['jobs']} jobs, {info['data']} data in {time.perf_counter() - t0:.1f}s")
+        foreign_quads = 0
+        if args.foreign_entities:
+            t0 = time.perf_counter()
+            crate = foreign_crate(tmp / "foreign.zip", args.foreign_entities)
+            rep = import_bundle(st, cfg, crate)
+            assert rep.foreign, rep
+            log(f"imported a foreign crate of {args.foreign_entities} entities in "
+                f"{time.perf_counter() - t0:.1f}s")
         g = ProvenanceGraph(cfg, st)
         t0, c0 = time.perf_counter(), time.process_time()
         g.reindex(optimize=False)
         ingest_s, ingest_cpu = time.perf_counter() - t0, time.process_time() - c0
         n_quads = len(g.ox)
-        log(f"ingest: {n_quads} quads in {ingest_s:.1f}s")
+        if args.foreign_entities:
+            foreign_quads = int(next(iter(g.query(
+                "SELECT (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } "
+                "FILTER(STRSTARTS(STR(?g), 'urn:lwfm:graph:crate:')) }")))[0])
+            assert foreign_quads > args.foreign_entities, foreign_quads
+        log(f"ingest: {n_quads} quads ({foreign_quads} of the foreign crate) in {ingest_s:.1f}s")
         nq = tmp / "same.nq"
         g.ox.dump(output=str(nq), format=ox.RdfFormat.N_QUADS)
         bulk_s, bulk_mb = oxigraph_bulk(nq, tmp / "bulk", n_quads)
@@ -201,6 +224,7 @@ def main() -> None:
         g.close()
         out = {
             "jobs": info["jobs"], "quads": n_quads,
+            "foreign_entities": args.foreign_entities, "foreign_quads": foreign_quads,
             "ingest_s": round(ingest_s, 2), "ingest_cpu_s": round(ingest_cpu, 2),
             "ingest_triples_per_s": round(n_quads / ingest_s),
             "oxigraph_bulk_s": round(bulk_s, 2),
