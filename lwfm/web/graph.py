@@ -152,8 +152,8 @@ def _trigger(r: Any, nodes: dict[str, GNode], edges: list[GEdge]) -> None:
                                trigger_status=r["status"])
     kind = "triggered" if r["status"] == "fired" else "waits"
     sources = [w for w in body.get("watch") or [] if w in nodes]
-    if r["kind"] == "data" and r["fired_by"]:
-        sources = [r["fired_by"]]
+    if r["kind"] == "data" and r["fired_by"]:   # every input that fed it, or what fired it
+        sources = list(body.get("used") or [r["fired_by"]])
     for s in sources:
         edges.append(GEdge(s, target, kind))
 
