@@ -322,6 +322,11 @@ def test_a_producer_that_ends_without_its_data_kills_the_trigger(m: Manager,
         b.result(timeout=60)
     assert b.status is TriggerStatus.DEAD
     assert after.result(timeout=60).state is State.COMPLETE
+    listed = subprocess.run([PY, "-m", "lwfm.cli", "triggers", "--status", "dead"],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "LWFM_HOME": str(m.home)})
+    assert listed.returncode == 0 and "data (2 futures)" in listed.stdout
+    assert '{"kind": "params"} + {"kind": "mesh", "n": 1}' in listed.stdout
     d = c.outputs[0].result(timeout=60)
     # the same data feeds two jobs (each a single-input future): both used it
     feeds = [m.submit(sh(f"echo {n}", n), inputs=[c.outputs[0]]) for n in ("D", "E")]
