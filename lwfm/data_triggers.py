@@ -77,6 +77,10 @@ def decide_data(tr: Trigger, store: Store,
     for pattern, producer in missing:
         s = ended.get(producer)  # type: ignore[arg-type]
         if s is not None and s.terminal:
+            # A job's puts are committed before its end: a put made after the look above,
+            # just before the job ended, is seen now (and may complete the set).
+            if first_put(store, pattern, producer) is not None:
+                return decide_data(tr, store, states, fresh)
             return DataVerdict("dead", reason=f"job {producer} ended {s.value} without "
                                               f"putting data matching {pattern}")
     return DataVerdict("wait")

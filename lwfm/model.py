@@ -415,6 +415,9 @@ class Trigger(_Record):
         self.states = [State(s) for s in self.states]
         if self.inputs:
             self._check_inputs()
+        if self.used is not None and not (isinstance(self.used, list)
+                                          and all(isinstance(u, str) for u in self.used)):
+            raise InvalidInput(f"a trigger's used data must be a list of data ids, not {self.used!r}")
         if self.kind is TriggerKind.DATA and not self.pattern:
             raise InvalidInput("a data trigger needs a metadata pattern")
         if self.kind is not TriggerKind.DATA and not self.watch:
@@ -423,16 +426,19 @@ class Trigger(_Record):
     def _check_inputs(self) -> None:
         """Several data inputs: each a non-empty pattern and its producer (or None)."""
         ins = self.inputs or []
-        if self.kind is not TriggerKind.DATA or len(ins) < 2:
-            raise InvalidInput("inputs are for a data trigger waiting for two or more data "
-                               "(one input: give pattern and producer)")
+        if self.kind is not TriggerKind.DATA or not isinstance(ins, list) or len(ins) < 2 \
+                or self.producer is not None:
+            raise InvalidInput("inputs are for a data trigger waiting for two or more data, "
+                               "each with its producer (one input: give pattern and producer)")
         for n, i in enumerate(ins):
             if not (isinstance(i, Mapping) and set(i) <= {"pattern", "producer"}
                     and isinstance(i.get("pattern"), Mapping) and i["pattern"]
                     and (i.get("producer") is None or isinstance(i["producer"], str))):
                 raise InvalidInput(f"data input {n + 1} must be {{'pattern': {{...}} (not "
                                    f"empty), 'producer': job id or None}}, not {i!r}")
-        self.pattern = self.pattern or dict(ins[0]["pattern"])
+        if self.pattern and self.pattern != ins[0]["pattern"]:
+            raise InvalidInput("a data trigger with inputs keeps the first one's as its pattern")
+        self.pattern = dict(ins[0]["pattern"])
 
     def data_inputs(self) -> list[tuple[dict[str, Any], str | None]]:
         """What a DATA trigger waits for, in input order: (metadata pattern, the job that

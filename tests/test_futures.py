@@ -354,6 +354,49 @@ def test_a_data_future_waits_through_its_producer_s_retries(m: Manager, tmp_path
                                                           c.outputs[0].result(timeout=5).id]
 
 
+def test_bad_data_inputs_are_refused_and_nothing_is_recorded(m: Manager) -> None:
+    from lwfm.futures import DataFuture
+    from lwfm.model import Trigger
+    one = {"pattern": {"kind": "mesh"}, "producer": None}
+    with pytest.raises(InvalidInput, match="data input 2 must be"):
+        Trigger(kind="data", defn=sh("true"), inputs=[one, {"pattern": {}, "producer": None}])
+    with pytest.raises(InvalidInput, match="two or more"):
+        Trigger(kind="data", defn=sh("true"), inputs=[one])
+    with pytest.raises(InvalidInput, match="list of data ids"):
+        Trigger(kind="data", defn=sh("true"), pattern={"k": 1}, used=[3])
+    nan = DataFuture(m, {"score": float("nan")}, None)
+    with pytest.raises(InvalidInput, match="plain JSON"):
+        m.submit(sh("true"), inputs=[DataFuture(m, {"kind": "mesh"}, None), nan])
+    with pytest.raises(lwfm.NotFound):
+        m.submit(sh("true"), inputs=[DataFuture(m, {"kind": "mesh"}, None),
+                                     DataFuture(m, {"kind": "mesh"}, "no-such-job")])
+    assert m.store.triggers() == []
+
+
+def test_a_put_made_just_before_its_producer_ended_is_not_missed(m: Manager) -> None:
+    """The verdict reads the puts, then the producers' states: C putting its params and
+    ending in between must not make the trigger dead (its put is committed before its end)."""
+    from lwfm.data_triggers import decide_data
+    from lwfm.model import DataObject, Trigger
+    a, c = m.submit(sh("true", "A")), m.submit(sh("true", "C"))
+    assert a.result(timeout=30) and c.result(timeout=30)
+    m.store.add_data(DataObject(url="file:///mesh", job_id=a.id, metadata={"kind": "mesh"}))
+    tr = Trigger(kind="data", defn=sh("true"), inputs=[
+        {"pattern": {"kind": "mesh"}, "producer": a.id},
+        {"pattern": {"kind": "params"}, "producer": c.id}])
+
+    def late(ids):
+        if not m.store.find_data({"kind": "params"}):
+            m.store.add_data(DataObject(url="file:///params", job_id=c.id,
+                                        metadata={"kind": "params"}))
+        return {j: State.COMPLETE for j in ids}
+    v = decide_data(tr, m.store, late)
+    assert v.verdict == "fire" and [d.url for d in v.used] == ["file:///mesh", "file:///params"]
+    tr.inputs[1]["pattern"] = {"kind": "never"}  # type: ignore[index]
+    v = decide_data(tr, m.store, late)
+    assert v.verdict == "dead" and f"job {c.id} ended COMPLETE without putting" in v.reason
+
+
 @pytest.mark.slow
 def test_a_multi_data_trigger_survives_restarts_and_fires_once(home: Path, tmp_path: Path) -> None:
     """Process 1 adds B (waiting on A's and C's data) and exits; A puts its data from its
