@@ -417,7 +417,8 @@ class Trigger(_Record):
             self._check_inputs()
         if self.used is not None and not (isinstance(self.used, list)
                                           and all(isinstance(u, str) for u in self.used)):
-            raise InvalidInput(f"a trigger's used data must be a list of data ids, not {self.used!r}")
+            raise InvalidInput(f"a trigger's used data must be a list of data ids, "
+                               f"not {self.used!r}")
         if self.kind is TriggerKind.DATA and not self.pattern:
             raise InvalidInput("a data trigger needs a metadata pattern")
         if self.kind is not TriggerKind.DATA and not self.watch:

@@ -305,6 +305,11 @@ def test_a_job_waits_for_all_its_data_futures_and_is_fed_each(m: Manager, tmp_pa
     dot = to_dot(root)
     for d in (mesh, params):
         assert f'"{d.id}" -> "{job_b.id}" [color=blue, label="used"]' in dot
+    # a job in another workflow fed the same data: its thread draws without them
+    other = m.create_workflow("elsewhere")
+    e = m.submit(sh("true", "E"), inputs=[a.outputs[0], c.outputs[0]], workflow_id=other.id)
+    assert e.result(timeout=60).state is State.COMPLETE
+    assert thread_graph(m.store, other.id).to_dict()["nodes"]["id"] == [e.id]
 
 
 def test_a_producer_that_ends_without_its_data_kills_the_trigger(m: Manager,

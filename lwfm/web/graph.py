@@ -130,7 +130,8 @@ def thread_graph(store: Store, workflow_id: str) -> ThreadGraph:
                 edges.append(GEdge(d["job_id"], d["id"], "put"))
         if d["derived_from"] in nodes:
             edges.append(GEdge(d["derived_from"], d["id"], "derived"))
-    edges = _dedup(edges)
+    # an input fed from another workflow's data is not drawn here (nor may its edge be)
+    edges = _dedup([e for e in edges if e.source in nodes])
     layout(list(nodes.values()), edges)
     return ThreadGraph(workflow_id, wf[0] or workflow_id, own, list(nodes.values()), edges)
 
