@@ -56,8 +56,8 @@ class TriggerVerbs:
                parent_id: str | None = None, workflow_id: str | None = None,
                job_id: str | None = None, triggered_by: str | None = None) -> JobFuture:
         """Record, then start a job on ``defn.site``; returns its future (see
-        :meth:`submit_job`). With ``inputs`` (a data future), the job starts once that
-        data is put, by a persisted data trigger."""
+        :meth:`submit_job`). With ``inputs`` (data futures), the job starts once all of
+        that data is put, by a persisted data trigger (:meth:`after_data`)."""
         if inputs:
             if job_id is not None or triggered_by is not None:
                 raise InvalidInput("a job waiting for data gets its id from its trigger")

@@ -295,6 +295,14 @@ def test_a_job_waits_for_all_its_data_futures_and_is_fed_each(m: Manager, tmp_pa
     assert json.loads(m.log(b)) == fed and m.inputs_of(b) == fed
     assert _used(m, job_b.id) == {node_iri(mesh.id), node_iri(params.id)}
     assert m.graph.check() == []
+    import pyshacl
+    from rdflib import Graph
+
+    from lwfm.ontology import path as ontology_path
+    from tests.test_provenance import union_graph
+    ok, _, text = pyshacl.validate(union_graph(m.graph),
+                                   shacl_graph=Graph().parse(ontology_path("shapes.ttl")))
+    assert ok, text
     g = thread_graph(m.store, wf.id)
     assert {(e.source, e.kind) for e in g.edges if e.target == job_b.id} >= {
         (mesh.id, "triggered"), (params.id, "triggered")}
