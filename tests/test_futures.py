@@ -210,8 +210,7 @@ def test_on_ended_runs_when_all_ended_whatever_their_state(m: Manager) -> None:
 
 
 # -- data futures --------------------------------------------------------------------------
-def _producer(out: Path, kind: str, delay: float = 0.5, gate: Path | None = None,
-              **kw) -> JobDefn:
+def _producer(out: Path, kind: str, delay: float = 0.5, gate: Path | None = None) -> JobDefn:
     """A real job that puts ``out`` (metadata kind) after ``delay`` s, or once ``gate``
     exists; it then writes ``out``.done, so a test knows the put is in the store."""
     wait = (f"while not Path({str(gate)!r}).exists(): time.sleep(0.05)\n" if gate else "")
@@ -219,8 +218,7 @@ def _producer(out: Path, kind: str, delay: float = 0.5, gate: Path | None = None
             f"time.sleep({delay}); p = Path({str(out)!r}); p.write_text('mesh')\n"
             f"m = Manager(); m.notate(p, metadata={{'kind': {kind!r}}}); m.close()\n"
             f"Path({str(out) + '.done'!r}).touch()\n")
-    return JobDefn(entry=[PY, "-c", code], name=f"produce {kind}", outputs=[{"kind": kind}],
-                   **kw)
+    return JobDefn(entry=[PY, "-c", code], name=f"produce {kind}", outputs=[{"kind": kind}])
 
 
 def test_b_waits_for_a_s_data_not_its_state_and_the_thread_says_what_fed_it(
@@ -257,8 +255,7 @@ def test_a_data_future_whose_producer_ends_without_it_fails(m: Manager) -> None:
 
 
 READ_INPUTS = [PY, "-c", "import os; print(os.environ['LWFM_INPUTS'])"]
-PREFIXES = ("PREFIX prov: <http://www.w3.org/ns/prov#> "
-            "PREFIX lwfm: <https://w3id.org/lwfm/ns#> ")
+PREFIXES = "PREFIX prov: <http://www.w3.org/ns/prov#> "
 
 
 def _used(m: Manager, job_id: str) -> set[str]:
