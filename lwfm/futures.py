@@ -15,10 +15,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple
 
+from .data_triggers import first_put
 from .errors import JobFailed, LwfmError, NotFound
 from .model import DataObject, Job, JobDefn, State, Trigger, TriggerStatus
 from .retry import Resolved, resolve, retry_of_job
-from .triggers import put_matches
 
 if TYPE_CHECKING:
     from .manager import Manager
@@ -214,10 +214,7 @@ class DataFuture:
 
     def _found(self) -> DataObject | None:
         self._m.flush()
-        for d in self._m.store.find_data(self.pattern):
-            if put_matches(self.pattern, self.producer, d, self._m.store):
-                return d
-        return None
+        return first_put(self._m.store, self.pattern, self.producer)
 
     def done(self) -> bool:
         return self._found() is not None

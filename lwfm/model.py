@@ -402,8 +402,10 @@ class Trigger(_Record):
     retry_of: str | None = None          # a retry: the logical job (its first attempt)
     attempt: int = 0                     # a retry: the attempt number it starts (2, 3, ...)
     producer: str | None = None          # DATA: only data put by this job (a data future)
+    inputs: list[dict[str, Any]] | None = None  # DATA, 2+ data futures: {"pattern", "producer"}
+    used: list[str] | None = None        # DATA, fired: the data ids that fed its job, in order
     _OPTIONAL = frozenset({"deadline", "at_least", "exit_codes", "delay_s", "retry_of",
-                           "attempt", "producer"})
+                           "attempt", "producer", "inputs", "used"})
 
     def __post_init__(self) -> None:
         self.kind = TriggerKind(self.kind)
@@ -413,10 +415,46 @@ class Trigger(_Record):
                                f"watched, not {self.at_least}")
         self.status = TriggerStatus(self.status)
         self.states = [State(s) for s in self.states]
+        if self.inputs:
+            self._check_inputs()
+        if self.used is not None and not (isinstance(self.used, list)
+                                          and all(isinstance(u, str) for u in self.used)):
+            raise InvalidInput(f"a trigger's used data must be a list of data ids, "
+                               f"not {self.used!r}")
         if self.kind is TriggerKind.DATA and not self.pattern:
             raise InvalidInput("a data trigger needs a metadata pattern")
         if self.kind is not TriggerKind.DATA and not self.watch:
             raise InvalidInput("a job trigger needs at least one job to watch")
+
+    def _check_inputs(self) -> None:
+        """Several data inputs: each a non-empty pattern and its producer (or None)."""
+        ins = self.inputs or []
+        if self.kind is not TriggerKind.DATA or not isinstance(ins, list) or len(ins) < 2 \
+                or self.producer is not None:
+            raise InvalidInput("inputs are for a data trigger waiting for two or more data, "
+                               "each with its producer (one input: give pattern and producer)")
+        for n, i in enumerate(ins):
+            if not (isinstance(i, Mapping) and set(i) <= {"pattern", "producer"}
+                    and isinstance(i.get("pattern"), Mapping) and i["pattern"]
+                    and (i.get("producer") is None or isinstance(i["producer"], str))):
+                raise InvalidInput(f"data input {n + 1} must be {{'pattern': {{...}} (not "
+                                   f"empty), 'producer': job id or None}}, not {i!r}")
+        if self.pattern and self.pattern != ins[0]["pattern"]:
+            raise InvalidInput("a data trigger with inputs keeps the first one's as its pattern")
+        self.pattern = dict(ins[0]["pattern"])
+
+    def data_inputs(self) -> list[tuple[dict[str, Any], str | None]]:
+        """What a DATA trigger waits for, in input order: (metadata pattern, the job that
+        must put it or None). The one place that reads ``inputs`` / ``pattern``."""
+        if self.inputs:
+            return [(dict(i["pattern"]), i.get("producer")) for i in self.inputs]
+        return [(self.pattern, self.producer)]
+
+    @property
+    def feeds_job(self) -> bool:
+        """Its job is fed the data it waited for (data futures): the thread records
+        ``prov:used`` for each, not only that the data fired it."""
+        return self.kind is TriggerKind.DATA and bool(self.inputs or self.producer)
 
     @classmethod
     def _coerce(cls, name: str, v: Any) -> Any:

@@ -20,12 +20,13 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable
 
 from .context import USER
+from .data_triggers import data_matches, decide_data
 from .errors import InvalidInput, LwfmError, NotFound
 from .model import (SECRET_NAME, DataObject, Job, JobContext, JobDefn, JobStatus, State, Trigger,
                     TriggerKind, TriggerStatus, check_json)
 from .retry import due, first_retry, next_retry, resolve
 from .starter import Starter
-from .store import Store, field_matches
+from .store import Store
 
 log = logging.getLogger("lwfm.triggers")
 
@@ -94,25 +95,6 @@ def decide(tr: Trigger, states: dict[str, State | None],
     return "wait", None, None
 
 
-def data_matches(tr: Trigger, d: DataObject, store: Store | None = None) -> bool:
-    """A put whose metadata matches every field of the trigger's pattern (and, for a data
-    future, put by its producer or one of the producer's retries)."""
-    return put_matches(tr.pattern, tr.producer, d, store)
-
-
-def put_matches(pattern: dict[str, Any], producer: str | None, d: DataObject,
-                store: Store | None = None) -> bool:
-    if d.direction.value != "put" or not all(
-            field_matches(d.metadata, k, want) for k, want in pattern.items()):
-        return False
-    if producer is None or d.job_id == producer:
-        return True
-    if store is None or d.job_id is None:
-        return False
-    by = store.trigger_for_job(d.job_id)
-    return by is not None and by.retry_of == producer
-
-
 def check_no_secret(defn: JobDefn, what: str) -> None:
     """A job stored until a trigger starts it (a triggered job, a retry) cannot carry a
     secret in its env: lwfm does not store secrets."""
@@ -161,7 +143,9 @@ class TriggerEngine:
         """Check and persist a new trigger, then evaluate it: its condition may hold already.
         Whatever would stop it firing later (an unknown job or site, a secret it would have
         to store) is an error now."""
-        check_json(tr.pattern, "a data trigger's pattern")
+        ins = tr.data_inputs() if tr.kind is TriggerKind.DATA else []
+        for pattern, _ in ins:
+            check_json(pattern, "a data trigger's pattern")
         tr.defn.check_plain()
         check_no_secret(tr.defn, "the triggered job")
         if tr.defn.site not in self.host.site_names():  # now, not when it fires
@@ -170,6 +154,9 @@ class TriggerEngine:
         self.host.flush()
         # Unknown ids are an error now, not a trigger that never fires.
         watched = [self.job_or_future(j) for j in tr.watch]
+        for _, producer in ins:  # a producer that will never run: refused now too
+            if producer is not None:
+                self.job_or_future(producer)
         if tr.workflow_id is None and tr.watch:
             first = watched[0]
             tr.workflow_id = (first.context.workflow_id if first else
@@ -292,17 +279,24 @@ class TriggerEngine:
                 self.evaluate(tr)
 
     def on_data(self, d: DataObject) -> None:
+        """A put: every pending data trigger one of whose inputs it matches is evaluated."""
         for tr in self.store.triggers(status=TriggerStatus.PENDING, kind=TriggerKind.DATA.value):
             if data_matches(tr, d, self.store):
-                self._fire(tr, d.id)
+                self._evaluate_data(tr, d)
+
+    def _evaluate_data(self, tr: Trigger, fresh: DataObject | None = None) -> None:
+        """Fire once every input has its put; dead once a producer ended without it."""
+        v = decide_data(tr, self.store, lambda ids: self.states(ids, logical=True), fresh)
+        if v.verdict == "fire":
+            self._fire(tr, v.fired_by, used=v.used)
+        elif v.verdict == "dead":
+            self._settle_dead(tr, v.reason or "")
+        else:
+            self._timeout(tr)
 
     def evaluate(self, tr: Trigger) -> None:
         if tr.kind is TriggerKind.DATA:
-            for d in self.store.find_data(tr.pattern):
-                if data_matches(tr, d, self.store):
-                    self._fire(tr, d.id)
-                    return
-            self._timeout(tr)
+            self._evaluate_data(tr)
             return
         states = self.states(tr.watch, logical=tr.retry_of is None)
         seen = None
@@ -346,25 +340,31 @@ class TriggerEngine:
             self.evaluate(tr)
 
     def _fire(self, tr: Trigger, fired_by: str | None,
-              states: dict[str, State | None] | None = None) -> None:
+              states: dict[str, State | None] | None = None,
+              used: list[DataObject] | None = None) -> None:
         """Fire and record the job in one transaction (with the trigger of its next
-        attempt, for a retry); the starter starts it."""
-        job = self._fired_job(tr, fired_by, states)
+        attempt, for a retry, and the data that fed it, for data futures); the starter
+        starts it."""
+        job = self._fired_job(tr, fired_by, states, used)
         first = JobStatus(job.id, State.PENDING, info=f"fired by trigger {tr.id}; not started yet")
         then = (next_retry(tr) if tr.retry_of else
                 first_retry(job) if job.defn.retries and job.defn.retries.count else None)
-        if self.store.fire_trigger(tr.id, fired_by, job, first, self.starter.claim, then=then):
+        fed = [d.id for d in used] if used and tr.feeds_job else None
+        if self.store.fire_trigger(tr.id, fired_by, job, first, self.starter.claim, then=then,
+                                   used=fed):
             if then is not None:
                 self.added()
             self.starter.start(tr.id, job.id)
         # (else another process, or an earlier event, won the claim)
 
     def _fired_job(self, tr: Trigger, fired_by: str | None,
-                   states: dict[str, State | None] | None = None) -> Job:
+                   states: dict[str, State | None] | None = None,
+                   used: list[DataObject] | None = None) -> Job:
         """The job a trigger starts, linked as a submitted job is: its parent is the job
         that fired it (unless the trigger names one, or it is a retry: an attempt sits
         where the first one did), which gives originator and workflow. A join's job reads
-        the states its inputs had when it fired in ``LWFM_JOIN_STATES`` (JSON)."""
+        the states its inputs had when it fired in ``LWFM_JOIN_STATES`` (JSON); a data
+        trigger's job its inputs, in input order, in ``LWFM_INPUTS`` (JSON: id and url)."""
         parent_id, workflow = tr.parent_id, tr.workflow_id
         if parent_id is None and tr.kind is not TriggerKind.DATA and fired_by and not tr.retry_of:
             parent_id = fired_by
@@ -388,4 +388,7 @@ class TriggerEngine:
         if tr.kind in (TriggerKind.ALL, TriggerKind.ANY) and states is not None:
             got = {j: (s.value if s else None) for j, s in states.items()}
             defn = replace(defn, env={**defn.env, "LWFM_JOIN_STATES": json.dumps(got)})
+        if tr.kind is TriggerKind.DATA and used:
+            fed = [{"id": d.id, "url": d.url} for d in used]
+            defn = replace(defn, env={**defn.env, "LWFM_INPUTS": json.dumps(fed)})
         return Job(defn=defn, context=ctx, triggered_by=tr.id, submitter=USER)

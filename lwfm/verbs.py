@@ -56,8 +56,8 @@ class TriggerVerbs:
                parent_id: str | None = None, workflow_id: str | None = None,
                job_id: str | None = None, triggered_by: str | None = None) -> JobFuture:
         """Record, then start a job on ``defn.site``; returns its future (see
-        :meth:`submit_job`). With ``inputs`` (a data future), the job starts once that
-        data is put, by a persisted data trigger."""
+        :meth:`submit_job`). With ``inputs`` (data futures), the job starts once all of
+        that data is put, by a persisted data trigger (:meth:`after_data`)."""
         if inputs:
             if job_id is not None or triggered_by is not None:
                 raise InvalidInput("a job waiting for data gets its id from its trigger")
@@ -117,14 +117,36 @@ class TriggerVerbs:
         return self.triggers.add(tr)
 
     def after_data(self, inputs: Iterable[DataFuture], defn: JobDefn, **kw: Any) -> JobFuture:
-        """Run ``defn`` once the data future is put (by its producer); the thread records
-        which data object fed it. One input per job for now."""
-        ins = list(inputs)
-        if len(ins) != 1 or not isinstance(ins[0], DataFuture):
-            raise InvalidInput("a job takes exactly one data future as its input "
-                               f"(got {len(ins)}); chain jobs to wait for more")
-        tr = self.on_data(ins[0].pattern, defn, producer=ins[0].producer, **kw)
+        """Run ``defn`` once every data future is put (by its producer), whatever the
+        producers' states; the job reads its inputs in ``LWFM_INPUTS`` and the thread
+        records it ``prov:used`` each. A producer ending without its data kills it."""
+        try:
+            ins = [inputs] if isinstance(inputs, DataFuture) else list(inputs)
+        except TypeError:
+            raise InvalidInput(f"inputs must be a list of data futures, not {inputs!r}") from None
+        if not ins:
+            raise InvalidInput("a job waiting for data needs at least one data future "
+                               "(a producer's future.outputs[i])")
+        bad = [i for i in ins if not isinstance(i, DataFuture)]
+        if bad:
+            raise InvalidInput(f"inputs must be data futures (a job future's .outputs), not "
+                               f"{type(bad[0]).__name__}: {bad[0]!r}")
+        if len(ins) == 1:
+            tr = self.on_data(ins[0].pattern, defn, producer=ins[0].producer, **kw)
+        else:
+            tr = self.on_data(ins[0].pattern, defn, inputs=[
+                {"pattern": dict(i.pattern), "producer": i.producer} for i in ins], **kw)
         return JobFuture(self, tr.job_id, trigger_id=tr.id)  # type: ignore[arg-type]
+
+    def inputs_of(self, job_id: JobRef) -> list[dict[str, str]]:
+        """For a job a data trigger started: the data it was fed, in input order (each
+        ``{"id", "url"}``, as the job reads them in ``LWFM_INPUTS``)."""
+        self.flush()
+        job = self.store.get_job(job_id_of(job_id))
+        raw = job.defn.env.get("LWFM_INPUTS")
+        if raw is None:
+            raise LwfmError(f"job {job.id} was not started by data (submit(inputs=...), on_data)")
+        return json.loads(raw)
 
     def _trigger(self, tr: Trigger) -> JobFuture:
         self.ensure_open()

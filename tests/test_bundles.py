@@ -456,3 +456,39 @@ def test_unnamed_runs_of_one_program_are_one_step_and_named_jobs_their_own(tmp_p
     g = {e["@id"]: e for e in _meta(out)["@graph"]}
     control = [e for e in g.values() if e.get("@type") == "ControlAction"]
     assert sorted(len(c["object"]) for c in control) == [1, 3]
+
+
+def test_a_job_fed_several_data_keeps_what_fed_it_through_a_bundle(homes, tmp_path):
+    """A data trigger on two steps' outputs (data futures), fired at the remote lab: the
+    bundle carries its inputs, the data that fed the job (``used``) and the producers it
+    is woken by; the importing graph says the job used each."""
+    from lwfm.model import Job, JobContext, JobDefn, Trigger
+    from lwfm.provenance.graph import ProvenanceGraph
+    local, remote, th = homes
+    ins = [{"pattern": {"step": i, "role": "output"}, "producer": th.steps[i]} for i in (0, 1)]
+    tr = remote.store.add_trigger(Trigger(kind="data", defn=JobDefn(entry=["merge"]),
+                                          inputs=ins, workflow_id=th.workflow))
+    job = Job(JobDefn(entry=["merge"]), JobContext(job_id=tr.job_id, workflow_id=th.workflow),
+              triggered_by=tr.id)
+    used = th.outputs[:2]
+    assert remote.store.fire_trigger(tr.id, used[1], job, JobStatus(job.id, State.PENDING),
+                                     "test", used=used)
+    assert not remote.store.fire_trigger(tr.id, used[1], job, JobStatus(job.id, State.PENDING),
+                                         "test", used=used[:1])   # fired once: body kept
+    assert remote.store.get_trigger(tr.id).used == used
+    import_bundle(local.store, local.config, _export(remote, tmp_path, workflow_id=th.workflow))
+    got = local.store.get_trigger(tr.id)
+    assert (got.status.value, got.fired_by, got.used, got.inputs) == ("fired", used[1], used, ins)
+    assert got.data_inputs() == [(i["pattern"], i["producer"]) for i in ins]
+    for step in th.steps[:2]:
+        assert tr.id in {x.id for x in local.store.triggers(watching=step)}
+    g = ProvenanceGraph(local.config, local.store)
+    try:
+        g.sync()
+        rows = {str(r[0]) for r in g.query(
+            f"PREFIX prov: <http://www.w3.org/ns/prov#> SELECT ?d WHERE {{ "
+            f"<urn:uuid:{job.id}> prov:used ?d }}")}
+        assert g.check() == []
+    finally:
+        g.close()
+    assert rows == {f"urn:uuid:{d}" for d in used}

@@ -210,10 +210,14 @@ def test_on_ended_runs_when_all_ended_whatever_their_state(m: Manager) -> None:
 
 
 # -- data futures --------------------------------------------------------------------------
-def _producer(out: Path, kind: str, delay: float = 0.5) -> JobDefn:
-    code = ("import os, time; from pathlib import Path; from lwfm import Manager; "
-            f"time.sleep({delay}); p = Path({str(out)!r}); p.write_text('mesh'); "
-            f"m = Manager(); m.notate(p, metadata={{'kind': {kind!r}}}); m.close()")
+def _producer(out: Path, kind: str, delay: float = 0.5, gate: Path | None = None) -> JobDefn:
+    """A real job that puts ``out`` (metadata kind) after ``delay`` s, or once ``gate``
+    exists; it then writes ``out``.done, so a test knows the put is in the store."""
+    wait = (f"while not Path({str(gate)!r}).exists(): time.sleep(0.05)\n" if gate else "")
+    code = ("import time\nfrom pathlib import Path\nfrom lwfm import Manager\n" + wait +
+            f"time.sleep({delay}); p = Path({str(out)!r}); p.write_text('mesh')\n"
+            f"m = Manager(); m.notate(p, metadata={{'kind': {kind!r}}}); m.close()\n"
+            f"Path({str(out) + '.done'!r}).touch()\n")
     return JobDefn(entry=[PY, "-c", code], name=f"produce {kind}", outputs=[{"kind": kind}])
 
 
@@ -236,8 +240,10 @@ def test_b_waits_for_a_s_data_not_its_state_and_the_thread_says_what_fed_it(
          f"<{node_iri(job_b.id)}> prov:used ?d }}")
     used = [str(r[0]) for r in g.query(q)]
     assert used == [node_iri(d.id)]
-    with pytest.raises(InvalidInput, match="exactly one data future"):
-        m.submit(sh("true"), inputs=[mesh, mesh])
+    with pytest.raises(InvalidInput, match="at least one data future"):
+        m.after_data([], sh("true"))
+    with pytest.raises(InvalidInput, match="must be data futures.*JobFuture"):
+        m.submit(sh("true"), inputs=[mesh, a])
 
 
 def test_a_data_future_whose_producer_ends_without_it_fails(m: Manager) -> None:
@@ -246,6 +252,215 @@ def test_a_data_future_whose_producer_ends_without_it_fails(m: Manager) -> None:
         a.outputs[0].result(timeout=30)
     with pytest.raises(InvalidInput, match="outputs"):
         JobDefn(entry=["true"], outputs=[{}])
+
+
+READ_INPUTS = [PY, "-c", "import os; print(os.environ['LWFM_INPUTS'])"]
+PREFIXES = "PREFIX prov: <http://www.w3.org/ns/prov#> "
+
+
+def _used(m: Manager, job_id: str) -> set[str]:
+    q = PREFIXES + f"SELECT ?d WHERE {{ <{node_iri(job_id)}> prov:used ?d }}"
+    return {str(r[0]) for r in m.graph.query(q)}
+
+
+def test_a_job_waits_for_all_its_data_futures_and_is_fed_each(m: Manager, tmp_path: Path) -> None:
+    """B waits for A's mesh AND C's params: not started after only the mesh is put,
+    started once both are; it reads both in LWFM_INPUTS (input order), and the thread,
+    the web graph and the rendered thread say it used each."""
+    from lwfm.provenance.render import to_dot
+    from lwfm.web.graph import thread_graph
+    wf = m.create_workflow("two inputs")
+    gate = tmp_path / "gate"
+    a = m.submit(_producer(tmp_path / "mesh.dat", "mesh", delay=0.1), workflow_id=wf.id)
+    c = m.submit(_producer(tmp_path / "params.json", "params", delay=0, gate=gate),
+                 workflow_id=wf.id)
+    b = m.submit(JobDefn(entry=READ_INPUTS, name="B"), inputs=[a.outputs[0], c.outputs[0]],
+                 workflow_id=wf.id)
+    mesh = a.outputs[0].result(timeout=60)
+    assert a.result(timeout=60).state is State.COMPLETE
+    time.sleep(1.0)   # had the mesh alone fired B, it would be recorded by now
+    assert b.status is TriggerStatus.PENDING and not b.done()
+    assert m.store.get_trigger(b.trigger_id).inputs == [
+        {"pattern": {"kind": "mesh"}, "producer": a.id},
+        {"pattern": {"kind": "params"}, "producer": c.id}]
+    gate.touch()
+    job_b = b.result(timeout=60)
+    params = c.outputs[0].result(timeout=5)
+    assert b.fired_by == params.id and b.trigger.used == [mesh.id, params.id]
+    assert job_b.started >= params.time and params.time > mesh.time
+    fed = [{"id": mesh.id, "url": mesh.url}, {"id": params.id, "url": params.url}]
+    assert json.loads(m.log(b)) == fed and m.inputs_of(b) == fed
+    assert _used(m, job_b.id) == {node_iri(mesh.id), node_iri(params.id)}
+    assert m.graph.check() == []
+    import pyshacl
+    from rdflib import Graph
+
+    from lwfm.ontology import path as ontology_path
+    from tests.test_provenance import union_graph
+    ok, _, text = pyshacl.validate(union_graph(m.graph),
+                                   shacl_graph=Graph().parse(ontology_path("shapes.ttl")))
+    assert ok, text
+    g = thread_graph(m.store, wf.id)
+    assert {(e.source, e.kind) for e in g.edges if e.target == job_b.id} >= {
+        (mesh.id, "triggered"), (params.id, "triggered")}
+    root = m.graph.thread(wf.id)
+    [node_b] = [n for n in root.walk() if n.id == job_b.id]
+    assert {(ch.id, ch.relation) for ch in node_b.children} == {(mesh.id, "used"),
+                                                              (params.id, "used")}
+    dot = to_dot(root)
+    for d in (mesh, params):
+        assert f'"{d.id}" -> "{job_b.id}" [color=blue, label="used"]' in dot
+    # a job in another workflow fed the same data: its thread draws without them
+    other = m.create_workflow("elsewhere")
+    e = m.submit(sh("true", "E"), inputs=[a.outputs[0], c.outputs[0]], workflow_id=other.id)
+    assert e.result(timeout=60).state is State.COMPLETE
+    assert thread_graph(m.store, other.id).to_dict()["nodes"]["id"] == [e.id]
+
+
+def test_a_producer_that_ends_without_its_data_kills_the_trigger(m: Manager,
+                                                                 tmp_path: Path) -> None:
+    """A ends without putting its mesh: B (which also waits for C's params) is dead with
+    the reason, its future raises, and the job chained on B sees it end; one data feeding
+    two jobs leaves the graph consistent."""
+    a = m.submit(JobDefn(entry="sleep 1", kind="shell", name="forgets",
+                         outputs=[{"kind": "mesh", "n": 1}]))
+    c = m.submit(_producer(tmp_path / "params.json", "params", delay=0))
+    b = m.submit(sh("echo never", "B"), inputs=[c.outputs[0], a.outputs[0]])
+    after = b.then(sh("echo after B"), states="terminal")
+    with pytest.raises(JobFailed, match=f"will never run: job {a.id} ended COMPLETE without "
+                                        "putting data matching {'kind': 'mesh', 'n': 1}"):
+        b.result(timeout=60)
+    assert b.status is TriggerStatus.DEAD
+    assert after.result(timeout=60).state is State.COMPLETE
+    listed = subprocess.run([PY, "-m", "lwfm.cli", "triggers", "--status", "dead"],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "LWFM_HOME": str(m.home)})
+    assert listed.returncode == 0 and "data (2 futures)" in listed.stdout
+    assert '{"kind": "params"} + {"kind": "mesh", "n": 1}' in listed.stdout
+    d = c.outputs[0].result(timeout=60)
+    # the same data feeds two jobs (each a single-input future): both used it
+    feeds = [m.submit(sh(f"echo {n}", n), inputs=[c.outputs[0]]) for n in ("D", "E")]
+    for f in feeds:
+        assert f.result(timeout=60).state is State.COMPLETE and f.trigger.used == [d.id]
+        assert _used(m, f.id) == {node_iri(d.id)}
+    assert m.graph.check() == []
+
+
+def test_a_data_future_waits_through_its_producer_s_retries(m: Manager, tmp_path: Path) -> None:
+    """A's first attempt fails without its data; its retry puts it: B fires then, fed
+    the retry's data (a producer has ended only once no retry is due)."""
+    mark = tmp_path / "tried"
+    producer = _producer(tmp_path / "mesh.dat", "mesh", delay=0)
+    flaky = (f"from pathlib import Path\nimport sys\nif not Path({str(mark)!r}).exists():\n"
+             f"    Path({str(mark)!r}).touch(); sys.exit(3)\n" + producer.entry[2])
+    a = m.submit(JobDefn(entry=[PY, "-c", flaky], name="flaky producer",
+                         outputs=[{"kind": "mesh"}], retries=lwfm.Retries(count=1)))
+    c = m.submit(_producer(tmp_path / "params.json", "params", delay=0))
+    b = m.submit(JobDefn(entry=READ_INPUTS, name="B"), inputs=[a.outputs[0], c.outputs[0]])
+    job_b = b.result(timeout=90)
+    mesh = a.outputs[0].result(timeout=5)
+    assert mesh.job_id != a.id   # put by the second attempt
+    assert [x["id"] for x in json.loads(m.log(job_b))] == [mesh.id,
+                                                          c.outputs[0].result(timeout=5).id]
+
+
+def test_bad_data_inputs_are_refused_and_nothing_is_recorded(m: Manager) -> None:
+    from lwfm.futures import DataFuture
+    from lwfm.model import Trigger
+    one = {"pattern": {"kind": "mesh"}, "producer": None}
+    with pytest.raises(InvalidInput, match="data input 2 must be"):
+        Trigger(kind="data", defn=sh("true"), inputs=[one, {"pattern": {}, "producer": None}])
+    with pytest.raises(InvalidInput, match="two or more"):
+        Trigger(kind="data", defn=sh("true"), inputs=[one])
+    with pytest.raises(InvalidInput, match="list of data ids"):
+        Trigger(kind="data", defn=sh("true"), pattern={"k": 1}, used=[3])
+    nan = DataFuture(m, {"score": float("nan")}, None)
+    with pytest.raises(InvalidInput, match="plain JSON"):
+        m.submit(sh("true"), inputs=[DataFuture(m, {"kind": "mesh"}, None), nan])
+    with pytest.raises(lwfm.NotFound):
+        m.submit(sh("true"), inputs=[DataFuture(m, {"kind": "mesh"}, None),
+                                     DataFuture(m, {"kind": "mesh"}, "no-such-job")])
+    assert m.store.triggers() == []
+
+
+def test_a_put_made_just_before_its_producer_ended_is_not_missed(m: Manager) -> None:
+    """The verdict reads the puts, then the producers' states: C putting its params and
+    ending in between must not make the trigger dead (its put is committed before its end)."""
+    from lwfm.data_triggers import decide_data
+    from lwfm.model import DataObject, Trigger
+    a, c = m.submit(sh("true", "A")), m.submit(sh("true", "C"))
+    assert a.result(timeout=30) and c.result(timeout=30)
+    m.store.add_data(DataObject(url="file:///mesh", job_id=a.id, metadata={"kind": "mesh"}))
+    tr = Trigger(kind="data", defn=sh("true"), inputs=[
+        {"pattern": {"kind": "mesh"}, "producer": a.id},
+        {"pattern": {"kind": "params"}, "producer": c.id}])
+
+    def late(ids):
+        if not m.store.find_data({"kind": "params"}):
+            m.store.add_data(DataObject(url="file:///params", job_id=c.id,
+                                        metadata={"kind": "params"}))
+        return {j: State.COMPLETE for j in ids}
+    v = decide_data(tr, m.store, late)
+    assert v.verdict == "fire" and [d.url for d in v.used] == ["file:///mesh", "file:///params"]
+    tr.inputs[1]["pattern"] = {"kind": "never"}  # type: ignore[index]
+    v = decide_data(tr, m.store, late)
+    assert v.verdict == "dead" and f"job {c.id} ended COMPLETE without putting" in v.reason
+
+
+@pytest.mark.slow
+def test_a_multi_data_trigger_survives_restarts_and_fires_once(home: Path, tmp_path: Path) -> None:
+    """Process 1 adds B (waiting on A's and C's data) and exits; A puts its data from its
+    own process, and nothing fires; C, from its own process, puts the other while two
+    manager loops also look: B runs exactly once, fed both."""
+    ga, gc = tmp_path / "gate-a", tmp_path / "gate-c"
+    mesh_p, params_p = tmp_path / "mesh.dat", tmp_path / "params.json"
+    out = _in_child(home, "from pathlib import Path\nfrom lwfm import Manager, JobDefn\n"
+                          "import tests.test_futures as t\n"
+                          "with Manager() as m:\n"
+                          f"    a = m.submit(t._producer(Path({str(mesh_p)!r}), 'mesh', 0, "
+                          f"Path({str(ga)!r})))\n"
+                          f"    c = m.submit(t._producer(Path({str(params_p)!r}), 'params', 0, "
+                          f"Path({str(gc)!r})))\n"
+                          "    b = m.submit(JobDefn(entry=t.READ_INPUTS, name='B'), "
+                          "inputs=[a.outputs[0], c.outputs[0]])\n"
+                          "    print(a.id, c.id, b.id, b.trigger_id)\n")
+    assert out.returncode == 0, out.stderr
+    a_id, c_id, b_id, tr_id = out.stdout.split()
+    ga.touch()
+    _wait_for(Path(str(mesh_p) + ".done"))
+    with Manager(home) as m:   # a restart: it catches up on the journal, and must wait
+        assert m.future(a_id).result(timeout=60).state is State.COMPLETE
+        time.sleep(0.5)
+        assert m.store.get_trigger(tr_id).status is TriggerStatus.PENDING
+    servers = [subprocess.Popen([PY, "-m", "lwfm.cli", "serve", "--interval", "0.02"],
+                                env={**os.environ, "LWFM_HOME": str(home)},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+               for _ in range(2)]
+    try:
+        time.sleep(1.0)
+        gc.touch()
+        with Manager(home) as m:
+            job_b = m.future(b_id).result(timeout=60)
+            time.sleep(1.0)   # time for a loser to (wrongly) fire too
+            [mesh] = m.find({"kind": "mesh"})
+            [params] = m.find({"kind": "params"})
+            tr = m.store.get_trigger(tr_id)
+            assert tr.status is TriggerStatus.FIRED and tr.used == [mesh.id, params.id]
+            assert [x["id"] for x in json.loads(m.log(job_b))] == [mesh.id, params.id]
+            assert len(m.store.find_jobs()) == 3
+            fired = [s for s in m.store.history(b_id) if s.state is State.PENDING]
+            assert len(fired) == 1
+    finally:
+        for s in servers:
+            s.send_signal(2)
+            s.wait(timeout=30)
+
+
+def _wait_for(p: Path, timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while not p.exists():
+        assert time.monotonic() < end, f"{p} never appeared"
+        time.sleep(0.05)
 
 
 def test_closed_manager_refuses_future_verbs(home: Path) -> None:

@@ -324,7 +324,8 @@ def triggers_cmd(m, status: str | None, as_json: bool) -> None:
         return
     print_table(("id", "kind", "status", "watch/pattern", "fires job", "deadline", "reason"),
                 ((tr.id[:8], _kind(tr), tr.status.value,
-                  ",".join(w[:8] for w in tr.watch) if tr.watch else json.dumps(tr.pattern),
+                  ",".join(w[:8] for w in tr.watch) if tr.watch else
+                  " + ".join(json.dumps(p) for p, _ in tr.data_inputs()),
                   tr.job_id[:8], tr.deadline.strftime("%Y-%m-%d %H:%M:%S") if tr.deadline else "",
                   tr.reason or "") for tr in trs))
 
@@ -335,7 +336,8 @@ def _kind(tr: Any) -> str:
         return f"retry {tr.attempt}"
     if tr.at_least is not None:
         return f"{tr.at_least}-of-{len(tr.watch)}"
-    return tr.kind.value + (" (future)" if tr.producer else "")
+    return tr.kind.value + (f" ({len(tr.inputs)} futures)" if tr.inputs else
+                            " (future)" if tr.producer else "")
 
 
 @command("serve")

@@ -97,10 +97,12 @@ def check_consistency(g: "ProvenanceGraph") -> list[str]:
 
     # -- data objects
     gdata: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    # the job of a get used it; a put may be used by any number of jobs (data futures)
     for row in g.select_values("""SELECT ?d ?url ?dir ?size ?sha ?gen ?used ?from WHERE {
           ?d a lwfm:DataObject ; schema:contentUrl ?url ; lwfm:direction ?dir .
           OPTIONAL { ?d schema:contentSize ?size } OPTIONAL { ?d lwfm:sha256 ?sha }
-          OPTIONAL { ?d prov:wasGeneratedBy ?gen } OPTIONAL { ?used prov:used ?d }
+          OPTIONAL { ?d prov:wasGeneratedBy ?gen }
+          OPTIONAL { ?used prov:used ?d FILTER(?dir = "get") }
           OPTIONAL { ?d prov:wasDerivedFrom ?from } }"""):
         gdata[node_id(row[0]) or row[0]].append(row)
     gmeta: dict[str, dict[str, str]] = defaultdict(dict)

@@ -345,8 +345,10 @@ class Emitter:
             extra.append(f"{job} {_INFL} <{cause}> {g} .\n")
             if body.get("retry_of"):  # an attempt was informed by the one it retries
                 extra.append(f"{job} {P['prov_wasInformedBy']} <{cause}> {g} .\n")
-            if body.get("producer"):  # a data future: the data fed the job
-                extra.append(f"{job} {P['prov_used']} <{cause}> {g} .\n")
+            # data futures: every input fed the job (older rows: the one that fired it)
+            fed = body.get("used") or ([r["fired_by"]] if body.get("producer") else [])
+            for d in fed:
+                extra.append(f"{job} {P['prov_used']} <{node_iri(d)}> {g} .\n")
         if r["reason"]:
             o.append(f"{t} {P['lwfm_reason']} {lit(r['reason'])} {g} .\n")
         if r["fired_at"]:

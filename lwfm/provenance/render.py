@@ -21,8 +21,8 @@ _STYLE = {"COMPLETE": ("green", "#c8e6c9"), "FAILED": ("red", "#ffcdd2"),
           "CANCELLED": ("magenta", "#e1bee7"), "RUNNING": ("yellow", "#fff9c4"),
           "FINISHING": ("yellow", "#fff9c4"), "PENDING": ("cyan", "#b2ebf2"),
           "READY": ("cyan", "#b2ebf2")}
-_ARROW = {"put": "⬆ put", "get": "⬇ get", "child": "", "triggered": "⚡ ", "part": "",
-          "retry": "↻ "}
+_ARROW = {"put": "⬆ put", "get": "⬇ get", "used": "⬇ used", "child": "", "triggered": "⚡ ",
+          "part": "", "retry": "↻ "}
 
 
 def _line(n: ThreadNode) -> Text:
@@ -98,7 +98,7 @@ def to_dot(root: ThreadNode) -> str:
                     out.append(f"  {_q(n.id)} -> {_q(c.id)} [color=gray40{style}];")
             else:
                 out.append(f"  {_q(c.id)} [shape=note, label={_q(c.label)}];")
-                if c.relation == "get" and n.kind == "job":
+                if c.relation in ("get", "used") and n.kind == "job":
                     out.append(f"  {_q(c.id)} -> {_q(n.id)} [color=blue, label=\"used\"];")
                 else:
                     out.append(f"  {_q(n.id)} -> {_q(c.id)} [color=darkgreen, label={_q(c.relation)}];")

@@ -23,7 +23,8 @@ class ThreadNode:
     id: str
     kind: str                   # workflow | job | data | future
     label: str
-    relation: str = ""          # how it hangs under its parent: child, triggered, retry, put, get
+    relation: str = ""          # how it hangs under its parent: child, triggered, retry, put,
+    #                             get, used (a put another job was fed)
     state: str | None = None    # a job's state; a future's trigger status (pending, dead)
     site: str | None = None
     children: list["ThreadNode"] = field(default_factory=list)
@@ -77,20 +78,23 @@ def thread(g: "ProvenanceGraph", workflow_id: str) -> ThreadNode:
             root.children.append(node)
     _triggers(g, w, root, jobs)
     seen: set[tuple[str, str]] = set()
-    for d, url, direction, job, created in g.select_values(f"""
-          SELECT DISTINCT ?d ?url ?dir ?job ?created WHERE {{
+    for d, url, direction, job, via, created in g.select_values(f"""
+          SELECT DISTINCT ?d ?url ?dir ?job ?via ?created WHERE {{
             {{ ?d lwfm:workflow {w} }} UNION {{ ?job lwfm:workflow {w} . ?d prov:wasGeneratedBy ?job }}
             UNION {{ ?job lwfm:workflow {w} . ?job prov:used ?d }}
             ?d a lwfm:DataObject ; schema:contentUrl ?url ; lwfm:direction ?dir ;
                schema:dateCreated ?created .
-            OPTIONAL {{ {{ ?d prov:wasGeneratedBy ?job }} UNION {{ ?job prov:used ?d }} }}
-          }} ORDER BY ?created ?d"""):
+            OPTIONAL {{ {{ ?d prov:wasGeneratedBy ?job BIND("gen" AS ?via) }}
+                        UNION {{ ?job prov:used ?d BIND("used" AS ?via) }} }}
+          }} ORDER BY ?created ?d ?via"""):
         did = node_id(d) or d
         jid = node_id(job or "")
         if (did, jid or "") in seen:
             continue
         seen.add((did, jid or ""))
-        node = ThreadNode(id=did, kind="data", label=url, relation=direction)
+        # a put another job was fed (a data future's input) hangs under it as "used"
+        rel = "used" if via == "used" and direction == "put" else direction
+        node = ThreadNode(id=did, kind="data", label=url, relation=rel)
         (jobs[jid].children if jid in jobs else root.children).append(node)
     return root
 

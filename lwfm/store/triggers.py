@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from sqlalchemy import Connection, Text, cast, insert, or_, select, update
 
 from ..errors import NotFound
-from ..model import Job, JobStatus, State, Trigger, TriggerStatus, iso, utcnow
+from ..model import Job, JobStatus, State, Trigger, TriggerKind, TriggerStatus, iso, utcnow
 from . import schema as t
 
 
@@ -35,9 +35,13 @@ class TriggerRows:
         c.execute(insert(t.triggers).values(
             id=tr.id, kind=tr.kind.value, status=tr.status.value, body=tr.to_dict(),
             job_id=tr.job_id, fired_by=None, reason=None, fired_at=None))
-        if tr.watch:
+        # The index of jobs whose changes wake the trigger: the jobs it watches, and a data
+        # trigger's producers (their end, without the data, kills it).
+        woken = tr.watch or (list(dict.fromkeys(p for _, p in tr.data_inputs() if p))
+                             if tr.kind is TriggerKind.DATA else [])
+        if woken:
             c.execute(insert(t.trigger_watch), [{"trigger_id": tr.id, "job_id": j}
-                                                for j in tr.watch])
+                                                for j in woken])
         self.journal(c, "trigger", [tr.id])
 
     def _trigger(self, r: Mapping[str, Any]) -> Trigger:
@@ -96,16 +100,25 @@ class TriggerRows:
 
     # -- firing and starting the fired job ---------------------------------------------
     def fire_trigger(self, trigger_id: str, fired_by: str | None, job: Job, status: JobStatus,
-                     launcher: str, then: Trigger | None = None) -> bool:
+                     launcher: str, then: Trigger | None = None,
+                     used: list[str] | None = None) -> bool:
         """Fire a pending trigger AND record its job (state PENDING, not started) in ONE
         transaction, claimed for starting by ``launcher``. True only for the one winner:
         whoever fires also owns the start, and a crash leaves either both or neither.
-        ``then``: a trigger added in the same transaction (a retry's next attempt)."""
+        ``then``: a trigger added in the same transaction (a retry's next attempt);
+        ``used``: the data ids that fed the job (data futures), kept in the body."""
         with self.write() as c:
-            n = c.execute(update(t.triggers).where(t.triggers.c.id == trigger_id,
-                                                   t.triggers.c.status == "pending").values(
+            values: dict[str, Any] = dict(
                 status=TriggerStatus.FIRED.value, fired_by=fired_by, reason=None,
-                fired_at=iso(utcnow()), launch="waiting", launcher=launcher)).rowcount
+                fired_at=iso(utcnow()), launch="waiting", launcher=launcher)
+            if used is not None:
+                body = c.execute(select(t.triggers.c.body).where(
+                    t.triggers.c.id == trigger_id)).scalar()
+                if body is not None:
+                    values["body"] = {**body, "used": list(used)}
+            n = c.execute(update(t.triggers).where(t.triggers.c.id == trigger_id,
+                                                   t.triggers.c.status == "pending")
+                          .values(**values)).rowcount
             if n:
                 self.journal(c, "trigger", [trigger_id])
                 self._insert_jobs(c, [(job, status)])

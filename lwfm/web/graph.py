@@ -130,7 +130,8 @@ def thread_graph(store: Store, workflow_id: str) -> ThreadGraph:
                 edges.append(GEdge(d["job_id"], d["id"], "put"))
         if d["derived_from"] in nodes:
             edges.append(GEdge(d["derived_from"], d["id"], "derived"))
-    edges = _dedup(edges)
+    # an input fed from another workflow's data is not drawn here (nor may its edge be)
+    edges = _dedup([e for e in edges if e.source in nodes])
     layout(list(nodes.values()), edges)
     return ThreadGraph(workflow_id, wf[0] or workflow_id, own, list(nodes.values()), edges)
 
@@ -152,8 +153,8 @@ def _trigger(r: Any, nodes: dict[str, GNode], edges: list[GEdge]) -> None:
                                trigger_status=r["status"])
     kind = "triggered" if r["status"] == "fired" else "waits"
     sources = [w for w in body.get("watch") or [] if w in nodes]
-    if r["kind"] == "data" and r["fired_by"]:
-        sources = [r["fired_by"]]
+    if r["kind"] == "data" and r["fired_by"]:   # every input that fed it, or what fired it
+        sources = list(body.get("used") or [r["fired_by"]])
     for s in sources:
         edges.append(GEdge(s, target, kind))
 
