@@ -108,6 +108,24 @@ def test_data_trigger(home: Path):
         assert m.find({"kind": "raw", "name": "other-*.dat"}) == []
 
 
+def test_data_futures(home: Path):
+    out = run_example("data_futures.py", home)
+    assert "said 'mesh data + params data'" in out
+    with Manager(home) as m:
+        jobs = by_name(m)
+        mesh, params, solve = jobs["mesh"], jobs["params"], jobs["solve"]
+        assert {j.state for j in (mesh, params, solve)} == {State.COMPLETE}
+        (dm,) = m.find({"kind": "mesh"})
+        (dp,) = m.find({"kind": "params"})
+        assert (dm.job_id, dp.job_id) == (mesh.id, params.id)
+        tr = m.store.get_trigger(solve.triggered_by)
+        assert tr.kind is TriggerKind.DATA and tr.status is TriggerStatus.FIRED
+        assert [i["producer"] for i in tr.inputs] == [mesh.id, params.id]
+        assert tr.used == [dm.id, dp.id]
+        assert solve.started >= max(dm.time, dp.time)  # it waited for both puts
+        assert [d["id"] for d in m.inputs_of(solve.id)] == [dm.id, dp.id]
+
+
 def test_cancel_long_job(home: Path):
     out = run_example("cancel_long_job.py", home)
     assert re.search(r"`lwfm cancel` .*cancelled \(exit 0\)", out), out
