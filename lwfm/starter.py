@@ -58,6 +58,18 @@ def new_claim() -> str:
     return f"{_HOST}:{os.getpid()}:{_start_ticks(os.getpid())}:{new_id()[:8]}"
 
 
+def hold_claim() -> str:
+    """A claim on work this process does outside a starter (a publication being written),
+    alive until :func:`release_claim` or the process's end."""
+    claim = new_claim()
+    _LIVE.add(claim)
+    return claim
+
+
+def release_claim(claim: str) -> None:
+    _LIVE.discard(claim)
+
+
 def claim_alive(claim: str) -> bool:
     """Whether the process (and starter) that made ``claim`` may still start its job."""
     host, pid, ticks, _ = (claim.rsplit(":", 3) + ["", "", ""])[:4]

@@ -386,3 +386,64 @@ def test_cli_takes_short_ids_and_refuses_unknown_ones(thread, tmp_path):
                                  "--data", th.outputs[0][:8], *a[i + 2:], "-o", str(out)])
     assert r.exit_code == 0, r.output
     assert "published 1 files" in r.output
+
+
+# -- a publication killed mid-way ---------------------------------------------------------
+
+def test_what_a_killed_publish_left_is_swept_by_the_next_one(tmp_path, monkeypatch):
+    """A real `lwfm publish` killed -9 while it copies a 400 MB payload leaves its hidden
+    work folder; the next publish into that folder removes it (its writer is gone), and
+    leaves alone the work of a publish still running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from lwfm import JobDefn, Manager
+    from lwfm.publish.api import sweep_abandoned
+    from lwfm.starter import hold_claim, release_claim
+    home = tmp_path / "home"
+    monkeypatch.setenv("LWFM_HOME", str(home))
+    for var in ("LWFM_JOB_ID", "LWFM_WORKFLOW_ID", "LWFM_PARENT_ID", "LWFM_STORE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    big = tmp_path / "big.bin"
+    with big.open("wb") as f:  # real bytes, not a sparse file: copying takes a while
+        for _ in range(400):
+            f.write(random.randbytes(1 << 20))
+    with Manager(home) as m:
+        wf = m.create_workflow("campaign")
+        job = m.submit(JobDefn(entry=["true"]), workflow_id=wf.id)
+        m.wait(job.id, timeout=60)
+        m.put(big, str(tmp_path / "archive" / "big.bin"), job_id=job.id)
+    pubs = tmp_path / "pubs"
+    args = [sys.executable, "-m", "lwfm.cli", "publish", "--workflow", wf.id, "--title", "T",
+            "--license", "MIT", "--creator", CARBERRY]
+    proc = subprocess.Popen([*args, "-o", str(pubs / "first")], env=os.environ.copy(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not list(pubs.glob(".first.publishing-*.owner")) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    left = sorted(p.name for p in pubs.iterdir())
+    assert not (pubs / "first").exists()
+    assert len(left) == 2 and left[0].startswith(".first.publishing-"), left  # folder + owner
+    # a publication another process is writing right now is not touched
+    claim = hold_claim()
+    try:
+        live = pubs / ".other.publishing-x"
+        live.mkdir()
+        (pubs / ".other.publishing-x.owner").write_text(claim)
+        r = subprocess.run([*args, "-o", str(pubs / "second")], capture_output=True, text=True,
+                           env=os.environ.copy(), timeout=300)
+        assert r.returncode == 0, r.stderr
+    finally:
+        release_claim(claim)
+    assert sorted(p.name for p in pubs.iterdir()) == [".other.publishing-x",
+                                                      ".other.publishing-x.owner", "second"]
+    assert bagit.Bag(str(pubs / "second")).is_valid()
+    # once its writer is gone (the claim released: as if its process ended), it goes too
+    assert sweep_abandoned(pubs) == [live]
+    assert sorted(p.name for p in pubs.iterdir()) == ["second"]

@@ -25,6 +25,7 @@ from typing import Any
 from lwfm.errors import PublishError
 from lwfm.model import iso, new_id, utcnow
 from lwfm.provenance.vocab import node_iri as urn
+from lwfm.starter import claim_alive, hold_claim, release_claim
 from lwfm.store import Store
 
 from . import bag as bagmod
@@ -53,6 +54,9 @@ class PublishResult:
         d = asdict(self)
         d["path"] = str(self.path)
         return d
+
+
+_OWNER = ".owner"   # beside a publication's hidden work folder: the claim of its writer
 
 
 def publish(store: Store, out: Path | str, *, title: str, license: str, creators: list[str],
@@ -88,7 +92,11 @@ def publish(store: Store, out: Path | str, *, title: str, license: str, creators
     job_id, dataset_id, started = new_id(), new_id(), utcnow()
     stamp = str(iso(started))
     out.parent.mkdir(parents=True, exist_ok=True)
+    sweep_abandoned(out.parent)
+    claim = hold_claim()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.publishing-", dir=out.parent))
+    owner = tmp.with_name(tmp.name + _OWNER)
+    owner.write_text(claim)
     copier: PayloadCopier | None = None
     zipped: bagmod.ZipPayload | None = None
     preload = threading.Thread(target=importlib.import_module, args=("datacite.schema45",),
@@ -147,11 +155,13 @@ def publish(store: Store, out: Path | str, *, title: str, license: str, creators
             preload.join()
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.with_name(tmp.name + ".zip").unlink(missing_ok=True)
+        _release(owner, claim)
         raise
     copier.close()  # all copies are done: wait() returned
     preload.join()
     if zip:
         shutil.rmtree(tmp, ignore_errors=True)
+    _release(owner, claim)
     result = PublishResult(out, facts.identifier, dataset_id, job_id, version,
                            facts.previous, len(files), payload_bytes)
     if depositor is not None:
@@ -159,6 +169,31 @@ def publish(store: Store, out: Path | str, *, title: str, license: str, creators
         return depositor.resume(store)
     finish_record(store, pending)
     return result
+
+
+def sweep_abandoned(folder: Path) -> list[Path]:
+    """Remove what publications killed mid-way (kill -9, power loss) left in ``folder``:
+    each hidden work folder (and zip) sits beside an owner file naming the process that
+    writes it; once that process is gone, nobody will finish it. Returns what went."""
+    gone = []
+    for owner in folder.glob(f".*.publishing-*{_OWNER}"):
+        try:
+            claim = owner.read_text().strip()
+        except OSError:
+            continue
+        if not claim or claim_alive(claim):
+            continue
+        work = owner.with_name(owner.name.removesuffix(_OWNER))
+        shutil.rmtree(work, ignore_errors=True)
+        work.with_name(work.name + ".zip").unlink(missing_ok=True)
+        owner.unlink(missing_ok=True)
+        gone.append(work)
+    return gone
+
+
+def _release(owner: Path, claim: str) -> None:
+    owner.unlink(missing_ok=True)
+    release_claim(claim)
 
 
 def _describe(title: str, sel: PublishSelection) -> str:
