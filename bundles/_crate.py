@@ -28,7 +28,8 @@ from sqlalchemy import select
 from lwfm import __version__
 from lwfm.model import iso, utcnow
 from lwfm.secrets import redacted_defn
-from lwfm.provenance.vocab import ACTION_STATUS, SCHEMA, site_iri, software_iri
+from lwfm.provenance.vocab import (ACTION_STATUS, SCHEMA, data_name, site_iri, software_iri,
+                                   software_name)
 from lwfm.provenance.vocab import node_iri as urn
 from lwfm.store import Store, chunks, t
 
@@ -320,11 +321,12 @@ def render_data(c: Any, data_ids: list[str], refs: dict[str, str],
     """Data entities (Files) for ``data_ids`` (sorted); ``refs`` names their payload files."""
     for r in _rows(c, t.data, data_ids):
         sites.add((r["instance_id"], r["site"]))
-        yield {"@id": urn(r["id"]), "@type": ["File", "lwfm:DataObject"], "name": _safe_name(r["url"]),
+        yield {"@id": urn(r["id"]), "@type": ["File", "lwfm:DataObject"], "name": data_name(r["url"]),
                "sha256": r["sha256"], "encodingFormat": r["media_type"],
                "contentSize": None if r["size"] is None else str(r["size"]),
                "dateCreated": r["time"], "lwfm:url": r["url"], "lwfm:direction": r["direction"],
-               "lwfm:site": r["site"], "lwfm:job": _ref(r["job_id"] and urn(r["job_id"])),
+               "lwfm:site": {"@id": site_iri(r["instance_id"], r["site"])},
+               "lwfm:job": _ref(r["job_id"] and urn(r["job_id"])),
                "lwfm:workflow": _ref(r["workflow_id"] and urn(r["workflow_id"])),
                "isBasedOn": _ref(r["derived_from"] and urn(r["derived_from"])),
                "lwfm:instance": _ref(urn(r["instance_id"])),
@@ -361,10 +363,9 @@ def _job_entity(r: dict[str, Any], statuses: list[dict[str, Any]], io: tuple[lis
     # Secrets never reach a bundle, even from a store written before they were redacted
     # (or under a narrower rule).
     defn = r["defn"] = redacted_defn(r["defn"] or {})
-    app = software_iri(str(defn.get("kind")), defn.get("entry"))
+    app = software_iri(str(defn.get("kind", "argv")), defn.get("entry", ""))  # as the graph
     entry = defn.get("entry")
-    apps[app] = (" ".join(entry) if isinstance(entry, list) else
-                 str(entry.get("name", "payload")) if isinstance(entry, dict) else str(entry))[:200]
+    apps[app] = software_name(entry)
     sites.add((r["instance_id"], r["site"]))
     state = r["state"]
     failed = [s["info"] for s in statuses if s["state"] in ("FAILED", "CANCELLED") and s["info"]]
@@ -381,7 +382,7 @@ def _job_entity(r: dict[str, Any], statuses: list[dict[str, Any]], io: tuple[lis
         "lwfm:originator": _ref(r["originator_id"] and urn(r["originator_id"])),
         "lwfm:workflow": _ref(r["workflow_id"] and urn(r["workflow_id"])),
         "lwfm:triggeredBy": _ref(r["triggered_by"] and urn(r["triggered_by"])),
-        "lwfm:nativeId": r["native_id"], "lwfm:site": r["site"],
+        "lwfm:nativeId": r["native_id"],
         "lwfm:instance": {"@id": urn(r["instance_id"])},
         "lwfm:record": dumps({"job": r, "statuses": statuses}),
     }

@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Mapping
 
-from .vocab import (ACTION_STATUS, LWFM, PROV, RDF, SCHEMA, XSD, crate_graph_iri, entry_text,
-                    graph_iri,
-                    meta_iri, node_iri, person_iri, site_iri, software_iri, status_iri)
+from .vocab import (ACTION_STATUS, LWFM, PROV, RDF, SCHEMA, XSD, crate_graph_iri, data_name,
+                    entry_text, graph_iri, meta_iri, node_iri, person_iri, site_iri,
+                    software_iri, software_name, status_iri)
 
 Row = Mapping[str, Any]
 Lines = list[str]
@@ -164,12 +164,10 @@ class Emitter:
     def software(self, out: Lines, kind: str, entry: Any, g: str) -> str:
         sw = software_iri(kind, entry)
         if self._first(sw):
-            text = entry_text(entry)
-            label = " ".join(map(str, entry)) if isinstance(entry, list) else text
             out += (f"<{sw}> {_TYPE} {C['SoftwareApplication']} {g} .\n",
-                    f"<{sw}> {P['name']} {lit(label[:80])} {g} .\n",
+                    f"<{sw}> {P['name']} {lit(software_name(entry))} {g} .\n",
                     f"<{sw}> {P['lwfm_entryKind']} {lit(kind)} {g} .\n",
-                    f"<{sw}> {P['lwfm_entryPoint']} {lit(text)} {g} .\n")
+                    f"<{sw}> {P['lwfm_entryPoint']} {lit(entry_text(entry))} {g} .\n")
         return sw
 
     # -- rows --------------------------------------------------------------------------
@@ -255,7 +253,7 @@ class Emitter:
              f"{d} {_TYPE} {C['MediaObject']} {g} .\n",
              f"{d} {_TYPE} {C['Data']} {g} .\n",
              f"{d} {P['contentUrl']} {lit(url)} {g} .\n",
-             f"{d} {P['name']} {lit(url.rstrip('/').rsplit('/', 1)[-1] or url)} {g} .\n",
+             f"{d} {P['name']} {lit(data_name(url))} {g} .\n",
              f"{d} {P['lwfm_direction']} \"{r['direction']}\" {g} .\n",
              f"{d} {P['lwfm_site']} <{site}> {g} .\n",
              f"{d} {P['dateCreated']} {dt(r['time'])} {g} .\n"]

@@ -104,6 +104,24 @@ def software_iri(kind: str, entry: Any) -> str:
     return "urn:lwfm:software:" + digest
 
 
+def software_name(entry: Any) -> str:
+    """What a job's program is called, in the graph and in an export alike: its argv
+    joined, a payload's own name, else its text (at most 200 characters)."""
+    if isinstance(entry, list):
+        name = " ".join(map(str, entry))
+    elif isinstance(entry, dict):
+        name = str(entry.get("name") or entry_text(entry))
+    else:
+        name = str(entry)
+    return name[:200]
+
+
+def data_name(url: str) -> str:
+    """What a data object is called, in the graph and in an export alike: the last part
+    of its URL (the URL itself when it has none)."""
+    return url.rstrip("/").rsplit("/", 1)[-1] or url
+
+
 def entry_text(entry: Any) -> str:
     """The entry point as text: a shell string/callable as is, argv and payloads as JSON."""
     return entry if isinstance(entry, str) else json.dumps(entry, sort_keys=True)
@@ -116,5 +134,7 @@ def entry_text(entry: Any) -> str:
 UP_PATH = "prov:wasInfluencedBy"
 
 __all__ = ["ACTION_STATUS", "LWFM", "OWL", "PREFIXES", "PROV", "RDF", "RDFS", "SCHEMA",
-           "SPARQL_PREFIXES", "UP_PATH", "XSD", "crate_graph_iri", "entry_text", "graph_iri",
-           "meta_iri", "node_id", "node_iri", "person_iri", "site_iri", "software_iri", "status_iri"]
+           "SPARQL_PREFIXES", "UP_PATH", "XSD", "crate_graph_iri", "data_name", "entry_text",
+           "graph_iri",
+           "meta_iri", "node_id", "node_iri", "person_iri", "site_iri", "software_iri",
+           "software_name", "status_iri"]
