@@ -28,8 +28,8 @@ from sqlalchemy import select
 from lwfm import __version__
 from lwfm.model import iso, utcnow
 from lwfm.secrets import redacted_defn
-from lwfm.provenance.vocab import (ACTION_STATUS, SCHEMA, data_name, site_iri, software_iri,
-                                   software_name)
+from lwfm.provenance.facts import IRI, job_facts, job_software
+from lwfm.provenance.vocab import data_name, site_iri, software_name
 from lwfm.provenance.vocab import node_iri as urn
 from lwfm.store import Store, chunks, t
 
@@ -363,26 +363,18 @@ def _job_entity(r: dict[str, Any], statuses: list[dict[str, Any]], io: tuple[lis
     # Secrets never reach a bundle, even from a store written before they were redacted
     # (or under a narrower rule).
     defn = r["defn"] = redacted_defn(r["defn"] or {})
-    app = software_iri(str(defn.get("kind", "argv")), defn.get("entry", ""))  # as the graph
-    entry = defn.get("entry")
-    apps[app] = software_name(entry)
+    apps[job_software(defn)] = software_name(defn.get("entry", ""))
     sites.add((r["instance_id"], r["site"]))
+    e: dict[str, Any] = {"@id": urn(r["id"]), "@type": ["CreateAction", "lwfm:Job"]}
+    for term, kind, v in job_facts(r, defn):   # what the graph says too (lwfm.provenance.facts)
+        e[term] = {"@id": v} if kind == IRI else v
     state = r["state"]
     failed = [s["info"] for s in statuses if s["state"] in ("FAILED", "CANCELLED") and s["info"]]
-    return {
-        "@id": urn(r["id"]), "@type": ["CreateAction", "lwfm:Job"], "name": r["name"],
-        "instrument": {"@id": app}, "agent": {"@id": site_iri(r["instance_id"], r["site"])},
-        "startTime": r["started"], "endTime": r["ended"],
-        "actionStatus": _ref(state in ACTION_STATUS and str(SCHEMA[ACTION_STATUS[state]])),
+    e.update({
         "error": failed[-1] if failed and state in ("FAILED", "CANCELLED") else None,
         "object": [{"@id": i} for i in sorted(io[0])],
         "result": [{"@id": i} for i in sorted(io[1])],
-        "lwfm:state": state, "lwfm:exitCode": r["exit_code"], "lwfm:created": r["created"],
-        "lwfm:parentJob": _ref(r["parent_id"] and urn(r["parent_id"])),
-        "lwfm:originator": _ref(r["originator_id"] and urn(r["originator_id"])),
-        "lwfm:workflow": _ref(r["workflow_id"] and urn(r["workflow_id"])),
-        "lwfm:triggeredBy": _ref(r["triggered_by"] and urn(r["triggered_by"])),
-        "lwfm:nativeId": r["native_id"],
         "lwfm:instance": {"@id": urn(r["instance_id"])},
         "lwfm:record": dumps({"job": r, "statuses": statuses}),
-    }
+    })
+    return e

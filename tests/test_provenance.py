@@ -395,9 +395,11 @@ def test_imported_bundle_lands_in_origin_graph_with_its_record(home: Path, tmp_p
 
 def test_every_lwfm_term_written_is_declared_in_ontology_and_context() -> None:
     import re
+    import lwfm.provenance.facts as facts
     import lwfm.provenance.project as project
     src = Path(project.__file__).read_text()
     used = set(re.findall(r"'lwfm_(\w+)'", src)) | set(re.findall(r'_p\(LWFM, "(\w+)"\)', src))
+    used |= set(re.findall(r'"lwfm:(\w+)"', Path(facts.__file__).read_text()))  # shared facts
     onto = Graph().parse(ontology_path("lwfm.ttl"))
     ns = "https://w3id.org/lwfm/ns#"
     declared = {str(s)[len(ns):] for s in onto.subjects() if str(s).startswith(ns)}

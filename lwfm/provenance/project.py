@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Mapping
 
+from .facts import INT, IRI, STR, TIME, job_facts
 from .vocab import (ACTION_STATUS, LWFM, PROV, RDF, SCHEMA, XSD, crate_graph_iri, data_name,
                     entry_text, graph_iri, meta_iri, node_iri, person_iri, site_iri,
                     software_iri, software_name, status_iri)
@@ -89,6 +90,15 @@ def dt(v: str) -> str:
 def lit(s: Any) -> str:
     """An N-Quads string literal."""
     return '"' + str(s).translate(_ESC) + '"'
+
+
+# How the graph writes a fact (lwfm.provenance.facts): the predicate of each term, and
+# the PROV-O property that states the same fact.
+_PRED = {**{k: v for k, v in P.items() if not k.startswith(("lwfm_", "prov_"))},
+         **{"lwfm:" + k[5:]: v for k, v in P.items() if k.startswith("lwfm_")}}
+_ALSO = {"agent": P["prov_wasAssociatedWith"], "startTime": P["prov_startedAtTime"],
+         "endTime": P["prov_endedAtTime"], "lwfm:parentJob": P["prov_wasInformedBy"],
+         "lwfm:workflow": P["isPartOf"]}
 
 
 _NOT_IN_IRI = frozenset('<>"{}|^`\\ \t\n\r')
@@ -175,51 +185,25 @@ class Emitter:
         g = f"<{graph_iri(r['instance_id'])}>"
         j = f"<{node_iri(r['id'])}>"
         d = self._defn(r["defn"])
-        site = self.site(extra, r["instance_id"], r["site"], g)
-        sw = self.software(extra, str(d.get("kind", "argv")), d.get("entry", ""), g)
+        self.site(extra, r["instance_id"], r["site"], g)
+        self.software(extra, str(d.get("kind", "argv")), d.get("entry", ""), g)
         o = [f"{j} {_TYPE} {C['Activity']} {g} .\n",
              f"{j} {_TYPE} {C['CreateAction']} {g} .\n",
-             f"{j} {_TYPE} {C['Job']} {g} .\n",
-             f"{j} {P['name']} {lit(r['name'])} {g} .\n",
-             f"{j} {P['lwfm_created']} {dt(r['created'])} {g} .\n",
-             f"{j} {P['agent']} <{site}> {g} .\n",
-             f"{j} {P['prov_wasAssociatedWith']} <{site}> {g} .\n",
-             f"{j} {P['instrument']} <{sw}> {g} .\n"]
+             f"{j} {_TYPE} {C['Job']} {g} .\n"]
+        for term, kind, v in job_facts(r, d):   # what an export says too (see .facts)
+            obj = (f"<{v}>" if kind == IRI else lit(v) if kind == STR else dt(v) if kind == TIME
+                   else f'"{v}"{_INT}')
+            o.append(f"{j} {_PRED[term]} {obj} {g} .\n")
+            if term in _ALSO:   # PROV-O's name for the same fact
+                o.append(f"{j} {_ALSO[term]} {obj} {g} .\n")
         if r.get("submitter"):
             person = self.person(extra, r["instance_id"], r["submitter"], g)
             o.append(f"{j} {P['prov_wasAssociatedWith']} <{person}> {g} .\n")
-        st = r["state"]
-        if st:
-            o.append(f"{j} {P['lwfm_state']} \"{st}\" {g} .\n")
-            o.append(f"{j} {P['actionStatus']} {_STATUS_OBJ[st]} {g} .\n")
-        if r["started"]:
-            started = dt(r["started"])
-            o.append(f"{j} {P['startTime']} {started} {g} .\n")
-            o.append(f"{j} {P['prov_startedAtTime']} {started} {g} .\n")
-        if r["ended"]:
-            ended = dt(r["ended"])
-            o.append(f"{j} {P['endTime']} {ended} {g} .\n")
-            o.append(f"{j} {P['prov_endedAtTime']} {ended} {g} .\n")
-        if r["exit_code"] is not None:
-            o.append(f"{j} {P['lwfm_exitCode']} \"{int(r['exit_code'])}\"{_INT} {g} .\n")
-        if r["native_id"] is not None:   # as stored: an empty id is not an absent one
-            o.append(f"{j} {P['lwfm_nativeId']} {lit(r['native_id'])} {g} .\n")
-            if r["site"] == "imported" and _iri_ok(r["native_id"]):
-                # a foreign crate's action: its native id is the action's IRI in the crate
-                o.append(f"{j} {P['lwfm_crateNode']} <{r['native_id']}> {g} .\n")
+        if r["native_id"] is not None and r["site"] == "imported" and _iri_ok(r["native_id"]):
+            # a foreign crate's action: its native id is the action's IRI in the crate
+            o.append(f"{j} {P['lwfm_crateNode']} <{r['native_id']}> {g} .\n")
         if r["parent_id"]:
-            p = node_iri(r["parent_id"])
-            o.append(f"{j} {P['lwfm_parentJob']} <{p}> {g} .\n")
-            o.append(f"{j} {P['prov_wasInformedBy']} <{p}> {g} .\n")
-            extra.append(f"{j} {_INFL} <{p}> {g} .\n")
-        if r["originator_id"]:
-            o.append(f"{j} {P['lwfm_originator']} <{node_iri(r['originator_id'])}> {g} .\n")
-        if r["workflow_id"]:
-            w = node_iri(r["workflow_id"])
-            o.append(f"{j} {P['lwfm_workflow']} <{w}> {g} .\n")
-            o.append(f"{j} {P['isPartOf']} <{w}> {g} .\n")
-        if r["triggered_by"]:
-            o.append(f"{j} {P['lwfm_triggeredBy']} <{node_iri(r['triggered_by'])}> {g} .\n")
+            extra.append(f"{j} {_INFL} <{node_iri(r['parent_id'])}> {g} .\n")
         if d.get("compute_type"):
             o.append(f"{j} {P['lwfm_computeType']} {lit(d['compute_type'])} {g} .\n")
         if d.get("args"):
