@@ -28,8 +28,8 @@ from sqlalchemy import select
 from lwfm import __version__
 from lwfm.model import iso, utcnow
 from lwfm.secrets import redacted_defn
-from lwfm.provenance.facts import IRI, job_facts, job_software
-from lwfm.provenance.vocab import data_name, site_iri, software_name
+from lwfm.provenance.facts import data_facts, job_facts, job_software, json_ld, workflow_facts
+from lwfm.provenance.vocab import site_iri, software_name
 from lwfm.provenance.vocab import node_iri as urn
 from lwfm.store import Store, chunks, t
 
@@ -240,8 +240,8 @@ def _write_metadata(c: Any, inst: str, sel: Selection, w: _Writer,
     apps: dict[str, str] = {}
     total = len(sel.jobs) + len(sel.data) + len(sel.workflows) + len(sel.triggers)
     for r in _rows(c, t.workflows, sel.workflows):
-        w.entity({"@id": urn(r["id"]), "@type": "lwfm:Workflow", "name": r["name"] or None,
-                  "description": r["description"] or None, "dateCreated": r["created"],
+        w.entity({"@id": urn(r["id"]), "@type": "lwfm:Workflow",
+                  **json_ld(workflow_facts(r)),   # what the graph says too
                   "lwfm:instance": _ref(urn(r["instance_id"])), "lwfm:record": dumps(r)})
     refs = {d: p["@id"] for d, p in payload.items()}
     # a crate node named like a job or data record is merged into it: sequential path
@@ -321,13 +321,10 @@ def render_data(c: Any, data_ids: list[str], refs: dict[str, str],
     """Data entities (Files) for ``data_ids`` (sorted); ``refs`` names their payload files."""
     for r in _rows(c, t.data, data_ids):
         sites.add((r["instance_id"], r["site"]))
-        yield {"@id": urn(r["id"]), "@type": ["File", "lwfm:DataObject"], "name": data_name(r["url"]),
-               "sha256": r["sha256"], "encodingFormat": r["media_type"],
-               "contentSize": None if r["size"] is None else str(r["size"]),
-               "dateCreated": r["time"], "lwfm:url": r["url"], "lwfm:direction": r["direction"],
-               "lwfm:site": {"@id": site_iri(r["instance_id"], r["site"])},
+        yield {"@id": urn(r["id"]), "@type": ["File", "lwfm:DataObject"],
+               **json_ld(data_facts(r)),   # what the graph says too
+               "sha256": r["sha256"], "lwfm:url": r["url"],
                "lwfm:job": _ref(r["job_id"] and urn(r["job_id"])),
-               "lwfm:workflow": _ref(r["workflow_id"] and urn(r["workflow_id"])),
                "isBasedOn": _ref(r["derived_from"] and urn(r["derived_from"])),
                "lwfm:instance": _ref(urn(r["instance_id"])),
                "lwfm:payload": _ref(refs.get(r["id"])), "lwfm:record": dumps(r)}
@@ -365,9 +362,8 @@ def _job_entity(r: dict[str, Any], statuses: list[dict[str, Any]], io: tuple[lis
     defn = r["defn"] = redacted_defn(r["defn"] or {})
     apps[job_software(defn)] = software_name(defn.get("entry", ""))
     sites.add((r["instance_id"], r["site"]))
-    e: dict[str, Any] = {"@id": urn(r["id"]), "@type": ["CreateAction", "lwfm:Job"]}
-    for term, kind, v in job_facts(r, defn):   # what the graph says too (lwfm.provenance.facts)
-        e[term] = {"@id": v} if kind == IRI else v
+    e: dict[str, Any] = {"@id": urn(r["id"]), "@type": ["CreateAction", "lwfm:Job"],
+                         **json_ld(job_facts(r, defn))}   # what the graph says too
     state = r["state"]
     failed = [s["info"] for s in statuses if s["state"] in ("FAILED", "CANCELLED") and s["info"]]
     e.update({

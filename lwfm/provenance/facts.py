@@ -1,4 +1,4 @@
-"""Rows -> facts: what the provenance graph and an export both say of a job, stated once.
+"""Rows -> facts: what the provenance graph and an export both say of a row, stated once.
 
 A fact is ``(term, kind, value)``: ``term`` as lwfm's JSON-LD context names it (schema.org
 terms bare, lwfm's own as ``lwfm:x``), ``kind`` how its value is written. The graph
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .vocab import ACTION_STATUS, SCHEMA, node_iri, site_iri, software_iri
+from .vocab import ACTION_STATUS, SCHEMA, data_name, node_iri, site_iri, software_iri
 
-STR, TIME, INT, IRI = 0, 1, 2, 3
+STR, TIME, INT, IRI, SIZE = 0, 1, 2, 3, 4   # SIZE: an integer RO-Crate writes as text
 Fact = tuple[str, int, Any]
 
 _STATUS = {k: str(SCHEMA[v]) for k, v in ACTION_STATUS.items()}
@@ -51,3 +51,31 @@ def job_facts(r: Mapping[str, Any], defn: Mapping[str, Any]) -> list[Fact]:
         if r[col]:
             out.append((term, IRI, node_iri(r[col])))
     return out
+
+
+def data_facts(r: Mapping[str, Any]) -> list[Fact]:
+    """A data row's facts: its name, format, size, time, direction, site and workflow."""
+    out: list[Fact] = [("name", STR, data_name(r["url"])), ("dateCreated", TIME, r["time"]),
+                       ("lwfm:direction", STR, r["direction"]),
+                       ("lwfm:site", IRI, site_iri(r["instance_id"], r["site"]))]
+    if r["size"] is not None:
+        out.append(("contentSize", SIZE, int(r["size"])))
+    if r["media_type"]:
+        out.append(("encodingFormat", STR, r["media_type"]))
+    if r["workflow_id"]:
+        out.append(("lwfm:workflow", IRI, node_iri(r["workflow_id"])))
+    return out
+
+
+def workflow_facts(r: Mapping[str, Any]) -> list[Fact]:
+    """A workflow row's facts: its name (empty if it has none), creation and description."""
+    out: list[Fact] = [("name", STR, r["name"] or ""), ("dateCreated", TIME, r["created"])]
+    if r["description"]:
+        out.append(("description", STR, r["description"]))
+    return out
+
+
+def json_ld(facts: list[Fact]) -> dict[str, Any]:
+    """Facts as JSON-LD properties, as an export writes them."""
+    return {term: ({"@id": v} if kind == IRI else str(v) if kind == SIZE else v)
+            for term, kind, v in facts}

@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Mapping
 
-from .facts import INT, IRI, STR, TIME, job_facts
-from .vocab import (ACTION_STATUS, LWFM, PROV, RDF, SCHEMA, XSD, crate_graph_iri, data_name,
+from .facts import IRI, STR, TIME, Fact, data_facts, job_facts, workflow_facts
+from .vocab import (ACTION_STATUS, LWFM, PROV, RDF, SCHEMA, XSD, crate_graph_iri,
                     entry_text, graph_iri, meta_iri, node_iri, person_iri, site_iri,
                     software_iri, software_name, status_iri)
 
@@ -181,6 +181,16 @@ class Emitter:
         return sw
 
     # -- rows --------------------------------------------------------------------------
+    @staticmethod
+    def facts(node: str, facts: list[Fact], g: str, o: Lines) -> None:
+        """Write shared facts (see .facts): a typed N-Quad each, and PROV-O's name for it."""
+        for term, kind, v in facts:
+            obj = (f"<{v}>" if kind == IRI else lit(v) if kind == STR else dt(v) if kind == TIME
+                   else f'"{v}"{_INT}')
+            o.append(f"{node} {_PRED[term]} {obj} {g} .\n")
+            if term in _ALSO:
+                o.append(f"{node} {_ALSO[term]} {obj} {g} .\n")
+
     def job(self, r: Row, extra: Lines) -> Lines:
         g = f"<{graph_iri(r['instance_id'])}>"
         j = f"<{node_iri(r['id'])}>"
@@ -190,12 +200,7 @@ class Emitter:
         o = [f"{j} {_TYPE} {C['Activity']} {g} .\n",
              f"{j} {_TYPE} {C['CreateAction']} {g} .\n",
              f"{j} {_TYPE} {C['Job']} {g} .\n"]
-        for term, kind, v in job_facts(r, d):   # what an export says too (see .facts)
-            obj = (f"<{v}>" if kind == IRI else lit(v) if kind == STR else dt(v) if kind == TIME
-                   else f'"{v}"{_INT}')
-            o.append(f"{j} {_PRED[term]} {obj} {g} .\n")
-            if term in _ALSO:   # PROV-O's name for the same fact
-                o.append(f"{j} {_ALSO[term]} {obj} {g} .\n")
+        self.facts(j, job_facts(r, d), g, o)   # what an export says too
         if r.get("submitter"):
             person = self.person(extra, r["instance_id"], r["submitter"], g)
             o.append(f"{j} {P['prov_wasAssociatedWith']} <{person}> {g} .\n")
@@ -231,26 +236,14 @@ class Emitter:
         g = f"<{graph_iri(r['instance_id'])}>"
         did = r["id"]
         d = f"<{node_iri(did)}>"
-        site = self.site(extra, r["instance_id"], r["site"], g)
-        url = r["url"]
+        self.site(extra, r["instance_id"], r["site"], g)
         o = [f"{d} {_TYPE} {C['Entity']} {g} .\n",
              f"{d} {_TYPE} {C['MediaObject']} {g} .\n",
              f"{d} {_TYPE} {C['Data']} {g} .\n",
-             f"{d} {P['contentUrl']} {lit(url)} {g} .\n",
-             f"{d} {P['name']} {lit(data_name(url))} {g} .\n",
-             f"{d} {P['lwfm_direction']} \"{r['direction']}\" {g} .\n",
-             f"{d} {P['lwfm_site']} <{site}> {g} .\n",
-             f"{d} {P['dateCreated']} {dt(r['time'])} {g} .\n"]
-        if r["size"] is not None:
-            o.append(f"{d} {P['contentSize']} \"{int(r['size'])}\"{_INT} {g} .\n")
+             f"{d} {P['contentUrl']} {lit(r['url'])} {g} .\n"]
+        self.facts(d, data_facts(r), g, o)   # what an export says too
         if r["sha256"]:
             o.append(f"{d} {P['lwfm_sha256']} {lit(r['sha256'])} {g} .\n")
-        if r["media_type"]:
-            o.append(f"{d} {P['encodingFormat']} {lit(r['media_type'])} {g} .\n")
-        if r["workflow_id"]:
-            w = node_iri(r["workflow_id"])
-            o.append(f"{d} {P['lwfm_workflow']} <{w}> {g} .\n")
-            o.append(f"{d} {P['isPartOf']} <{w}> {g} .\n")
         if r["derived_from"]:
             src = node_iri(r["derived_from"])
             o.append(f"{d} {P['prov_wasDerivedFrom']} <{src}> {g} .\n")
@@ -280,11 +273,8 @@ class Emitter:
         g = f"<{graph_iri(r['instance_id'])}>"
         w = f"<{node_iri(r['id'])}>"
         o = [f"{w} {_TYPE} {C['Workflow']} {g} .\n",
-             f"{w} {_TYPE} {C['Entity']} {g} .\n",
-             f"{w} {P['name']} {lit(r['name'] or '')} {g} .\n",
-             f"{w} {P['dateCreated']} {dt(r['created'])} {g} .\n"]
-        if r["description"]:
-            o.append(f"{w} {P['description']} {lit(r['description'])} {g} .\n")
+             f"{w} {_TYPE} {C['Entity']} {g} .\n"]
+        Emitter.facts(w, workflow_facts(r), g, o)   # what an export says too
         props = _defn(r["props"])
         if props:
             o.append(f"{w} {P['lwfm_props']} {_json(props)} {g} .\n")
