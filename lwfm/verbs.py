@@ -141,12 +141,7 @@ class TriggerVerbs:
     def inputs_of(self, job_id: JobRef) -> list[dict[str, str]]:
         """For a job a data trigger started: the data it was fed, in input order (each
         ``{"id", "url"}``, as the job reads them in ``LWFM_INPUTS``)."""
-        self.flush()
-        job = self.store.get_job(job_id_of(job_id))
-        raw = job.defn.env.get("LWFM_INPUTS")
-        if raw is None:
-            raise LwfmError(f"job {job.id} was not started by data (submit(inputs=...), on_data)")
-        return json.loads(raw)
+        return self._fired_with(job_id, "LWFM_INPUTS", "data (submit(inputs=...), on_data)")
 
     def _trigger(self, tr: Trigger) -> JobFuture:
         self.ensure_open()
@@ -155,11 +150,15 @@ class TriggerVerbs:
 
     def join_states(self, job_id: JobRef) -> dict[str, str | None]:
         """For a job a join started: each input's state when it fired (which completed)."""
+        return self._fired_with(job_id, "LWFM_JOIN_STATES", "a join (on_all / on_any)")
+
+    def _fired_with(self, job_id: JobRef, var: str, what: str) -> Any:
+        """What the trigger that started a job handed it in ``var`` (JSON in its env)."""
         self.flush()
         job = self.store.get_job(job_id_of(job_id))
-        raw = job.defn.env.get("LWFM_JOIN_STATES")
+        raw = job.defn.env.get(var)
         if raw is None:
-            raise LwfmError(f"job {job.id} was not started by a join (on_all / on_any)")
+            raise LwfmError(f"job {job.id} was not started by {what}")
         return json.loads(raw)
 
     def _callbacks(self) -> Callbacks:
