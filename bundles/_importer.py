@@ -27,7 +27,7 @@ from ._common import METADATA, ImportReport, Limits, ProgressFn, derived_id, sha
 from ._foreign import read_foreign
 from ._merge import Merger
 from ._reader import Incoming, Payload, entities, read_lwfm
-from ._safety import SafeZip, check_jsonld, open_zip, parse_metadata
+from ._safety import SafeZip, check_jsonld, lwfm_layout, open_zip, parse_metadata
 from ._stream import NotStreamable, child_batches
 from ._triples import crate_rows
 
@@ -52,7 +52,7 @@ def import_bundle(store: Store, config: Any, path: Path, *, dry_run: bool = Fals
                                 foreign=bool(earlier["summary"].get("foreign")), dry_run=dry_run,
                                 already_imported=earlier["id"])
         job = _Import(store, config, path, sz, sha, on_conflict, dry_run, progress, limits)
-        if sz.entries[METADATA].file_size >= STREAM_MIN_BYTES:
+        if sz.entries[METADATA].file_size >= STREAM_MIN_BYTES and lwfm_layout(sz):
             try:
                 return job.run(job.streamed())
             except NotStreamable:   # raised before any batch was merged
