@@ -58,10 +58,19 @@ def _time(v: Any) -> str | None:
         return None
 
 
+def _crate_key(root: dict[str, Any], sha256: str) -> str:
+    return _str(root.get("identifier")) or (root["@id"] if ":" in root["@id"] else f"sha256:{sha256}")
+
+
+def crate_origin(root: dict[str, Any], sha256: str) -> str:
+    """The crate's lwfm origin (the uuid of its rows, named graph and IRI base)."""
+    return derived_id("rocrate", _crate_key(root, sha256))
+
+
 def read_foreign(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: str,
                  sha256: str) -> Incoming:
     """Map a foreign crate's actions, files and people to lwfm rows."""
-    key = _str(root.get("identifier")) or (root["@id"] if ":" in root["@id"] else f"sha256:{sha256}")
+    key = _crate_key(root, sha256)
     origin = derived_id("rocrate", key)
     inc = Incoming(origin=origin, foreign=True, info={"crate": key})
     when = _time(root.get("datePublished")) or _EPOCH

@@ -24,7 +24,9 @@ from lwfm.provenance.vocab import crate_graph_iri
 from lwfm.store import Store, t
 
 from ._common import METADATA, ImportReport, Limits, ProgressFn, derived_id, sha256_file
-from ._foreign import read_foreign
+from ._crate_child import CrateChild
+from ._crate_child import wanted as crate_child_wanted
+from ._foreign import crate_origin, read_foreign
 from ._merge import Merger
 from ._reader import Incoming, Payload, entities, read_lwfm
 from ._safety import SafeZip, check_jsonld, lwfm_layout, open_zip, parse_metadata
@@ -90,9 +92,22 @@ class _Import:
     def whole(self) -> Iterator[Incoming]:
         raw = self.sz.read(METADATA, self.limits.max_metadata_bytes)
         doc = parse_metadata(raw, self.where, self.limits)
-        del raw
         check_jsonld(doc, self.where)
         by_id, root = entities(doc, self.where)
+        foreign = "lwfm:bundleFormat" not in root
+        child: CrateChild | None = None
+        if foreign and crate_child_wanted(len(by_id)):
+            # its triples are parsed on another core while this one maps and writes rows
+            child = CrateChild(raw, crate_origin(root, self.sha), self.where, self.limits)
+        del raw
+        try:
+            yield from self._whole(doc, by_id, root, child)
+        finally:
+            if child is not None:
+                child.close()
+
+    def _whole(self, doc: dict[str, Any], by_id: dict[str, dict[str, Any]], root: dict[str, Any],
+               child: CrateChild | None) -> Iterator[Incoming]:
         foreign = "lwfm:bundleFormat" not in root
         if not foreign:
             inc = read_lwfm(by_id, root, self.where, set(self.sz.entries))
@@ -108,8 +123,8 @@ class _Import:
         self.data_rows = {d["id"]: d for d in inc.data}
         yield inc
         if foreign:   # the crate's own triples: parsed while the writer stores the rows
-            yield Incoming(origin=inc.origin, foreign=True,
-                           crate_nodes=crate_rows(doc, inc.origin, self.where))
+            nodes = child.rows() if child is not None else crate_rows(doc, inc.origin, self.where)
+            yield Incoming(origin=inc.origin, foreign=True, crate_nodes=nodes)
 
     def streamed(self) -> Iterator[Incoming]:
         done = 0
@@ -147,12 +162,16 @@ class _Import:
                     for inc in batches:
                         m.merge(inc)
                 finally:
+                    close = getattr(batches, "close", None)
+                    if close is not None:
+                        close()   # a child reader stops now, not when the traceback goes
                     m.wait()  # the writer is done with c (or its failure is raised here)
                 assert self.head is not None
                 staged, tmpdir, copies = self._stage(c)
                 if copies:
                     m.merge(copies)
                     m.wait()
+                m.finish()
                 rep = self._report(m, staged)
                 if m.conflicts and self.mode == "fail":
                     for cf in m.conflicts:
