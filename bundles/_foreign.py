@@ -99,6 +99,7 @@ def read_foreign(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: 
     used: set[str] = {root["@id"]} | set(actions)
     odd_props: Counter = Counter()
     defns = _Defns()
+    files = _Files(key, origin, wf_id)
     for aid, e in sorted(actions.items()):
         jid = job_of[aid]
         app = by_id.get(next(iter(_ids(e.get("instrument"))), ""), {})
@@ -149,7 +150,7 @@ def read_foreign(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: 
                 used.add(did)
                 # (this ``when`` is the one a later action without times is created at)
                 when = (end or created) if direction == "put" else created
-                row = _data_row(key, origin, wf_id, jid, aid, d, direction, when)
+                row = files.row(jid, aid, d, direction, when)
                 inc.data.append(check_row("data", row, where))
     _link_uses(inc)
     _report_rest(by_id, used, odd_props, inc, root)
@@ -193,25 +194,42 @@ def _link_uses(inc: Incoming) -> None:
             d["derived_from"] = src
 
 
-def _data_row(key: str, origin: str, wf_id: str, jid: str, aid: str, d: dict[str, Any],
-              direction: str, when: str) -> dict[str, Any]:
-    did = d["@id"]
-    sha = _str(d.get("sha256"))
-    sha = sha.lower() if sha and _HEX64.fullmatch(sha) else None
-    try:
-        size = int(_str(d.get("contentSize")) or "")
-        size = size if 0 <= size < 2 ** 62 else None
-    except ValueError:
-        size = None
-    md = {"rocrate_id": did, "rocrate_iri": resolve(origin, did)}
-    name = _str(d.get("name")) or _str(d.get("alternateName"))
-    if name:
-        md["name"] = name[:1000]
-    return {"id": derived_id(key, "data", aid, did, direction),
-            "url": _str(d.get("contentUrl")) or did, "site": "imported", "direction": direction,
-            "metadata": md, "size": size, "sha256": sha,
-            "media_type": _str(d.get("encodingFormat"), 255), "job_id": jid, "workflow_id": wf_id,
-            "derived_from": None, "time": when, "instance_id": origin}
+class _Files:
+    """Data rows of a crate's files. What a row says of its file (url, size, checksum,
+    type, name, IRI) is worked out once per file: a file one run made and the next used
+    is two rows (a put and a get) of one entity."""
+
+    def __init__(self, key: str, origin: str, wf_id: str):
+        self.key, self.origin, self.wf_id = key, origin, wf_id
+        self.facts: dict[str, tuple[dict[str, Any], tuple]] = {}
+
+    def _facts(self, d: dict[str, Any]) -> tuple[dict[str, Any], tuple]:
+        did = d["@id"]
+        sha = _str(d.get("sha256"))
+        sha = sha.lower() if sha and _HEX64.fullmatch(sha) else None
+        try:
+            size: int | None = int(_str(d.get("contentSize")) or "")
+            size = size if 0 <= size < 2 ** 62 else None
+        except ValueError:
+            size = None
+        md = {"rocrate_id": did, "rocrate_iri": resolve(self.origin, did)}
+        name = _str(d.get("name")) or _str(d.get("alternateName"))
+        if name:
+            md["name"] = name[:1000]
+        return md, (_str(d.get("contentUrl")) or did, size, sha, _str(d.get("encodingFormat"), 255))
+
+    def row(self, jid: str, aid: str, d: dict[str, Any], direction: str,
+            when: str) -> dict[str, Any]:
+        did = d["@id"]
+        got = self.facts.get(did)
+        if got is None:
+            got = self.facts[did] = self._facts(d)
+        md, (url, size, sha, media) = got
+        return {"id": derived_id(self.key, "data", aid, did, direction),
+                "url": url, "site": "imported", "direction": direction,
+                "metadata": dict(md), "size": size, "sha256": sha,
+                "media_type": media, "job_id": jid, "workflow_id": self.wf_id,
+                "derived_from": None, "time": when, "instance_id": self.origin}
 
 
 def _parents(by_id: dict[str, dict[str, Any]], actions: dict[str, Any]) -> dict[str, str]:
