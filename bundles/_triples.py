@@ -92,8 +92,9 @@ SLICE = 5000   # entities parsed at a time: the JSON-LD parser's memory grows wi
 
 
 # An "@id" whose value holds a character no IRI may hold, in json.dumps text (where such
-# a character is itself, or an escape: a backslash, which is one of them).
-_UNSAFE_ID = re.compile(r'"@id": "[^"]*?[\x00-\x20<>"{}|\\^`\x7f]')
+# a character is itself, or an escape: a backslash, which is one of them; a quote is
+# always escaped, so the first bare quote ends the value).
+_UNSAFE_ID = re.compile(r'"@id": "[^"]*?[\x00-\x20<>{}|\\^`\x7f]')
 
 
 def crate_rows(doc: dict[str, Any], origin: str, where: str) -> list[dict[str, str]]:
