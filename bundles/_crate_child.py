@@ -84,8 +84,11 @@ class CrateChild:
 
 
 def main() -> int:
+    import gc
+
     from ._safety import parse_metadata
     from ._triples import crate_rows
+    gc.disable()   # a short-lived process whose objects all live to its end (no_cyclic_gc)
     out = sys.stdout.buffer
     try:
         spec: dict[str, Any] = json.loads(sys.stdin.buffer.readline())

@@ -23,7 +23,8 @@ from lwfm.model import iso, new_id, utcnow
 from lwfm.provenance.vocab import crate_graph_iri
 from lwfm.store import Store, t
 
-from ._common import METADATA, ImportReport, Limits, ProgressFn, derived_id, sha256_file
+from ._common import (METADATA, ImportReport, Limits, ProgressFn, derived_id, no_cyclic_gc,
+                      sha256_file)
 from ._crate_child import CrateChild
 from ._crate_child import wanted as crate_child_wanted
 from ._foreign import crate_origin, read_foreign
@@ -47,21 +48,27 @@ def import_bundle(store: Store, config: Any, path: Path, *, dry_run: bool = Fals
     path = Path(path)
     sz = open_zip(path, limits)
     try:
-        sha, _ = sha256_file(path)
-        earlier = _same_file_imported(store, sha, on_conflict)
-        if earlier is not None:
-            return ImportReport(file=path.name, sha256=sha, origin_instance=earlier["origin_instance"],
-                                foreign=bool(earlier["summary"].get("foreign")), dry_run=dry_run,
-                                already_imported=earlier["id"])
-        job = _Import(store, config, path, sz, sha, on_conflict, dry_run, progress, limits)
-        if sz.entries[METADATA].file_size >= STREAM_MIN_BYTES and lwfm_layout(sz):
-            try:
-                return job.run(job.streamed())
-            except NotStreamable:   # raised before any batch was merged
-                pass
-        return job.run(job.whole())
+        with no_cyclic_gc():
+            return _import(store, config, path, sz, dry_run, on_conflict, progress, limits)
     finally:
         sz.close()
+
+
+def _import(store: Store, config: Any, path: Path, sz: SafeZip, dry_run: bool, on_conflict: str,
+            progress: ProgressFn | None, limits: Limits) -> ImportReport:
+    sha, _ = sha256_file(path)
+    earlier = _same_file_imported(store, sha, on_conflict)
+    if earlier is not None:
+        return ImportReport(file=path.name, sha256=sha, origin_instance=earlier["origin_instance"],
+                            foreign=bool(earlier["summary"].get("foreign")), dry_run=dry_run,
+                            already_imported=earlier["id"])
+    job = _Import(store, config, path, sz, sha, on_conflict, dry_run, progress, limits)
+    if sz.entries[METADATA].file_size >= STREAM_MIN_BYTES and lwfm_layout(sz):
+        try:
+            return job.run(job.streamed())
+        except NotStreamable:   # raised before any batch was merged
+            pass
+    return job.run(job.whole())
 
 
 def _same_file_imported(store: Store, sha: str, mode: str) -> dict[str, Any] | None:
