@@ -243,8 +243,11 @@ class DeferredIndexes:
             return
         self.decided.add(name)
         c = self.c
-        have = c.exec_driver_sql(f'SELECT max(rowid) FROM "{name}"').scalar() or 0
-        if have > n_rows:   # max(rowid) is at least the row count: cheap, never too low
+        try:   # max(rowid) is at least the row count: cheap, and never too low
+            have = c.exec_driver_sql(f'SELECT max(rowid) FROM "{name}"').scalar() or 0
+        except OperationalError:   # a table without rowids: keep its indexes
+            return
+        if have > n_rows:
             return
         found = c.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
                                   "AND tbl_name = ? AND sql IS NOT NULL", (name,)).all()

@@ -10,7 +10,8 @@ process) and peak_rss_child_mb (the largest child: export workers, import reader
 per-phase CPU seconds and the machine's load average (the wall times on a shared 2-core
 machine depend on it).
 Goals: export_s <= 10, import_s <= 15, reimport_s <= 5, foreign_import_s <= 10,
-peak_rss_mb <= 1000.
+peak_rss_mb <= 1000. ``--only foreign`` runs the foreign import alone (the other figures
+are then null); ``--foreign-entities N`` sizes its crate.
 """
 
 from __future__ import annotations
