@@ -159,26 +159,26 @@ def read_foreign(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: 
 
 class _Defns:
     """Job definitions of imported runs: one :class:`JobDefn` made (and so validated) per
-    tool, each run's a copy of it with the run's name (the only field that differs)."""
+    tool, each run's a copy of it with the run's name (the only field that differs), its
+    lists and tables its own."""
 
     def __init__(self) -> None:
-        self.made: dict[tuple[str | None, tuple[str, ...]], dict[str, Any]] = {}
+        self.made: dict[tuple[str | None, tuple[str, ...]], tuple[dict[str, Any], list[str]]] = {}
 
     def defn(self, name: str, app: dict[str, Any]) -> dict[str, Any]:
         inst, types = _str(app.get("@id")), tuple(sorted(_types(app)))
         entry = {"name": name[:200], "instrument": inst, "types": list(types)}
-        made = self.made.get((inst, types))
-        if made is None:
-            made = self.made[(inst, types)] = JobDefn(
-                entry=entry, kind="payload", name=name[:80], site="imported").to_dict()
-            return made
-        return {k: entry if k == "entry" else name[:80] if k == "name" else _fresh(v)
-                for k, v in made.items()}
-
-
-def _fresh(v: Any) -> Any:
-    """A copy of a JobDefn field value that rows must not share (lists, dicts)."""
-    return v.copy() if isinstance(v, (list, dict)) else v
+        got = self.made.get((inst, types))
+        if got is None:
+            made = JobDefn(entry=entry, kind="payload", name=name[:80], site="imported").to_dict()
+            own = [k for k, v in made.items() if k != "entry" and isinstance(v, (list, dict))]
+            got = self.made[(inst, types)] = (made, own)
+        made, own = got
+        out = dict(made)
+        out["entry"], out["name"] = entry, name[:80]
+        for k in own:
+            out[k] = out[k].copy()
+        return out
 
 
 def _link_uses(inc: Incoming) -> None:
