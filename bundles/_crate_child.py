@@ -43,16 +43,19 @@ class CrateChild:
     """The child parsing one crate's triples; :meth:`rows` waits for them."""
 
     def __init__(self, raw: bytes, origin: str, where: str, limits: Limits):
-        self.where = where
+        self.where, self.origin = where, origin
         self._err = tempfile.TemporaryFile()   # a file, not a pipe: it never fills and blocks
-        with tempfile.TemporaryFile() as spec:
-            spec.write(json.dumps({"origin": origin, "where": where,
-                                   "limits": dataclasses.asdict(limits)}).encode() + b"\n")
-            spec.write(raw)
-            spec.seek(0)
-            self.proc = subprocess.Popen([sys.executable, "-c", _CHILD], stdin=spec,
-                                         stdout=subprocess.PIPE, stderr=self._err)
-        self.origin = origin
+        try:
+            with tempfile.TemporaryFile() as spec:
+                spec.write(json.dumps({"origin": origin, "where": where,
+                                       "limits": dataclasses.asdict(limits)}).encode() + b"\n")
+                spec.write(raw)
+                spec.seek(0)
+                self.proc = subprocess.Popen([sys.executable, "-c", _CHILD], stdin=spec,
+                                             stdout=subprocess.PIPE, stderr=self._err)
+        except BaseException:
+            self._err.close()
+            raise
 
     def rows(self) -> list[dict[str, str]]:
         """The ``crate_nodes`` rows, as :func:`._triples.crate_rows` makes them."""

@@ -105,7 +105,10 @@ class _Import:
         child: CrateChild | None = None
         if foreign and crate_child_wanted(len(by_id)):
             # its triples are parsed on another core while this one maps and writes rows
-            child = CrateChild(raw, crate_origin(root, self.sha), self.where, self.limits)
+            try:
+                child = CrateChild(raw, crate_origin(root, self.sha), self.where, self.limits)
+            except OSError:   # no room for its input, no process to be had: parse them here
+                child = None
         del raw
         try:
             yield from self._whole(doc, by_id, root, child)
