@@ -113,7 +113,7 @@ def read_foreign(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: 
         exit_code = xc if isinstance(xc, int) and not isinstance(xc, bool) and abs(xc) < 2 ** 31 \
             else None
         created = start or end or when
-        sts = []
+        sts: list[dict[str, Any]] = []
         if start:
             sts.append({"state": "RUNNING", "native_state": status or None, "info": None,
                         "time": start, "exit_code": None})
@@ -207,9 +207,10 @@ class _Files:
         did = d["@id"]
         sha = _str(d.get("sha256"))
         sha = sha.lower() if sha and _HEX64.fullmatch(sha) else None
+        size: int | None
         try:
-            size: int | None = int(_str(d.get("contentSize")) or "")
-            size = size if 0 <= size < 2 ** 62 else None
+            n = int(_str(d.get("contentSize")) or "")
+            size = n if 0 <= n < 2 ** 62 else None
         except ValueError:
             size = None
         md = {"rocrate_id": did, "rocrate_iri": resolve(self.origin, did)}

@@ -95,7 +95,8 @@ class _Seen:
     fraction of the check. Bounded: it forgets everything when full."""
 
     def __init__(self, test: Any, cap: int = 1 << 16):
-        self.test, self.cap, self.ok = test, cap, set()
+        self.test, self.cap = test, cap
+        self.ok: set[str] = set()
 
     def __call__(self, v: Any) -> bool:
         if type(v) is str and v in self.ok:
