@@ -7,10 +7,12 @@ Workflow Run Crate properties are there so other tools understand the crate.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,21 @@ class Limits:
 
 
 _CANON = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+@contextmanager
+def no_cyclic_gc() -> Iterator[None]:
+    """The cyclic garbage collector paused: an import or export builds millions of small
+    objects (entities, rows) that all live until it ends, and the collector would walk
+    them again and again (a fifth of a large import's CPU) to free nothing. Reference
+    counting still frees everything as usual; the collector runs again afterwards."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def is_uuid(v: Any) -> bool:

@@ -13,6 +13,7 @@ Ids are derived deterministically, so importing the same crate twice adds nothin
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -25,6 +26,7 @@ from ._triples import resolve
 ACTIONS = {"CreateAction", "ActivateAction", "UpdateAction"}
 DATA_TYPES = {"File", "Dataset", "MediaObject"}
 _EPOCH = "1970-01-01T00:00:00+00:00"
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _STATE = {"CompletedActionStatus": "COMPLETE", "FailedActionStatus": "FAILED",
           "ActiveActionStatus": "RUNNING", "PotentialActionStatus": "READY"}
 _KNOWN_ACTION_PROPS = {"@id", "@type", "name", "description", "instrument", "object", "result",
@@ -50,7 +52,11 @@ def _str(v: Any, cap: int | None = None) -> str | None:
     return v[:cap] if cap else v
 
 
-def _time(v: Any) -> str | None:
+def _time(v: Any, memo: dict[Any, str | None] | None = None) -> str | None:
+    if memo is not None and isinstance(v, str):
+        if v not in memo:
+            memo[v] = _time(v)
+        return memo[v]
     s = _str(v)
     try:
         return iso(parse_time(s)) if s else None
@@ -58,15 +64,26 @@ def _time(v: Any) -> str | None:
         return None
 
 
+def _crate_key(root: dict[str, Any], sha256: str) -> str:
+    return _str(root.get("identifier")) or (root["@id"] if ":" in root["@id"] else f"sha256:{sha256}")
+
+
+def crate_origin(root: dict[str, Any], sha256: str) -> str:
+    """The crate's lwfm origin (the uuid of its rows, named graph and IRI base)."""
+    return derived_id("rocrate", _crate_key(root, sha256))
+
+
 def read_foreign(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: str,
                  sha256: str) -> Incoming:
     """Map a foreign crate's actions, files and people to lwfm rows."""
-    key = _str(root.get("identifier")) or (root["@id"] if ":" in root["@id"] else f"sha256:{sha256}")
+    key = _crate_key(root, sha256)
     origin = derived_id("rocrate", key)
     inc = Incoming(origin=origin, foreign=True, info={"crate": key})
+    times: dict[Any, str | None] = {}   # a crate's runs share many times: parse each once
     when = _time(root.get("datePublished")) or _EPOCH
     wf_id = derived_id(key, "workflow")
     people = sorted({_str(by_id[i].get("name")) or i for e in by_id.values()
+                     if "agent" in e or "author" in e
                      for i in _ids(e.get("agent")) + _ids(e.get("author"))
                      if i in by_id and "Person" in _types(by_id[i])})
     conforms = sorted(_ids(root.get("conformsTo")))
@@ -81,21 +98,22 @@ def read_foreign(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: 
     parent = _parents(by_id, actions)
     used: set[str] = {root["@id"]} | set(actions)
     odd_props: Counter = Counter()
+    defns = _Defns()
+    files = _Files(key, origin, wf_id)
     for aid, e in sorted(actions.items()):
         jid = job_of[aid]
         app = by_id.get(next(iter(_ids(e.get("instrument"))), ""), {})
         used.add(app.get("@id", ""))
         name = _str(e.get("name")) or _str(app.get("name")) or _str(app.get("@id")) or aid
-        defn = JobDefn(entry={"name": name[:200], "instrument": _str(app.get("@id")),
-                              "types": sorted(_types(app))},
-                       kind="payload", name=name[:80], site="imported").to_dict()
-        start, end = _time(e.get("startTime")), _time(e.get("endTime"))
+        defn = defns.defn(name, app)
+        start, end = _time(e.get("startTime"), times), _time(e.get("endTime"), times)
         status = (_str(e.get("actionStatus")) or "").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
         state = _STATE.get(status) or ("COMPLETE" if end else "UNKNOWN")
-        exit_code = e.get("exitCode") if isinstance(e.get("exitCode"), int) and \
-            not isinstance(e.get("exitCode"), bool) and abs(e["exitCode"]) < 2 ** 31 else None
+        xc = e.get("exitCode")
+        exit_code = xc if isinstance(xc, int) and not isinstance(xc, bool) and abs(xc) < 2 ** 31 \
+            else None
         created = start or end or when
-        sts = []
+        sts: list[dict[str, Any]] = []
         if start:
             sts.append({"state": "RUNNING", "native_state": status or None, "info": None,
                         "time": start, "exit_code": None})
@@ -117,9 +135,12 @@ def read_foreign(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: 
             "ended": end if state in ("COMPLETE", "FAILED", "CANCELLED") else None,
             "triggered_by": None, "instance_id": origin}, where))
         inc.statuses[jid] = [check_row("status", s, where) for s in sts]
-        odd_props.update(set(e) - _KNOWN_ACTION_PROPS)
+        if not _KNOWN_ACTION_PROPS.issuperset(e):
+            odd_props.update(set(e) - _KNOWN_ACTION_PROPS)
         for direction, prop in (("get", "object"), ("put", "result")):
-            for did in dict.fromkeys(_ids(e.get(prop))):
+            if prop not in e:
+                continue
+            for did in dict.fromkeys(_ids(e[prop])):
                 d = by_id.get(did)
                 if d is None or not (_types(d) & DATA_TYPES):
                     what = "missing entity" if d is None else "/".join(sorted(_types(d))) or "untyped"
@@ -127,12 +148,37 @@ def read_foreign(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: 
                                         "no lwfm data row (kept as the crate's triples)")
                     continue
                 used.add(did)
+                # (this ``when`` is the one a later action without times is created at)
                 when = (end or created) if direction == "put" else created
-                row = _data_row(key, origin, wf_id, jid, aid, d, direction, when)
+                row = files.row(jid, aid, d, direction, when)
                 inc.data.append(check_row("data", row, where))
     _link_uses(inc)
     _report_rest(by_id, used, odd_props, inc, root)
     return inc
+
+
+class _Defns:
+    """Job definitions of imported runs: one :class:`JobDefn` made (and so validated) per
+    tool, each run's a copy of it with the run's name (the only field that differs), its
+    lists and tables its own."""
+
+    def __init__(self) -> None:
+        self.made: dict[tuple[str | None, tuple[str, ...]], tuple[dict[str, Any], list[str]]] = {}
+
+    def defn(self, name: str, app: dict[str, Any]) -> dict[str, Any]:
+        inst, types = _str(app.get("@id")), tuple(sorted(_types(app)))
+        entry = {"name": name[:200], "instrument": inst, "types": list(types)}
+        got = self.made.get((inst, types))
+        if got is None:
+            made = JobDefn(entry=entry, kind="payload", name=name[:80], site="imported").to_dict()
+            own = [k for k, v in made.items() if k != "entry" and isinstance(v, (list, dict))]
+            got = self.made[(inst, types)] = (made, own)
+        made, own = got
+        out = dict(made)
+        out["entry"], out["name"] = entry, name[:80]
+        for k in own:
+            out[k] = out[k].copy()
+        return out
 
 
 def _link_uses(inc: Incoming) -> None:
@@ -148,25 +194,43 @@ def _link_uses(inc: Incoming) -> None:
             d["derived_from"] = src
 
 
-def _data_row(key: str, origin: str, wf_id: str, jid: str, aid: str, d: dict[str, Any],
-              direction: str, when: str) -> dict[str, Any]:
-    did = d["@id"]
-    sha = _str(d.get("sha256"))
-    sha = sha.lower() if sha and len(sha) == 64 and all(c in "0123456789abcdefABCDEF" for c in sha) else None
-    try:
-        size = int(_str(d.get("contentSize")) or "")
-        size = size if 0 <= size < 2 ** 62 else None
-    except ValueError:
-        size = None
-    md = {"rocrate_id": did, "rocrate_iri": resolve(origin, did)}
-    name = _str(d.get("name")) or _str(d.get("alternateName"))
-    if name:
-        md["name"] = name[:1000]
-    return {"id": derived_id(key, "data", aid, did, direction),
-            "url": _str(d.get("contentUrl")) or did, "site": "imported", "direction": direction,
-            "metadata": md, "size": size, "sha256": sha,
-            "media_type": _str(d.get("encodingFormat"), 255), "job_id": jid, "workflow_id": wf_id,
-            "derived_from": None, "time": when, "instance_id": origin}
+class _Files:
+    """Data rows of a crate's files. What a row says of its file (url, size, checksum,
+    type, name, IRI) is worked out once per file: a file one run made and the next used
+    is two rows (a put and a get) of one entity."""
+
+    def __init__(self, key: str, origin: str, wf_id: str):
+        self.key, self.origin, self.wf_id = key, origin, wf_id
+        self.facts: dict[str, tuple[dict[str, Any], tuple]] = {}
+
+    def _facts(self, d: dict[str, Any]) -> tuple[dict[str, Any], tuple]:
+        did = d["@id"]
+        sha = _str(d.get("sha256"))
+        sha = sha.lower() if sha and _HEX64.fullmatch(sha) else None
+        size: int | None
+        try:
+            n = int(_str(d.get("contentSize")) or "")
+            size = n if 0 <= n < 2 ** 62 else None
+        except ValueError:
+            size = None
+        md = {"rocrate_id": did, "rocrate_iri": resolve(self.origin, did)}
+        name = _str(d.get("name")) or _str(d.get("alternateName"))
+        if name:
+            md["name"] = name[:1000]
+        return md, (_str(d.get("contentUrl")) or did, size, sha, _str(d.get("encodingFormat"), 255))
+
+    def row(self, jid: str, aid: str, d: dict[str, Any], direction: str,
+            when: str) -> dict[str, Any]:
+        did = d["@id"]
+        got = self.facts.get(did)
+        if got is None:
+            got = self.facts[did] = self._facts(d)
+        md, (url, size, sha, media) = got
+        return {"id": derived_id(self.key, "data", aid, did, direction),
+                "url": url, "site": "imported", "direction": direction,
+                "metadata": dict(md), "size": size, "sha256": sha,
+                "media_type": media, "job_id": jid, "workflow_id": self.wf_id,
+                "derived_from": None, "time": when, "instance_id": self.origin}
 
 
 def _parents(by_id: dict[str, dict[str, Any]], actions: dict[str, Any]) -> dict[str, str]:

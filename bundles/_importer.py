@@ -23,11 +23,14 @@ from lwfm.model import iso, new_id, utcnow
 from lwfm.provenance.vocab import crate_graph_iri
 from lwfm.store import Store, t
 
-from ._common import METADATA, ImportReport, Limits, ProgressFn, derived_id, sha256_file
-from ._foreign import read_foreign
+from ._common import (METADATA, ImportReport, Limits, ProgressFn, derived_id, no_cyclic_gc,
+                      sha256_file)
+from ._crate_child import CrateChild
+from ._crate_child import wanted as crate_child_wanted
+from ._foreign import crate_origin, read_foreign
 from ._merge import Merger
 from ._reader import Incoming, Payload, entities, read_lwfm
-from ._safety import SafeZip, check_jsonld, open_zip, parse_metadata
+from ._safety import SafeZip, check_jsonld, lwfm_layout, open_zip, parse_metadata
 from ._stream import NotStreamable, child_batches
 from ._triples import crate_rows
 
@@ -45,21 +48,27 @@ def import_bundle(store: Store, config: Any, path: Path, *, dry_run: bool = Fals
     path = Path(path)
     sz = open_zip(path, limits)
     try:
-        sha, _ = sha256_file(path)
-        earlier = _same_file_imported(store, sha, on_conflict)
-        if earlier is not None:
-            return ImportReport(file=path.name, sha256=sha, origin_instance=earlier["origin_instance"],
-                                foreign=bool(earlier["summary"].get("foreign")), dry_run=dry_run,
-                                already_imported=earlier["id"])
-        job = _Import(store, config, path, sz, sha, on_conflict, dry_run, progress, limits)
-        if sz.entries[METADATA].file_size >= STREAM_MIN_BYTES:
-            try:
-                return job.run(job.streamed())
-            except NotStreamable:   # raised before any batch was merged
-                pass
-        return job.run(job.whole())
+        with no_cyclic_gc():
+            return _import(store, config, path, sz, dry_run, on_conflict, progress, limits)
     finally:
         sz.close()
+
+
+def _import(store: Store, config: Any, path: Path, sz: SafeZip, dry_run: bool, on_conflict: str,
+            progress: ProgressFn | None, limits: Limits) -> ImportReport:
+    sha, _ = sha256_file(path)
+    earlier = _same_file_imported(store, sha, on_conflict)
+    if earlier is not None:
+        return ImportReport(file=path.name, sha256=sha, origin_instance=earlier["origin_instance"],
+                            foreign=bool(earlier["summary"].get("foreign")), dry_run=dry_run,
+                            already_imported=earlier["id"])
+    job = _Import(store, config, path, sz, sha, on_conflict, dry_run, progress, limits)
+    if sz.entries[METADATA].file_size >= STREAM_MIN_BYTES and lwfm_layout(sz):
+        try:
+            return job.run(job.streamed())
+        except NotStreamable:   # raised before any batch was merged
+            pass
+    return job.run(job.whole())
 
 
 def _same_file_imported(store: Store, sha: str, mode: str) -> dict[str, Any] | None:
@@ -90,9 +99,25 @@ class _Import:
     def whole(self) -> Iterator[Incoming]:
         raw = self.sz.read(METADATA, self.limits.max_metadata_bytes)
         doc = parse_metadata(raw, self.where, self.limits)
-        del raw
         check_jsonld(doc, self.where)
         by_id, root = entities(doc, self.where)
+        foreign = "lwfm:bundleFormat" not in root
+        child: CrateChild | None = None
+        if foreign and crate_child_wanted(len(by_id)):
+            # its triples are parsed on another core while this one maps and writes rows
+            try:
+                child = CrateChild(raw, crate_origin(root, self.sha), self.where, self.limits)
+            except OSError:   # no room for its input, no process to be had: parse them here
+                child = None
+        del raw
+        try:
+            yield from self._whole(doc, by_id, root, child)
+        finally:
+            if child is not None:
+                child.close()
+
+    def _whole(self, doc: dict[str, Any], by_id: dict[str, dict[str, Any]], root: dict[str, Any],
+               child: CrateChild | None) -> Iterator[Incoming]:
         foreign = "lwfm:bundleFormat" not in root
         if not foreign:
             inc = read_lwfm(by_id, root, self.where, set(self.sz.entries))
@@ -108,8 +133,8 @@ class _Import:
         self.data_rows = {d["id"]: d for d in inc.data}
         yield inc
         if foreign:   # the crate's own triples: parsed while the writer stores the rows
-            yield Incoming(origin=inc.origin, foreign=True,
-                           crate_nodes=crate_rows(doc, inc.origin, self.where))
+            nodes = child.rows() if child is not None else crate_rows(doc, inc.origin, self.where)
+            yield Incoming(origin=inc.origin, foreign=True, crate_nodes=nodes)
 
     def streamed(self) -> Iterator[Incoming]:
         done = 0
@@ -147,12 +172,16 @@ class _Import:
                     for inc in batches:
                         m.merge(inc)
                 finally:
+                    close = getattr(batches, "close", None)
+                    if close is not None:
+                        close()   # a child reader stops now, not when the traceback goes
                     m.wait()  # the writer is done with c (or its failure is raised here)
                 assert self.head is not None
                 staged, tmpdir, copies = self._stage(c)
                 if copies:
                     m.merge(copies)
                     m.wait()
+                m.finish()
                 rep = self._report(m, staged)
                 if m.conflicts and self.mode == "fail":
                     for cf in m.conflicts:

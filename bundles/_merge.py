@@ -21,6 +21,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from lwfm.errors import BundleError, LwfmError
 from lwfm.model import State, advance
 from lwfm.store import Store, t
+from lwfm.store.sql import DeferredIndexes
 
 from ._common import Conflict
 from ._reader import Incoming
@@ -256,23 +257,33 @@ def _plan_triggers(c: Connection, inc: Incoming, p: Plan, theirs_wins: bool) -> 
 _TABLES = {"workflow": t.workflows, "job": t.jobs, "data": t.data, "trigger": t.triggers}
 
 
-def apply_plan(c: Connection, store: Store, p: Plan) -> list[dict[str, str]]:
-    """Write the plan with bulk statements; returns the (kind, ref) items for bundle_items."""
+def apply_plan(c: Connection, store: Store, p: Plan,
+               ix: DeferredIndexes | None = None) -> list[dict[str, str]]:
+    """Write the plan with bulk statements; returns the (kind, ref) items for bundle_items.
+
+    ``ix``: the indexes of the tables the whole import fills, built once at its end."""
+    ix = ix or DeferredIndexes(c, False)
     items: list[dict[str, str]] = []
     for kind in ("workflow", "job", "data", "trigger"):
         rows = p.inserts[kind]
+        ix.before_insert(_TABLES[kind], len(rows))
         bulk_insert(c, store, _TABLES[kind], rows)
         for id_, upd in sorted(p.updates[kind].items()):
             c.execute(update(_TABLES[kind]).where(_TABLES[kind].c.id == id_).values(**upd))
         refs = [r["id"] for r in rows] + sorted(p.updates[kind])
         store.journal(c, kind, refs)
         items += [{"kind": kind, "ref": r} for r in refs]
+    if p.meta_replace:
+        ix.restore(t.data_meta)   # the deletes find their rows by index
     for m in p.meta_replace:
         c.execute(delete(t.data_meta).where(t.data_meta.c.data_id == m["data_id"],
                                             t.data_meta.c.key == m["key"]))
-    bulk_insert(c, store, t.data_meta, p.inserts["data_meta"])
-    bulk_insert(c, store, t.trigger_watch, p.inserts["watch"])
-    bulk_insert(c, store, t.crate_nodes, p.crate_new)
+    for table, rows in ((t.data_meta, p.inserts["data_meta"]), (t.trigger_watch, p.inserts["watch"]),
+                        (t.crate_nodes, p.crate_new)):
+        ix.before_insert(table, len(rows))
+        bulk_insert(c, store, table, rows)
+    if p.crate_grown:
+        ix.restore(t.crate_nodes)
     for r in p.crate_grown:
         c.execute(update(t.crate_nodes).where(t.crate_nodes.c.crate_id == r["crate_id"],
                                               t.crate_nodes.c.subject == r["subject"])
@@ -280,6 +291,7 @@ def apply_plan(c: Connection, store: Store, p: Plan) -> list[dict[str, str]]:
     crates = sorted({r["crate_id"] for r in p.crate_new + p.crate_grown})
     store.journal(c, "crate", crates)
     items += [{"kind": "crate", "ref": cid} for cid in crates]
+    ix.before_insert(t.statuses, len(p.inserts["status"]))
     store.journal(c, "status", _insert_statuses(c, store, p.inserts["status"]))
     return items   # statuses come with their jobs: bundle_items names records only
 
@@ -326,6 +338,7 @@ class Merger:
         self._queue: queue.Queue = queue.Queue(maxsize=2)
         self._writer: threading.Thread | None = None
         self._error: BaseException | None = None
+        self.indexes = DeferredIndexes(c, store.sqlite and not dry_run)
 
     @property
     def refusing(self) -> bool:
@@ -351,7 +364,8 @@ class Merger:
             if self._error is not None:
                 continue   # keep consuming so the producer never blocks; wait() re-raises
             try:
-                items = apply_plan(self.c, self.store, plan)
+                items = apply_plan(self.c, self.store, plan, self.indexes)
+                self.indexes.before_insert(t.bundle_items, len(items))
                 bulk_insert(self.c, self.store, t.bundle_items,
                             [{"bundle_id": self.bundle_id, **it} for it in items])
             except BaseException as e:  # handed to the importing thread by wait()
@@ -366,6 +380,10 @@ class Merger:
         if self._error is not None:
             err, self._error = self._error, None
             raise err
+
+    def finish(self) -> None:
+        """After the last :meth:`wait`: the indexes the writes deferred, built (on ``c``)."""
+        self.indexes.restore()
 
     @property
     def changed(self) -> bool:

@@ -31,6 +31,7 @@ _SHA = frozenset("0123456789abcdef")
 # What lwfm.model.iso writes; anything else is parsed and normalised.
 _ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00")
 _BOUND = {"int": 2 ** 63, "int32": 2 ** 31}
+_STR, _JSON = "str", "json"   # column kinds (compared by identity in check_row)
 
 
 @dataclass
@@ -65,11 +66,11 @@ def _checker(table: Table, skip: tuple[str, ...] = ()) -> list[tuple[str, str, i
             continue
         ty = col.type
         if isinstance(ty, JSON):
-            kind = "json"
+            kind = _JSON
         elif isinstance(ty, Integer):
             kind = "int" if isinstance(ty, BigInteger) else "int32"
         else:
-            kind = "str"
+            kind = _STR
         length = getattr(ty, "length", None)
         out.append((col.name, kind, length, bool(col.nullable) and not col.primary_key))
     return out
@@ -88,46 +89,79 @@ _TIMES = {"workflow": ("created",), "job": ("created", "started", "ended"), "dat
           "trigger": ("fired_at",), "status": ("time",)}
 
 
+class _Seen:
+    """Strings already found well-formed by ``test`` (uuids, ISO times): rows repeat them
+    (their workflow, instance and job ids; the times of a run), and a set lookup costs a
+    fraction of the check. Bounded: it forgets everything when full."""
+
+    def __init__(self, test: Any, cap: int = 1 << 16):
+        self.test, self.cap = test, cap
+        self.ok: set[str] = set()
+
+    def __call__(self, v: Any) -> bool:
+        if type(v) is str and v in self.ok:
+            return True
+        if not self.test(v):
+            return False
+        if type(v) is str:
+            if len(self.ok) >= self.cap:
+                self.ok.clear()
+            self.ok.add(v)
+        return True
+
+
+def _canon_time(v: Any) -> bool:
+    """What lwfm.model.iso writes, a real calendar date (the pattern alone cannot tell)."""
+    if not isinstance(v, str) or not _ISO.fullmatch(v):
+        return False
+    try:
+        datetime.fromisoformat(v)
+    except ValueError:
+        return False
+    return True
+
+
+_good_uuid = _Seen(is_uuid)
+_good_time = _Seen(_canon_time)
 def check_row(kind: str, row: Any, where: str) -> dict[str, Any]:
     """The row if every column has its schema type; times normalised to ISO UTC."""
     cols = _COLS[kind]
     if not isinstance(row, dict):
         raise BundleError(f"{where}: {kind} record does not have the {kind} columns")
-    unknown = row.keys() - _NAMES[kind]
-    if unknown:
+    if not _NAMES[kind].issuperset(row):
+        unknown = row.keys() - _NAMES[kind]
         raise BundleError(f"{where}: {kind} record has unknown columns {sorted(unknown)[:5]}")
     if len(row) != len(cols):
         row = dict(row)  # some nullable columns are absent: fill them below, not in the caller's dict
+        for name, _, _, nullable in cols:
+            if name not in row:
+                if not nullable:  # a nullable column newer than the bundle is simply absent
+                    raise BundleError(f"{where}: {kind} record lacks {name!r}")
+                row[name] = None
     for name, ty, length, nullable in cols:
-        if name not in row:
-            if not nullable:  # a nullable column newer than the bundle is simply absent
-                raise BundleError(f"{where}: {kind} record lacks {name!r}")
-            row[name] = None
         v = row[name]
         if v is None:
             if not nullable:
                 raise BundleError(f"{where}: {kind} record has no {name!r}")
             continue
-        if ty == "json":
-            ok = isinstance(v, dict)
-        elif ty in _BOUND:
-            ok = isinstance(v, int) and not isinstance(v, bool) and -_BOUND[ty] <= v < _BOUND[ty]
-        else:
+        if ty is _STR:
             ok = isinstance(v, str) and (length is None or len(v) <= length)
+        elif ty is _JSON:
+            ok = isinstance(v, dict)
+        else:
+            ok = isinstance(v, int) and not isinstance(v, bool) and -_BOUND[ty] <= v < _BOUND[ty]
         if not ok:
             raise BundleError(f"{where}: {kind} record field {name!r} has a wrong type or length")
     for name in _REFS[kind]:
-        if row[name] is not None and not is_uuid(row[name]):
+        v = row[name]
+        if v is not None and not _good_uuid(v):
             raise BundleError(f"{where}: {kind} record field {name!r} is not a uuid")
     for name in _TIMES[kind]:
         v = row[name]
-        if v is None:
+        if v is None or _good_time(v):
             continue
         try:
-            if _ISO.fullmatch(v):
-                datetime.fromisoformat(v)  # the calendar check the pattern cannot do
-            else:
-                row[name] = iso(parse_time(v))
+            row[name] = iso(parse_time(v))
         except (ValueError, TypeError, OverflowError):
             raise BundleError(f"{where}: {kind} record {name!r} is not an ISO time") from None
     return row

@@ -254,6 +254,18 @@ def check_jsonld(doc: dict[str, Any], where: str, max_entities: int = 5000) -> N
 _HEAD, _TAIL = b'{"@context":', b',"@graph":[\n'
 
 
+def lwfm_layout(sz: SafeZip) -> bool:
+    """Whether the metadata's first line is the one lwfm writes (see :func:`stream_entities`):
+    a crate from another engine is not, and is read whole without starting a child to
+    find that out. A file that cannot be read answers True: the stream reports it."""
+    try:
+        with sz.open(METADATA) as raw, io.BufferedReader(raw, 1 << 20) as f:  # type: ignore[arg-type]
+            first = f.readline(1 << 20)
+    except (BundleError, zipfile.BadZipFile, zlib.error, EOFError, OSError):
+        return True
+    return first.startswith(_HEAD) and first.endswith(_TAIL)
+
+
 def stream_entities(sz: SafeZip, limits: Limits) -> Iterator[dict[str, Any]] | None:
     """Entities of a metadata file in lwfm's one-entity-per-line layout, one at a time.
 

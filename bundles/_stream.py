@@ -122,6 +122,8 @@ def child_batches(path: Path, limits: Limits, batch: int) -> Iterator[Incoming]:
 
 
 def main(path: str) -> int:
+    import gc
+    gc.disable()   # a short-lived process whose objects all live to its end (no_cyclic_gc)
     out = sys.stdout.buffer
     try:
         spec = json.loads(sys.stdin.read())

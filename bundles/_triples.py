@@ -91,6 +91,12 @@ def inline_contexts(ctx: Any) -> Any:
 SLICE = 5000   # entities parsed at a time: the JSON-LD parser's memory grows with its input
 
 
+# An "@id" whose value holds a character no IRI may hold, in json.dumps text (where such
+# a character is itself, or an escape: a backslash, which is one of them; a quote is
+# always escaped, so the first bare quote ends the value).
+_UNSAFE_ID = re.compile(r'"@id": "[^"]*?[\x00-\x20<>{}|\\^`\x7f]')
+
+
 def crate_rows(doc: dict[str, Any], origin: str, where: str) -> list[dict[str, str]]:
     """Every triple of the (vetted) crate document, as ``crate_nodes`` rows of ``origin``.
 
@@ -98,12 +104,13 @@ def crate_rows(doc: dict[str, Any], origin: str, where: str) -> list[dict[str, s
     in slices of SLICE entities (the same context each time): memory stays bounded.
     """
     graph = doc["@graph"]
-    if any(_NOT_IRI.search(x) for x in _all_ids(graph)):
-        graph = _safe_ids(graph)
-    ctx = inline_contexts(doc["@context"])
+    ctx = json.dumps(inline_contexts(doc["@context"]))
     rows = _Rows(origin)
     for lo in range(0, len(graph), SLICE):
-        body = json.dumps({"@context": ctx, "@graph": graph[lo:lo + SLICE]}).encode()
+        part = json.dumps(graph[lo:lo + SLICE])
+        if _UNSAFE_ID.search(part):
+            part = json.dumps(_safe_ids(graph[lo:lo + SLICE]))
+        body = ('{"@context": ' + ctx + ', "@graph": ' + part + "}").encode()
         try:
             # not lenient: that would keep undefined terms as relative IRIs, not drop them.
             # Parsed and serialized natively; Python only groups the lines by subject.
@@ -115,18 +122,6 @@ def crate_rows(doc: dict[str, Any], origin: str, where: str) -> list[dict[str, s
                               f"({str(e)[:200]})") from None
         rows.feed(data.decode())
     return rows.rows()
-
-
-def _all_ids(v: Any) -> Iterator[str]:
-    if isinstance(v, list):
-        for x in v:
-            yield from _all_ids(x)
-    elif isinstance(v, dict):
-        for k, x in v.items():
-            if k == "@id" and isinstance(x, str):
-                yield x
-            elif isinstance(x, (list, dict)):
-                yield from _all_ids(x)
 
 
 class _Rows:

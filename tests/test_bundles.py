@@ -15,18 +15,35 @@ from lwfm.model import DataObject, JobStatus, State
 from tests._bundle_threads import Home, build, count, snapshot, t
 
 
-@pytest.fixture(params=["whole", "streamed"])
+@pytest.fixture(params=["whole", "streamed", "deferred"])
 def homes(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Remote and local homes with a thread; imports read the metadata whole or streamed."""
+    """Remote and local homes with a thread; imports read the metadata whole or streamed
+    (``deferred``: streamed, and every table the import fills with more rows than it has
+    drops its indexes, to build them at the end: the schema must come back as it was)."""
+    from lwfm.store.sql import DeferredIndexes
     monkeypatch.delenv("LWFM_STORE_URL", raising=False)
-    if request.param == "streamed":
+    if request.param in ("streamed", "deferred"):
         monkeypatch.setattr(_importer, "STREAM_MIN_BYTES", 0)
         monkeypatch.setattr(_importer, "BATCH", 2)
+    if request.param == "deferred":
+        monkeypatch.setattr(DeferredIndexes, "MIN_ROWS", 1)
     local, remote = Home.open(tmp_path / "local"), Home.open(tmp_path / "remote")
     th = build(local, remote, tmp_path)
     yield local, remote, th
-    local.store.close()
-    remote.store.close()
+    fresh = Home.open(tmp_path / "fresh")
+    try:
+        assert _schema(local.store) == _schema(fresh.store), "an index did not come back"
+    finally:
+        fresh.store.close()
+        local.store.close()
+        remote.store.close()
+
+
+def _schema(store) -> list[tuple]:
+    from sqlalchemy import text
+    with store.read() as c:
+        return sorted(tuple(r) for r in c.execute(text(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_stat%'")))
 
 
 def _export(remote: Home, tmp: Path, name="thread.zip", **sel) -> Path:

@@ -298,3 +298,73 @@ def test_lossless_through_postgresql(tmp_path, pg_server, monkeypatch, arcp):
     finally:
         pg.store.close()
         third.store.close()
+
+
+def _rows_of(store, table: str, cols: str) -> list[tuple]:
+    from sqlalchemy import text
+    with store.read() as c:
+        return sorted(tuple(r) for r in c.execute(text(f"SELECT {cols} FROM {table}")))
+
+
+def _schema(store) -> list[tuple]:
+    from sqlalchemy import text
+    with store.read() as c:
+        return sorted(tuple(r) for r in c.execute(text("SELECT type, name, tbl_name, sql FROM sqlite_master")))
+
+
+def test_large_crate_paths_give_the_same_rows(tmp_path, monkeypatch):
+    """What a large crate takes (its triples parsed in a child process, the indexes of the
+    tables it fills built once at the end) gives the rows, report and schema the small
+    path gives, for every style of crate (and an id that needs percent-encoding)."""
+    from lwfm.bundles import _crate_child
+    from lwfm.store import sql
+    spaced = tmp_path / "spaced.zip"
+    with zipfile.ZipFile(spaced, "w") as z:
+        z.writestr("ro-crate-metadata.json", json.dumps(crate_doc("nextflow_wrroc")).replace(
+            '"samplesheet.csv"', '"sample sheet.csv"'))
+    crates = [zipped(name, tmp_path) for name in STYLES] + [spaced]
+    homes = {}
+    for path_, (child_min, min_rows) in {"small": (10 ** 9, 10 ** 9), "large": (0, 1)}.items():
+        monkeypatch.setattr(_crate_child, "CHILD_MIN", child_min)
+        monkeypatch.setattr(_crate_child, "workers", lambda: 2)
+        monkeypatch.setattr(sql.DeferredIndexes, "MIN_ROWS", min_rows)
+        h = homes[path_] = Home.open(tmp_path / path_)
+        reps = [import_bundle(h.store, h.config, c) for c in crates]
+        homes[path_] = (h, [(r.added, r.unmapped, r.crate_graph) for r in reps])
+    (small, small_reps), (large, large_reps) = homes["small"], homes["large"]
+    try:
+        assert large_reps == small_reps
+        for table, cols in (("crate_nodes", "crate_id, subject, triples"),
+                            ("jobs", "id, name, defn, parent_id, state, created, started, ended, native_id"),
+                            ("statuses", "job_id, state, native_state, info, time, exit_code"),
+                            ("data", "id, url, direction, metadata, size, sha256, job_id, derived_from"),
+                            ("data_meta", "data_id, key, value, typed, vhash")):
+            assert _rows_of(large.store, table, cols) == _rows_of(small.store, table, cols), table
+        assert _schema(large.store) == _schema(small.store)   # every index is back, as it was
+        # the same crates again add nothing, whichever way they are read
+        again = [import_bundle(large.store, large.config, c) for c in crates]
+        assert all(r.already_imported for r in again)
+    finally:
+        small.store.close()
+        large.store.close()
+
+
+def test_refusal_of_a_large_crate_leaves_the_store_unchanged(home, tmp_path, monkeypatch):
+    """The child's refusal is the in-process one (same message); nothing is imported."""
+    from lwfm.bundles import _crate_child
+    from lwfm.store import sql
+    monkeypatch.setattr(_crate_child, "CHILD_MIN", 0)
+    monkeypatch.setattr(_crate_child, "workers", lambda: 2)
+    monkeypatch.setattr(sql.DeferredIndexes, "MIN_ROWS", 1)
+    doc = crate_doc("galaxy_process")
+    # large enough that only the RDF parse (no pyld expansion) looks at the JSON-LD
+    doc["@graph"] += [{"@id": f"#t{i}", "@type": "Thing", "name": f"t{i}"} for i in range(5001)]
+    doc["@graph"].append({"@id": "#bad", "@type": "Thing", "name": {"@value": "x", "@type": "@id"}})
+    out = tmp_path / "bad.zip"
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("ro-crate-metadata.json", json.dumps(doc))
+    before = snapshot(home.store)
+    schema = _schema(home.store)
+    with pytest.raises(BundleError, match="does not parse as RDF"):
+        import_bundle(home.store, home.config, out)
+    assert snapshot(home.store) == before and _schema(home.store) == schema

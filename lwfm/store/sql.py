@@ -215,3 +215,52 @@ def insert_many(c: Connection, table: Any, rows: list[dict[str, Any]], sqlite: b
         cur.executemany(sql, params)
     finally:
         cur.close()
+
+
+class DeferredIndexes:
+    """Secondary indexes a bulk load into a (nearly) empty table drops, and builds again at
+    its end in the same transaction (SQLite only).
+
+    SQLite builds an index over a finished table with one sort, several times faster than
+    it keeps the index up to date row by row (a large import writes a million rows). A
+    table already holding more rows than come keeps its indexes (rebuilding them would
+    cost more than it saves); unique indexes are constraints and always stay; a table
+    the load must look rows up in gets its indexes back first (:meth:`restore`). The
+    indexes are built from their own ``CREATE INDEX`` text, so they come back exactly as
+    they were; a failed load rolls back, and they were never gone.
+    """
+
+    MIN_ROWS = 1000   # a smaller insert neither gains nor decides anything
+
+    def __init__(self, c: Connection, enabled: bool):
+        self.c, self.enabled = c, enabled
+        self.decided: set[str] = set()
+        self.dropped: dict[str, list[str]] = {}   # table -> CREATE INDEX statements
+
+    def before_insert(self, table: Any, n_rows: int) -> None:
+        name = table.name
+        if not self.enabled or n_rows < self.MIN_ROWS or name in self.decided:
+            return
+        self.decided.add(name)
+        c = self.c
+        try:   # max(rowid) is at least the row count: cheap, and never too low
+            have = c.exec_driver_sql(f'SELECT max(rowid) FROM "{name}"').scalar() or 0
+        except OperationalError:   # a table without rowids: keep its indexes
+            return
+        if have > n_rows:
+            return
+        found = c.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                                  "AND tbl_name = ? AND sql IS NOT NULL", (name,)).all()
+        keep = [(ix, sql) for ix, sql in found if not sql.lstrip().upper().startswith("CREATE UNIQUE")]
+        for ix, _ in keep:
+            c.exec_driver_sql('DROP INDEX "' + ix.replace('"', '""') + '"')
+        self.dropped[name] = [sql for _, sql in keep]
+
+    def restore(self, table: Any | None = None) -> None:
+        """Build the dropped indexes again: of ``table`` (before looking rows up in it, and
+        it keeps them from then on), or of every table (at the end of the load)."""
+        names = list(self.dropped) if table is None else [table.name]
+        for name in names:
+            self.decided.add(name)
+            for sql in self.dropped.pop(name, []):
+                self.c.exec_driver_sql(sql)
