@@ -18,7 +18,7 @@ import json
 from typing import Any, Iterable, Mapping
 
 from .facts import IRI, STR, TIME, Fact, data_facts, job_facts, workflow_facts
-from .vocab import (ACTION_STATUS, LWFM, PROV, RDF, SCHEMA, XSD, crate_graph_iri,
+from .vocab import (LWFM, PROV, RDF, SCHEMA, XSD, crate_graph_iri,
                     entry_text, graph_iri, meta_iri, node_iri, person_iri, site_iri,
                     software_iri, software_name, status_iri)
 
@@ -66,7 +66,6 @@ C = {
     "Trigger": _p(LWFM, "Trigger"), "StatusReport": _p(LWFM, "StatusReport"),
     "Bundle": _p(LWFM, "Bundle"),
 }
-_STATUS_OBJ = {k: f"<{SCHEMA[v]}>" for k, v in ACTION_STATUS.items()}
 
 
 def dt(v: str) -> str:
