@@ -5,8 +5,8 @@ libc's ``posix_spawn`` is bound through ctypes for one action ``os.posix_spawn``
 ``posix_spawn_file_actions_addchdir_np`` (glibc 2.29+, musl 1.1.24+), a working directory
 set in the child. (``subprocess.Popen(cwd=...)`` would do it too, but a Popen object that
 is dropped is reaped by Python behind the caller's back.) The ctypes call also releases the
-GIL while the kernel creates the child. Where libc cannot be bound, ``os.posix_spawn`` runs
-the job, behind ``/bin/sh -c 'cd ... && exec ...'`` when it has a working directory.
+GIL while the kernel creates the child, and only then. Where libc cannot be bound,
+``os.posix_spawn`` runs the job, behind ``/bin/sh -c 'cd ... && exec ...'`` when it has a working directory.
 
 The caller passes the program's path, already found (the local site looks it up on the
 job's own ``PATH``), so argv[0] stays what the user wrote. Stdlib only: the local site's
@@ -34,17 +34,22 @@ _CD_EXEC = 'cd "$1" || exit 127; shift; exec "$@"'
 
 class _Libc:
     def __init__(self) -> None:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        name = ctypes.util.find_library("c") or None
+        libc = ctypes.CDLL(name, use_errno=True)
+        # The file actions only fill a struct in memory: bound through PyDLL, they keep the
+        # GIL. Each release costs the submitter a wait to take it back while another of
+        # its threads runs Python (the recorder's writer, the reaper).
+        held = ctypes.PyDLL(name, use_errno=True)
         p, c_int = ctypes.c_void_p, ctypes.c_int
-        self.spawn_ = libc.posix_spawn
+        self.spawn_ = libc.posix_spawn  # (the child's creation releases the GIL)
         self.spawn_.argtypes = [ctypes.POINTER(c_int), ctypes.c_char_p, p, p, p, p]
-        self.fa_init = libc.posix_spawn_file_actions_init
-        self.fa_destroy = libc.posix_spawn_file_actions_destroy
-        self.fa_open = libc.posix_spawn_file_actions_addopen
+        self.fa_init = held.posix_spawn_file_actions_init
+        self.fa_destroy = held.posix_spawn_file_actions_destroy
+        self.fa_open = held.posix_spawn_file_actions_addopen
         self.fa_open.argtypes = [p, c_int, ctypes.c_char_p, c_int, ctypes.c_uint]
-        self.fa_dup2 = libc.posix_spawn_file_actions_adddup2
+        self.fa_dup2 = held.posix_spawn_file_actions_adddup2
         self.fa_dup2.argtypes = [p, c_int, c_int]
-        self.fa_chdir = libc.posix_spawn_file_actions_addchdir_np  # AttributeError: unbound
+        self.fa_chdir = held.posix_spawn_file_actions_addchdir_np  # AttributeError: unbound
         self.fa_chdir.argtypes = [p, ctypes.c_char_p]
         # One attribute set for every job: its own process group (pgid = its pid), and
         # the signals Python ignores back to their defaults.
