@@ -27,7 +27,7 @@ from ._common import (METADATA, ImportReport, Limits, ProgressFn, derived_id, no
                       sha256_file)
 from ._crate_child import CrateChild
 from ._crate_child import wanted as crate_child_wanted
-from ._foreign import crate_origin, read_foreign
+from ._foreign import crate_origin, foreign_batches
 from ._merge import Merger
 from ._reader import Incoming, Payload, entities, read_lwfm
 from ._safety import SafeZip, check_jsonld, lwfm_layout, open_zip, parse_metadata
@@ -120,21 +120,30 @@ class _Import:
                child: CrateChild | None) -> Iterator[Incoming]:
         foreign = "lwfm:bundleFormat" not in root
         if not foreign:
-            inc = read_lwfm(by_id, root, self.where, set(self.sz.entries))
-        else:
-            inc = read_foreign(by_id, root, self.where, self.sha)
-            inc.info["crate_graph"] = crate_graph_iri(inc.origin)
-        for kind, rows in (("workflow", inc.workflows), ("job", inc.jobs), ("data", inc.data),
-                           ("trigger", inc.triggers)):
-            if len({r["id"] for r in rows}) != len(rows):
-                raise BundleError(f"{self.where}: two {kind} records share one id")
-        self._start(inc)
-        self.payload = inc.payload
-        self.data_rows = {d["id"]: d for d in inc.data}
-        yield inc
+            incs: Iterator[Incoming] = iter([read_lwfm(by_id, root, self.where, set(self.sz.entries))])
+        else:   # mapped in batches: the first is written while the next are mapped
+            incs = foreign_batches(by_id, root, self.where, self.sha, BATCH)
+        seen: dict[str, set[str]] = {}
+        for inc in incs:
+            for kind, rows in (("workflow", inc.workflows), ("job", inc.jobs),
+                               ("data", inc.data), ("trigger", inc.triggers)):
+                ids = seen.setdefault(kind, set())
+                n = len(ids)
+                ids.update(r["id"] for r in rows)
+                if len(ids) != n + len(rows):
+                    raise BundleError(f"{self.where}: two {kind} records share one id")
+            if self.head is None:
+                if foreign:
+                    inc.info["crate_graph"] = crate_graph_iri(inc.origin)
+                self._start(inc)
+                self.payload = inc.payload
+                self.data_rows = {d["id"]: d for d in inc.data}
+            yield inc
+        assert self.head is not None
         if foreign:   # the crate's own triples: parsed while the writer stores the rows
-            nodes = child.rows() if child is not None else crate_rows(doc, inc.origin, self.where)
-            yield Incoming(origin=inc.origin, foreign=True, crate_nodes=nodes)
+            nodes = child.rows() if child is not None else crate_rows(doc, self.head.origin,
+                                                                       self.where)
+            yield Incoming(origin=self.head.origin, foreign=True, crate_nodes=nodes)
 
     def streamed(self) -> Iterator[Incoming]:
         done = 0
@@ -165,7 +174,7 @@ class _Import:
         moved: list[Path] = []
         tmpdir: Path | None = None
         try:
-            with (self.store.read() if self.dry_run else self.store.write()) as c, \
+            with (self.store.read() if self.dry_run else self.store.write(bulk=True)) as c, \
                     (nullcontext(c) if self.dry_run else self.store.read()) as r:
                 m = Merger(c, r, self.store, self.mode, self.dry_run, bundle_id)
                 try:

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from lwfm.errors import BundleError, LwfmError
 from lwfm.model import State, advance
 from lwfm.store import Store, t
-from lwfm.store.sql import DeferredIndexes
+from lwfm.store.sql import DeferredIndexes, strict_json
 
 from ._common import Conflict
 from ._reader import Incoming
@@ -297,8 +297,9 @@ def apply_plan(c: Connection, store: Store, p: Plan,
 
 
 def bulk_insert(c: Connection, store: Store, table: Any, rows: list[dict[str, Any]]) -> None:
-    """Every insert of an import goes through here (the seam the atomicity test breaks)."""
-    store.insert_many(c, table, rows)
+    """Every insert of an import goes through here (the seam the atomicity test breaks).
+    A bundle's values hold no NaN (its JSON parser refuses them): strict JSON columns."""
+    store.insert_many(c, table, rows, strict_json)
 
 
 def _insert_statuses(c: Connection, store: Store, rows: list[dict[str, Any]]) -> list[str]:
