@@ -35,6 +35,8 @@ from ._stream import NotStreamable, child_batches
 from ._triples import crate_rows
 
 MODES = ("fail", "keep", "theirs")
+# The tables a foreign crate's mapped rows fill: complete before its triples are stored.
+_SETTLED = (t.workflows, t.jobs, t.statuses, t.data, t.data_meta)
 STREAM_MIN_BYTES = 16 << 20   # metadata at least this large is read by a child process
 BATCH = 5000                  # records merged per step of a streamed import
 
@@ -94,6 +96,7 @@ class _Import:
         self.head: Incoming | None = None
         self.payload: list[Payload] = []
         self.data_rows: dict[str, dict[str, Any]] = {}   # payload data id -> its row
+        self.merger: Merger | None = None
 
     # -- sources of batches -------------------------------------------------------------
     def whole(self) -> Iterator[Incoming]:
@@ -140,6 +143,8 @@ class _Import:
                 self.data_rows = {d["id"]: d for d in inc.data}
             yield inc
         assert self.head is not None
+        if foreign and self.merger is not None:
+            self.merger.settle(_SETTLED)   # their indexes, built while the triples are read
         if foreign:   # the crate's own triples: parsed while the writer stores the rows
             nodes = child.rows() if child is not None else crate_rows(doc, self.head.origin,
                                                                        self.where)
@@ -176,7 +181,7 @@ class _Import:
         try:
             with (self.store.read() if self.dry_run else self.store.write(bulk=True)) as c, \
                     (nullcontext(c) if self.dry_run else self.store.read()) as r:
-                m = Merger(c, r, self.store, self.mode, self.dry_run, bundle_id)
+                m = self.merger = Merger(c, r, self.store, self.mode, self.dry_run, bundle_id)
                 try:
                     for inc in batches:
                         m.merge(inc)

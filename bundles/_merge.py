@@ -142,7 +142,6 @@ def _plan_crates(c: Connection, inc: Incoming, p: Plan) -> None:
                 p.unchanged["crate_node"] += 1
 
 
-
 def _merge_rows(c: Connection, table: Any, rows: list[dict[str, Any]], p: Plan, kind: str):
     local = _existing(c, table, (r["id"] for r in rows))
     for T in rows:
@@ -360,11 +359,21 @@ class Merger:
         if self._error is not None:
             self.wait()
 
+    def settle(self, tables: Iterable[Any]) -> None:
+        """No more rows come for ``tables``: the writer builds their deferred indexes next,
+        in SQLite (without the GIL), while this thread still reads the last batches."""
+        if self._writer is not None:
+            self._queue.put(list(tables))
+
     def _drain(self) -> None:
         while (plan := self._queue.get()) is not None:
             if self._error is not None:
                 continue   # keep consuming so the producer never blocks; wait() re-raises
             try:
+                if isinstance(plan, list):   # from settle()
+                    for table in plan:
+                        self.indexes.restore(table)
+                    continue
                 items = apply_plan(self.c, self.store, plan, self.indexes)
                 self.indexes.before_insert(t.bundle_items, len(items))
                 bulk_insert(self.c, self.store, t.bundle_items,
