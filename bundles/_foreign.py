@@ -152,8 +152,8 @@ def foreign_batches(by_id: dict[str, dict[str, Any]], root: dict[str, Any], wher
                 d = by_id.get(did)
                 if d is None or not (_types(d) & DATA_TYPES):
                     what = "missing entity" if d is None else "/".join(sorted(_types(d))) or "untyped"
-                    inc.unmapped.append(f"{prop} {did[:100]} of action {aid[:100]} ({what}): "
-                                        "no lwfm data row (kept as the crate's triples)")
+                    head.unmapped.append(f"{prop} {did[:100]} of action {aid[:100]} ({what}): "
+                                         "no lwfm data row (kept as the crate's triples)")
                     continue
                 used.add(did)
                 # (this ``when`` is the one a later action without times is created at)

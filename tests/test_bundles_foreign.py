@@ -150,6 +150,8 @@ def _chain_crate(path: Path, n: int) -> Path:
                "result": {"@id": f"data/in-{i + 1}.txt"}}
         if i != 7:
             run.update(startTime=f"2026-01-02T04:{i:02d}:00Z", endTime=f"2026-01-02T04:{i:02d}:30Z")
+        if i in (2, 19):   # (a note in the report, from the first batch and a later one)
+            run["object"] = [run["object"], {"@id": f"#gone-{i}"}]
         graph += [run, {"@id": f"data/in-{i + 1}.txt", "@type": "File", "name": f"in-{i + 1}.txt",
                         "contentSize": 100 + i, "sha256": f"{i:064x}"}]
     doc = {"@context": "https://w3id.org/ro/crate/1.1/context", "@graph": graph}
@@ -180,4 +182,5 @@ def test_foreign_crate_mapped_in_batches_is_the_same(tmp_path, monkeypatch):
         (use,) = [d for d in used if d.direction.value == "get"]
         assert use.derived_from == made.id
     assert got[0] == got[1]
+    assert sum("#gone-" in u and "missing entity" in u for u in got[0][1]) == 2
     assert got[0][0]["job"] == 23 and got[0][0]["data"] == 46
