@@ -133,7 +133,8 @@ def test_derived_ids_are_uuid5_exactly():
     check()
 
 
-def _chain_crate(path: Path, n: int) -> Path:
+def _chain_crate(path: Path, n: int, extra: list[dict] | None = None,
+                 identifier: str | None = None) -> Path:
     """A Workflow Run Crate of ``n`` chained tool runs (each uses the file the one before
     made; '#task-10' sorts before '#task-2', so a use is often mapped before its making;
     one run has no times, so it is created at the time of the run before it)."""
@@ -154,7 +155,9 @@ def _chain_crate(path: Path, n: int) -> Path:
             run["object"] = [run["object"], {"@id": f"#gone-{i}"}]
         graph += [run, {"@id": f"data/in-{i + 1}.txt", "@type": "File", "name": f"in-{i + 1}.txt",
                         "contentSize": 100 + i, "sha256": f"{i:064x}"}]
-    doc = {"@context": "https://w3id.org/ro/crate/1.1/context", "@graph": graph}
+    if identifier:
+        graph[1]["identifier"] = identifier
+    doc = {"@context": "https://w3id.org/ro/crate/1.1/context", "@graph": graph + (extra or [])}
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("ro-crate-metadata.json", json.dumps(doc))
     return path
@@ -184,3 +187,25 @@ def test_foreign_crate_mapped_in_batches_is_the_same(tmp_path, monkeypatch):
     assert got[0] == got[1]
     assert sum("#gone-" in u and "missing entity" in u for u in got[0][1]) == 2
     assert got[0][0]["job"] == 23 and got[0][0]["data"] == 46
+
+
+def test_foreign_crate_refused_in_a_later_batch_leaves_the_store_unchanged(tmp_path, monkeypatch):
+    """Two runs with one job id (one names it as its urn:uuid) in different batches: the
+    import is refused when the second batch is read, after the first was written, and
+    the store is as it was."""
+    import lwfm.bundles._importer as importer
+    from lwfm.bundles._common import derived_id
+    from lwfm.errors import BundleError
+    key = "https://example.org/runs/dup"
+    twin = {"@id": f"urn:uuid:{derived_id(key, 'action', '#task-0')}", "@type": "CreateAction",
+            "name": "twin", "instrument": {"@id": "main.nf"}}
+    crate = _chain_crate(tmp_path / "dup.zip", 23, extra=[twin], identifier=key)
+    monkeypatch.setattr(importer, "BATCH", 4)
+    h = Home.open(tmp_path / "home")
+    try:
+        before = snapshot(h.store)
+        with pytest.raises(BundleError, match="two job records share one id"):
+            import_bundle(h.store, h.config, crate)
+        assert snapshot(h.store) == before
+    finally:
+        h.store.close()
