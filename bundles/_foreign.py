@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from lwfm.model import JobDefn, iso, parse_time
@@ -73,12 +74,14 @@ def crate_origin(root: dict[str, Any], sha256: str) -> str:
     return derived_id("rocrate", _crate_key(root, sha256))
 
 
-def read_foreign(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: str,
-                 sha256: str) -> Incoming:
-    """Map a foreign crate's actions, files and people to lwfm rows."""
+def foreign_batches(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: str,
+                    sha256: str, size: int = 5000) -> Iterator[Incoming]:
+    """Map a foreign crate's actions, files and people to lwfm rows, ``size`` actions at a
+    time: the first batch (the head: the workflow, the report's notes) is written while
+    the rest are mapped. The notes of what did not map come onto the head at the end."""
     key = _crate_key(root, sha256)
     origin = derived_id("rocrate", key)
-    inc = Incoming(origin=origin, foreign=True, info={"crate": key})
+    inc = head = Incoming(origin=origin, foreign=True, info={"crate": key})
     times: dict[Any, str | None] = {}   # a crate's runs share many times: parse each once
     when = _time(root.get("datePublished")) or _EPOCH
     wf_id = derived_id(key, "workflow")
@@ -100,7 +103,12 @@ def read_foreign(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: 
     odd_props: Counter = Counter()
     defns = _Defns()
     files = _Files(key, origin, wf_id)
-    for aid, e in sorted(actions.items()):
+    ordered = sorted(actions.items())
+    made = _made(by_id, ordered, files)
+    for n, (aid, e) in enumerate(ordered):
+        if n and n % size == 0:
+            yield inc
+            inc = Incoming(origin=origin, foreign=True)
         jid = job_of[aid]
         app = by_id.get(next(iter(_ids(e.get("instrument"))), ""), {})
         used.add(app.get("@id", ""))
@@ -144,17 +152,33 @@ def read_foreign(by_id: dict[str, dict[str, Any]], root: dict[str, Any], where: 
                 d = by_id.get(did)
                 if d is None or not (_types(d) & DATA_TYPES):
                     what = "missing entity" if d is None else "/".join(sorted(_types(d))) or "untyped"
-                    inc.unmapped.append(f"{prop} {did[:100]} of action {aid[:100]} ({what}): "
-                                        "no lwfm data row (kept as the crate's triples)")
+                    head.unmapped.append(f"{prop} {did[:100]} of action {aid[:100]} ({what}): "
+                                         "no lwfm data row (kept as the crate's triples)")
                     continue
                 used.add(did)
                 # (this ``when`` is the one a later action without times is created at)
                 when = (end or created) if direction == "put" else created
                 row = files.row(jid, aid, d, direction, when)
+                if direction == "get":   # a file one action used and another made: one
+                    row["derived_from"] = made.get(row["metadata"]["rocrate_iri"])   # file
                 inc.data.append(check_row("data", row, where))
-    _link_uses(inc)
-    _report_rest(by_id, used, odd_props, inc, root)
-    return inc
+    yield inc
+    _report_rest(by_id, used, odd_props, head, root)
+
+
+def _made(by_id: dict[str, dict[str, Any]], ordered: list[tuple[str, dict[str, Any]]],
+          files: "_Files") -> dict[str, str]:
+    """File IRI -> the data row of the first action that made it (``result``): a use of
+    that file derives from it, so lineage runs from step to step as the crate's ids do."""
+    made: dict[str, str] = {}
+    for aid, e in ordered:
+        if "result" not in e:
+            continue
+        for did in dict.fromkeys(_ids(e["result"])):
+            d = by_id.get(did)
+            if d is not None and _types(d) & DATA_TYPES:
+                made.setdefault(files.facts_of(d)[0]["rocrate_iri"], files.row_id(aid, did, "put"))
+    return made
 
 
 class _Defns:
@@ -179,19 +203,6 @@ class _Defns:
         for k in own:
             out[k] = out[k].copy()
         return out
-
-
-def _link_uses(inc: Incoming) -> None:
-    """A file one action used and another made is one file: the use derives from the
-    making (so lineage runs from step to step, as the crate's own ids do)."""
-    made = {}
-    for d in inc.data:
-        if d["direction"] == "put":
-            made.setdefault(d["metadata"]["rocrate_iri"], d["id"])
-    for d in inc.data:
-        src = made.get(d["metadata"]["rocrate_iri"])
-        if d["direction"] == "get" and src is not None:
-            d["derived_from"] = src
 
 
 class _Files:
@@ -219,14 +230,20 @@ class _Files:
             md["name"] = name[:1000]
         return md, (_str(d.get("contentUrl")) or did, size, sha, _str(d.get("encodingFormat"), 255))
 
+    def facts_of(self, d: dict[str, Any]) -> tuple[dict[str, Any], tuple]:
+        got = self.facts.get(d["@id"])
+        if got is None:
+            got = self.facts[d["@id"]] = self._facts(d)
+        return got
+
+    def row_id(self, aid: str, did: str, direction: str) -> str:
+        return derived_id(self.key, "data", aid, did, direction)
+
     def row(self, jid: str, aid: str, d: dict[str, Any], direction: str,
             when: str) -> dict[str, Any]:
         did = d["@id"]
-        got = self.facts.get(did)
-        if got is None:
-            got = self.facts[did] = self._facts(d)
-        md, (url, size, sha, media) = got
-        return {"id": derived_id(self.key, "data", aid, did, direction),
+        md, (url, size, sha, media) = self.facts_of(d)
+        return {"id": self.row_id(aid, did, direction),
                 "url": url, "site": "imported", "direction": direction,
                 "metadata": dict(md), "size": size, "sha256": sha,
                 "media_type": media, "job_id": jid, "workflow_id": self.wf_id,

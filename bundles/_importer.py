@@ -27,7 +27,7 @@ from ._common import (METADATA, ImportReport, Limits, ProgressFn, derived_id, no
                       sha256_file)
 from ._crate_child import CrateChild
 from ._crate_child import wanted as crate_child_wanted
-from ._foreign import crate_origin, read_foreign
+from ._foreign import crate_origin, foreign_batches
 from ._merge import Merger
 from ._reader import Incoming, Payload, entities, read_lwfm
 from ._safety import SafeZip, check_jsonld, lwfm_layout, open_zip, parse_metadata
@@ -35,6 +35,8 @@ from ._stream import NotStreamable, child_batches
 from ._triples import crate_rows
 
 MODES = ("fail", "keep", "theirs")
+# The tables a foreign crate's mapped rows fill: complete before its triples are stored.
+_SETTLED = (t.workflows, t.jobs, t.statuses, t.data, t.data_meta)
 STREAM_MIN_BYTES = 16 << 20   # metadata at least this large is read by a child process
 BATCH = 5000                  # records merged per step of a streamed import
 
@@ -94,6 +96,7 @@ class _Import:
         self.head: Incoming | None = None
         self.payload: list[Payload] = []
         self.data_rows: dict[str, dict[str, Any]] = {}   # payload data id -> its row
+        self.merger: Merger | None = None
 
     # -- sources of batches -------------------------------------------------------------
     def whole(self) -> Iterator[Incoming]:
@@ -120,21 +123,32 @@ class _Import:
                child: CrateChild | None) -> Iterator[Incoming]:
         foreign = "lwfm:bundleFormat" not in root
         if not foreign:
-            inc = read_lwfm(by_id, root, self.where, set(self.sz.entries))
-        else:
-            inc = read_foreign(by_id, root, self.where, self.sha)
-            inc.info["crate_graph"] = crate_graph_iri(inc.origin)
-        for kind, rows in (("workflow", inc.workflows), ("job", inc.jobs), ("data", inc.data),
-                           ("trigger", inc.triggers)):
-            if len({r["id"] for r in rows}) != len(rows):
-                raise BundleError(f"{self.where}: two {kind} records share one id")
-        self._start(inc)
-        self.payload = inc.payload
-        self.data_rows = {d["id"]: d for d in inc.data}
-        yield inc
+            incs: Iterator[Incoming] = iter([read_lwfm(by_id, root, self.where, set(self.sz.entries))])
+        else:   # mapped in batches: the first is written while the next are mapped
+            incs = foreign_batches(by_id, root, self.where, self.sha, BATCH)
+        seen: dict[str, set[str]] = {}
+        for inc in incs:
+            for kind, rows in (("workflow", inc.workflows), ("job", inc.jobs),
+                               ("data", inc.data), ("trigger", inc.triggers)):
+                ids = seen.setdefault(kind, set())
+                n = len(ids)
+                ids.update(r["id"] for r in rows)
+                if len(ids) != n + len(rows):
+                    raise BundleError(f"{self.where}: two {kind} records share one id")
+            if self.head is None:
+                if foreign:
+                    inc.info["crate_graph"] = crate_graph_iri(inc.origin)
+                self._start(inc)
+                self.payload = inc.payload
+                self.data_rows = {d["id"]: d for d in inc.data}
+            yield inc
+        assert self.head is not None
+        if foreign and self.merger is not None:
+            self.merger.settle(_SETTLED)   # their indexes, built while the triples are read
         if foreign:   # the crate's own triples: parsed while the writer stores the rows
-            nodes = child.rows() if child is not None else crate_rows(doc, inc.origin, self.where)
-            yield Incoming(origin=inc.origin, foreign=True, crate_nodes=nodes)
+            nodes = child.rows() if child is not None else crate_rows(doc, self.head.origin,
+                                                                       self.where)
+            yield Incoming(origin=self.head.origin, foreign=True, crate_nodes=nodes)
 
     def streamed(self) -> Iterator[Incoming]:
         done = 0
@@ -165,9 +179,9 @@ class _Import:
         moved: list[Path] = []
         tmpdir: Path | None = None
         try:
-            with (self.store.read() if self.dry_run else self.store.write()) as c, \
+            with (self.store.read() if self.dry_run else self.store.write(bulk=True)) as c, \
                     (nullcontext(c) if self.dry_run else self.store.read()) as r:
-                m = Merger(c, r, self.store, self.mode, self.dry_run, bundle_id)
+                m = self.merger = Merger(c, r, self.store, self.mode, self.dry_run, bundle_id)
                 try:
                     for inc in batches:
                         m.merge(inc)

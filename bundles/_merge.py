@@ -21,7 +21,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from lwfm.errors import BundleError, LwfmError
 from lwfm.model import State, advance
 from lwfm.store import Store, t
-from lwfm.store.sql import DeferredIndexes
+from lwfm.store.sql import DeferredIndexes, strict_json
 
 from ._common import Conflict
 from ._reader import Incoming
@@ -140,7 +140,6 @@ def _plan_crates(c: Connection, inc: Incoming, p: Plan) -> None:
                 p.triples_added += len(more)
             else:
                 p.unchanged["crate_node"] += 1
-
 
 
 def _merge_rows(c: Connection, table: Any, rows: list[dict[str, Any]], p: Plan, kind: str):
@@ -297,8 +296,9 @@ def apply_plan(c: Connection, store: Store, p: Plan,
 
 
 def bulk_insert(c: Connection, store: Store, table: Any, rows: list[dict[str, Any]]) -> None:
-    """Every insert of an import goes through here (the seam the atomicity test breaks)."""
-    store.insert_many(c, table, rows)
+    """Every insert of an import goes through here (the seam the atomicity test breaks).
+    A bundle's values hold no NaN (its JSON parser refuses them): strict JSON columns."""
+    store.insert_many(c, table, rows, strict_json)
 
 
 def _insert_statuses(c: Connection, store: Store, rows: list[dict[str, Any]]) -> list[str]:
@@ -359,11 +359,21 @@ class Merger:
         if self._error is not None:
             self.wait()
 
+    def settle(self, tables: Iterable[Any]) -> None:
+        """No more rows come for ``tables``: the writer builds their deferred indexes next,
+        in SQLite (without the GIL), while this thread still reads the last batches."""
+        if self._writer is not None:
+            self._queue.put(list(tables))
+
     def _drain(self) -> None:
         while (plan := self._queue.get()) is not None:
             if self._error is not None:
                 continue   # keep consuming so the producer never blocks; wait() re-raises
             try:
+                if isinstance(plan, list):   # from settle()
+                    for table in plan:
+                        self.indexes.restore(table)
+                    continue
                 items = apply_plan(self.c, self.store, plan, self.indexes)
                 self.indexes.before_insert(t.bundle_items, len(items))
                 bulk_insert(self.c, self.store, t.bundle_items,

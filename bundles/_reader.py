@@ -24,7 +24,7 @@ from lwfm.secrets import redacted_defn
 from lwfm.store import t
 
 from ._common import METADATA, from_urn, is_uuid
-from ._safety import check_name
+from ._safety import _no_constants, check_name
 from ._triples import check_node_rows
 
 _SHA = frozenset("0123456789abcdef")
@@ -167,12 +167,15 @@ def check_row(kind: str, row: Any, where: str) -> dict[str, Any]:
     return row
 
 
+_STRICT = json.JSONDecoder(parse_constant=_no_constants)
+
+
 def _record(e: dict[str, Any], where: str) -> Any:
     rec = e.get("lwfm:record")
     if not isinstance(rec, str):
         raise BundleError(f"{where}: lwfm entity without an lwfm:record string")
-    try:
-        return json.loads(rec)
+    try:   # strict, as the document around it: no NaN or Infinity (see strict_json)
+        return _STRICT.decode(rec)
     except (ValueError, RecursionError):
         raise BundleError(f"{where}: lwfm:record is not valid JSON") from None
 

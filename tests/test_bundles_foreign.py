@@ -131,3 +131,81 @@ def test_derived_ids_are_uuid5_exactly():
     def check(parts):
         assert derived_id(*parts) == str(uuid.uuid5(ID_NS, "\x1f".join(parts)))
     check()
+
+
+def _chain_crate(path: Path, n: int, extra: list[dict] | None = None,
+                 identifier: str | None = None) -> Path:
+    """A Workflow Run Crate of ``n`` chained tool runs (each uses the file the one before
+    made; '#task-10' sorts before '#task-2', so a use is often mapped before its making;
+    one run has no times, so it is created at the time of the run before it)."""
+    graph = [{"@id": "ro-crate-metadata.json", "@type": "CreativeWork", "about": {"@id": "./"},
+              "conformsTo": {"@id": "https://w3id.org/ro/crate/1.1"}},
+             {"@id": "./", "@type": "Dataset", "name": "chain", "datePublished": "2026-01-02T03:04:05Z",
+              "mainEntity": {"@id": "main.nf"}},
+             {"@id": "main.nf", "@type": ["File", "SoftwareSourceCode", "ComputationalWorkflow"],
+              "name": "pipeline"},
+             {"@id": "data/in-0.txt", "@type": "File", "name": "in-0.txt", "contentSize": 10}]
+    for i in range(n):
+        run = {"@id": f"#task-{i}", "@type": "CreateAction", "name": f"STEP ({i})",
+               "instrument": {"@id": "main.nf"}, "object": {"@id": f"data/in-{i}.txt"},
+               "result": {"@id": f"data/in-{i + 1}.txt"}}
+        if i != 7:
+            run.update(startTime=f"2026-01-02T04:{i:02d}:00Z", endTime=f"2026-01-02T04:{i:02d}:30Z")
+        if i in (2, 19):   # (a note in the report, from the first batch and a later one)
+            run["object"] = [run["object"], {"@id": f"#gone-{i}"}]
+        graph += [run, {"@id": f"data/in-{i + 1}.txt", "@type": "File", "name": f"in-{i + 1}.txt",
+                        "contentSize": 100 + i, "sha256": f"{i:064x}"}]
+    if identifier:
+        graph[1]["identifier"] = identifier
+    doc = {"@context": "https://w3id.org/ro/crate/1.1/context", "@graph": graph + (extra or [])}
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("ro-crate-metadata.json", json.dumps(doc))
+    return path
+
+
+def test_foreign_crate_mapped_in_batches_is_the_same(tmp_path, monkeypatch):
+    """A large crate is mapped and written a batch of actions at a time: the rows, links
+    and report are those of one batch, and a use still derives from its making when the
+    making is in a later batch."""
+    import lwfm.bundles._importer as importer
+    crate = _chain_crate(tmp_path / "chain.zip", 23)
+    got = []
+    for name, batch in (("whole", 10_000), ("batched", 4)):
+        monkeypatch.setattr(importer, "BATCH", batch)
+        h = Home.open(tmp_path / name)
+        try:
+            rep = import_bundle(h.store, h.config, crate)
+            snap = snapshot(h.store)
+            got.append((rep.added, rep.unmapped, {k: snap[k] for k in (
+                "workflows", "jobs", "statuses", "data", "data_meta", "crate_nodes")}))
+            used = h.store.find_data({"rocrate_id": "data/in-3.txt"})
+        finally:
+            h.store.close()
+        (made,) = [d for d in used if d.direction.value == "put"]
+        (use,) = [d for d in used if d.direction.value == "get"]
+        assert use.derived_from == made.id
+    assert got[0] == got[1]
+    assert sum("#gone-" in u and "missing entity" in u for u in got[0][1]) == 2
+    assert got[0][0]["job"] == 23 and got[0][0]["data"] == 46
+
+
+def test_foreign_crate_refused_in_a_later_batch_leaves_the_store_unchanged(tmp_path, monkeypatch):
+    """Two runs with one job id (one names it as its urn:uuid) in different batches: the
+    import is refused when the second batch is read, after the first was written, and
+    the store is as it was."""
+    import lwfm.bundles._importer as importer
+    from lwfm.bundles._common import derived_id
+    from lwfm.errors import BundleError
+    key = "https://example.org/runs/dup"
+    twin = {"@id": f"urn:uuid:{derived_id(key, 'action', '#task-0')}", "@type": "CreateAction",
+            "name": "twin", "instrument": {"@id": "main.nf"}}
+    crate = _chain_crate(tmp_path / "dup.zip", 23, extra=[twin], identifier=key)
+    monkeypatch.setattr(importer, "BATCH", 4)
+    h = Home.open(tmp_path / "home")
+    try:
+        before = snapshot(h.store)
+        with pytest.raises(BundleError, match="two job records share one id"):
+            import_bundle(h.store, h.config, crate)
+        assert snapshot(h.store) == before
+    finally:
+        h.store.close()

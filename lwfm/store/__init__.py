@@ -8,9 +8,10 @@ the job row is locked with ``SELECT ... FOR UPDATE``.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import DataError
@@ -21,7 +22,7 @@ from ..model import (TERMINAL, DataObject, Job, JobContext, JobDefn, JobStatus, 
 from . import schema as t
 from .metadata import field_matches, is_glob, matches, meta_rows_for, meta_value
 from ._migrate import open_store
-from .sql import READ_ONLY, chunks, failing, insert_many, make_engine
+from .sql import READ_ONLY, bulk_cache, chunks, failing, insert_many, make_engine
 from .statuses import StatusRows
 from .triggers import TriggerRows
 
@@ -47,12 +48,14 @@ class Store(StatusRows, TriggerRows):
 
     # -- transactions -----------------------------------------------------------------
     @contextmanager
-    def write(self, action: str = "write to") -> Iterator[Connection]:
+    def write(self, action: str = "write to", *, bulk: bool = False) -> Iterator[Connection]:
         """One write transaction; a value the database cannot take is an InvalidInput, a
         database that cannot write (disk full, locked, read-only) a StoreError that says
-        it could not ``action`` the store, and why."""
+        it could not ``action`` the store, and why. ``bulk``: a large load (an import),
+        given a larger page cache (:func:`.sql.bulk_cache`)."""
         try:
-            with failing(self.url, action), self._writable() as c, c.begin():
+            with failing(self.url, action), self._writable() as c, \
+                    bulk_cache(c, bulk and self.sqlite), c.begin():
                 yield c
         except DataError as e:
             raise InvalidInput(f"the store refused a value: {e.orig}") from None
@@ -98,9 +101,10 @@ class Store(StatusRows, TriggerRows):
     def journal(self, c: Connection, kind: str, refs: Iterable[str]) -> None:
         self.insert_many(c, t.events, [{"kind": kind, "ref": r} for r in refs])
 
-    def insert_many(self, c: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    def insert_many(self, c: Connection, table: Any, rows: list[dict[str, Any]],
+                    dumps: Callable[[Any], str] = json.dumps) -> None:
         """executemany of plain rows (see :func:`lwfm.store.sql.insert_many`)."""
-        insert_many(c, table, rows, self.sqlite)
+        insert_many(c, table, rows, self.sqlite, dumps)
 
     # -- workflows --------------------------------------------------------------------
     def add_workflow(self, wf: Workflow) -> Workflow:
