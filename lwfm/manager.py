@@ -50,6 +50,8 @@ class Manager(DataVerbs, TriggerVerbs):
         self._sites: dict[str, Site] = {}
         self._changed = threading.Condition()
         self._lock = threading.RLock()
+        self._submits = 0  # submit_job calls under way, in any thread: close waits for them
+        self._submits_done = threading.Condition(self._lock)
         self._loop: threading.Thread | None = None
         self._stop = threading.Event()
         self._graph: ProvenanceGraph | None = None
@@ -125,8 +127,20 @@ class Manager(DataVerbs, TriggerVerbs):
         The job's row is written before its site is asked: if it cannot be recorded
         (disk full), this raises and nothing runs. A ``job_id`` given here was handed out
         before the job existed: if the job cannot even be made (its site or workflow gone),
-        it is recorded FAILED, so whoever waits on that id sees it end."""
-        self.ensure_open()
+        it is recorded FAILED, so whoever waits on that id sees it end. A ``close`` from
+        another thread meanwhile waits until this has recorded how the start went."""
+        with self._lock:
+            self.ensure_open()
+            self._submits += 1
+        try:
+            return self._submit_job(defn, parent_id, workflow_id, job_id, triggered_by)
+        finally:
+            with self._lock:
+                self._submits -= 1
+                self._submits_done.notify_all()
+
+    def _submit_job(self, defn: JobDefn, parent_id: str | None, workflow_id: str | None,
+                    job_id: str | None, triggered_by: str | None) -> Job:
         defn.check_plain()
         if defn.retries is not None and defn.retries.count:
             check_no_secret(defn, "a job with retries")  # its retry trigger stores it
@@ -392,6 +406,13 @@ class Manager(DataVerbs, TriggerVerbs):
             if self._closed:
                 return
             self._closed = True
+            # A submit under way in another thread records how its start went first: its
+            # site may take a while (an SSH connect), and a start nobody recorded would be
+            # settled later as "may have run".
+            if not self._submits_done.wait_for(lambda: self._submits == 0, _JOIN_S):
+                log.error("closing while %d submit(s) in other threads still start their "
+                          "jobs (after %.0f s); the next Manager settles what they leave",
+                          self._submits, _JOIN_S)
         self._stop.set()
         if self._callbacks_ is not None:
             self._callbacks_.close()

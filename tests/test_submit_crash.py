@@ -17,17 +17,20 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from lwfm import JobDefn, Manager, State
+from lwfm.errors import SiteError
 
 from .test_local_hardening import lwfm
 
 
 @pytest.fixture
 def hung_lab(home: Path):
-    """A TCP listener that accepts connections and never answers; an ssh site aimed at it."""
+    """A TCP listener that accepts connections and never answers; an ssh site aimed at it.
+    ``hang_up()`` closes them all (idempotent)."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(8)
@@ -54,12 +57,15 @@ def hung_lab(home: Path):
         "connect_timeout = 120\n"
         "reconnect_timeout = 120\n"
         'remote_home = "/tmp/lab-home"\n')
-    yield srv.getsockname()[1]
-    stop.set()
-    th.join(5)
-    for s in held:
-        s.close()
-    srv.close()
+    def hang_up() -> None:  # the login node drops every connection: connects fail now
+        stop.set()
+        th.join(5)
+        for s in held:
+            s.close()
+        srv.close()
+
+    yield SimpleNamespace(port=srv.getsockname()[1], hang_up=hang_up)
+    hang_up()
 
 
 def _pending_job(home: Path, proc: subprocess.Popen, timeout: float = 60) -> str:
@@ -78,7 +84,7 @@ def _pending_job(home: Path, proc: subprocess.Popen, timeout: float = 60) -> str
 
 
 def test_a_job_whose_submitter_is_killed_while_its_site_starts_it_ends_failed(
-        home: Path, hung_lab: int) -> None:
+        home: Path, hung_lab: SimpleNamespace) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "lwfm.cli", "run", "--site", "lab", "--",
                              "true"], env={**os.environ, "LWFM_HOME": str(home)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -107,7 +113,7 @@ def test_a_job_whose_submitter_is_killed_while_its_site_starts_it_ends_failed(
 
 
 def test_a_waiting_manager_ends_such_a_job_without_being_asked_about_it(
-        home: Path, hung_lab: int) -> None:
+        home: Path, hung_lab: SimpleNamespace) -> None:
     """The manager loop (lwfm serve, or any waiting script) sweeps them: a future waited
     on by id from another process returns instead of hanging."""
     proc = subprocess.Popen([sys.executable, "-m", "lwfm.cli", "run", "--site", "lab", "--",
@@ -124,3 +130,41 @@ def test_a_waiting_manager_ends_such_a_job_without_being_asked_about_it(
             time.sleep(0.1)
         assert m.store.get_job(job_id).state is State.FAILED
         assert m.future(job_id).done()
+
+
+def test_a_close_from_another_thread_waits_for_a_submit_under_way(
+        home: Path, hung_lab: SimpleNamespace) -> None:
+    """A script's main thread closes its Manager while a worker thread's submit is still
+    in its site (an SSH connect): close waits, so the start's outcome is recorded by the
+    process that knows it, not settled later as "may have run"."""
+    cfg = home / "lwfm.toml"   # the submit gives up on the lab within 8 s of its start
+    cfg.write_text(cfg.read_text().replace("reconnect_timeout = 120", "reconnect_timeout = 8"))
+    m = Manager(home)
+    out: dict[str, BaseException] = {}
+
+    def submit() -> None:
+        try:
+            m.submit_job(JobDefn(entry=["true"], site="lab"))
+        except BaseException as e:  # noqa: BLE001 - the test reads what it was
+            out["error"] = e
+
+    worker = threading.Thread(target=submit)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not m.store.find_jobs():  # recorded; its submit is now blocked in the connect
+        assert time.monotonic() < deadline and worker.is_alive(), out
+        time.sleep(0.05)
+    job_id = m.store.find_jobs()[0].id
+    closer = threading.Thread(target=m.close)
+    closer.start()
+    time.sleep(1.0)
+    assert closer.is_alive(), "close returned while a submit was still starting its job"
+    hung_lab.hang_up()
+    closer.join(60)
+    worker.join(60)
+    assert not closer.is_alive() and not worker.is_alive()
+    assert isinstance(out.get("error"), SiteError), out
+    with Manager(home) as m2:
+        hist = m2.history(job_id)
+    assert [s.state for s in hist] == [State.PENDING, State.FAILED]
+    assert "could not start" in (hist[-1].info or ""), hist[-1].info
