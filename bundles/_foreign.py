@@ -4,7 +4,8 @@ Every triple of the crate is kept as it is (:mod:`._triples`). On top of that, w
 maps becomes lwfm rows, so lineage, thread, export and triggers see foreign runs: each
 CreateAction (or Activate/UpdateAction) a job on the pseudo-site ``imported`` (its
 native id the action's IRI in the crate), the File/Dataset entities it used
-(``object``) or made (``result``) data gets/puts (metadata ``rocrate_iri``), the crate
+(``object``) or made (``result``) data gets/puts (metadata ``rocrate_id``: the crate's
+own @id, whose IRI the graph links as ``lwfm:crateNode``), the crate
 one workflow (props ``rocrate.root``), people noted on it. Step runs of a Provenance
 Run Crate become children of the workflow run (via its OrganizeAction and
 ControlActions). The report lists what has no lwfm row (kept as triples only).
@@ -19,10 +20,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from lwfm.model import JobDefn, iso, parse_time
+from lwfm.provenance.vocab import crate_node_iri as resolve
 
 from ._common import derived_id, from_urn
 from ._reader import Incoming, _types, check_row
-from ._triples import resolve
 
 ACTIONS = {"CreateAction", "ActivateAction", "UpdateAction"}
 DATA_TYPES = {"File", "Dataset", "MediaObject"}
@@ -160,7 +161,7 @@ def foreign_batches(by_id: dict[str, dict[str, Any]], root: dict[str, Any], wher
                 when = (end or created) if direction == "put" else created
                 row = files.row(jid, aid, d, direction, when)
                 if direction == "get":   # a file one action used and another made: one
-                    row["derived_from"] = made.get(row["metadata"]["rocrate_iri"])   # file
+                    row["derived_from"] = made.get(files.facts_of(d)[1])   # file
                 inc.data.append(check_row("data", row, where))
     yield inc
     _report_rest(by_id, used, odd_props, head, root)
@@ -177,7 +178,7 @@ def _made(by_id: dict[str, dict[str, Any]], ordered: list[tuple[str, dict[str, A
         for did in dict.fromkeys(_ids(e["result"])):
             d = by_id.get(did)
             if d is not None and _types(d) & DATA_TYPES:
-                made.setdefault(files.facts_of(d)[0]["rocrate_iri"], files.row_id(aid, did, "put"))
+                made.setdefault(files.facts_of(d)[1], files.row_id(aid, did, "put"))
     return made
 
 
@@ -212,9 +213,11 @@ class _Files:
 
     def __init__(self, key: str, origin: str, wf_id: str):
         self.key, self.origin, self.wf_id = key, origin, wf_id
-        self.facts: dict[str, tuple[dict[str, Any], tuple]] = {}
+        self.facts: dict[str, tuple[dict[str, Any], str, tuple]] = {}
 
-    def _facts(self, d: dict[str, Any]) -> tuple[dict[str, Any], tuple]:
+    def _facts(self, d: dict[str, Any]) -> tuple[dict[str, Any], str, tuple]:
+        """(metadata, the file's IRI in the crate, the row's columns). The IRI is not
+        metadata: the graph derives it from ``rocrate_id`` (one fact, stored once)."""
         did = d["@id"]
         sha = _str(d.get("sha256"))
         sha = sha.lower() if sha and _HEX64.fullmatch(sha) else None
@@ -224,13 +227,14 @@ class _Files:
             size = n if 0 <= n < 2 ** 62 else None
         except ValueError:
             size = None
-        md = {"rocrate_id": did, "rocrate_iri": resolve(self.origin, did)}
+        md = {"rocrate_id": did}
         name = _str(d.get("name")) or _str(d.get("alternateName"))
         if name:
             md["name"] = name[:1000]
-        return md, (_str(d.get("contentUrl")) or did, size, sha, _str(d.get("encodingFormat"), 255))
+        return md, resolve(self.origin, did), (_str(d.get("contentUrl")) or did, size, sha,
+                                               _str(d.get("encodingFormat"), 255))
 
-    def facts_of(self, d: dict[str, Any]) -> tuple[dict[str, Any], tuple]:
+    def facts_of(self, d: dict[str, Any]) -> tuple[dict[str, Any], str, tuple]:
         got = self.facts.get(d["@id"])
         if got is None:
             got = self.facts[d["@id"]] = self._facts(d)
@@ -242,7 +246,7 @@ class _Files:
     def row(self, jid: str, aid: str, d: dict[str, Any], direction: str,
             when: str) -> dict[str, Any]:
         did = d["@id"]
-        md, (url, size, sha, media) = self.facts_of(d)
+        md, _, (url, size, sha, media) = self.facts_of(d)
         return {"id": self.row_id(aid, did, direction),
                 "url": url, "site": "imported", "direction": direction,
                 "metadata": dict(md), "size": size, "sha256": sha,

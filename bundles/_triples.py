@@ -27,32 +27,12 @@ import pyoxigraph as ox
 from lwfm.errors import BundleError
 from lwfm.ontology import context_document
 
+from lwfm.provenance.vocab import crate_base, iri_safe
+
 from ._common import LWFM_CONTEXTS, LWFM_NS, is_uuid
 
 _XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 _RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
-_PLACEHOLDER = "http://lwfm-crate-base.invalid/"
-
-
-def crate_base(origin: str) -> str:
-    """The base IRI relative ids of a foreign crate resolve against."""
-    return f"arcp://uuid,{origin}/"
-
-
-_PLAIN = re.compile(r"[A-Za-z0-9_~#-][A-Za-z0-9._~#%/?=&+-]*")   # no dot segment to remove
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
-
-
-_NOT_IRI = re.compile(r'[\x00-\x20<>"{}|\\^`\x7f]')
-
-
-def iri_safe(ref: str) -> str:
-    """An @id with the characters an IRI cannot hold (spaces, quotes, <>, ...) percent-
-    encoded, as RO-Crate asks ids to be: ``my file.txt`` is ``my%20file.txt``. Without
-    this a JSON-LD parser drops every triple that names such an id."""
-    return _NOT_IRI.sub(lambda m: f"%{ord(m.group()):02X}", ref) if _NOT_IRI.search(ref) else ref
-
-
 def _safe_ids(v: Any) -> Any:
     """The crate's values with every ``@id`` made :func:`iri_safe` (a copy where changed)."""
     if isinstance(v, list):
@@ -63,18 +43,6 @@ def _safe_ids(v: Any) -> Any:
             out["@id"] = iri_safe(v["@id"]) if isinstance(v["@id"], str) else v["@id"]
         return out
     return v
-
-
-def resolve(origin: str, ref: str) -> str:
-    """``ref`` (an entity @id) as the absolute IRI the crate's triples use for it."""
-    ref = iri_safe(ref)
-    if _SCHEME.match(ref):
-        return ref
-    if _PLAIN.fullmatch(ref) and "/." not in ref and not ref.startswith("/"):
-        return crate_base(origin) + ref   # the common case: '#x', 'data/a.txt', a hash
-    from urllib.parse import urljoin
-    # urljoin resolves only schemes it knows: resolve against a stand-in, then swap
-    return crate_base(origin) + urljoin(_PLACEHOLDER, ref)[len(_PLACEHOLDER):]
 
 
 def inline_contexts(ctx: Any) -> Any:

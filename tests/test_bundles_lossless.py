@@ -275,6 +275,41 @@ def test_ids_that_are_not_iris_are_percent_encoded_not_dropped(home, tmp_path, a
         g.close()
 
 
+def test_a_foreign_file_is_joined_to_its_crate_node_from_its_id(home, tmp_path, arcp):
+    """A foreign file's row keeps the crate's @id (``rocrate_id``), not its IRI too (one
+    fact, stored once): the graph derives ``lwfm:crateNode`` from it. A row an earlier
+    import wrote with a ``rocrate_iri`` entry instead is joined from that."""
+    from sqlalchemy import delete, insert, select
+
+    from lwfm.store import t
+    rep = import_bundle(home.store, home.config, zipped("nextflow_wrroc", tmp_path))
+    base = f"arcp://uuid,{rep.origin_instance}/"
+    with home.store.read() as c:
+        keys = {k for (k,) in c.execute(select(t.data_meta.c.key).distinct())}
+        rows = c.execute(select(t.data_meta.c.data_id, t.data_meta.c.value)
+                         .where(t.data_meta.c.key == "rocrate_id")).all()
+    assert "rocrate_id" in keys and "rocrate_iri" not in keys
+    data_id, rid = rows[0]
+    with home.store.write() as c:   # as an earlier import wrote that row's metadata
+        c.execute(delete(t.data_meta).where(t.data_meta.c.data_id == data_id,
+                                            t.data_meta.c.key == "rocrate_id"))
+        c.execute(insert(t.data_meta).values(data_id=data_id, key="rocrate_iri",
+                                             value=base + rid))
+    g = ProvenanceGraph(home.config, home.store)
+    try:
+        g.reindex()
+        linked = {(r[0], r[1]) for r in g.select_values(
+            "SELECT ?d ?n WHERE { ?d a lwfm:DataObject ; lwfm:crateNode ?n }")}
+        assert (f"urn:uuid:{data_id}", base + rid) in linked
+        others = {d for d, _ in linked} - {f"urn:uuid:{data_id}"}
+        assert len(others) == len(rows) - 1   # every other file, from its rocrate_id
+        crate_nodes = {r[0] for r in g.select_values(
+            f"SELECT ?s WHERE {{ GRAPH <{rep.crate_graph}> {{ ?s ?p ?o }} }}")}
+        assert {n for _, n in linked} <= crate_nodes   # each a node the crate states
+    finally:
+        g.close()
+
+
 @pytest.mark.postgres
 def test_lossless_through_postgresql(tmp_path, pg_server, monkeypatch, arcp):
     """Kept triples in a PostgreSQL store: projected, re-exported (by export workers)."""

@@ -18,7 +18,7 @@ import json
 from typing import Any, Iterable, Mapping
 
 from .facts import IRI, STR, TIME, Fact, data_facts, job_facts, workflow_facts
-from .vocab import (LWFM, PROV, RDF, SCHEMA, XSD, crate_graph_iri,
+from .vocab import (LWFM, PROV, RDF, SCHEMA, XSD, crate_graph_iri, crate_node_iri,
                     entry_text, graph_iri, meta_iri, node_iri, person_iri, site_iri,
                     software_iri, software_name, status_iri)
 
@@ -248,8 +248,11 @@ class Emitter:
             o.append(f"{d} {P['prov_wasDerivedFrom']} <{src}> {g} .\n")
             extra.append(f"{d} {_INFL} <{src}> {g} .\n")
         for key, value in meta:
-            if key == "rocrate_iri" and r["site"] == "imported" and _iri_ok(value):
-                o.append(f"{d} {P['lwfm_crateNode']} <{value}> {g} .\n")
+            if r["site"] == "imported":   # a foreign crate's file: its node in the crate
+                node = crate_node_iri(r["instance_id"], value) if key == "rocrate_id" else \
+                    value if key == "rocrate_iri" else None   # (as earlier imports kept it)
+                if node is not None and _iri_ok(node):
+                    o.append(f"{d} {P['lwfm_crateNode']} <{node}> {g} .\n")
             pv = f"<{meta_iri(did, key)}>"
             o.append(f"{d} {P['additionalProperty']} {pv} {g} .\n")
             extra += (f"{pv} {_TYPE} {C['PropertyValue']} {g} .\n",

@@ -26,7 +26,7 @@ import hashlib
 import json
 import re
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 from rdflib import Namespace
 from rdflib.namespace import OWL, PROV, RDF, RDFS, XSD
@@ -97,6 +97,39 @@ def graph_iri(instance_id: str) -> str:
 
 def crate_graph_iri(crate_id: str) -> str:
     return "urn:lwfm:graph:crate:" + _part(crate_id)
+
+
+# -- the nodes of foreign crates ----------------------------------------------------
+_PLACEHOLDER = "http://lwfm-crate-base.invalid/"
+
+
+def crate_base(crate_id: str) -> str:
+    """The base IRI relative ids of a foreign crate resolve against."""
+    return f"arcp://uuid,{crate_id}/"
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_~#-][A-Za-z0-9._~#%/?=&+-]*")   # no dot segment to remove
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+_NOT_IRI = re.compile(r'[\x00-\x20<>"{}|\\^`\x7f]')
+
+
+def iri_safe(ref: str) -> str:
+    """An @id with the characters an IRI cannot hold (spaces, quotes, <>, ...) percent-
+    encoded, as RO-Crate asks ids to be: ``my file.txt`` is ``my%20file.txt``. Without
+    this a JSON-LD parser drops every triple that names such an id."""
+    return _NOT_IRI.sub(lambda m: f"%{ord(m.group()):02X}", ref) if _NOT_IRI.search(ref) else ref
+
+
+def crate_node_iri(crate_id: str, ref: str) -> str:
+    """``ref`` (an entity @id of a foreign crate) as the absolute IRI the crate's triples
+    use for it: what ``lwfm:crateNode`` points at."""
+    ref = iri_safe(ref)
+    if _SCHEME.match(ref):
+        return ref
+    if _PLAIN.fullmatch(ref) and "/." not in ref and not ref.startswith("/"):
+        return crate_base(crate_id) + ref   # the common case: '#x', 'data/a.txt', a hash
+    # urljoin resolves only schemes it knows: resolve against a stand-in, then swap
+    return crate_base(crate_id) + urljoin(_PLACEHOLDER, ref)[len(_PLACEHOLDER):]
 
 
 def software_iri(kind: str, entry: Any) -> str:
