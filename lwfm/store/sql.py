@@ -49,9 +49,6 @@ SUPPORTED = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 READ_ONLY = "lwfm_read_only"
 
 
-PAGE_SIZE = 8192   # of a new SQLite store (SQLite's default: 4096); older ones keep theirs
-
-
 def _wal(cur: Any) -> None:
     """Put the database in WAL mode (it stays so: later opens only read the mode).
 
@@ -60,11 +57,6 @@ def _wal(cur: Any) -> None:
     opening the same new home holds any lock: so retry, briefly and jittered."""
     if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() in ("wal", "memory"):
         return  # already WAL (every open after the first), or an in-memory database
-    if cur.execute("PRAGMA page_count").fetchone()[0] == 0:
-        # A new database: pages of PAGE_SIZE, settable only now (WAL fixes the size). A
-        # large write then moves half the pages, and the commit's checkpoint,
-        # which copies the WAL page by page, makes half the system calls.
-        cur.execute(f"PRAGMA page_size={PAGE_SIZE}")
     deadline = time.monotonic() + 60
     while True:
         try:
