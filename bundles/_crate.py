@@ -17,7 +17,7 @@ import re
 import stat
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -28,7 +28,7 @@ from sqlalchemy import select
 from lwfm import __version__
 from lwfm.model import iso, utcnow
 from lwfm.secrets import redacted_defn
-from lwfm.provenance.facts import data_facts, job_facts, job_software, json_ld, workflow_facts
+from lwfm.provenance.facts import data_facts, job_facts, json_ld, workflow_facts
 from lwfm.provenance.vocab import site_iri, software_name
 from lwfm.provenance.vocab import node_iri as urn
 from lwfm.store import Store, chunks, t
@@ -44,8 +44,8 @@ from ._common import (
     ProgressFn,
     sha256_file,
 )
-from ._parallel import PARALLEL_MIN, render_parallel, workers
-from ._select import Selection, fetch_in, select_closure
+from ._parallel import PARALLEL_MIN, Workers, render_parallel, workers
+from ._select import Selection, fetch_in, select_closure, size_hint
 from ._workflow import MAIN, PROFILES, RUN, Runs, step_name, workflow_document, workflow_entities
 
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -157,6 +157,20 @@ def export_bundle(store: Store, config: Any, out: Path, *, workflow_id: str | No
                   job_id: str | None = None, since: Any = None, all: bool = False,
                   with_data: bool = False, progress: ProgressFn | None = None) -> ExportResult:
     """Write the selection's closure to ``out`` (a zip); atomic via a temp file + rename."""
+    early = None   # workers import while the closure is resolved, if it will need them
+    if workers() > 1 and size_hint(store, workflow_id=workflow_id, all=all) >= PARALLEL_MIN:
+        early = Workers(store.url)
+    try:
+        return _export(store, out, early, workflow_id=workflow_id, job_id=job_id, since=since,
+                       all=all, with_data=with_data, progress=progress)
+    finally:
+        if early is not None:
+            early.close()
+
+
+def _export(store: Store, out: Path, early: Workers | None, *, workflow_id: str | None,
+            job_id: str | None, since: Any, all: bool, with_data: bool,
+            progress: ProgressFn | None) -> ExportResult:
     sel = select_closure(store, workflow_id=workflow_id, job_id=job_id, since=since, all=all)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -168,7 +182,7 @@ def export_bundle(store: Store, config: Any, out: Path, *, workflow_id: str | No
             with zf.open(_zinfo(METADATA), "w", force_zip64=True) as fh, store.read() as c:
                 w = _Writer(fh)
                 workflow = _write_metadata(c, store.instance_id, sel, w, payload, progress,
-                                           store.url)
+                                           lambda: early or Workers(store.url))
                 w.flush()
             zf.writestr(_zinfo(MAIN), workflow)
         os.replace(tmp, out)
@@ -212,8 +226,9 @@ def _rows(c: Any, table: Any, ids: list[str]) -> Iterator[dict[str, Any]]:
 
 def _write_metadata(c: Any, inst: str, sel: Selection, w: _Writer,
                     payload: dict[str, dict[str, Any]], progress: ProgressFn | None,
-                    store_url: str) -> bytes:
-    """The metadata document into ``w``; returns the workflow file (``workflow.json``)."""
+                    pool: Callable[[], Workers]) -> bytes:
+    """The metadata document into ``w``; returns the workflow file (``workflow.json``).
+    ``pool`` gives the export workers, if the selection is large enough for them."""
     now = iso(utcnow())
     spec = sel.spec
     what = ", ".join(f"{k} {v}" for k, v in spec.items()) if "all" not in spec else "all"
@@ -248,7 +263,7 @@ def _write_metadata(c: Any, inst: str, sel: Selection, w: _Writer,
     records = w.crate and any(k.startswith("urn:uuid:") for k in w.crate)
     runs = Runs()
     if len(sel.jobs) + len(sel.data) >= PARALLEL_MIN and workers() > 1 and not records:
-        render_parallel(store_url, sel.jobs, sel.data, refs, w, apps, sites, progress, total, runs)
+        render_parallel(pool(), sel.jobs, sel.data, refs, w, apps, sites, progress, total, runs)
     else:
         done = 0
         for ents in (render_jobs(c, sel.jobs, apps, sites, runs),
@@ -360,10 +375,10 @@ def _job_entity(r: dict[str, Any], statuses: list[dict[str, Any]], io: tuple[lis
     # Secrets never reach a bundle, even from a store written before they were redacted
     # (or under a narrower rule).
     defn = r["defn"] = redacted_defn(r["defn"] or {})
-    apps[job_software(defn)] = software_name(defn.get("entry", ""))
     sites.add((r["instance_id"], r["site"]))
     e: dict[str, Any] = {"@id": urn(r["id"]), "@type": ["CreateAction", "lwfm:Job"],
                          **json_ld(job_facts(r, defn))}   # what the graph says too
+    apps[e["instrument"]["@id"]] = software_name(defn.get("entry", ""))   # its program
     state = r["state"]
     failed = [s["info"] for s in statuses if s["state"] in ("FAILED", "CANCELLED") and s["info"]]
     e.update({

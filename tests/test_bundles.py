@@ -434,6 +434,56 @@ def test_parallel_export_writes_the_same_metadata(homes, tmp_path, monkeypatch):
     assert norm(_export(remote, tmp_path, "parallel.zip", workflow_id=th.workflow)) == serial
 
 
+def _children() -> set[int]:
+    pids: set[int] = set()
+    for task in Path("/proc/self/task").iterdir():
+        pids |= {int(x) for x in (task / "children").read_text().split()}
+    return pids
+
+
+def test_export_workers_started_early_are_gone_after_export(homes, tmp_path, monkeypatch):
+    """A large export starts its workers before its closure is known. Whether they then
+    get a slice (a workflow), none (a selection that turns out small), or the export
+    fails, afterwards no worker process and no scratch folder of theirs is left."""
+    import tempfile
+
+    from lwfm.bundles import _crate
+    _, remote, th = homes
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    started = []
+    real = _crate.Workers
+
+    class Counted(real):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            started.append(self)
+
+    monkeypatch.setattr(_crate, "Workers", Counted)
+    before = _children()
+    serial = _norm(_export(remote, tmp_path, "serial.zip", workflow_id=th.workflow))
+    assert not started   # a small thread: no workers at all
+    monkeypatch.setattr(_crate, "PARALLEL_MIN", 0)
+    assert _norm(_export(remote, tmp_path, "early.zip", workflow_id=th.workflow)) == serial
+    assert len(started) == 1 and all(p.returncode == 0 for p in started[0].procs)
+    # Hinted large, found small: the early workers get no slice and are stopped.
+    monkeypatch.setattr(_crate, "size_hint", lambda *a, **k: 10 ** 9)
+    monkeypatch.setattr(_crate, "PARALLEL_MIN", 10 ** 6)
+    assert _norm(_export(remote, tmp_path, "unused.zip", workflow_id=th.workflow)) == serial
+    assert len(started) == 2 and started[1].procs
+    assert all(p.returncode is not None for p in started[1].procs)   # ended, reaped
+    # A closure that fails (an unknown job) after the workers started.
+    with pytest.raises(Exception, match="no job"):
+        export_bundle(remote.store, remote.config, tmp_path / "bad.zip", job_id="nope")
+    monkeypatch.setattr(_crate, "PARALLEL_MIN", 0)
+    with pytest.raises(Exception):
+        export_bundle(remote.store, remote.config, tmp_path / "bad.zip", workflow_id="nope")
+    assert _children() - before == set()
+    assert list(scratch.iterdir()) == []
+    assert not (tmp_path / "bad.zip").exists()
+
+
 def test_unicode_and_huge_integers_round_trip(homes, tmp_path, monkeypatch):
     """Metadata with non-ASCII text and an integer beyond 64 bits (which the fast JSON
     encoder refuses, so the standard one writes it) arrives exactly, whole or streamed,
